@@ -1,0 +1,161 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/gridbell/gridbell/internal/secret"
+)
+
+// TLSConfig configures TLS to a broker. Empty = plain TCP.
+type TLSConfig struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// MQTTConfig is the mqtt section (CONTRACT §7).
+type MQTTConfig struct {
+	Brokers        []string      `yaml:"brokers"` // empty = embedded broker
+	EmbeddedListen string        `yaml:"embedded_listen"`
+	TopicPrefix    string        `yaml:"topic_prefix"`
+	SharedGroup    string        `yaml:"shared_group"`
+	ClientID       string        `yaml:"client_id"`
+	Username       string        `yaml:"username"`
+	Password       secret.String `yaml:"password"`
+	TLS            TLSConfig     `yaml:"tls"`
+	MaxInflight    int           `yaml:"max_inflight"` // messages being handled at once
+}
+
+// KafkaConfig is the kafka section (CONTRACT §7).
+type KafkaConfig struct {
+	Brokers      []string  `yaml:"brokers"` // empty = Kafka off
+	Group        string    `yaml:"group"`
+	OMSTopic     string    `yaml:"oms_topic"`
+	BillingTopic string    `yaml:"billing_topic"`
+	TLS          TLSConfig `yaml:"tls"`
+	SASL         struct {
+		Mechanism string        `yaml:"mechanism"` // "", plain, scram-sha-256, scram-sha-512
+		Username  string        `yaml:"username"`
+		Password  secret.String `yaml:"password"`
+	} `yaml:"sasl"`
+}
+
+// InfluxConfig is the influx section (CONTRACT §7).
+type InfluxConfig struct {
+	URL          string        `yaml:"url"` // empty = sink off
+	Token        secret.String `yaml:"token"`
+	Org          string        `yaml:"org"`
+	Bucket       string        `yaml:"bucket"`
+	BatchSize    int           `yaml:"batch_size"`
+	FlushEvery   time.Duration `yaml:"flush_every"`
+	SpoolMaxSize int64         `yaml:"spool_max_bytes"` // disk spool cap while InfluxDB is down
+}
+
+// Limits bound what ingest accepts (CONTRACT §1).
+type Limits struct {
+	MaxPayload    int           `yaml:"max_payload"`     // bytes; default 1 MiB
+	MaxFuture     time.Duration `yaml:"max_future"`      // default 24h
+	LateAfter     time.Duration `yaml:"late_after"`      // older events are accepted and marked late
+	DeadLetterRaw int           `yaml:"dead_letter_raw"` // raw bytes kept per dead letter
+}
+
+// Defaults fills zero values with gridbell's defaults.
+func (c *MQTTConfig) Defaults() {
+	if c.EmbeddedListen == "" {
+		c.EmbeddedListen = "127.0.0.1:1884"
+	}
+	if c.TopicPrefix == "" {
+		c.TopicPrefix = "ami"
+	}
+	if c.ClientID == "" {
+		c.ClientID = "gridbell"
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = 256
+	}
+}
+
+// Validate checks c without network I/O.
+func (c MQTTConfig) Validate() error {
+	for _, b := range c.Brokers {
+		u, err := url.Parse(b)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("mqtt.brokers: %q is not a broker URL like tcp://host:1883", b)
+		}
+	}
+	if c.MaxInflight < 1 {
+		return errors.New("mqtt.max_inflight must be at least 1")
+	}
+	return nil
+}
+
+// Defaults fills zero values with gridbell's defaults.
+func (c *KafkaConfig) Defaults() {
+	if c.Group == "" {
+		c.Group = "gridbell"
+	}
+	if c.OMSTopic == "" {
+		c.OMSTopic = "oms.outages"
+	}
+	if c.BillingTopic == "" {
+		c.BillingTopic = "billing.accounts"
+	}
+}
+
+// Validate checks c without network I/O.
+func (c KafkaConfig) Validate() error {
+	switch c.SASL.Mechanism {
+	case "", "plain", "scram-sha-256", "scram-sha-512":
+	default:
+		return fmt.Errorf("kafka.sasl.mechanism %q is not plain, scram-sha-256 or scram-sha-512", c.SASL.Mechanism)
+	}
+	return nil
+}
+
+// Defaults fills zero values with gridbell's defaults.
+func (c *InfluxConfig) Defaults() {
+	if c.BatchSize == 0 {
+		c.BatchSize = 5000
+	}
+	if c.FlushEvery == 0 {
+		c.FlushEvery = time.Second
+	}
+	if c.SpoolMaxSize == 0 {
+		c.SpoolMaxSize = 1 << 30
+	}
+}
+
+// Validate checks c without network I/O.
+func (c InfluxConfig) Validate() error {
+	if c.URL == "" {
+		return nil
+	}
+	if u, err := url.Parse(c.URL); err != nil || u.Host == "" {
+		return fmt.Errorf("influx.url %q is not a URL", c.URL)
+	}
+	if c.Bucket == "" {
+		return errors.New("influx.bucket is required when influx.url is set")
+	}
+	return nil
+}
+
+// Defaults fills zero values with gridbell's defaults.
+func (l *Limits) Defaults() {
+	if l.MaxPayload == 0 {
+		l.MaxPayload = 1 << 20
+	}
+	if l.MaxFuture == 0 {
+		l.MaxFuture = 24 * time.Hour
+	}
+	if l.LateAfter == 0 {
+		l.LateAfter = time.Hour
+	}
+	if l.DeadLetterRaw == 0 {
+		l.DeadLetterRaw = 64 << 10
+	}
+}

@@ -1,0 +1,120 @@
+// Package event holds the types that flow through gridbell: decoded inputs
+// (ingest → rules) and notification intents (rules → notify). It imports
+// nothing of gridbell's, so every stage can depend on it.
+package event
+
+import "time"
+
+// MeterEventType is the type of a meter or concentrator event.
+type MeterEventType string
+
+// Meter and concentrator event types (CONTRACT §1).
+const (
+	PowerOff    MeterEventType = "power_off"
+	PowerOn     MeterEventType = "power_on"
+	RemoteTrip  MeterEventType = "remote_trip"
+	RemoteClose MeterEventType = "remote_close"
+)
+
+// Reading is one smart-meter reading (CONTRACT §1). Optional fields are nil
+// when absent.
+type Reading struct {
+	Meter        string
+	Concentrator string // from the topic; empty when unknown
+	TS           time.Time
+	KWh          float64
+	Voltage      *float64
+	Current      *float64
+	PowerKW      *float64
+	Balance      *float64
+}
+
+// MeterEvent is one event of one meter.
+type MeterEvent struct {
+	Meter        string
+	Concentrator string // from the topic; empty when unknown
+	TS           time.Time
+	Type         MeterEventType
+}
+
+// ConcentratorEvent applies to every meter behind the concentrator.
+type ConcentratorEvent struct {
+	Concentrator string
+	TS           time.Time
+	Type         MeterEventType // PowerOff or PowerOn
+}
+
+// Outage kinds and statuses from the OMS (CONTRACT §2).
+const (
+	OutagePlanned = "planned"
+	OutageFault   = "fault"
+
+	StatusScheduled  = "scheduled"
+	StatusStarted    = "started"
+	StatusETRUpdated = "etr_updated"
+	StatusRestored   = "restored"
+	StatusCancelled  = "cancelled"
+)
+
+// OMSOutage is one message of topic oms.outages.
+type OMSOutage struct {
+	OutageID  string
+	Kind      string
+	Status    string
+	Areas     []string
+	Feeders   []string
+	Meters    []string
+	Start     *time.Time
+	ETR       *time.Time
+	Cause     string
+	UpdatedAt time.Time
+}
+
+// Billing event types (CONTRACT §2).
+const (
+	BillingArrears             = "arrears"
+	BillingBalance             = "balance"
+	BillingPayment             = "payment"
+	BillingDisconnectScheduled = "disconnect_scheduled"
+)
+
+// BillingEvent is one message of topic billing.accounts.
+type BillingEvent struct {
+	Account      string
+	Type         string
+	Amount       *float64
+	Balance      *float64
+	Due          string // YYYY-MM-DD as sent
+	DisconnectAt *time.Time
+	At           time.Time
+}
+
+// Event is one decoded input. Exactly one of the pointers is set.
+type Event struct {
+	Reading      *Reading
+	Meter        *MeterEvent
+	Concentrator *ConcentratorEvent
+	Outage       *OMSOutage
+	Billing      *BillingEvent
+
+	Source   string    // "mqtt", "kafka", "http", "replay", "simulate"
+	Received time.Time // arrival time at gridbell
+	Late     bool      // event time older than the lateness window
+}
+
+// Time returns the event time of whichever input e carries.
+func (e *Event) Time() time.Time {
+	switch {
+	case e.Reading != nil:
+		return e.Reading.TS
+	case e.Meter != nil:
+		return e.Meter.TS
+	case e.Concentrator != nil:
+		return e.Concentrator.TS
+	case e.Outage != nil:
+		return e.Outage.UpdatedAt
+	case e.Billing != nil:
+		return e.Billing.At
+	}
+	return time.Time{}
+}

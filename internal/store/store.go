@@ -1,0 +1,143 @@
+// Package store opens gridbell's state store, SQLite (the embedded default)
+// or PostgreSQL, and runs each component's schema migrations. Every stage
+// (contacts, rules, notify) keeps its tables here; queries use $1-style
+// placeholders and portable SQL so the same code runs on both.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
+	_ "modernc.org/sqlite"             // registers "sqlite"
+)
+
+// Config is the store section of the configuration.
+type Config struct {
+	Driver string `yaml:"driver"` // sqlite or postgres
+	DSN    string `yaml:"dsn"`    // empty sqlite DSN = <data_dir>/gridbell.db
+}
+
+// Validate checks c without touching the network.
+func (c Config) Validate() error {
+	switch c.Driver {
+	case "", "sqlite":
+	case "postgres":
+		if c.DSN == "" {
+			return errors.New("store.dsn is required when store.driver is postgres")
+		}
+	default:
+		return fmt.Errorf("store.driver %q is not sqlite or postgres", c.Driver)
+	}
+	return nil
+}
+
+// DB is an open store.
+type DB struct {
+	*sql.DB
+	driver string
+}
+
+// Driver reports "sqlite" or "postgres".
+func (db *DB) Driver() string { return db.driver }
+
+// Postgres reports whether the store is PostgreSQL.
+func (db *DB) Postgres() bool { return db.driver == "postgres" }
+
+// Open opens the store described by cfg. A relative or empty SQLite DSN lives
+// under dataDir.
+func Open(ctx context.Context, cfg Config, dataDir string) (*DB, error) {
+	switch cfg.Driver {
+	case "postgres":
+		sqldb, err := sql.Open("pgx", cfg.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("cannot open postgres store: %w", err)
+		}
+		sqldb.SetMaxOpenConns(16)
+		if err := sqldb.PingContext(ctx); err != nil {
+			sqldb.Close()
+			return nil, fmt.Errorf("cannot reach postgres store: %w", err)
+		}
+		return &DB{DB: sqldb, driver: "postgres"}, nil
+	case "", "sqlite":
+		return openSQLite(ctx, cfg.DSN, dataDir)
+	}
+	return nil, fmt.Errorf("unknown store driver %q", cfg.Driver)
+}
+
+func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
+	path := dsn
+	if path == "" {
+		path = "gridbell.db"
+	}
+	if path != ":memory:" && !strings.HasPrefix(path, "file:") && !filepath.IsAbs(path) {
+		path = filepath.Join(dataDir, path)
+	}
+	if !strings.HasPrefix(path, "file:") && path != ":memory:" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("cannot create store directory: %w", err)
+		}
+		path = "file:" + path
+	}
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	// WAL lets readers (the HTTP API) run beside the single writer;
+	// immediate transactions avoid lock upgrades that fail under load.
+	path += sep + "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	sqldb, err := sql.Open("sqlite", path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open sqlite store: %w", err)
+	}
+	sqldb.SetMaxOpenConns(4)
+	if err := sqldb.PingContext(ctx); err != nil {
+		sqldb.Close()
+		return nil, fmt.Errorf("cannot open sqlite store %s: %w", path, err)
+	}
+	return &DB{DB: sqldb, driver: "sqlite"}, nil
+}
+
+// Migrate applies, in order, the statements of component that have not run
+// yet. Statements are numbered by their position: append, never edit.
+func (db *DB) Migrate(ctx context.Context, component string, stmts []string) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))`); err != nil {
+		return fmt.Errorf("cannot create schema_migrations: %w", err)
+	}
+	for i, stmt := range stmts {
+		if err := db.migrateOne(ctx, component, i+1, stmt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *DB) migrateOne(ctx context.Context, component string, version int, stmt string) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("cannot migrate %s: %w", component, err)
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE component = $1 AND version = $2`,
+		component, version).Scan(&n); err != nil {
+		return fmt.Errorf("cannot read schema_migrations: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, stmt); err != nil {
+		return fmt.Errorf("cannot apply migration %s/%d: %w", component, version, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (component, version) VALUES ($1, $2)`,
+		component, version); err != nil {
+		return fmt.Errorf("cannot record migration %s/%d: %w", component, version, err)
+	}
+	return tx.Commit()
+}
