@@ -1,0 +1,102 @@
+// Package config loads gridbell's configuration: defaults in code, then an
+// optional YAML file, then GRIDBELL_* environment overrides (CONTRACT §7).
+// Each stage owns its own typed section; this package only assembles them.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/gridbell/gridbell/ingest"
+	"github.com/gridbell/gridbell/internal/httpapi"
+	"github.com/gridbell/gridbell/internal/store"
+	"github.com/gridbell/gridbell/notify"
+	"github.com/gridbell/gridbell/rules"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	DataDir      string              `yaml:"data_dir"`
+	ContactsFile string              `yaml:"contacts_file"`
+	HTTP         httpapi.Config      `yaml:"http"`
+	MQTT         ingest.MQTTConfig   `yaml:"mqtt"`
+	Kafka        ingest.KafkaConfig  `yaml:"kafka"`
+	Influx       ingest.InfluxConfig `yaml:"influx"`
+	Ingest       ingest.Limits       `yaml:"ingest"`
+	Store        store.Config        `yaml:"store"`
+	SMS          notify.Config       `yaml:"sms"`
+	Rules        rules.Config        `yaml:"rules"`
+	Auth         httpapi.AuthConfig  `yaml:"auth"`
+	QuietHours   notify.QuietHours   `yaml:"quiet_hours"`
+	Log          struct {
+		Level string `yaml:"level"` // debug, info, warn, error
+	} `yaml:"log"`
+}
+
+// Load reads the YAML file at path (none when empty), applies environment
+// overrides from environ (KEY=VALUE pairs), fills defaults and validates.
+func Load(path string, environ []string) (*Config, error) {
+	c := &Config{}
+	c.QuietHours.Enabled = true // on unless the file says otherwise
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("cannot parse config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(c, environ); err != nil {
+		return nil, err
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid config: %w", err)
+	}
+	return c, nil
+}
+
+// Defaults fills every zero value with gridbell's default.
+func (c *Config) Defaults() {
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	c.HTTP.Defaults()
+	c.MQTT.Defaults()
+	c.Kafka.Defaults()
+	c.Influx.Defaults()
+	c.Ingest.Defaults()
+	c.SMS.Defaults()
+	c.Rules.Defaults()
+	c.QuietHours.Defaults()
+}
+
+// Validate checks the whole configuration without network I/O.
+func (c *Config) Validate() error {
+	for _, v := range []func() error{
+		c.Store.Validate, c.MQTT.Validate, c.Kafka.Validate, c.Influx.Validate,
+		c.SMS.Validate, c.Rules.Validate, c.QuietHours.Validate,
+		func() error { return httpapi.Validate(c.HTTP, c.Auth) },
+	} {
+		if err := v(); err != nil {
+			return err
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level %q is not debug, info, warn or error", c.Log.Level)
+	}
+	return nil
+}

@@ -1,0 +1,118 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "gridbell.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"data_dir", c.DataDir, "./data"},
+		{"http.listen", c.HTTP.Listen, "127.0.0.1:8080"},
+		{"mqtt.embedded_listen", c.MQTT.EmbeddedListen, "127.0.0.1:1884"},
+		{"mqtt.topic_prefix", c.MQTT.TopicPrefix, "ami"},
+		{"kafka.group", c.Kafka.Group, "gridbell"},
+		{"kafka.oms_topic", c.Kafka.OMSTopic, "oms.outages"},
+		{"kafka.billing_topic", c.Kafka.BillingTopic, "billing.accounts"},
+		{"store.driver", c.Store.Driver, ""},
+		{"sms.sender", c.SMS.Sender, "outbox"},
+		{"sms.twilio.api_base", c.SMS.Twilio.APIBase, "https://api.twilio.com"},
+		{"sms.twilio.rate", c.SMS.Twilio.Rate, 10.0},
+		{"rules.momentary", c.Rules.Momentary, 60 * time.Second},
+		{"rules.area_dark_ratio", c.Rules.AreaDarkRatio, 0.5},
+		{"rules.etr_change", c.Rules.ETRChange, 30 * time.Minute},
+		{"rules.planned_reminder", c.Rules.PlannedReminder, 24 * time.Hour},
+		{"rules.balance_low", c.Rules.BalanceLow, 30.0},
+		{"quiet_hours.enabled", c.QuietHours.Enabled, true},
+		{"quiet_hours.start", c.QuietHours.Start, "22:00"},
+		{"quiet_hours.end", c.QuietHours.End, "07:00"},
+		{"quiet_hours.timezone", c.QuietHours.Timezone, "Asia/Shanghai"},
+	}
+	for _, ck := range checks {
+		if ck.got != ck.want {
+			t.Errorf("%s = %v, want %v", ck.name, ck.got, ck.want)
+		}
+	}
+}
+
+func TestLoadFileAndEnv(t *testing.T) {
+	p := writeFile(t, `
+data_dir: /var/lib/gridbell
+mqtt:
+  brokers: ["tcp://127.0.0.1:1883"]
+rules:
+  momentary: 90s
+quiet_hours: {enabled: false}
+auth:
+  tokens: [{token: abc, role: manager, grids: [G01]}]
+`)
+	env := []string{
+		"GRIDBELL_RULES_MOMENTARY=2m",
+		"GRIDBELL_KAFKA_BROKERS=k1:9092, k2:9092",
+		"GRIDBELL_SMS_TWILIO_RATE=25",
+		"GRIDBELL_SMS_TWILIO_AUTH_TOKEN=s3cret",
+		"PATH=/bin",
+	}
+	c, err := Load(p, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/var/lib/gridbell" || c.Rules.Momentary != 2*time.Minute || c.QuietHours.Enabled {
+		t.Errorf("file/env not applied: data_dir=%s momentary=%s quiet=%v", c.DataDir, c.Rules.Momentary, c.QuietHours.Enabled)
+	}
+	if got := strings.Join(c.Kafka.Brokers, "|"); got != "k1:9092|k2:9092" {
+		t.Errorf("kafka.brokers = %q", got)
+	}
+	if c.SMS.Twilio.Rate != 25 || c.SMS.Twilio.AuthToken.Reveal() != "s3cret" {
+		t.Errorf("twilio overrides not applied: %+v", c.SMS.Twilio)
+	}
+	if len(c.Auth.Tokens) != 1 || c.Auth.Tokens[0].Grids[0] != "G01" {
+		t.Errorf("auth.tokens = %+v", c.Auth.Tokens)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		env        []string
+		want       string
+	}{
+		{"broken yaml", "mqtt: [unclosed", nil, "cannot parse config"},
+		{"unknown key", "mqtt:\n  brokerz: []\n", nil, "brokerz"},
+		{"bad duration", "rules:\n  momentary: soon\n", nil, "cannot parse config"},
+		{"bad ratio", "rules:\n  area_dark_ratio: 1.5\n", nil, "area_dark_ratio"},
+		{"bad sender", "sms:\n  sender: pigeon\n", nil, "pigeon"},
+		{"open API on a public address", "http:\n  listen: 0.0.0.0:8080\n", nil, "refusing"},
+		{"twilio without sid", "sms:\n  sender: twilio\n", nil, "account_sid"},
+		{"bad env duration", "", []string{"GRIDBELL_RULES_MOMENTARY=soon"}, "GRIDBELL_RULES_MOMENTARY"},
+		{"bad store", "store:\n  driver: oracle\n", nil, "oracle"},
+		{"bad timezone", "quiet_hours:\n  timezone: Mars/Olympus\n", nil, "timezone"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(writeFile(t, tc.yaml), tc.env)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Load() error = %v, want one naming %q", err, tc.want)
+			}
+		})
+	}
+}

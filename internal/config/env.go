@@ -1,0 +1,148 @@
+package config
+
+import (
+	"encoding"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gridbell/gridbell/internal/httpapi"
+	"github.com/gridbell/gridbell/internal/secret"
+)
+
+// EnvPrefix starts every environment override.
+const EnvPrefix = "GRIDBELL_"
+
+// applyEnv sets every field whose GRIDBELL_<PATH> variable is present. The
+// path is the field's YAML key path in capitals joined by "_"
+// (GRIDBELL_MQTT_BROKERS, GRIDBELL_RULES_MOMENTARY); lists are
+// comma-separated. auth.tokens takes TOKEN:ROLE[:GRID+GRID] items.
+func applyEnv(c *Config, environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, EnvPrefix) {
+			env[k] = v
+		}
+	}
+	if len(env) == 0 {
+		return nil
+	}
+	if v, ok := env[EnvPrefix+"AUTH_TOKENS"]; ok {
+		toks, err := parseTokens(v)
+		if err != nil {
+			return err
+		}
+		c.Auth.Tokens = toks
+	}
+	return walk(reflect.ValueOf(c).Elem(), strings.TrimSuffix(EnvPrefix, "_"), env)
+}
+
+var (
+	durationType  = reflect.TypeOf(time.Duration(0))
+	secretType    = reflect.TypeOf(secret.String(""))
+	unmarshalType = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
+)
+
+func walk(v reflect.Value, path string, env map[string]string) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag == "" || tag == "-" || !f.IsExported() {
+			continue
+		}
+		key := path + "_" + strings.ToUpper(tag)
+		fv := v.Field(i)
+		if fv.Kind() == reflect.Struct && fv.Type() != durationType {
+			if err := walk(fv, key, env); err != nil {
+				return err
+			}
+			continue
+		}
+		raw, ok := env[key]
+		if !ok {
+			continue
+		}
+		if err := set(fv, raw); err != nil {
+			return fmt.Errorf("environment %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+func set(v reflect.Value, raw string) error {
+	if v.CanAddr() && v.Addr().Type().Implements(unmarshalType) {
+		return v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(raw))
+	}
+	switch {
+	case v.Type() == durationType:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration like 60s or 30m", raw)
+		}
+		v.SetInt(int64(d))
+		return nil
+	case v.Type() == secretType:
+		v.SetString(raw)
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(raw)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", raw)
+		}
+		v.SetBool(b)
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", raw)
+		}
+		v.SetInt(n)
+	case reflect.Float64, reflect.Float32:
+		x, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", raw)
+		}
+		v.SetFloat(x)
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("lists of %s cannot be set from the environment", v.Type().Elem())
+		}
+		var items []string
+		for _, s := range strings.Split(raw, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				items = append(items, s)
+			}
+		}
+		v.Set(reflect.ValueOf(items).Convert(v.Type()))
+	default:
+		return fmt.Errorf("unsupported kind %s", v.Kind())
+	}
+	return nil
+}
+
+// parseTokens reads GRIDBELL_AUTH_TOKENS: TOKEN:ROLE[:GRID+GRID],...
+func parseTokens(raw string) ([]httpapi.Token, error) {
+	var toks []httpapi.Token
+	for _, item := range strings.Split(raw, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		parts := strings.Split(item, ":")
+		if len(parts) < 2 || len(parts) > 3 {
+			return nil, fmt.Errorf("environment %sAUTH_TOKENS: item %d is not TOKEN:ROLE[:GRID+GRID]", EnvPrefix, len(toks)+1)
+		}
+		t := httpapi.Token{Token: secret.String(parts[0]), Role: parts[1]}
+		if len(parts) == 3 {
+			t.Grids = strings.Split(parts[2], "+")
+		}
+		toks = append(toks, t)
+	}
+	return toks, nil
+}
