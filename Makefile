@@ -1,0 +1,40 @@
+# gridbell — see README.md. `make run` and `make test` are the two commands.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GO      ?= go
+BIN     := bin/gridbell
+LDFLAGS := -s -w -X main.version=$(VERSION)
+TESTFLAGS ?= -timeout 25m
+BENCHFLAGS ?= -run '^$$' -bench . -benchmem -benchtime 1x
+
+.PHONY: all build run test lint bench clean influxd
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/gridbell
+
+# The embedded default: embedded MQTT broker, SQLite under ./data, the outbox
+# file as SMS sender, and the demo fleet and scenario.
+run: build
+	./$(BIN) run --demo
+
+test:
+	$(GO) vet ./...
+	$(GO) test $(TESTFLAGS) ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Benchmarks: package benchmarks once each, then the load programs in bench/.
+# Results go to docs/benchmarks.md by hand, with the machine and the date.
+bench:
+	$(GO) test $(BENCHFLAGS) ./...
+	@for d in bench/*/; do if [ -f "$$d/main.go" ] && [ "$$d" != "bench/contactsgen/" ]; then echo "== $$d"; $(GO) run ./$$d || exit 1; fi; done
+
+# influxd 1.8.10 for the InfluxDB integration tests (built once, then cached).
+influxd:
+	@command -v influxd >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/influxd" ] || $(GO) install github.com/influxdata/influxdb/cmd/influxd@v1.8.10
+
+clean:
+	rm -rf bin
