@@ -1,0 +1,251 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/metrics"
+	"github.com/gridbell/gridbell/internal/store"
+)
+
+// Sources of events, as kept with a dead letter and set on event.Event.
+const (
+	SourceMQTT   = "mqtt"
+	SourceKafka  = "kafka"
+	SourceHTTP   = "http"
+	SourceReplay = "replay"
+)
+
+// HTTP "topics" kept with dead letters from the HTTP endpoints.
+const (
+	TopicHTTPOMS     = "/api/v1/oms/events"
+	TopicHTTPBilling = "/api/v1/billing/events"
+)
+
+var migrations = map[string][]string{
+	"sqlite": {`CREATE TABLE ingest_dead_letters (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		source TEXT NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
+		raw BLOB NOT NULL, size INTEGER NOT NULL, received_at INTEGER NOT NULL)`},
+	"postgres": {`CREATE TABLE ingest_dead_letters (
+		id BIGSERIAL PRIMARY KEY,
+		source TEXT NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
+		raw BYTEA NOT NULL, size INTEGER NOT NULL, received_at BIGINT NOT NULL)`},
+}
+
+// DeadLetter is one rejected message kept for inspection and replay.
+type DeadLetter struct {
+	ID         int64     `json:"id"`
+	Source     string    `json:"source"` // mqtt, kafka, http
+	Topic      string    `json:"topic"`  // MQTT topic, Kafka topic or HTTP path
+	Reason     string    `json:"reason"` // "<Reason constant>: detail"
+	Raw        []byte    `json:"raw"`    // cut to Limits.DeadLetterRaw
+	Size       int       `json:"size"`   // original size; > len(Raw) when cut
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+// Truncated reports whether Raw was cut; such a letter cannot be replayed.
+func (d DeadLetter) Truncated() bool { return d.Size > len(d.Raw) }
+
+// DeadLetters is the dead-letter table in the store. Safe for concurrent use.
+type DeadLetters struct {
+	db  *store.DB
+	lim Limits
+
+	mu     sync.Mutex // guards routes
+	routes Routes
+}
+
+// Routes tells Replay which decoder a dead letter's topic needs. NewMQTT and
+// NewKafka set it from their config; a command that replays without running
+// them (gridbell deadletter replay) sets it with SetRoutes.
+type Routes struct {
+	MQTTPrefix   string
+	OMSTopic     string
+	BillingTopic string
+}
+
+// OpenDeadLetters migrates the dead-letter table and returns it.
+func OpenDeadLetters(ctx context.Context, db *store.DB, lim Limits) (*DeadLetters, error) {
+	lim.Defaults()
+	if err := db.Migrate(ctx, "ingest", migrations[db.Driver()]); err != nil {
+		return nil, fmt.Errorf("cannot open dead letters: %w", err)
+	}
+	return &DeadLetters{db: db, lim: lim,
+		routes: Routes{MQTTPrefix: "ami", OMSTopic: "oms.outages", BillingTopic: "billing.accounts"}}, nil
+}
+
+// SetRoutes sets the topic names Replay decodes by; empty fields are kept.
+func (d *DeadLetters) SetRoutes(r Routes) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r.MQTTPrefix != "" {
+		d.routes.MQTTPrefix = r.MQTTPrefix
+	}
+	if r.OMSTopic != "" {
+		d.routes.OMSTopic = r.OMSTopic
+	}
+	if r.BillingTopic != "" {
+		d.routes.BillingTopic = r.BillingTopic
+	}
+}
+
+// Put keeps one rejected message, its raw bytes cut to Limits.DeadLetterRaw.
+func (d *DeadLetters) Put(ctx context.Context, source, topic, reason string, raw []byte) error {
+	size := len(raw)
+	if len(raw) > d.lim.DeadLetterRaw {
+		raw = raw[:d.lim.DeadLetterRaw]
+	}
+	if raw == nil {
+		raw = []byte{}
+	}
+	_, err := d.db.ExecContext(ctx, `INSERT INTO ingest_dead_letters (source, topic, reason, raw, size, received_at)
+		VALUES ($1, $2, $3, $4, $5, $6)`, source, topic, reason, raw, size, time.Now().UnixMilli())
+	if err != nil {
+		return fmt.Errorf("cannot store dead letter: %w", err)
+	}
+	return nil
+}
+
+// List returns up to limit dead letters, oldest first.
+func (d *DeadLetters) List(ctx context.Context, limit int) ([]DeadLetter, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := d.db.QueryContext(ctx, `SELECT id, source, topic, reason, raw, size, received_at
+		FROM ingest_dead_letters ORDER BY id LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list dead letters: %w", err)
+	}
+	defer rows.Close()
+	var out []DeadLetter
+	for rows.Next() {
+		var l DeadLetter
+		var ms int64
+		if err := rows.Scan(&l.ID, &l.Source, &l.Topic, &l.Reason, &l.Raw, &l.Size, &ms); err != nil {
+			return nil, fmt.Errorf("cannot read dead letter: %w", err)
+		}
+		l.ReceivedAt = time.UnixMilli(ms)
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot list dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// Count returns the number of dead letters kept.
+func (d *DeadLetters) Count(ctx context.Context) (int, error) {
+	var n int
+	if err := d.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM ingest_dead_letters`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("cannot count dead letters: %w", err)
+	}
+	return n, nil
+}
+
+// Replay decodes the dead letters ids again (after a fix to the decoder or
+// the limits) and hands the ones that now decode whole to h, deleting them
+// once h returns nil. Letters that still fail, or were cut, stay. Replayed
+// events carry Source "replay"; handling is idempotent, so a replay is
+// harmless even when a letter was handled before.
+func (d *DeadLetters) Replay(ctx context.Context, ids []int64, h Handler) (replayed int, err error) {
+	for _, id := range ids {
+		ok, err := d.replayOne(ctx, id, h)
+		if err != nil {
+			return replayed, err
+		}
+		if ok {
+			replayed++
+		}
+	}
+	return replayed, nil
+}
+
+func (d *DeadLetters) replayOne(ctx context.Context, id int64, h Handler) (bool, error) {
+	var l DeadLetter
+	err := d.db.QueryRowContext(ctx, `SELECT source, topic, raw, size FROM ingest_dead_letters WHERE id = $1`, id).
+		Scan(&l.Source, &l.Topic, &l.Raw, &l.Size)
+	if err != nil {
+		return false, fmt.Errorf("cannot read dead letter %d: %w", id, err)
+	}
+	if l.Truncated() {
+		return false, nil
+	}
+	evs, err := d.decode(l, time.Now())
+	if err != nil {
+		return false, nil // still bad: it stays
+	}
+	for i := range evs {
+		evs[i].Source = SourceReplay
+	}
+	if len(evs) > 0 {
+		if err := h.Handle(ctx, evs); err != nil {
+			return false, fmt.Errorf("cannot hand on dead letter %d: %w", id, err)
+		}
+	}
+	if _, err := d.db.ExecContext(ctx, `DELETE FROM ingest_dead_letters WHERE id = $1`, id); err != nil {
+		return false, fmt.Errorf("cannot delete replayed dead letter %d: %w", id, err)
+	}
+	return true, nil
+}
+
+// decode re-decodes a dead letter with the decoder its source and topic name.
+func (d *DeadLetters) decode(l DeadLetter, now time.Time) ([]event.Event, error) {
+	d.mu.Lock()
+	r := d.routes
+	d.mu.Unlock()
+	switch {
+	case l.Source == SourceMQTT:
+		return DecodeMQTT(r.MQTTPrefix, l.Topic, l.Raw, now, d.lim)
+	case l.Topic == TopicHTTPOMS || l.Topic == r.OMSTopic:
+		return DecodeOMS(l.Raw, now, d.lim)
+	case l.Topic == TopicHTTPBilling || l.Topic == r.BillingTopic:
+		return DecodeBilling(l.Raw, now, d.lim)
+	}
+	return nil, errors.New("no decoder for topic " + l.Topic)
+}
+
+// rejecter counts rejections and keeps them as dead letters. It is shared by
+// the MQTT, Kafka and HTTP inputs.
+type rejecter struct {
+	dl     *DeadLetters
+	source string
+}
+
+func rejectedCounter(source, reason string) *metrics.Counter {
+	return metrics.Default.Counter("gridbell_ingest_rejected_total",
+		"Messages or array elements rejected by ingest, by source and reason.", "source", source, "reason", reason)
+}
+
+func acceptedCounter(source string) *metrics.Counter {
+	return metrics.Default.Counter("gridbell_ingest_events_total",
+		"Events decoded and handed on by ingest, by source.", "source", source)
+}
+
+// keep counts and stores every rejection carried by err. A plain error (not a
+// *DecodeError) is kept as one rejection of raw with reason bad_json.
+func (r rejecter) keep(ctx context.Context, topic string, raw []byte, err error) error {
+	rejs := Rejections(err)
+	if rejs == nil {
+		rejs = []Rejection{{Index: -1, Reason: ReasonBadJSON, Detail: err.Error(), Raw: raw}}
+	}
+	for _, rj := range rejs {
+		rejectedCounter(r.source, rj.Reason).Inc()
+		if r.dl == nil {
+			continue
+		}
+		reason := rj.Reason + ": " + rj.Detail
+		if len(rejs) > 1 || rj.Index >= 0 {
+			reason = strings.Replace(reason, ": ", fmt.Sprintf(": element %d: ", rj.Index), 1)
+		}
+		if err := r.dl.Put(ctx, r.source, topic, reason, rj.Raw); err != nil {
+			return err
+		}
+	}
+	return nil
+}

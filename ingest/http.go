@@ -1,0 +1,100 @@
+package ingest
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/metrics"
+)
+
+// HTTP takes OMS and billing events posted by sites without Kafka
+// (CONTRACT §2). Authentication is the caller's job.
+//
+// Answers: 202 {"accepted":n} once every event is stored; 400
+// {"accepted":n,"rejected":[{"index","reason","detail"}]} when some elements
+// were rejected (the valid ones are stored all the same, and resending the
+// whole array is harmless); 413 for a body over the size limit; 503 when the
+// store could not take the events (retry later).
+type HTTP struct {
+	lim      Limits
+	h        Handler
+	log      zerolog.Logger
+	rejects  rejecter
+	accepted *metrics.Counter
+}
+
+// NewHTTP returns the HTTP input.
+func NewHTTP(lim Limits, h Handler, dl *DeadLetters, log zerolog.Logger) *HTTP {
+	lim.Defaults()
+	return &HTTP{lim: lim, h: h, log: log,
+		rejects: rejecter{dl: dl, source: SourceHTTP}, accepted: acceptedCounter(SourceHTTP)}
+}
+
+// OMS handles POST /api/v1/oms/events.
+func (x *HTTP) OMS() http.Handler { return x.endpoint(TopicHTTPOMS, DecodeOMS) }
+
+// Billing handles POST /api/v1/billing/events.
+func (x *HTTP) Billing() http.Handler { return x.endpoint(TopicHTTPBilling, DecodeBilling) }
+
+type decodeFunc func(payload []byte, now time.Time, lim Limits) ([]event.Event, error)
+
+type httpAnswer struct {
+	Accepted int         `json:"accepted"`
+	Rejected []Rejection `json:"rejected,omitempty"`
+	Error    string      `json:"error,omitempty"`
+}
+
+func (x *HTTP) endpoint(topic string, decode decodeFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			answer(w, http.StatusMethodNotAllowed, httpAnswer{Error: "use POST"})
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(x.lim.MaxPayload)+1))
+		var tooBig *http.MaxBytesError
+		if err != nil && !errors.As(err, &tooBig) {
+			answer(w, http.StatusBadRequest, httpAnswer{Error: "cannot read body: " + err.Error()})
+			return
+		}
+		evs, derr := decode(body, time.Now(), x.lim)
+		for i := range evs {
+			evs[i].Source = SourceHTTP
+		}
+		a := httpAnswer{Accepted: len(evs), Rejected: Rejections(derr)}
+		if derr != nil {
+			if err := x.rejects.keep(r.Context(), topic, body, derr); err != nil {
+				x.log.Error().Err(err).Str("path", topic).Msg("cannot keep rejected http events")
+			}
+		}
+		if len(evs) > 0 {
+			if err := x.h.Handle(r.Context(), evs); err != nil {
+				x.log.Error().Err(err).Str("path", topic).Int("events", len(evs)).Msg("cannot store http events")
+				w.Header().Set("Retry-After", "1")
+				answer(w, http.StatusServiceUnavailable, httpAnswer{Error: "cannot store events now; retry", Rejected: a.Rejected})
+				return
+			}
+			x.accepted.Add(uint64(len(evs)))
+		}
+		switch {
+		case tooBig != nil || (len(a.Rejected) == 1 && a.Rejected[0].Reason == ReasonTooLarge):
+			answer(w, http.StatusRequestEntityTooLarge, a)
+		case derr != nil:
+			answer(w, http.StatusBadRequest, a)
+		default:
+			answer(w, http.StatusAccepted, a)
+		}
+	})
+}
+
+func answer(w http.ResponseWriter, code int, a httpAnswer) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(a)
+}

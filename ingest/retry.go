@@ -1,0 +1,42 @@
+package ingest
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Backoff bounds for retrying a store that is briefly unavailable.
+const (
+	retryFirst = 100 * time.Millisecond
+	retryMax   = 5 * time.Second
+)
+
+// retry calls fn until it returns nil or ctx ends, waiting an exponential,
+// jittered backoff between tries. Failures are logged here, throttled by thr:
+// this loop owns them. The error returned is ctx's, or nil.
+func retry(ctx context.Context, log zerolog.Logger, thr *throttle, what string, fn func() error) error {
+	wait := retryFirst
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if ok, n := thr.allow(); ok {
+			log.Error().Err(err).Int("suppressed", n).Dur("retry_in", wait).Msg("cannot " + what + ", retrying")
+		}
+		t := time.NewTimer(wait/2 + rand.N(wait/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
