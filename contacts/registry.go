@@ -1,0 +1,280 @@
+package contacts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gridbell/gridbell/internal/logging"
+	"github.com/gridbell/gridbell/internal/store"
+)
+
+// ErrNoRows is returned by Import for a file without a single good row: it
+// would retire every customer, so nothing is changed.
+var ErrNoRows = errors.New("no valid rows")
+
+// Registry is the customer registry: the store's tables and an in-memory
+// index rebuilt from them. Lookups are safe for concurrent use and take no
+// lock; Import swaps in a new index when its transaction has committed.
+type Registry struct {
+	db  *store.DB
+	log zerolog.Logger
+	ix  atomic.Pointer[index]
+
+	importMu sync.Mutex // one import at a time
+	stateMu  sync.Mutex // orders SetVerdict/SetOptOut against the index swap
+}
+
+// Summary is the outcome of one import.
+type Summary struct {
+	Encoding string        `json:"encoding"`
+	Rows     int           `json:"rows"`     // data rows read
+	Imported int           `json:"imported"` // rows stored
+	Rejected int           `json:"rejected"` // rows refused, each in the reject file
+	Added    int           `json:"added"`    // meters new to the registry
+	Updated  int           `json:"updated"`  // meters already known (retired ones come back)
+	Retired  int           `json:"retired"`  // meters missing from this file
+	Accounts int           `json:"accounts"` // active accounts after the import
+	Took     time.Duration `json:"took"`
+	Report   Report        `json:"report"` // quality of the imported file
+}
+
+// Open migrates the registry's tables and rebuilds the index from the store.
+func Open(ctx context.Context, db *store.DB, log zerolog.Logger) (*Registry, error) {
+	if err := db.Migrate(ctx, "contacts", migrations); err != nil {
+		return nil, err
+	}
+	r := &Registry{db: db, log: logging.Component(log, "contacts")}
+	start := time.Now()
+	ix, err := r.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.ix.Store(ix)
+	r.log.Info().Int("meters", ix.activeMeters).Int("accounts", ix.active).
+		Dur("took", time.Since(start)).Msg("contacts loaded")
+	return r, nil
+}
+
+// load builds an index from every stored customer and phone state.
+func (r *Registry) load(ctx context.Context) (*index, error) {
+	var n int
+	if err := r.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM contacts_customers`).Scan(&n); err != nil {
+		return nil, fmt.Errorf("cannot count contacts: %w", err)
+	}
+	b := newBuilder(n)
+	if err := scanCustomers(ctx, r.db, "", b); err != nil {
+		return nil, err
+	}
+	ix := b.freeze()
+	if err := applyStates(ctx, r.db, ix); err != nil {
+		return nil, err
+	}
+	return ix, nil
+}
+
+// ImportFile imports the contacts file at path, writing bad rows to
+// rejectPath (none when empty).
+func (r *Registry) ImportFile(ctx context.Context, path, rejectPath string) (Summary, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Summary{}, fmt.Errorf("cannot open contacts file: %w", err)
+	}
+	defer f.Close()
+	var rejects io.Writer
+	if rejectPath != "" {
+		rf, err := os.Create(rejectPath)
+		if err != nil {
+			return Summary{}, fmt.Errorf("cannot create reject file: %w", err)
+		}
+		defer rf.Close()
+		rejects = rf
+	}
+	return r.Import(ctx, f, rejects)
+}
+
+// Import reads a contacts file into the registry in one transaction: rows
+// are added or updated, customers missing from the file are retired, and
+// bad rows go to rejects (CSV line,column,reason,raw) without stopping the
+// import. Accounts without a number that can take SMS are listed there too,
+// after the refused rows. On error the registry is left as it was.
+func (r *Registry) Import(ctx context.Context, src io.Reader, rejects io.Writer) (Summary, error) {
+	r.importMu.Lock()
+	defer r.importMu.Unlock()
+	start := time.Now()
+	fr, err := newFileReader(src)
+	if err != nil {
+		return Summary{}, err
+	}
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Summary{}, fmt.Errorf("cannot begin contacts import: %w", err)
+	}
+	defer tx.Rollback()
+	im, err := newImport(ctx, r.db, tx, r.ix.Load())
+	if err != nil {
+		return Summary{}, err
+	}
+	rw := newRejectWriter(rejects)
+	sum, ix, err := im.run(fr, rw)
+	if err != nil {
+		return Summary{}, err
+	}
+	if err := rw.flush(); err != nil {
+		return Summary{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return Summary{}, fmt.Errorf("cannot commit contacts import: %w", err)
+	}
+	if err := r.swap(ctx, ix); err != nil {
+		return Summary{}, err
+	}
+	sum.Took = time.Since(start)
+	r.log.Info().Int("rows", sum.Rows).Int("rejected", sum.Rejected).Int("added", sum.Added).
+		Int("retired", sum.Retired).Dur("took", sum.Took).Msg("contacts imported")
+	return sum, nil
+}
+
+// swap makes ix current with the phone states stored up to now.
+func (r *Registry) swap(ctx context.Context, ix *index) error {
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	if err := applyStates(ctx, r.db, ix); err != nil {
+		return err
+	}
+	r.ix.Store(ix)
+	return nil
+}
+
+// SetVerdict records what the SMS provider said of a number (Twilio 21211
+// invalid, 21614 not a mobile). It is stored, and counted in Quality.
+func (r *Registry) SetVerdict(ctx context.Context, e164 string, v Verdict, reason string) error {
+	if verdictCode(v) == 0 {
+		return fmt.Errorf("cannot set verdict %q: unknown verdict", v)
+	}
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	if err := storeVerdict(ctx, r.db, e164, v, reason); err != nil {
+		return err
+	}
+	if !r.ix.Load().setVerdict(e164, v, reason) {
+		r.log.Debug().Str("phone", logging.Phone(e164)).Msg("verdict for a number not in the registry")
+	}
+	return nil
+}
+
+// SetOptOut records a STOP (true) or START (false) reply from a number.
+func (r *Registry) SetOptOut(ctx context.Context, e164 string, optOut bool) error {
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	if err := storeOptOut(ctx, r.db, e164, optOut); err != nil {
+		return err
+	}
+	r.ix.Load().setOptOut(e164, optOut)
+	return nil
+}
+
+// Len returns the number of active customers (meters).
+func (r *Registry) Len() int { return r.ix.Load().activeMeters }
+
+// Meter returns an active meter.
+func (r *Registry) Meter(id string) (MeterInfo, bool) {
+	ix := r.ix.Load()
+	m, ok := ix.meters.find(id)
+	if !ok || ix.meter[m].flag(flagRetired) {
+		return MeterInfo{}, false
+	}
+	return ix.meterInfo(m), true
+}
+
+// MeterArea returns the transformer area of an active meter.
+func (r *Registry) MeterArea(id string) (area string, ok bool) {
+	ix := r.ix.Load()
+	m, ok := ix.meters.find(id)
+	if !ok || ix.meter[m].flag(flagRetired) {
+		return "", false
+	}
+	return dim(ix.areas, ix.meter[m].area), true
+}
+
+// AreaMeters returns the active meters of a transformer area. The slice is
+// shared: do not modify it.
+func (r *Registry) AreaMeters(area string) []string {
+	ix := r.ix.Load()
+	g, ok := ix.areas.find(area)
+	if !ok {
+		return nil
+	}
+	return group(ix.areaOff, ix.areaMeters, g)
+}
+
+// ConcentratorMeters returns the active meters behind a concentrator. The
+// slice is shared: do not modify it.
+func (r *Registry) ConcentratorMeters(c string) []string {
+	ix := r.ix.Load()
+	g, ok := ix.concs.find(c)
+	if !ok {
+		return nil
+	}
+	return group(ix.concOff, ix.concMeters, g)
+}
+
+// FeederAreas returns the transformer areas fed by a feeder, sorted. The
+// slice is shared: do not modify it.
+func (r *Registry) FeederAreas(feeder string) []string {
+	ix := r.ix.Load()
+	f, ok := ix.feeders.find(feeder)
+	if !ok {
+		return nil
+	}
+	as := ix.feederAreas[f]
+	return as[:len(as):len(as)]
+}
+
+// Account returns an account, retired ones too (Retired is set: they get no
+// SMS). Meters lists the active meters of an active account.
+func (r *Registry) Account(acct string) (Account, bool) {
+	ix := r.ix.Load()
+	a, ok := ix.accounts.find(acct)
+	if !ok {
+		return Account{}, false
+	}
+	return ix.account(a), true
+}
+
+// Grid returns a service grid with its manager and active areas.
+func (r *Registry) Grid(grid string) (GridInfo, bool) {
+	ix := r.ix.Load()
+	g, ok := ix.grids.find(grid)
+	if !ok || len(ix.gridInfo[g].Areas) == 0 {
+		return GridInfo{}, false
+	}
+	gi := ix.gridInfo[g]
+	gi.Areas = slices.Clone(gi.Areas)
+	return gi, true
+}
+
+// Grids returns the grids with active customers, sorted.
+func (r *Registry) Grids() []string { return slices.Clone(r.ix.Load().gridNames) }
+
+// AccountsByPhone returns the active accounts that list a number.
+func (r *Registry) AccountsByPhone(e164 string) []string {
+	ix := r.ix.Load()
+	p, ok := ix.phones.find(e164)
+	if !ok || ix.phoneOff[p] == ix.phoneOff[p+1] {
+		return nil
+	}
+	out := make([]string, 0, ix.phoneOff[p+1]-ix.phoneOff[p])
+	for _, a := range ix.phoneAccts[ix.phoneOff[p]:ix.phoneOff[p+1]] {
+		out = append(out, ix.accounts.get(a))
+	}
+	return out
+}
