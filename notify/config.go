@@ -17,7 +17,8 @@ type TwilioConfig struct {
 	From                string        `yaml:"from"`
 	APIBase             string        `yaml:"api_base"`
 	StatusCallback      string        `yaml:"status_callback"`
-	Rate                float64       `yaml:"rate"` // messages per second
+	InboundURL          string        `yaml:"inbound_url"` // the URL Twilio posts replies to; empty = rebuilt from the request
+	Rate                float64       `yaml:"rate"`        // messages per second
 	Timeout             time.Duration `yaml:"timeout"`
 }
 

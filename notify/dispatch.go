@@ -1,0 +1,351 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gridbell/gridbell/contacts"
+	"github.com/gridbell/gridbell/internal/logging"
+)
+
+// Dispatcher tuning.
+const (
+	pollEvery   = 20 * time.Millisecond // how often due work is looked for without a kick
+	depthEvery  = time.Second           // how often the queue depth gauge is refreshed
+	recordBatch = 256                   // outcomes recorded in one transaction
+)
+
+// claimed is one message handed to a worker.
+type claimed struct {
+	Message
+	attempts int
+}
+
+// outcome is what a worker learnt about one message.
+type outcome struct {
+	claimed
+	res Result
+	err error
+}
+
+// Run dispatches until ctx is cancelled: it expands due intents, claims due
+// messages in priority order, sends them with cfg.Workers workers at the
+// configured rate and records each outcome. Messages a crash left
+// "sending" are queued again first: those that did reach the provider are
+// sent twice, which only the messages in flight at the crash can be.
+// On cancel, in-flight sends finish and are recorded before Run returns.
+func (o *Outbox) Run(ctx context.Context) error {
+	if err := o.resume(ctx); err != nil {
+		return err
+	}
+	inflightCap := o.cfg.Workers * 4
+	jobs := make(chan claimed, inflightCap)
+	results := make(chan outcome, inflightCap)
+	var inflight atomic.Int64
+	// Sends and records outlive ctx so that a stop never strands a message.
+	bg := context.WithoutCancel(ctx)
+	var workers, writer sync.WaitGroup
+	for range o.cfg.Workers {
+		workers.Go(func() {
+			for c := range jobs {
+				results <- o.deliver(bg, c)
+			}
+		})
+	}
+	writer.Go(func() { o.recordLoop(bg, results, &inflight) })
+	o.dispatchLoop(ctx, jobs, &inflight, inflightCap)
+	close(jobs)
+	workers.Wait()
+	close(results)
+	writer.Wait()
+	return nil
+}
+
+// resume queues again what a crash left "sending".
+func (o *Outbox) resume(ctx context.Context) error {
+	res, err := o.db.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, updated_at = $3 WHERE status = $4`,
+		StatusQueued, "resumed after restart", o.clk.Now().UnixNano(), StatusSending)
+	if err != nil {
+		return fmt.Errorf("cannot resume the outbox: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		o.log.Warn().Int64("messages", n).Msg("messages in flight at the last stop are sent again")
+	}
+	return nil
+}
+
+func (o *Outbox) dispatchLoop(ctx context.Context, jobs chan<- claimed, inflight *atomic.Int64, inflightCap int) {
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	var lastDepth time.Time
+	for {
+		busy := o.step(ctx, jobs, inflight, inflightCap)
+		if time.Since(lastDepth) >= depthEvery {
+			lastDepth = time.Now()
+			o.refreshDepth(ctx)
+		}
+		if busy {
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-o.kick:
+		}
+	}
+}
+
+// step expands and claims once; it reports whether there may be more to do
+// at once.
+func (o *Outbox) step(ctx context.Context, jobs chan<- claimed, inflight *atomic.Int64, inflightCap int) bool {
+	n, err := o.expand(ctx)
+	if err != nil {
+		o.logErr(ctx, err)
+		return false
+	}
+	free := inflightCap - int(inflight.Load())
+	if free <= 0 || o.paused() {
+		return n == expandBatch
+	}
+	cs, err := o.claim(ctx, free)
+	if err != nil {
+		o.logErr(ctx, err)
+		return false
+	}
+	inflight.Add(int64(len(cs)))
+	for _, c := range cs {
+		jobs <- c
+	}
+	return n == expandBatch || len(cs) == free
+}
+
+func (o *Outbox) logErr(ctx context.Context, err error) {
+	if ctx.Err() == nil && o.errLog.allow() {
+		o.log.Error().Err(err).Msg("outbox dispatch failed; retrying")
+	}
+}
+
+func (o *Outbox) paused() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.clk.Now().Before(o.pausedUntil)
+}
+
+func (o *Outbox) pauseFor(d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if until := o.clk.Now().Add(d); until.After(o.pausedUntil) {
+		o.pausedUntil = until
+	}
+}
+
+func (o *Outbox) refreshDepth(ctx context.Context) {
+	var n int64
+	err := o.db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM notify_intents WHERE state = $1) +
+		(SELECT COUNT(*) FROM notify_messages WHERE status IN ($2, $3, $4))`,
+		StatusPending, StatusQueued, StatusHeld, StatusSending).Scan(&n)
+	if err == nil {
+		o.depth.Set(float64(n))
+	}
+}
+
+// deliver sends one message; it runs on a worker.
+func (o *Outbox) deliver(ctx context.Context, c claimed) outcome {
+	if o.pace != nil {
+		if err := o.pace.wait(ctx); err != nil {
+			return outcome{claimed: c, err: err}
+		}
+	}
+	res, err := o.sender.Send(ctx, c.Message)
+	return outcome{claimed: c, res: res, err: err}
+}
+
+// recordLoop records outcomes in batches, one transaction each.
+func (o *Outbox) recordLoop(ctx context.Context, results <-chan outcome, inflight *atomic.Int64) {
+	for first := range results {
+		batch := []outcome{first}
+	fill:
+		for len(batch) < recordBatch {
+			select {
+			case r, ok := <-results:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		for {
+			err := o.record(ctx, batch)
+			if err == nil {
+				break
+			}
+			o.logErr(ctx, err)
+			time.Sleep(100 * time.Millisecond) // the store is down: hold the batch, never drop it
+		}
+		inflight.Add(-int64(len(batch)))
+		o.Kick()
+	}
+}
+
+// verdictNote is a lesson about a number to pass to the directory after commit.
+type verdictNote struct {
+	phone   string
+	verdict contacts.Verdict
+	optOut  bool
+	reason  string
+}
+
+// record stores the outcomes of one batch: sent, rejected for good, or
+// queued again for a retry.
+func (o *Outbox) record(ctx context.Context, outs []outcome) error {
+	now := o.clk.Now()
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("cannot record sends: %w", err)
+	}
+	defer tx.Rollback()
+	var notes []verdictNote
+	var counts [][2]string
+	for _, r := range outs {
+		status, note, err := o.recordOne(ctx, tx, r, now)
+		if err != nil {
+			return fmt.Errorf("cannot record message %s: %w", r.ID, err)
+		}
+		counts = append(counts, [2]string{string(r.Kind), status})
+		if note != nil {
+			notes = append(notes, *note)
+		}
+	}
+	if o.hasReceipts.Load() {
+		if err := applyReceipts(ctx, tx); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("cannot commit sends: %w", err)
+	}
+	for _, c := range counts {
+		count(c[0], c[1])
+	}
+	for _, n := range notes {
+		o.learn(ctx, n)
+	}
+	return nil
+}
+
+func (o *Outbox) recordOne(ctx context.Context, tx execer, r outcome, now time.Time) (string, *verdictNote, error) {
+	var perm *PermanentError
+	var throttle *ThrottleError
+	switch {
+	case r.err == nil:
+		sentAt := r.res.SentAt
+		if sentAt.IsZero() {
+			sentAt = now
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = '', sent_at = $2, provider_id = $3,
+			attempts = attempts + 1, updated_at = $4 WHERE id = $5`, StatusSent, sentAt.UnixNano(), r.res.ProviderID, now.UnixNano(), r.ID)
+		return StatusSent, nil, err
+	case errors.As(r.err, &perm):
+		reason := fmt.Sprintf("code %d: %s", perm.Code, perm.Message)
+		_, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, attempts = attempts + 1, updated_at = $3
+			WHERE id = $4`, StatusRejected, reason, now.UnixNano(), r.ID)
+		if err != nil || (perm.Verdict == "" && !perm.OptOut) {
+			return StatusRejected, nil, err
+		}
+		note := &verdictNote{phone: r.To, verdict: perm.Verdict, optOut: perm.OptOut, reason: fmt.Sprintf("twilio error %d", perm.Code)}
+		return StatusRejected, note, suppressPhone(ctx, tx, r.To, noteReason(note), now)
+	case errors.As(r.err, &throttle):
+		o.pauseFor(throttle.RetryAfter)
+		due := now.Add(retryDelay(1, throttle.RetryAfter))
+		_, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, due_at = $3, updated_at = $4 WHERE id = $5`,
+			StatusQueued, "throttled by provider", due.UnixNano(), now.UnixNano(), r.ID)
+		return "retried", nil, err
+	}
+	attempts := r.attempts + 1
+	if attempts >= o.cfg.MaxAttempts {
+		_, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, attempts = $3, updated_at = $4 WHERE id = $5`,
+			StatusRejected, fmt.Sprintf("gave up after %d attempts: %v", attempts, r.err), attempts, now.UnixNano(), r.ID)
+		return StatusRejected, nil, err
+	}
+	due := now.Add(retryDelay(attempts, 0))
+	_, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, attempts = $3, due_at = $4, updated_at = $5
+		WHERE id = $6`, StatusQueued, truncate("retry: "+r.err.Error(), 200), attempts, due.UnixNano(), now.UnixNano(), r.ID)
+	return "retried", nil, err
+}
+
+func noteReason(n *verdictNote) string {
+	if n.optOut {
+		return "opted out"
+	}
+	if n.verdict == contacts.Landline {
+		return "landline"
+	}
+	return "invalid number"
+}
+
+// suppressPhone suppresses every unsent message to phone.
+func suppressPhone(ctx context.Context, tx execer, phone, reason string, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, updated_at = $3
+		WHERE phone = $4 AND status IN ($5, $6)`, StatusSuppressed, reason, now.UnixNano(), phone, StatusQueued, StatusHeld)
+	return err
+}
+
+// learn tells the directory what the provider said of a number; the
+// registry counts it against the number's grid.
+func (o *Outbox) learn(ctx context.Context, n verdictNote) {
+	var err error
+	if n.optOut {
+		err = o.dir.SetOptOut(ctx, n.phone, true)
+	} else {
+		err = o.dir.SetVerdict(ctx, n.phone, n.verdict, n.reason)
+	}
+	ev := o.log.Info()
+	if err != nil {
+		ev = o.log.Error().Err(err)
+	}
+	ev.Str("phone", logging.Phone(n.phone)).Str("verdict", noteReason(&n)).Msg("number marked from provider error")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
+
+// runOnce expands, claims and sends everything due, one message at a time
+// and in claim order, then records it. Tests use it with a fake clock.
+func (o *Outbox) runOnce(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		if _, err := o.expand(ctx); err != nil {
+			return total, err
+		}
+		if o.paused() {
+			return total, nil
+		}
+		cs, err := o.claim(ctx, 1000)
+		if err != nil || len(cs) == 0 {
+			return total, err
+		}
+		outs := make([]outcome, len(cs))
+		for i, c := range cs {
+			outs[i] = o.deliver(ctx, c)
+		}
+		if err := o.record(ctx, outs); err != nil {
+			return total, err
+		}
+		total += len(cs)
+	}
+}

@@ -1,0 +1,14 @@
+// Package notify is the last stage of the flow (ingest → rules → notify): it
+// turns the rules' intents into SMS. Intents are stored in a durable outbox
+// inside the rules' own transaction; a dispatcher expands each one into a
+// message per phone at dispatch time, applies the message policies (contact
+// verdicts and opt-out, quiet hours, consolidation, per-phone rate limit,
+// priority), renders the zh/en templates and hands the messages to a Sender:
+// the outbox file (the default) or Twilio. Delivery status and customer
+// replies come back through the Twilio webhooks.
+//
+// Intent variables the templates read (Intent.Vars, all strings; times in
+// RFC 3339): area, start, etr, end (restoration time), cause, balance, amount,
+// due, disconnect_at, summary (manager digests). The account, the hotline and
+// the grid are filled in by notify.
+package notify

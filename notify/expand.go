@@ -1,0 +1,428 @@
+package notify
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gridbell/gridbell/contacts"
+	"github.com/gridbell/gridbell/internal/event"
+)
+
+// expandBatch is how many intents one expansion transaction takes.
+const expandBatch = 500
+
+// msgRow is one stored message while the expander works on it.
+type msgRow struct {
+	id, key, kind, template, ref, phone, grid, lang, status string
+	accounts                                                []string
+	vars                                                    map[string]string
+	priority                                                int
+}
+
+// expand turns due intents into messages, one per phone, applying the
+// contact, quiet-hour and consolidation policies. It returns how many
+// intents it took.
+func (o *Outbox) expand(ctx context.Context) (int, error) {
+	now := o.clk.Now()
+	ins, err := o.dueIntents(ctx, now)
+	if err != nil || len(ins) == 0 {
+		return 0, err
+	}
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("cannot expand intents: %w", err)
+	}
+	defer tx.Rollback()
+	var ev expandEvents
+	for _, in := range ins {
+		if err := o.expandOne(ctx, tx, in, now, &ev); err != nil {
+			return 0, fmt.Errorf("cannot expand intent %s: %w", in.Key, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE notify_intents SET state = 'done' WHERE key = $1`, in.Key); err != nil {
+			return 0, fmt.Errorf("cannot mark intent %s expanded: %w", in.Key, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("cannot commit expanded intents: %w", err)
+	}
+	ev.flush()
+	return len(ins), nil
+}
+
+// expandEvents collects metric increments until the commit.
+type expandEvents [][2]string
+
+func (e *expandEvents) add(kind, status string) { *e = append(*e, [2]string{kind, status}) }
+func (e expandEvents) flush() {
+	for _, x := range e {
+		count(x[0], x[1])
+	}
+}
+
+func (o *Outbox) dueIntents(ctx context.Context, now time.Time) ([]event.Intent, error) {
+	rows, err := o.db.QueryContext(ctx, `SELECT key, kind, account, grid, to_phone, ref, vars, priority, not_before, created_at
+		FROM notify_intents WHERE state = $1 AND not_before <= $2 ORDER BY created_at, enqueued_at LIMIT $3`,
+		StatusPending, now.UnixNano(), expandBatch)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read due intents: %w", err)
+	}
+	defer rows.Close()
+	var ins []event.Intent
+	for rows.Next() {
+		var in event.Intent
+		var kind, vars string
+		var prio int
+		var notBefore, created int64
+		if err := rows.Scan(&in.Key, &kind, &in.Account, &in.Grid, &in.To, &in.Ref, &vars, &prio, &notBefore, &created); err != nil {
+			return nil, fmt.Errorf("cannot read due intents: %w", err)
+		}
+		in.Kind, in.Priority, in.CreatedAt = event.Kind(kind), event.Priority(prio), time.Unix(0, created)
+		if notBefore != 0 {
+			in.NotBefore = time.Unix(0, notBefore)
+		}
+		if err := json.Unmarshal([]byte(vars), &in.Vars); err != nil {
+			return nil, fmt.Errorf("cannot decode vars of intent %s: %w", in.Key, err)
+		}
+		ins = append(ins, in)
+	}
+	// An outage expands before its restored when both are due at once.
+	sort.SliceStable(ins, func(i, j int) bool {
+		if !ins[i].CreatedAt.Equal(ins[j].CreatedAt) {
+			return ins[i].CreatedAt.Before(ins[j].CreatedAt)
+		}
+		return kindRank(ins[i].Kind) < kindRank(ins[j].Kind)
+	})
+	return ins, rows.Err()
+}
+
+func kindRank(k event.Kind) int {
+	switch k {
+	case event.KindOutage:
+		return 0
+	case event.KindRestored:
+		return 2
+	}
+	return 1
+}
+
+func (o *Outbox) expandOne(ctx context.Context, tx *sql.Tx, in event.Intent, now time.Time, ev *expandEvents) error {
+	if in.To != "" {
+		return o.place(ctx, tx, in, in.To, "zh", priority(in, nil), now, ev)
+	}
+	acct, ok := o.dir.Account(in.Account)
+	switch {
+	case !ok:
+		return o.suppress(ctx, tx, in, "", "unknown account", ev)
+	case acct.Retired:
+		return o.suppress(ctx, tx, in, "", "retired account", ev)
+	}
+	prio := priority(in, &acct)
+	var reasons []string
+	seen := map[string]bool{}
+	placed := 0
+	for _, c := range acct.Contacts {
+		if c.Phone != "" && seen[c.Phone] {
+			continue
+		}
+		seen[c.Phone] = true
+		if r := contactReason(c); r != "" {
+			reasons = append(reasons, r)
+			if c.Phone != "" {
+				if err := o.suppress(ctx, tx, in, c.Phone, r, ev); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		lang := cmpOr(c.Language, acct.Language, "zh")
+		if err := o.place(ctx, tx, in, c.Phone, lang, prio, now, ev); err != nil {
+			return err
+		}
+		placed++
+	}
+	if placed > 0 {
+		return nil
+	}
+	if len(reasons) == 0 {
+		reasons = []string{"no phone"}
+	}
+	return o.suppress(ctx, tx, in, "", "no valid phone: "+strings.Join(slices.Compact(reasons), ", "), ev)
+}
+
+func cmpOr(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// contactReason says why contact c gets no SMS, or "" when it may.
+func contactReason(c contacts.Contact) string {
+	switch {
+	case c.OptOut:
+		return "opted out"
+	case c.Verdict == contacts.Landline:
+		return "landline"
+	case c.Verdict == contacts.Invalid:
+		return "invalid number"
+	case c.Verdict == contacts.Missing || c.Phone == "":
+		return "no phone"
+	case !c.Verdict.CanSMS():
+		return string(c.Verdict)
+	}
+	return ""
+}
+
+// suppress records that intent in sends nothing to phone ("" = the account).
+func (o *Outbox) suppress(ctx context.Context, tx *sql.Tx, in event.Intent, phone, reason string, ev *expandEvents) error {
+	ev.add(string(in.Kind), StatusSuppressed)
+	return o.link(ctx, tx, in, phone, "", StatusSuppressed, reason)
+}
+
+func (o *Outbox) link(ctx context.Context, tx *sql.Tx, in event.Intent, phone, msgID, status, reason string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO notify_links (intent_key, phone, account, ref, message_id, status, reason, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (intent_key, phone) DO NOTHING`,
+		in.Key, phone, in.Account, in.Ref, msgID, status, reason, in.CreatedAt.UnixNano())
+	return err
+}
+
+// msgKey names the one message intent in becomes for phone. At most one
+// outage and one restored go to a phone per outage; other kinds merge the
+// accounts of a phone when everything but the account is the same.
+func msgKey(in event.Intent, phone string) string {
+	base := string(in.Kind) + "|" + in.Ref + "|" + phone
+	switch in.Kind {
+	case event.KindOutage, event.KindRestored:
+		return base
+	case event.KindManagerDigest:
+		return base + "|" + in.Key
+	}
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(in.Vars)) {
+		if k == "account" || k == "name" {
+			continue
+		}
+		b.WriteString(k + "=" + in.Vars[k] + "\x1f")
+	}
+	fmt.Fprintf(&b, "nb=%d", nanos(in.NotBefore))
+	return base + "|" + shortHash(b.String())
+}
+
+func shortHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:8])
+}
+
+// msgID is stable for a message key, so a re-send after a crash is
+// recognisable by its id.
+func msgID(key string) string { return "sms-" + shortHash(key) }
+
+func (o *Outbox) place(ctx context.Context, tx *sql.Tx, in event.Intent, phone, lang string, prio event.Priority, now time.Time, ev *expandEvents) error {
+	if in.Kind == event.KindRestored {
+		return o.placeRestored(ctx, tx, in, phone, lang, prio, now, ev)
+	}
+	return o.upsert(ctx, tx, in, phone, lang, prio, string(in.Kind), now, ev)
+}
+
+// upsert adds intent in to its message for phone, creating the message or,
+// while it is unsent, adding the account to it.
+func (o *Outbox) upsert(ctx context.Context, tx *sql.Tx, in event.Intent, phone, lang string, prio event.Priority, tpl string, now time.Time, ev *expandEvents) error {
+	key := msgKey(in, phone)
+	m, err := getMsg(ctx, tx, key)
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		m = &msgRow{id: msgID(key), key: key, kind: string(in.Kind), template: tpl, ref: in.Ref, phone: phone,
+			grid: in.Grid, lang: lang, accounts: nonEmpty(in.Account), vars: in.Vars, priority: int(prio)}
+		if err := o.insertMsg(ctx, tx, m, now, ev); err != nil {
+			return err
+		}
+	} else if unsent(m.status) && (!slices.Contains(m.accounts, in.Account) || int(prio) < m.priority) {
+		if in.Account != "" && !slices.Contains(m.accounts, in.Account) {
+			m.accounts = append(m.accounts, in.Account)
+		}
+		m.priority = min(m.priority, int(prio))
+		if err := o.updateMsg(ctx, tx, m, now); err != nil {
+			return err
+		}
+	}
+	return o.link(ctx, tx, in, phone, m.id, "", "")
+}
+
+// placeRestored sends restored only to a phone told of the outage, and
+// folds it into the outage message when that is still unsent.
+func (o *Outbox) placeRestored(ctx context.Context, tx *sql.Tx, in event.Intent, phone, lang string, prio event.Priority, now time.Time, ev *expandEvents) error {
+	if m, err := getMsg(ctx, tx, msgKey(in, phone)); err != nil || m != nil {
+		if err != nil {
+			return err
+		}
+		return o.upsert(ctx, tx, in, phone, lang, prio, m.template, now, ev)
+	}
+	outage := in
+	outage.Kind = event.KindOutage
+	om, err := getMsg(ctx, tx, msgKey(outage, phone))
+	switch {
+	case err != nil:
+		return err
+	case om == nil:
+		return o.suppress(ctx, tx, in, phone, "not told of the outage", ev)
+	case unsent(om.status):
+		return o.consolidate(ctx, tx, in, om, prio, now, ev)
+	case told(om.status):
+		return o.upsert(ctx, tx, in, phone, lang, prio, string(in.Kind), now, ev)
+	}
+	return o.suppress(ctx, tx, in, phone, "not told of the outage (outage sms "+om.status+")", ev)
+}
+
+// consolidate replaces the unsent outage message om by one "was off from X
+// to Y and is back" message that inherits om's accounts and links.
+func (o *Outbox) consolidate(ctx context.Context, tx *sql.Tx, in event.Intent, om *msgRow, prio event.Priority, now time.Time, ev *expandEvents) error {
+	vars := maps.Clone(om.vars)
+	if vars == nil {
+		vars = map[string]string{}
+	}
+	for k, v := range in.Vars {
+		if v != "" || vars[k] == "" {
+			vars[k] = v
+		}
+	}
+	if s := om.vars["start"]; s != "" {
+		vars["start"] = s
+	}
+	accounts := om.accounts
+	if in.Account != "" && !slices.Contains(accounts, in.Account) {
+		accounts = append(slices.Clone(accounts), in.Account)
+	}
+	key := msgKey(in, om.phone)
+	m := &msgRow{id: msgID(key), key: key, kind: string(event.KindRestored), template: tplOutageRestored, ref: in.Ref,
+		phone: om.phone, grid: om.grid, lang: om.lang, accounts: accounts, vars: vars, priority: min(om.priority, int(prio))}
+	if err := o.insertMsg(ctx, tx, m, now, ev); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, updated_at = $3 WHERE id = $4`,
+		StatusSuppressed, "consolidated into "+m.id, now.UnixNano(), om.id); err != nil {
+		return err
+	}
+	ev.add(om.kind, StatusSuppressed)
+	if _, err := tx.ExecContext(ctx, `UPDATE notify_links SET message_id = $1 WHERE message_id = $2`, m.id, om.id); err != nil {
+		return err
+	}
+	return o.link(ctx, tx, in, om.phone, m.id, "", "")
+}
+
+func unsent(status string) bool { return status == StatusQueued || status == StatusHeld }
+
+// told reports whether a message in status reached, or may have reached, the phone.
+func told(status string) bool {
+	return status == StatusSending || status == StatusSent || status == StatusDelivered || status == StatusUndelivered
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}
+
+func getMsg(ctx context.Context, tx *sql.Tx, key string) (*msgRow, error) {
+	m := &msgRow{key: key}
+	var accounts, vars string
+	err := tx.QueryRowContext(ctx, `SELECT id, kind, template, ref, phone, grid, lang, status, accounts, vars, priority
+		FROM notify_messages WHERE msg_key = $1`, key).Scan(&m.id, &m.kind, &m.template, &m.ref, &m.phone, &m.grid,
+		&m.lang, &m.status, &accounts, &vars, &m.priority)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read message %s: %w", key, err)
+	}
+	if accounts != "" {
+		m.accounts = strings.Split(accounts, ",")
+	}
+	if err := json.Unmarshal([]byte(vars), &m.vars); err != nil {
+		return nil, fmt.Errorf("cannot decode vars of message %s: %w", m.id, err)
+	}
+	return m, nil
+}
+
+func (o *Outbox) insertMsg(ctx context.Context, tx *sql.Tx, m *msgRow, now time.Time, ev *expandEvents) error {
+	body, err := o.render(m)
+	if err != nil {
+		return err
+	}
+	vars, _ := json.Marshal(m.vars)
+	status, reason, due := StatusQueued, "", now
+	if until := o.qh.heldUntil(event.Kind(m.kind), now); !until.IsZero() {
+		status, reason, due = StatusHeld, "quiet hours", until
+	}
+	ev.add(m.kind, status)
+	_, err = tx.ExecContext(ctx, `INSERT INTO notify_messages (id, msg_key, kind, template, ref, phone, accounts, grid,
+		lang, vars, body, priority, status, reason, attempts, due_at, queued_at, claimed_at, sent_at, provider_id, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, $15, $16, 0, 0, '', $16)`,
+		m.id, m.key, m.kind, m.template, m.ref, m.phone, strings.Join(m.accounts, ","), m.grid, m.lang,
+		string(vars), body, m.priority, status, reason, due.UnixNano(), now.UnixNano())
+	if err != nil {
+		return fmt.Errorf("cannot store message %s: %w", m.id, err)
+	}
+	m.status = status
+	return nil
+}
+
+func (o *Outbox) updateMsg(ctx context.Context, tx *sql.Tx, m *msgRow, now time.Time) error {
+	body, err := o.render(m)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE notify_messages SET accounts = $1, body = $2, priority = $3, updated_at = $4 WHERE id = $5`,
+		strings.Join(m.accounts, ","), body, m.priority, now.UnixNano(), m.id)
+	if err != nil {
+		return fmt.Errorf("cannot update message %s: %w", m.id, err)
+	}
+	return nil
+}
+
+// render fills m's template with its vars, the masked accounts, the grid
+// and the hotline.
+func (o *Outbox) render(m *msgRow) (string, error) {
+	data := make(map[string]string, len(m.vars)+4)
+	maps.Copy(data, m.vars)
+	sep := "、"
+	if m.lang == "en" {
+		sep = ", "
+	}
+	masked := make([]string, len(m.accounts))
+	for i, a := range m.accounts {
+		masked[i] = MaskAccount(a)
+	}
+	data["accounts"] = strings.Join(masked, sep)
+	if len(masked) > 0 {
+		data["account"] = masked[0]
+	}
+	data["hotline"] = o.cfg.Hotline
+	if data["grid"] == "" {
+		data["grid"] = m.grid
+	}
+	return o.tpl.Render(m.lang, m.template, data)
+}
+
+// MaskAccount shows only an account's last four digits: ****2345.
+func MaskAccount(a string) string {
+	r := []rune(a)
+	if len(r) <= 4 {
+		return "****"
+	}
+	return "****" + string(r[len(r)-4:])
+}

@@ -1,0 +1,224 @@
+package notify
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gridbell/gridbell/contacts"
+	"github.com/gridbell/gridbell/internal/clock"
+	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/metrics"
+	"github.com/gridbell/gridbell/internal/store"
+)
+
+// Directory is what notify needs of the contacts registry.
+type Directory interface {
+	Account(acct string) (contacts.Account, bool)
+	AccountsByPhone(e164 string) []string
+	SetVerdict(ctx context.Context, e164 string, v contacts.Verdict, reason string) error
+	SetOptOut(ctx context.Context, e164 string, optOut bool) error
+}
+
+// Message states. A message is queued, then sending, then sent and finally
+// delivered, undelivered or failed (Twilio's receipt); or it is held (quiet
+// hours, rate limit: queued again when due), suppressed (policy) or
+// rejected (the provider refused it for good, or retries ran out).
+const (
+	StatusPending     = "pending" // intent stored, not expanded yet
+	StatusQueued      = "queued"
+	StatusHeld        = "held"
+	StatusSending     = "sending"
+	StatusSent        = "sent"
+	StatusDelivered   = "delivered"
+	StatusUndelivered = "undelivered"
+	StatusFailed      = "failed"
+	StatusSuppressed  = "suppressed"
+	StatusRejected    = "rejected"
+)
+
+var migrations = []string{
+	`CREATE TABLE notify_intents (
+		key TEXT PRIMARY KEY, kind TEXT NOT NULL, account TEXT NOT NULL, grid TEXT NOT NULL,
+		to_phone TEXT NOT NULL, ref TEXT NOT NULL, vars TEXT NOT NULL, priority INTEGER NOT NULL,
+		not_before BIGINT NOT NULL, created_at BIGINT NOT NULL, enqueued_at BIGINT NOT NULL,
+		state TEXT NOT NULL)`,
+	`CREATE INDEX notify_intents_pending ON notify_intents (state, not_before)`,
+	`CREATE TABLE notify_messages (
+		id TEXT PRIMARY KEY, msg_key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, template TEXT NOT NULL,
+		ref TEXT NOT NULL, phone TEXT NOT NULL, accounts TEXT NOT NULL, grid TEXT NOT NULL,
+		lang TEXT NOT NULL, vars TEXT NOT NULL, body TEXT NOT NULL, priority INTEGER NOT NULL,
+		status TEXT NOT NULL, reason TEXT NOT NULL, attempts INTEGER NOT NULL, due_at BIGINT NOT NULL,
+		queued_at BIGINT NOT NULL, claimed_at BIGINT NOT NULL, sent_at BIGINT NOT NULL,
+		provider_id TEXT NOT NULL, updated_at BIGINT NOT NULL)`,
+	`CREATE INDEX notify_messages_due ON notify_messages (status, priority, due_at)`,
+	`CREATE INDEX notify_messages_phone ON notify_messages (phone, claimed_at)`,
+	`CREATE INDEX notify_messages_provider ON notify_messages (provider_id)`,
+	`CREATE TABLE notify_links (
+		intent_key TEXT NOT NULL, phone TEXT NOT NULL, account TEXT NOT NULL, ref TEXT NOT NULL,
+		message_id TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, created_at BIGINT NOT NULL,
+		PRIMARY KEY (intent_key, phone))`,
+	`CREATE INDEX notify_links_ref ON notify_links (ref)`,
+	`CREATE INDEX notify_links_message ON notify_links (message_id)`,
+	`CREATE TABLE notify_receipts (
+		provider_id TEXT PRIMARY KEY, status TEXT NOT NULL, reason TEXT NOT NULL, at BIGINT NOT NULL)`,
+}
+
+// Outbox is the durable SMS outbox and its dispatcher.
+type Outbox struct {
+	cfg    Config
+	qh     quietHours
+	db     *store.DB
+	dir    Directory
+	sender Sender
+	clk    clock.Clock
+	log    zerolog.Logger
+	tpl    *Templates
+	pace   *pacer // nil = unpaced (the outbox file)
+
+	kick        chan struct{}
+	hasReceipts atomic.Bool
+
+	mu          sync.Mutex // guards pausedUntil
+	pausedUntil time.Time  // a provider throttle pauses every claim
+
+	depth  *metrics.Gauge
+	errLog throttledLog
+}
+
+// NewOutbox migrates the notify tables, loads and validates the templates
+// and returns an outbox that Run dispatches.
+func NewOutbox(cfg Config, qh QuietHours, db *store.DB, dir Directory, sender Sender, clk clock.Clock, log zerolog.Logger) (*Outbox, error) {
+	cfg.Defaults()
+	qh.Defaults()
+	if err := qh.Validate(); err != nil {
+		return nil, err
+	}
+	q, err := newQuietHours(qh)
+	if err != nil {
+		return nil, err
+	}
+	tpl, err := LoadTemplates(cfg.TemplatesDir, q.loc)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(context.Background(), "notify", migrations); err != nil {
+		return nil, err
+	}
+	o := &Outbox{cfg: cfg, qh: q, db: db, dir: dir, sender: sender, clk: clk, log: log, tpl: tpl,
+		kick:  make(chan struct{}, 1),
+		depth: metrics.Default.Gauge("gridbell_sms_queue_depth", "SMS intents and messages not yet sent (pending, queued, held, sending)."),
+	}
+	if cfg.Sender == "twilio" && cfg.Twilio.Rate > 0 {
+		o.pace = newPacer(cfg.Twilio.Rate)
+	}
+	return o, nil
+}
+
+// count adds one to gridbell_sms_total{kind,status}.
+func count(kind, status string) {
+	metrics.Default.Counter("gridbell_sms_total", "SMS by kind and status transition.", "kind", kind, "status", status).Inc()
+}
+
+// Enqueue stores intents inside the caller's transaction (nil tx: its own).
+// The idempotency key is unique: an intent already stored is ignored.
+func (o *Outbox) Enqueue(ctx context.Context, tx *sql.Tx, intents []event.Intent) error {
+	if tx == nil {
+		own, err := o.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("cannot enqueue intents: %w", err)
+		}
+		defer own.Rollback()
+		if err := o.Enqueue(ctx, own, intents); err != nil {
+			return err
+		}
+		return own.Commit()
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO notify_intents
+		(key, kind, account, grid, to_phone, ref, vars, priority, not_before, created_at, enqueued_at, state)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (key) DO NOTHING`)
+	if err != nil {
+		return fmt.Errorf("cannot enqueue intents: %w", err)
+	}
+	defer stmt.Close()
+	now := o.clk.Now()
+	for _, in := range intents {
+		if err := checkIntent(in); err != nil {
+			return err
+		}
+		vars, err := json.Marshal(in.Vars)
+		if err != nil {
+			return fmt.Errorf("cannot encode vars of intent %s: %w", in.Key, err)
+		}
+		created := in.CreatedAt
+		if created.IsZero() {
+			created = now
+		}
+		if _, err := stmt.ExecContext(ctx, in.Key, string(in.Kind), in.Account, in.Grid, in.To, in.Ref,
+			string(vars), int(in.Priority), nanos(in.NotBefore), created.UnixNano(), now.UnixNano(), StatusPending); err != nil {
+			return fmt.Errorf("cannot enqueue intent %s: %w", in.Key, err)
+		}
+	}
+	o.Kick()
+	return nil
+}
+
+// Kick wakes the dispatcher; the rules may call it after their commit.
+func (o *Outbox) Kick() {
+	select {
+	case o.kick <- struct{}{}:
+	default:
+	}
+}
+
+func checkIntent(in event.Intent) error {
+	if in.Key == "" {
+		return errors.New("cannot enqueue an intent without a key")
+	}
+	if templateFor(in.Kind) == "" {
+		return fmt.Errorf("cannot enqueue intent %s: unknown kind %q", in.Key, in.Kind)
+	}
+	if in.Account == "" && in.To == "" {
+		return fmt.Errorf("cannot enqueue intent %s: neither account nor to is set", in.Key)
+	}
+	return nil
+}
+
+func templateFor(k event.Kind) string {
+	for _, known := range event.Kinds {
+		if k == known {
+			return string(k)
+		}
+	}
+	return ""
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// throttledLog lets a loop log a repeating error at most once every 10 s.
+type throttledLog struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (t *throttledLog) allow() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if time.Since(t.last) < 10*time.Second {
+		return false
+	}
+	t.last = time.Now()
+	return true
+}

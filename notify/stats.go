@@ -1,0 +1,96 @@
+package notify
+
+import (
+	"context"
+	"fmt"
+)
+
+// RefStats counts what was sent about one ref (an outage, a billing event).
+type RefStats struct {
+	Notified  int               // accounts with a message sent or delivered
+	Delivered int               // accounts with a message delivered
+	Accounts  map[string]string // account → status of its latest message, with the reason when nothing went out ("suppressed: landline")
+}
+
+// statusRank orders statuses from most to least useful to a customer; an
+// account with several phones shows its best.
+var statusRank = map[string]int{
+	StatusDelivered: 0, StatusSent: 1, StatusSending: 2, StatusQueued: 3, StatusHeld: 4, StatusPending: 5,
+	StatusUndelivered: 6, StatusFailed: 7, StatusRejected: 8, StatusSuppressed: 9,
+}
+
+type accountState struct {
+	created   int64
+	status    string
+	reason    string
+	notified  bool
+	delivered bool
+}
+
+// Stats reports, for ref, how many accounts were notified and delivered,
+// and each account's latest status.
+func (o *Outbox) Stats(ctx context.Context, ref string) (RefStats, error) {
+	rows, err := o.db.QueryContext(ctx, `SELECT l.account, l.phone, l.created_at, l.status, l.reason,
+			COALESCE(m.status, ''), COALESCE(m.reason, '')
+		FROM notify_links l LEFT JOIN notify_messages m ON m.id = l.message_id
+		WHERE l.ref = $1 AND l.account <> ''
+		UNION ALL
+		SELECT account, '', created_at, $2, '', '', '' FROM notify_intents
+		WHERE ref = $1 AND state = $2 AND account <> ''`, ref, StatusPending)
+	if err != nil {
+		return RefStats{}, fmt.Errorf("cannot read sms stats of %s: %w", ref, err)
+	}
+	defer rows.Close()
+	accts := map[string]*accountState{}
+	for rows.Next() {
+		var acct, phone, lStatus, lReason, mStatus, mReason string
+		var created int64
+		if err := rows.Scan(&acct, &phone, &created, &lStatus, &lReason, &mStatus, &mReason); err != nil {
+			return RefStats{}, fmt.Errorf("cannot read sms stats of %s: %w", ref, err)
+		}
+		status, reason := mStatus, mReason
+		if status == "" {
+			status, reason = lStatus, lReason
+		}
+		a := accts[acct]
+		if a == nil {
+			a = &accountState{created: created, status: status, reason: reason}
+			accts[acct] = a
+		}
+		a.notified = a.notified || status == StatusSent || status == StatusDelivered
+		a.delivered = a.delivered || status == StatusDelivered
+		switch {
+		case created > a.created:
+			a.created, a.status, a.reason = created, status, reason
+		case created == a.created && statusRank[status] < statusRank[a.status],
+			// The account-wide row ("no valid phone: …") explains best.
+			created == a.created && statusRank[status] == statusRank[a.status] && phone == "":
+			a.status, a.reason = status, reason
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return RefStats{}, fmt.Errorf("cannot read sms stats of %s: %w", ref, err)
+	}
+	st := RefStats{Accounts: make(map[string]string, len(accts))}
+	for acct, a := range accts {
+		if a.notified {
+			st.Notified++
+		}
+		if a.delivered {
+			st.Delivered++
+		}
+		st.Accounts[acct] = describe(a.status, a.reason)
+	}
+	return st, nil
+}
+
+// describe is a status as the customer list shows it.
+func describe(status, reason string) string {
+	switch status {
+	case StatusSuppressed, StatusRejected, StatusHeld, StatusUndelivered, StatusFailed:
+		if reason != "" {
+			return status + ": " + reason
+		}
+	}
+	return status
+}
