@@ -1,0 +1,256 @@
+// Package app wires gridbell's stages into the running service: the store,
+// the contacts registry, the notify outbox, the rules engine, the ingest
+// sources and the HTTP API. cmd/gridbell stays thin and tests can run the
+// whole service in-process.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gridbell/gridbell/contacts"
+	"github.com/gridbell/gridbell/ingest"
+	"github.com/gridbell/gridbell/internal/clock"
+	"github.com/gridbell/gridbell/internal/config"
+	"github.com/gridbell/gridbell/internal/httpapi"
+	"github.com/gridbell/gridbell/internal/logging"
+	"github.com/gridbell/gridbell/internal/store"
+	"github.com/gridbell/gridbell/notify"
+	"github.com/gridbell/gridbell/rules"
+)
+
+// component is one long-lived part, stopped in reverse start order.
+type component struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// App is the assembled service.
+type App struct {
+	cfg *config.Config
+	log zerolog.Logger
+
+	DB       *store.DB
+	Contacts *contacts.Registry
+	Outbox   *notify.Outbox
+	Rules    *rules.Engine
+	Dead     *ingest.DeadLetters
+	Broker   *ingest.Broker // nil with external brokers
+	MQTT     *ingest.MQTT
+	Kafka    *ingest.Kafka // nil when Kafka is off
+	HTTP     *httpapi.Server
+
+	components []component
+	closeMu    sync.Mutex
+	closers    []func() error // guarded by closeMu
+	storeReady bool
+}
+
+// New opens the store, loads contacts and builds every component. Nothing
+// runs until Run.
+func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (a *App, err error) {
+	a = &App{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("cannot create data_dir: %w", err)
+	}
+	if a.DB, err = store.Open(ctx, cfg.Store, cfg.DataDir); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, a.DB.Close)
+	if err := a.openContacts(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.buildNotifyAndRules(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.buildIngest(ctx); err != nil {
+		return nil, err
+	}
+	a.buildHTTP()
+	return a, nil
+}
+
+func (a *App) openContacts(ctx context.Context) error {
+	reg, err := contacts.Open(ctx, a.DB, logging.Component(a.log, "contacts"))
+	if err != nil {
+		return err
+	}
+	a.Contacts = reg
+	if a.cfg.ContactsFile == "" {
+		a.log.Info().Int("customers", reg.Len()).Msg("no contacts_file configured: using the stored registry")
+		return nil
+	}
+	rejects := filepath.Join(a.cfg.DataDir, "contacts-rejects.csv")
+	sum, err := reg.ImportFile(ctx, a.cfg.ContactsFile, rejects)
+	if err != nil {
+		return fmt.Errorf("cannot import contacts_file: %w", err)
+	}
+	a.log.Info().Str("file", a.cfg.ContactsFile).Interface("summary", sum).Str("rejects", rejects).Msg("contacts imported")
+	return nil
+}
+
+func (a *App) buildNotifyAndRules(ctx context.Context) error {
+	clk := clock.Real{}
+	sender, err := notify.NewSender(a.cfg.SMS, a.cfg.DataDir, logging.Component(a.log, "sender"))
+	if err != nil {
+		return err
+	}
+	a.Outbox, err = notify.NewOutbox(a.cfg.SMS, a.cfg.QuietHours, a.DB, a.Contacts, sender, clk, logging.Component(a.log, "notify"))
+	if err != nil {
+		return err
+	}
+	a.Rules, err = rules.New(a.cfg.Rules, a.DB, a.Contacts, a.Outbox, clk, logging.Component(a.log, "rules"))
+	if err != nil {
+		return err
+	}
+	a.storeReady = true
+	// notify delivers what rules decide: start it first, stop it last.
+	a.components = append(a.components,
+		component{"notify", a.Outbox.Run},
+		component{"rules", a.Rules.Run})
+	return nil
+}
+
+func (a *App) buildIngest(ctx context.Context) error {
+	var err error
+	if a.Dead, err = ingest.OpenDeadLetters(ctx, a.DB, a.cfg.Ingest); err != nil {
+		return err
+	}
+	mqttCfg := a.cfg.MQTT
+	if len(mqttCfg.Brokers) == 0 {
+		if a.Broker, err = ingest.StartBroker(mqttCfg.EmbeddedListen, logging.Component(a.log, "broker")); err != nil {
+			return err
+		}
+		a.closers = append(a.closers, a.Broker.Close)
+		mqttCfg.Brokers = []string{"tcp://" + a.Broker.Addr()}
+	}
+	sink, err := ingest.NewInflux(a.cfg.Influx, a.cfg.DataDir, a.Contacts, logging.Component(a.log, "influx"))
+	if err != nil {
+		return err
+	}
+	if sink != nil {
+		a.components = append(a.components, component{"influx", sink.Run})
+	}
+	a.MQTT = ingest.NewMQTT(mqttCfg, a.cfg.Ingest, a.Rules, sink, a.Dead, a.Contacts, logging.Component(a.log, "mqtt"))
+	a.components = append(a.components, component{"mqtt", a.MQTT.Run})
+	if len(a.cfg.Kafka.Brokers) > 0 {
+		a.Kafka = ingest.NewKafka(a.cfg.Kafka, a.cfg.Ingest, a.Rules, a.Dead, logging.Component(a.log, "kafka"))
+		a.components = append(a.components, component{"kafka", a.Kafka.Run})
+	} else {
+		a.log.Info().Msg("kafka off: no kafka.brokers configured; OMS and billing events arrive over HTTP")
+	}
+	return nil
+}
+
+func (a *App) buildHTTP() {
+	events := ingest.NewHTTP(a.cfg.Ingest, a.Rules, a.Dead, logging.Component(a.log, "http-ingest"))
+	a.HTTP = httpapi.New(a.cfg.HTTP, a.cfg.Auth, httpapi.Deps{
+		Outages:       a.Rules,
+		Deliveries:    a.Outbox,
+		Quality:       a.Contacts,
+		OMSEvents:     events.OMS(),
+		Billing:       events.Billing(),
+		TwilioStatus:  a.Outbox.StatusWebhook(),
+		TwilioInbound: a.Outbox.InboundWebhook(a.Rules),
+		DeadLetters:   a.Dead,
+		Handler:       a.Rules,
+		Ready:         a.Ready,
+	}, logging.Component(a.log, "http"))
+	a.components = append(a.components, component{"http", a.HTTP.Run})
+}
+
+// Ready reports nil once the store is open, contacts are loaded, MQTT
+// subscriptions are acknowledged and, with Kafka, the group has joined.
+func (a *App) Ready() error {
+	switch {
+	case !a.storeReady:
+		return errors.New("store not open")
+	case a.Contacts == nil:
+		return errors.New("contacts not loaded")
+	case a.MQTT == nil || !a.MQTT.Ready():
+		return errors.New("mqtt subscriptions not acknowledged")
+	case a.Kafka != nil && !a.Kafka.Ready():
+		return errors.New("kafka consumer group not joined")
+	}
+	return nil
+}
+
+// Run starts every component and blocks until ctx is done or one of them
+// fails; then it stops them in reverse order, logging how long each took.
+func (a *App) Run(ctx context.Context) error {
+	defer a.close()
+	type running struct {
+		cancel context.CancelFunc
+		done   chan error
+	}
+	failed := make(chan error, len(a.components))
+	var started []running
+	for _, c := range a.components {
+		cctx, cancel := context.WithCancel(context.Background())
+		r := running{cancel: cancel, done: make(chan error, 1)}
+		go func(c component) {
+			err := c.run(cctx)
+			if err != nil && cctx.Err() == nil {
+				failed <- fmt.Errorf("%s stopped: %w", c.name, err)
+			}
+			r.done <- err
+		}(c)
+		started = append(started, r)
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-failed:
+		a.log.Error().Err(runErr).Msg("a component failed; stopping")
+	}
+	for i := len(started) - 1; i >= 0; i-- {
+		t0 := time.Now()
+		started[i].cancel()
+		err := <-started[i].done
+		ev := a.log.Info()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			ev = a.log.Warn().Err(err)
+		}
+		ev.Str("component", a.components[i].name).Dur("took", time.Since(t0)).Msg("stopped")
+	}
+	return runErr
+}
+
+// close releases the store and broker. Lock: closeMu.
+func (a *App) close() {
+	a.closeMu.Lock()
+	defer a.closeMu.Unlock()
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](); err != nil {
+			a.log.Warn().Err(err).Msg("close")
+		}
+	}
+	a.closers = nil
+}
+
+// OpenDeadLetters opens just the store and its dead letters, for the CLI.
+// The returned func closes the store.
+func OpenDeadLetters(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*ingest.DeadLetters, func() error, error) {
+	db, err := store.Open(ctx, cfg.Store, cfg.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	dl, err := ingest.OpenDeadLetters(ctx, db, cfg.Ingest)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return dl, db.Close, nil
+}

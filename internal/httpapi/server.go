@@ -1,0 +1,343 @@
+// Package httpapi serves gridbell's HTTP API for operators (CONTRACT §6):
+// outages, affected-customer lists, restoration verification, dispatcher
+// confirmation, contact quality, health and metrics, the web page at /, and
+// mounts ingest's event endpoints and notify's Twilio webhooks. It sits at
+// the end of the flow and only reads the other stages through the small
+// interfaces below.
+package httpapi
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gridbell/gridbell/contacts"
+	"github.com/gridbell/gridbell/ingest"
+	"github.com/gridbell/gridbell/internal/metrics"
+	"github.com/gridbell/gridbell/notify"
+	"github.com/gridbell/gridbell/rules"
+)
+
+// Outages is what the API reads from the rules engine.
+type Outages interface {
+	Outages(status string) []rules.Outage
+	Outage(id string) (rules.Outage, bool)
+	Customers(id, grid string) ([]rules.AffectedCustomer, bool)
+	Verification(id string) (rules.Verification, bool)
+	Confirm(ctx context.Context, id, by string) error
+}
+
+// Deliveries is what the API reads from the notify outbox.
+type Deliveries interface {
+	Stats(ctx context.Context, ref string) (notify.RefStats, error)
+}
+
+// Quality is what the API reads from the contacts registry.
+type Quality interface {
+	Quality(grid string) contacts.Report
+}
+
+// Deps are the parts the server shows. Any handler may be nil when that
+// part is off.
+type Deps struct {
+	Outages       Outages
+	Deliveries    Deliveries
+	Quality       Quality
+	OMSEvents     http.Handler // POST /api/v1/oms/events
+	Billing       http.Handler // POST /api/v1/billing/events
+	TwilioStatus  http.Handler // POST /twilio/status (signed by Twilio, no token)
+	TwilioInbound http.Handler // POST /twilio/inbound
+	DeadLetters   DeadLetters
+	Handler       ingest.Handler // where replayed dead letters go
+	Ready         func() error   // nil when ready, else what is not
+	Metrics       *metrics.Registry
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg  Config
+	deps Deps
+	auth authenticator
+	log  zerolog.Logger
+	srv  *http.Server
+}
+
+// New returns a server; Run starts it.
+func New(cfg Config, auth AuthConfig, deps Deps, log zerolog.Logger) *Server {
+	if deps.Metrics == nil {
+		deps.Metrics = metrics.Default
+	}
+	s := &Server{cfg: cfg, deps: deps, auth: authenticator{tokens: auth.Tokens}, log: log}
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	return s
+}
+
+// Handler returns the routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	a := s.auth
+	read := []string{RoleAdmin, RoleDispatcher, RoleManager}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /metrics", s.metrics)
+	mux.HandleFunc("GET /{$}", servePage)
+	mux.Handle("GET /api/v1/outages", a.require(http.HandlerFunc(s.listOutages), read...))
+	mux.Handle("GET /api/v1/outages/{id}", a.require(http.HandlerFunc(s.getOutage), read...))
+	mux.Handle("GET /api/v1/outages/{id}/customers", a.require(http.HandlerFunc(s.customers), read...))
+	mux.Handle("GET /api/v1/outages/{id}/verification", a.require(http.HandlerFunc(s.verification), RoleAdmin, RoleDispatcher, RoleManager))
+	mux.Handle("POST /api/v1/outages/{id}/confirm", a.require(http.HandlerFunc(s.confirm), RoleAdmin, RoleDispatcher))
+	mux.Handle("GET /api/v1/contacts/quality", a.require(http.HandlerFunc(s.quality), read...))
+	if s.deps.OMSEvents != nil {
+		mux.Handle("POST /api/v1/oms/events", a.require(s.deps.OMSEvents, RoleAdmin, RoleIngest))
+	}
+	if s.deps.Billing != nil {
+		mux.Handle("POST /api/v1/billing/events", a.require(s.deps.Billing, RoleAdmin, RoleIngest))
+	}
+	if s.deps.DeadLetters != nil && s.deps.Handler != nil {
+		mux.Handle("GET /api/v1/deadletters", a.require(http.HandlerFunc(s.listDeadLetters), RoleAdmin))
+		mux.Handle("POST /api/v1/deadletters/replay", a.require(http.HandlerFunc(s.replayDeadLetters), RoleAdmin))
+	}
+	if s.deps.TwilioStatus != nil {
+		mux.Handle("POST /twilio/status", s.deps.TwilioStatus)
+	}
+	if s.deps.TwilioInbound != nil {
+		mux.Handle("POST /twilio/inbound", s.deps.TwilioInbound)
+	}
+	return mux
+}
+
+// Run serves until ctx is done, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", s.cfg.Listen, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is done.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if len(s.auth.tokens) == 0 {
+		s.log.Warn().Str("listen", ln.Addr().String()).Msg("no auth.tokens configured: the API is open, which is allowed only on a loopback address")
+	}
+	s.log.Info().Str("listen", ln.Addr().String()).Msg("http api serving")
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Ready != nil {
+		if err := s.deps.Ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, 200, map[string]string{"status": "ready"})
+}
+
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	if err := s.deps.Metrics.WriteText(w); err != nil {
+		s.log.Debug().Err(err).Msg("cannot write metrics")
+	}
+}
+
+// withCounts fills the notify side of an outage's counts.
+func (s *Server) withCounts(ctx context.Context, o rules.Outage) rules.Outage {
+	if s.deps.Deliveries == nil {
+		return o
+	}
+	st, err := s.deps.Deliveries.Stats(ctx, o.ID)
+	if err != nil {
+		s.log.Warn().Err(err).Str("outage", o.ID).Msg("cannot read delivery counts")
+		return o
+	}
+	o.Counts.Notified, o.Counts.Delivered = st.Notified, st.Delivered
+	return o
+}
+
+func (s *Server) listOutages(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Outages == nil {
+		writeJSON(w, 200, map[string]any{"outages": []rules.Outage{}})
+		return
+	}
+	list := s.deps.Outages.Outages(r.URL.Query().Get("status"))
+	for i := range list {
+		list[i] = s.withCounts(r.Context(), list[i])
+	}
+	if list == nil {
+		list = []rules.Outage{}
+	}
+	writeJSON(w, 200, map[string]any{"outages": list})
+}
+
+func (s *Server) getOutage(w http.ResponseWriter, r *http.Request) {
+	o, ok := s.outage(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, 200, s.withCounts(r.Context(), o))
+}
+
+func (s *Server) outage(w http.ResponseWriter, r *http.Request) (rules.Outage, bool) {
+	if s.deps.Outages == nil {
+		writeError(w, http.StatusNotFound, "no such outage")
+		return rules.Outage{}, false
+	}
+	o, ok := s.deps.Outages.Outage(r.PathValue("id"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "no such outage: "+r.PathValue("id"))
+	}
+	return o, ok
+}
+
+func (s *Server) customers(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.outage(w, r); !ok {
+		return
+	}
+	p := principalOf(r)
+	grid := r.URL.Query().Get("grid")
+	if grid != "" && !p.canSeeGrid(grid) {
+		writeError(w, http.StatusForbidden, "grid "+grid+" is not yours")
+		return
+	}
+	list, _ := s.deps.Outages.Customers(r.PathValue("id"), grid)
+	list = s.withStatus(r.Context(), r.PathValue("id"), list)
+	out := make([]rules.AffectedCustomer, 0, len(list))
+	for _, c := range list {
+		if p.canSeeGrid(c.Grid) {
+			out = append(out, c)
+		}
+	}
+	if r.URL.Query().Get("format") == "csv" {
+		writeCustomersCSV(w, out)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"customers": out})
+}
+
+// withStatus overwrites each customer's status with what notify did.
+func (s *Server) withStatus(ctx context.Context, ref string, list []rules.AffectedCustomer) []rules.AffectedCustomer {
+	if s.deps.Deliveries == nil {
+		return list
+	}
+	st, err := s.deps.Deliveries.Stats(ctx, ref)
+	if err != nil {
+		s.log.Warn().Err(err).Str("outage", ref).Msg("cannot read delivery status")
+		return list
+	}
+	for i := range list {
+		if v, ok := st.Accounts[list[i].Account]; ok && v != "" {
+			list[i].Status = v
+		}
+	}
+	return list
+}
+
+func writeCustomersCSV(w http.ResponseWriter, list []rules.AffectedCustomer) {
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="customers.csv"`)
+	w.Write([]byte("\xEF\xBB\xBF")) // BOM: spreadsheets then read UTF-8
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"account", "name", "meter", "area", "grid", "class", "phones", "status", "powered"})
+	for _, c := range list {
+		phones := ""
+		for i, p := range c.Phones {
+			if i > 0 {
+				phones += " "
+			}
+			phones += p
+		}
+		cw.Write([]string{c.Account, c.Name, c.Meter, c.Area, c.Grid, string(c.Class), phones, c.Status, strconv.FormatBool(c.Powered)})
+	}
+	cw.Flush()
+}
+
+func (s *Server) verification(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Outages == nil {
+		writeError(w, http.StatusNotFound, "no such outage")
+		return
+	}
+	v, ok := s.deps.Outages.Verification(r.PathValue("id"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "no such outage: "+r.PathValue("id"))
+		return
+	}
+	writeJSON(w, 200, v)
+}
+
+func (s *Server) confirm(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.outage(w, r); !ok {
+		return
+	}
+	var body struct {
+		By string `json:"by"`
+	}
+	if r.ContentLength > 0 {
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&body); err != nil {
+			writeError(w, http.StatusBadRequest, "cannot read body: "+err.Error())
+			return
+		}
+	}
+	if body.By == "" {
+		body.By = principalOf(r).role
+	}
+	if err := s.deps.Outages.Confirm(r.Context(), r.PathValue("id"), body.By); err != nil {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	o, _ := s.deps.Outages.Outage(r.PathValue("id"))
+	writeJSON(w, 200, s.withCounts(r.Context(), o))
+}
+
+func (s *Server) quality(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Quality == nil {
+		writeError(w, http.StatusServiceUnavailable, "contacts not loaded")
+		return
+	}
+	p := principalOf(r)
+	grid := r.URL.Query().Get("grid")
+	if grid != "" && !p.canSeeGrid(grid) {
+		writeError(w, http.StatusForbidden, "grid "+grid+" is not yours")
+		return
+	}
+	rep := s.deps.Quality.Quality(grid)
+	if p.role == RoleManager {
+		rep = rep.Only(p.grids)
+	}
+	writeJSON(w, 200, rep)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
