@@ -1,0 +1,127 @@
+package notify
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/notify/notifytest"
+	"github.com/gridbell/gridbell/notify/twiliotest"
+)
+
+// post sends form to h as Twilio would, signed for signURL with token
+// ("" = no signature header).
+func post(h http.Handler, target, signURL, token string, form url.Values) int {
+	r := httptest.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if token != "" {
+		r.Header.Set("X-Twilio-Signature", twiliotest.Sign(token, signURL, form))
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w.Code
+}
+
+func TestStatusWebhook(t *testing.T) {
+	dir := notifytest.NewDirectory(notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"))
+	h := newHarness(t, "sqlite", dir, at(10, 0), func(c *Config, _ *QuietHours) {
+		c.Twilio = twilioConfig("https://api.twilio.com")
+	})
+	h.enqueue(intent("o1", event.KindOutage, "0100000001", "OMS-1", outageVars))
+	sent := h.run()
+	sid := "SM" + sent[0].ID
+	cb := h.o.cfg.Twilio.StatusCallback
+	wh := h.o.StatusWebhook()
+	form := url.Values{"MessageSid": {sid}, "MessageStatus": {"delivered"}, "To": {"+8613800000001"}}
+	tests := []struct {
+		name, token, signURL string
+		want                 int
+	}{
+		{"missing signature", "", cb, http.StatusForbidden},
+		{"bad signature", "wrongtoken", cb, http.StatusForbidden},
+		{"signed for another url", testToken, "https://evil.example/twilio/status", http.StatusForbidden},
+		{"good signature", testToken, cb, http.StatusNoContent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code := post(wh, "/twilio/status", tt.signURL, tt.token, form); code != tt.want {
+				t.Fatalf("status %d, want %d", code, tt.want)
+			}
+			st := h.stats("OMS-1")
+			if delivered := st.Delivered == 1; delivered != (tt.want == http.StatusNoContent) {
+				t.Errorf("delivered = %v after %s", delivered, tt.name)
+			}
+		})
+	}
+	t.Run("receipt before the send is recorded", func(t *testing.T) {
+		if code := post(wh, "/twilio/status", cb, testToken, url.Values{"MessageSid": {"SMearly"}, "MessageStatus": {"undelivered"}, "ErrorCode": {"30003"}}); code != http.StatusNoContent {
+			t.Fatalf("status %d", code)
+		}
+		var n int
+		h.o.db.QueryRow(`SELECT COUNT(*) FROM notify_receipts WHERE provider_id = 'SMearly'`).Scan(&n)
+		if n != 1 {
+			t.Fatalf("early receipt not kept")
+		}
+	})
+}
+
+type stillOut struct {
+	phone    string
+	accounts []string
+}
+
+func (s *stillOut) ReportStillOut(_ context.Context, phone string, accounts []string) error {
+	s.phone, s.accounts = phone, accounts
+	return nil
+}
+
+func TestInboundWebhook(t *testing.T) {
+	const phone = "+8613800000001"
+	dir := notifytest.NewDirectory(notifytest.Resident("0100000001", "TA-0101", "zh", phone))
+	h := newHarness(t, "sqlite", dir, at(23, 0), func(c *Config, _ *QuietHours) {
+		c.Twilio = twilioConfig("https://api.twilio.com")
+	})
+	sink := &stillOut{}
+	wh := h.o.InboundWebhook(sink)
+	// Rebuilt URL: no inbound_url configured, behind a TLS proxy.
+	signURL := "https://gridbell.example/twilio/inbound"
+	send := func(body, token string) int {
+		r := httptest.NewRequest(http.MethodPost, "http://gridbell.example/twilio/inbound", strings.NewReader(url.Values{"From": {phone}, "Body": {body}}.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("X-Forwarded-Proto", "https")
+		if token != "" {
+			r.Header.Set("X-Twilio-Signature", twiliotest.Sign(token, signURL, url.Values{"From": {phone}, "Body": {body}}))
+		}
+		w := httptest.NewRecorder()
+		wh.ServeHTTP(w, r)
+		return w.Code
+	}
+	if code := send("STOP", "wrongtoken"); code != http.StatusForbidden || dir.OptedOut(phone) {
+		t.Fatalf("bad signature: %d, opted out %v", code, dir.OptedOut(phone))
+	}
+	if code := send("STOP", ""); code != http.StatusForbidden {
+		t.Fatalf("missing signature: %d", code)
+	}
+	// A balance_low held for quiet hours is suppressed by 退订.
+	h.enqueue(intent("b1", event.KindBalanceLow, "0100000001", "BAL-1", map[string]string{"balance": "18.50"}))
+	h.run()
+	if code := send(" 退订 ", testToken); code != http.StatusOK || !dir.OptedOut(phone) {
+		t.Fatalf("退订: %d, opted out %v", code, dir.OptedOut(phone))
+	}
+	if got := h.stats("BAL-1").Accounts["0100000001"]; got != "suppressed: opted out" {
+		t.Errorf("held message after STOP: %q", got)
+	}
+	if code := send("start", testToken); code != http.StatusOK || dir.OptedOut(phone) {
+		t.Fatalf("START: %d, opted out %v", code, dir.OptedOut(phone))
+	}
+	if code := send("TD", testToken); code != http.StatusOK || !dir.OptedOut(phone) {
+		t.Fatalf("TD: %d", code)
+	}
+	if code := send("停电", testToken); code != http.StatusOK || sink.phone != phone || len(sink.accounts) != 1 || sink.accounts[0] != "0100000001" {
+		t.Fatalf("停电: %d, sink %+v", code, sink)
+	}
+}
