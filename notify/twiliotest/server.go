@@ -27,7 +27,7 @@ import (
 // Received is one message the server accepted.
 type Received struct {
 	SID, To, From, MessagingServiceSID, Body, StatusCallback string
-	At                                                      time.Time
+	At                                                       time.Time
 }
 
 // Fault is an injected answer: an HTTP status with a Twilio error code, an
