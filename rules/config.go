@@ -14,7 +14,10 @@ type Config struct {
 	BalanceLow      float64       `yaml:"balance_low"`      // CNY
 	StormAreas      int           `yaml:"storm_areas"`      // areas out within StormWindow that start storm mode
 	StormWindow     time.Duration `yaml:"storm_window"`
-	Reorder         time.Duration `yaml:"reorder"` // out-of-order tolerance
+	Reorder         time.Duration `yaml:"reorder"`      // out-of-order tolerance
+	StormDigest     time.Duration `yaml:"storm_digest"` // in storm mode, at most one manager digest per grid this often
+	Tick            time.Duration `yaml:"tick"`         // how often stored timers are compared with the clock
+	MaxBatch        int           `yaml:"max_batch"`    // events applied in one group commit
 }
 
 // Defaults fills zero values with gridbell's defaults.
@@ -43,6 +46,15 @@ func (c *Config) Defaults() {
 	if c.Reorder == 0 {
 		c.Reorder = 5 * time.Minute
 	}
+	if c.StormDigest == 0 {
+		c.StormDigest = time.Minute
+	}
+	if c.Tick == 0 {
+		c.Tick = 250 * time.Millisecond
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 20000
+	}
 }
 
 // Validate checks c.
@@ -55,6 +67,12 @@ func (c Config) Validate() error {
 	}
 	if c.ETRChange <= 0 {
 		return errors.New("rules.etr_change must be positive")
+	}
+	if c.BalanceLow < 0 {
+		return errors.New("rules.balance_low must not be negative")
+	}
+	if c.StormWindow <= 0 || c.Tick <= 0 || c.MaxBatch < 1 {
+		return errors.New("rules.storm_window, rules.tick and rules.max_batch must be positive")
 	}
 	if c.StormAreas < 1 {
 		return errors.New("rules.storm_areas must be at least 1")

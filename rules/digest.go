@@ -1,0 +1,133 @@
+package rules
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gridbell/gridbell/internal/event"
+)
+
+// maxNames caps the critical customers named in one digest (an SMS is short).
+const maxNames = 20
+
+// digest gathers what one grid's manager is to be told, stored as JSON so
+// a held storm digest survives a restart. Guarded by Engine.mu.
+type digest struct {
+	Count     int       `json:"count"`
+	Critical  []string  `json:"critical,omitempty"` // names
+	NCritical int       `json:"n_critical"`
+	Areas     []string  `json:"areas,omitempty"`
+	Outages   []string  `json:"outages,omitempty"`
+	LastSent  time.Time `json:"last_sent"`
+
+	dirty bool
+}
+
+func (e *Engine) digestFor(grid string) *digest {
+	d := e.digests[grid]
+	if d == nil {
+		d = &digest{}
+		e.digests[grid] = d
+	}
+	if !d.dirty {
+		d.dirty = true
+		e.dirtyDigests = append(e.dirtyDigests, grid)
+	}
+	return d
+}
+
+// digestAdd notes the customer of meter m, affected by r, for the grid
+// manager's digest. Lock: e.mu held.
+func (e *Engine) digestAdd(m *meterState, r *outage, area string) {
+	d := e.digestFor(m.grid)
+	d.Count++
+	if !slices.Contains(d.Outages, r.ID) {
+		d.Outages = append(d.Outages, r.ID)
+	}
+	if area != "" && !slices.Contains(d.Areas, area) {
+		d.Areas = append(d.Areas, area)
+	}
+	if priority(m.class, event.PriorityOutage) == event.PriorityCritical {
+		d.NCritical++
+		if len(d.Critical) < maxNames {
+			name := m.account
+			if a, ok := e.dir.Account(m.account); ok && a.Name != "" {
+				name = a.Name + "(" + m.account + ")"
+			}
+			d.Critical = append(d.Critical, name)
+		}
+	}
+}
+
+// flushDigests sends each grid's gathered digest: at once normally, and in
+// storm mode at most once per StormDigest per grid, so a manager gets one
+// digest per grid rather than one per area. Lock: e.mu held.
+func (e *Engine) flushDigests(now time.Time) {
+	grids := make([]string, 0, len(e.digests))
+	for g, d := range e.digests {
+		if d.Count > 0 {
+			grids = append(grids, g)
+		}
+	}
+	slices.Sort(grids)
+	for _, g := range grids {
+		d := e.digests[g]
+		if e.storm && now.Sub(d.LastSent) < e.cfg.StormDigest {
+			continue
+		}
+		e.sendDigest(g, d, now)
+	}
+}
+
+func (e *Engine) sendDigest(g string, d *digest, now time.Time) {
+	d = e.digestFor(g)
+	info, ok := e.dir.Grid(g)
+	if !ok || info.ManagerPhone == "" {
+		e.noManager.Inc()
+	} else {
+		vars := map[string]string{"grid": g, "manager": info.Manager, "count": strconv.Itoa(d.Count),
+			"critical_count": strconv.Itoa(d.NCritical), "critical": strings.Join(d.Critical, "、"),
+			"areas": joinCapped(d.Areas, 10), "outages": joinCapped(d.Outages, 5), "storm": boolString(e.storm)}
+		e.emit(event.Intent{Key: fmt.Sprintf("digest/%s/%d", g, now.UnixNano()), Kind: event.KindManagerDigest,
+			Grid: g, To: info.ManagerPhone, Ref: d.Outages[0], Vars: vars, Priority: event.PriorityCritical, CreatedAt: now})
+	}
+	*d = digest{LastSent: now, dirty: true}
+}
+
+func joinCapped(s []string, n int) string {
+	if len(s) <= n {
+		return strings.Join(s, ",")
+	}
+	return strings.Join(s[:n], ",") + fmt.Sprintf(",… (+%d)", len(s)-n)
+}
+
+// stormEval switches storm mode: on when more than StormAreas areas went out
+// within StormWindow, off again when at most half that many did.
+// Lock: e.mu held.
+func (e *Engine) stormEval(now time.Time) {
+	cut := 0
+	for cut < len(e.stormHits) && now.Sub(e.stormHits[cut]) > e.cfg.StormWindow {
+		cut++
+	}
+	e.stormHits = e.stormHits[cut:]
+	n := len(e.stormHits)
+	switch {
+	case !e.storm && n > e.cfg.StormAreas:
+		e.storm = true
+		e.log.Warn().Int("areas", n).Dur("window", e.cfg.StormWindow).Msg("storm mode on: manager digests go out once per grid")
+	case e.storm && n <= e.cfg.StormAreas/2:
+		e.storm = false
+		e.log.Info().Int("areas", n).Msg("storm mode off")
+	default:
+		return
+	}
+	e.stormFlag.Store(e.storm)
+	if e.storm {
+		e.stormGauge.Set(1)
+	} else {
+		e.stormGauge.Set(0)
+	}
+}

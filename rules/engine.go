@@ -1,0 +1,388 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gridbell/gridbell/internal/clock"
+	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/metrics"
+	"github.com/gridbell/gridbell/internal/store"
+)
+
+// ErrNotFound is returned for an outage id the rules do not know.
+var ErrNotFound = errors.New("outage not found")
+
+// ErrStopped is returned by calls made after Run has returned.
+var ErrStopped = errors.New("rules engine stopped")
+
+// request is one caller's work for the writer loop: events, or a function
+// applied under the lock (Confirm, ReportStillOut, a tick).
+type request struct {
+	evs  []event.Event
+	fn   func() error
+	err  error
+	done chan error
+}
+
+type ledgerKey struct {
+	rec  int32
+	acct string
+}
+
+// areaState is one transformer area. Guarded by Engine.mu.
+type areaState struct {
+	name   string
+	meters []int32
+	dark   int   // meters confirmed dark
+	rec    int32 // latest record covering the area; -1 = none
+}
+
+// Engine applies events to the rules' state and writes the intents they
+// cause. One writer goroutine (Run) owns all changes; views read under mu.
+type Engine struct {
+	cfg  Config
+	db   *store.DB
+	dir  Directory
+	sink IntentSink
+	clk  clock.Clock
+	log  zerolog.Logger
+
+	reqs    chan *request
+	stopped chan struct{}
+
+	stormFlag  atomic.Bool
+	stormGauge *metrics.Gauge
+	eventsC    *metrics.Counter
+	intentsC   *metrics.Counter
+	noManager  *metrics.Counter
+	batchesC   *metrics.Counter
+
+	mu         sync.RWMutex
+	meters     []meterState
+	meterIdx   map[string]int32
+	areas      []areaState
+	areaIdx    map[string]int32
+	concMeters map[string]map[int32]struct{}
+	pending    dueHeap
+	outages    []*outage
+	outageIdx  map[string]int32 // ids and aliases
+	seq        int64
+	accounts   map[string]*account
+	digests    map[string]*digest
+	storm      bool
+	stormHits  []time.Time
+
+	// per batch; written by the writer only
+	out           []event.Intent
+	batchKeys     map[string]struct{}
+	touched       map[int32]struct{}
+	dirtyMeters   []int32
+	dirtyOutages  []int32
+	dirtyLedger   map[ledgerKey]struct{}
+	dirtyAccounts []string
+	dirtyDigests  []string
+}
+
+// New migrates the rules' tables and loads their state, so a restart
+// resumes where the last run stopped, pending decisions included.
+func New(cfg Config, db *store.DB, dir Directory, sink IntentSink, clk clock.Clock, log zerolog.Logger) (*Engine, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, db: db, dir: dir, sink: sink, clk: clk, log: log,
+		reqs: make(chan *request, 1024), stopped: make(chan struct{}),
+		stormGauge: metrics.Default.Gauge("gridbell_storm_mode", "1 while the rules are in storm mode"),
+		eventsC:    metrics.Default.Counter("gridbell_rules_events_total", "events applied by the rules"),
+		intentsC:   metrics.Default.Counter("gridbell_rules_intents_total", "notification intents written by the rules"),
+		noManager:  metrics.Default.Counter("gridbell_rules_digest_no_manager_total", "manager digests not sent: the grid has no manager phone"),
+		batchesC:   metrics.Default.Counter("gridbell_rules_batches_total", "group commits of the rules"),
+	}
+	e.stormGauge.Set(0)
+	ctx := context.Background()
+	if err := db.Migrate(ctx, "rules", migrations); err != nil {
+		return nil, err
+	}
+	if err := e.load(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// reset empties the in-memory state. Lock: e.mu held.
+func (e *Engine) reset() {
+	e.meters, e.meterIdx = nil, map[string]int32{}
+	e.areas, e.areaIdx = nil, map[string]int32{}
+	e.concMeters = map[string]map[int32]struct{}{}
+	e.pending = nil
+	e.outages, e.outageIdx, e.seq = nil, map[string]int32{}, 0
+	e.accounts, e.digests = map[string]*account{}, map[string]*digest{}
+	e.stormHits = nil
+	e.resetBatch()
+}
+
+func (e *Engine) resetBatch() {
+	e.out = e.out[:0]
+	e.batchKeys = map[string]struct{}{}
+	e.touched = map[int32]struct{}{}
+	e.dirtyMeters, e.dirtyOutages, e.dirtyAccounts, e.dirtyDigests = e.dirtyMeters[:0], e.dirtyOutages[:0], e.dirtyAccounts[:0], e.dirtyDigests[:0]
+	e.dirtyLedger = map[ledgerKey]struct{}{}
+}
+
+// area returns the index of area name, loading its meters from the
+// registry on first sight. Lock: e.mu held.
+func (e *Engine) area(name string) int32 {
+	if a, ok := e.areaIdx[name]; ok {
+		return a
+	}
+	a := int32(len(e.areas))
+	e.areas = append(e.areas, areaState{name: name, rec: -1})
+	e.areaIdx[name] = a
+	ids := e.dir.AreaMeters(name)
+	ms := make([]int32, 0, len(ids))
+	for _, id := range ids {
+		ms = append(ms, e.meter(id, ""))
+	}
+	e.areas[a].meters = ms
+	return a
+}
+
+func (e *Engine) emit(in event.Intent) {
+	e.out = append(e.out, in)
+}
+
+// Handle applies evs and returns once their effects and intents are
+// committed. Many concurrent callers share one transaction.
+func (e *Engine) Handle(ctx context.Context, evs []event.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	return e.call(ctx, &request{evs: evs})
+}
+
+func (e *Engine) call(ctx context.Context, r *request) error {
+	r.done = make(chan error, 1)
+	select {
+	case e.reqs <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.stopped:
+		return ErrStopped
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.stopped:
+		select {
+		case err := <-r.done:
+			return err
+		default:
+			return ErrStopped
+		}
+	}
+}
+
+// Tick compares the stored timers with the clock now (the writer loop
+// does it every cfg.Tick) and returns once the decisions are committed.
+func (e *Engine) Tick(ctx context.Context) error {
+	return e.call(ctx, &request{fn: func() error { return nil }})
+}
+
+// Run is the writer loop: it batches callers' requests into group commits
+// and takes due decisions every Tick. It exits when ctx is done, after
+// committing what it had taken.
+func (e *Engine) Run(ctx context.Context) error {
+	defer close(e.stopped)
+	t := time.NewTicker(e.cfg.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			e.drain()
+			return nil
+		case r := <-e.reqs:
+			e.process(e.gather(r))
+		case <-t.C:
+			e.process(nil)
+		}
+	}
+}
+
+// gather takes r and whatever else is queued, up to MaxBatch events.
+func (e *Engine) gather(r *request) []*request {
+	batch := []*request{r}
+	n := len(r.evs)
+	for n < e.cfg.MaxBatch {
+		select {
+		case r := <-e.reqs:
+			batch = append(batch, r)
+			n += len(r.evs)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// drain commits the requests already queued when Run is told to stop.
+func (e *Engine) drain() {
+	for {
+		select {
+		case r := <-e.reqs:
+			e.process(e.gather(r))
+		default:
+			return
+		}
+	}
+}
+
+// process applies a batch and commits it in one transaction. If the
+// commit fails, memory is reloaded from the store, so state and store
+// never disagree, and every caller gets the error.
+func (e *Engine) process(batch []*request) {
+	ctx := context.Background()
+	e.mu.Lock()
+	n := 0
+	for _, r := range batch {
+		if r.fn != nil {
+			r.err = r.fn()
+		}
+		for i := range r.evs {
+			e.apply(&r.evs[i])
+		}
+		n += len(r.evs)
+	}
+	e.decide()
+	w := e.collect()
+	intents := e.out
+	e.mu.Unlock()
+
+	err := e.commit(ctx, w, intents)
+	if err != nil {
+		e.log.Error().Err(err).Int("events", n).Msg("cannot commit rules batch; reloading state from the store")
+		e.mu.Lock()
+		if lerr := e.load(ctx); lerr != nil {
+			e.log.Error().Err(lerr).Msg("cannot reload rules state")
+		}
+		e.mu.Unlock()
+	} else {
+		e.eventsC.Add(uint64(n))
+		e.intentsC.Add(uint64(len(intents)))
+		e.batchesC.Inc()
+	}
+	e.mu.Lock()
+	e.resetBatch()
+	e.mu.Unlock()
+	for _, r := range batch {
+		if err != nil {
+			r.done <- err
+		} else {
+			r.done <- r.err
+		}
+	}
+}
+
+// apply applies one event. Lock: e.mu held.
+func (e *Engine) apply(ev *event.Event) {
+	switch {
+	case ev.Reading != nil:
+		e.applyReading(ev.Reading)
+	case ev.Meter != nil:
+		e.applyMeterEvent(ev.Meter)
+	case ev.Concentrator != nil:
+		e.applyConcentratorEvent(ev.Concentrator)
+	case ev.Outage != nil:
+		e.applyOMS(ev.Outage)
+	case ev.Billing != nil:
+		e.applyBilling(ev.Billing)
+	}
+}
+
+// decide takes every timer decision due by now. Lock: e.mu held.
+func (e *Engine) decide() {
+	now := e.clk.Now()
+	e.decideDue(now.UnixNano())
+	e.reminders(now)
+	e.settle()
+	e.stormEval(now)
+	e.flushDigests(now)
+}
+
+// Confirm records a dispatcher's confirmation of the restoration and closes
+// the outage. Customers whose meters are still dark are still not told.
+func (e *Engine) Confirm(ctx context.Context, id, by string) error {
+	return e.call(ctx, &request{fn: func() error {
+		o, ok := e.outageIdx[id]
+		if !ok {
+			return fmt.Errorf("cannot confirm outage %s: %w", id, ErrNotFound)
+		}
+		r := e.outages[o]
+		now := e.clk.Now()
+		r.ConfirmedBy, r.ConfirmedAt = by, &now
+		if r.Status == statusActive {
+			r.Status = statusRestored
+			if r.RestoredAt == nil {
+				r.RestoredAt = &now
+			}
+		}
+		e.touch(r)
+		return nil
+	}})
+}
+
+// ReportStillOut records that a customer replied they are still out. Each
+// account (by default every account of phone) whose meter the rules believe
+// powered is listed in its outage's Verification.ReportedOut.
+func (e *Engine) ReportStillOut(ctx context.Context, phone string, accounts []string) error {
+	return e.call(ctx, &request{fn: func() error {
+		if len(accounts) == 0 {
+			accounts = e.dir.AccountsByPhone(phone)
+		}
+		for _, a := range accounts {
+			e.reportOut(a)
+		}
+		return nil
+	}})
+}
+
+// reportOut lists account a in the latest outage holding one of its meters
+// when gridbell believes that meter powered. Lock: e.mu held.
+func (e *Engine) reportOut(a string) {
+	acct, ok := e.dir.Account(a)
+	if !ok {
+		return
+	}
+	for _, id := range acct.Meters {
+		i, ok := e.meterIdx[id]
+		if !ok || e.meters[i].outage < 0 || e.meters[i].st == stDark {
+			continue
+		}
+		r := e.outages[e.meters[i].outage]
+		if !containsStr(r.ReportedOut, a) {
+			r.ReportedOut = append(r.ReportedOut, a)
+			e.touch(r)
+		}
+		return
+	}
+}
+
+func containsStr(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// StormMode reports whether the rules are in storm mode.
+func (e *Engine) StormMode() bool { return e.stormFlag.Load() }

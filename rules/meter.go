@@ -1,0 +1,306 @@
+package rules
+
+import (
+	"time"
+
+	"github.com/gridbell/gridbell/internal/event"
+)
+
+// seenPersistEvery is how stale a meter's stored last-seen time may grow:
+// readings alone do not rewrite a meter's row every time.
+const seenPersistEvery = 10 * time.Minute
+
+// Meter power states.
+const (
+	stUnknown uint8 = iota
+	stPowered
+	stDark
+)
+
+// Meter flags.
+const (
+	fTripped   uint8 = 1 << iota // relay opened by the utility
+	fConfirmed                   // dark past the momentary window: counts toward its area
+	fConcDark                    // darkened by its concentrator's last gasp
+	fDarkSeen                    // seen dark during its current outage
+)
+
+// meterState is one meter. Times are Unix nanoseconds of event time.
+// Guarded by Engine.mu.
+type meterState struct {
+	id      string
+	account string // "" = not in the registry: state kept, no intents
+	grid    string
+	class   string
+	area    int32 // -1 = none
+	outage  int32 // live outage record holding the meter; -1 = none
+	st      uint8
+	flags   uint8
+	known   bool
+	dirty   bool
+	since   int64 // when st began
+	seen    int64 // newest evidence of power (reading, power_on)
+	saved   int64 // seen as last persisted
+	lastTS  int64 // newest power event applied
+	relayTS int64 // newest trip/close applied
+	due     int64 // pending momentary decision; 0 = none
+}
+
+func (m *meterState) tripped() bool { return m.flags&fTripped != 0 }
+
+// dueItem is a pending momentary decision in the heap.
+type dueItem struct {
+	due int64
+	m   int32
+}
+
+// dueHeap is a min-heap of pending decisions by due time. Entries whose
+// meter no longer carries that due time are stale and skipped when popped.
+type dueHeap []dueItem
+
+func (h *dueHeap) push(it dueItem) {
+	*h = append(*h, it)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		p := (i - 1) / 2
+		if s[p].due <= s[i].due {
+			break
+		}
+		s[p], s[i] = s[i], s[p]
+		i = p
+	}
+}
+
+func (h *dueHeap) pop() dueItem {
+	s := *h
+	top := s[0]
+	n := len(s) - 1
+	s[0] = s[n]
+	s = s[:n]
+	for i := 0; ; {
+		l, r, min := 2*i+1, 2*i+2, i
+		if l < n && s[l].due < s[min].due {
+			min = l
+		}
+		if r < n && s[r].due < s[min].due {
+			min = r
+		}
+		if min == i {
+			break
+		}
+		s[i], s[min] = s[min], s[i]
+		i = min
+	}
+	*h = s
+	return top
+}
+
+// meter returns the index of meter id, interning it (and, for a meter of the
+// registry, its whole area) on first sight. Unknown meters are looked up
+// again each time, so a later contacts import makes them known.
+// Lock: e.mu held.
+func (e *Engine) meter(id, conc string) int32 {
+	i, ok := e.meterIdx[id]
+	if ok && e.meters[i].known {
+		e.learnConc(i, conc)
+		return i
+	}
+	info, known := e.dir.Meter(id)
+	if !ok {
+		i = int32(len(e.meters))
+		e.meters = append(e.meters, meterState{id: id, area: -1, outage: -1})
+		e.meterIdx[id] = i
+	}
+	if known {
+		m := &e.meters[i]
+		m.known, m.account, m.grid, m.class = true, info.Account, info.Grid, string(info.Class)
+		if conc == "" {
+			conc = info.Concentrator
+		}
+		if info.Area != "" {
+			a := e.area(info.Area) // may grow e.meters: m is stale after
+			e.meters[i].area = a
+		}
+	}
+	e.learnConc(i, conc)
+	return i
+}
+
+// learnConc remembers that meter i publishes behind concentrator c.
+func (e *Engine) learnConc(i int32, c string) {
+	if c == "" {
+		return
+	}
+	set := e.concMeters[c]
+	if set == nil {
+		set = map[int32]struct{}{}
+		e.concMeters[c] = set
+	}
+	set[i] = struct{}{}
+}
+
+func (e *Engine) markDirty(i int32) {
+	m := &e.meters[i]
+	if !m.dirty {
+		m.dirty = true
+		e.dirtyMeters = append(e.dirtyMeters, i)
+	}
+}
+
+// powerOff applies a last gasp stamped ts. A last gasp older than Reorder
+// (a replay, a backlog) darkens the meter but starts no decision: replays
+// are harmless.
+// Lock: e.mu held.
+func (e *Engine) powerOff(i int32, ts int64, byConc bool) {
+	m := &e.meters[i]
+	if ts < m.lastTS || (ts == m.lastTS && m.st == stDark) {
+		return
+	}
+	m.lastTS = ts
+	if m.st == stDark {
+		return
+	}
+	m.st, m.since = stDark, ts
+	m.flags &^= fConcDark
+	if byConc {
+		m.flags |= fConcDark
+	}
+	e.markDirty(i)
+	now := e.clk.Now().UnixNano()
+	if ts < now-int64(e.cfg.Reorder) {
+		return
+	}
+	m.due = min(ts, now) + int64(e.cfg.Momentary)
+	e.pending.push(dueItem{due: m.due, m: i})
+}
+
+// powered applies evidence of power at ts: a power_on (on) or a reading.
+// A concentrator's power_on does not light a meter that went dark on its
+// own. Lock: e.mu held.
+func (e *Engine) powered(i int32, ts int64, on, byConc bool) {
+	m := &e.meters[i]
+	if byConc && m.st == stDark && m.flags&fConcDark == 0 {
+		return
+	}
+	if ts > m.seen {
+		m.seen = ts
+		if ts-m.saved > int64(seenPersistEvery) || m.outage >= 0 {
+			e.markDirty(i)
+		}
+	}
+	if ts < m.lastTS || (!on && m.st == stDark && ts <= m.since) {
+		return
+	}
+	m.lastTS = ts
+	if m.st != stPowered {
+		m.st, m.since = stPowered, ts
+		m.flags &^= fConcDark
+		m.due = 0 // a pending decision is cancelled: a momentary blip
+		e.markDirty(i)
+		if m.flags&fConfirmed != 0 {
+			m.flags &^= fConfirmed
+			if m.area >= 0 {
+				e.areas[m.area].dark--
+			}
+		}
+	}
+	if m.outage >= 0 {
+		e.meterBack(i)
+	}
+}
+
+// relay applies remote_trip (open) and remote_close.
+// Lock: e.mu held.
+func (e *Engine) relay(i int32, ts int64, open bool) {
+	m := &e.meters[i]
+	if ts < m.relayTS {
+		return
+	}
+	m.relayTS = ts
+	was := m.tripped()
+	if open {
+		m.flags |= fTripped
+	} else {
+		m.flags &^= fTripped
+	}
+	if was != m.tripped() {
+		e.markDirty(i)
+	}
+}
+
+// applyMeterEvent applies one meter event. Lock: e.mu held.
+func (e *Engine) applyMeterEvent(ev *event.MeterEvent) {
+	i := e.meter(ev.Meter, ev.Concentrator)
+	ts := ev.TS.UnixNano()
+	switch ev.Type {
+	case event.PowerOff:
+		e.powerOff(i, ts, false)
+	case event.PowerOn:
+		e.powered(i, ts, true, false)
+	case event.RemoteTrip:
+		e.relay(i, ts, true)
+	case event.RemoteClose:
+		e.relay(i, ts, false)
+	}
+}
+
+// applyConcentratorEvent applies a concentrator event to every meter behind
+// it: those of the registry and those seen publishing on its topics.
+// Lock: e.mu held.
+func (e *Engine) applyConcentratorEvent(ev *event.ConcentratorEvent) {
+	ts := ev.TS.UnixNano()
+	for _, id := range e.dir.ConcentratorMeters(ev.Concentrator) {
+		e.meter(id, ev.Concentrator)
+	}
+	for i := range e.concMeters[ev.Concentrator] {
+		switch ev.Type {
+		case event.PowerOff:
+			e.powerOff(i, ts, true)
+		case event.PowerOn:
+			e.powered(i, ts, true, true)
+		}
+	}
+}
+
+// applyReading applies a reading: evidence of power and, for prepaid
+// meters, a balance. Lock: e.mu held.
+func (e *Engine) applyReading(r *event.Reading) {
+	i := e.meter(r.Meter, r.Concentrator)
+	ts := r.TS.UnixNano()
+	e.powered(i, ts, false, false)
+	if r.Balance != nil && e.meters[i].known {
+		e.balance(e.meters[i].account, *r.Balance, r.TS, "RDG-"+r.Meter, false)
+	}
+}
+
+// decideDue takes every momentary decision due by now: a meter still dark
+// is confirmed and its area is assessed. Lock: e.mu held.
+func (e *Engine) decideDue(now int64) {
+	touched := map[int32][]int32{}
+	for len(e.pending) > 0 && e.pending[0].due <= now {
+		it := e.pending.pop()
+		m := &e.meters[it.m]
+		if m.due != it.due || m.st != stDark {
+			continue
+		}
+		m.due = 0
+		m.flags |= fConfirmed
+		e.markDirty(it.m)
+		if m.area < 0 {
+			continue // not in the registry: state kept, no outage
+		}
+		e.areas[m.area].dark++
+		touched[m.area] = append(touched[m.area], it.m)
+	}
+	if len(touched) == 0 {
+		return
+	}
+	areas := make([]int32, 0, len(touched))
+	for a := range touched {
+		areas = append(areas, a)
+	}
+	sortInt32(areas)
+	for _, a := range areas {
+		e.areaDark(a, touched[a])
+	}
+}

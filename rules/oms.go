@@ -1,0 +1,296 @@
+package rules
+
+import (
+	"slices"
+	"time"
+
+	"github.com/gridbell/gridbell/internal/event"
+)
+
+// applyOMS applies one OMS message. The latest updated_at wins: an older
+// or repeated message changes nothing. Lock: e.mu held.
+func (e *Engine) applyOMS(o *event.OMSOutage) {
+	if o.OutageID == "" {
+		return
+	}
+	var r *outage
+	if idx, ok := e.outageIdx[o.OutageID]; ok {
+		r = e.outages[idx]
+		if !o.UpdatedAt.After(r.OMSUpdated) {
+			return
+		}
+	} else {
+		r = e.addRecord(&outage{ID: o.OutageID, Source: "oms", Created: e.clk.Now()})
+	}
+	e.touch(r)
+	r.OMSUpdated = o.UpdatedAt
+	if o.Kind != "" {
+		r.Kind = o.Kind
+	}
+	if r.Kind == "" {
+		r.Kind = event.OutageFault
+	}
+	if o.Cause != "" {
+		r.Cause = o.Cause
+	}
+	if o.Start != nil {
+		r.Start = tptr(*o.Start)
+	}
+	if o.ETR != nil {
+		r.ETR = tptr(*o.ETR)
+	}
+	switch o.Status {
+	case event.StatusScheduled:
+		e.omsScheduled(r, o)
+	case event.StatusStarted, event.StatusETRUpdated:
+		e.omsStarted(r, o)
+	case event.StatusRestored:
+		e.omsRestored(r, o)
+	case event.StatusCancelled:
+		r.Status = statusCancelled
+	}
+}
+
+// omsScope adds o's areas, feeders and meters to r's scope and makes their
+// meters members; an AMI record already holding any of them is absorbed.
+// Lock: e.mu held.
+func (e *Engine) omsScope(r *outage, o *event.OMSOutage) []int32 {
+	var meters []int32
+	addArea := func(name string) {
+		a := e.area(name)
+		meters = append(meters, e.areas[a].meters...)
+	}
+	for _, a := range o.Areas {
+		if !slices.Contains(r.Areas, a) {
+			r.Areas = append(r.Areas, a)
+		}
+		addArea(a)
+	}
+	for _, f := range o.Feeders {
+		if !slices.Contains(r.Feeders, f) {
+			r.Feeders = append(r.Feeders, f)
+		}
+		for _, a := range e.dir.FeederAreas(f) {
+			addArea(a)
+		}
+	}
+	for _, id := range o.Meters {
+		if !slices.Contains(r.Meters, id) {
+			r.Meters = append(r.Meters, id)
+		}
+		meters = append(meters, e.meter(id, ""))
+	}
+	now := e.clk.Now()
+	for _, i := range meters {
+		if o := e.meters[i].outage; o >= 0 && o != r.idx {
+			other := e.outages[o]
+			if other.Source == "ami" && e.liveForAMI(o, now) {
+				e.absorb(r, other)
+				continue
+			}
+			if other.live() {
+				continue // another OMS outage holds it and told its customers
+			}
+		}
+		e.join(r, i)
+	}
+	for _, a := range r.Areas {
+		e.areas[e.area(a)].rec = r.idx
+	}
+	return r.members
+}
+
+// absorb merges AMI record src into r: one outage, one set of customers
+// told. Lock: e.mu held.
+func (e *Engine) absorb(r, src *outage) {
+	r.Source = "both"
+	r.Aliases = append(r.Aliases, src.ID)
+	r.Aliases = append(r.Aliases, src.Aliases...)
+	for _, a := range src.Areas {
+		if !slices.Contains(r.Areas, a) {
+			r.Areas = append(r.Areas, a)
+		}
+	}
+	for _, id := range src.Meters {
+		if !slices.Contains(r.Meters, id) {
+			r.Meters = append(r.Meters, id)
+		}
+	}
+	for _, i := range src.members {
+		if e.meters[i].outage == src.idx {
+			e.meters[i].outage = r.idx
+			r.members = append(r.members, i)
+		}
+	}
+	for acct, f := range src.ledger {
+		e.setLedger(r, acct, f)
+	}
+	if r.Start == nil || (src.Start != nil && src.Start.Before(*r.Start)) {
+		r.Start = src.Start
+	}
+	if r.ETRTold == nil {
+		r.ETRTold = src.ETRTold
+	}
+	src.Status = statusMerged
+	src.members = nil
+	e.outageIdx[src.ID] = r.idx
+	for _, a := range src.Aliases {
+		e.outageIdx[a] = r.idx
+	}
+	e.touch(src)
+	e.touch(r)
+}
+
+// omsScheduled announces a planned outage: planned_notice now, and a
+// reminder PlannedReminder before the start when that is still ahead.
+// Lock: e.mu held.
+func (e *Engine) omsScheduled(r *outage, o *event.OMSOutage) {
+	if r.Status == "" || r.Status == statusScheduled {
+		r.Status = statusScheduled
+	}
+	members := e.omsScope(r, o)
+	now := e.clk.Now()
+	if r.Start != nil && !r.ReminderSent {
+		due := r.Start.Add(-e.cfg.PlannedReminder)
+		r.ReminderDue = nil
+		if due.After(now) {
+			r.ReminderDue = &due
+		}
+	}
+	if r.Status == statusScheduled {
+		e.planned(r, members, lPlanned, time.Time{})
+	}
+}
+
+// planned sends planned_notice (flag lPlanned) or its reminder (lReminded)
+// to the customers of meters not yet sent it. Lock: e.mu held.
+func (e *Engine) planned(r *outage, meters []int32, flag uint8, notBefore time.Time) {
+	now := e.clk.Now()
+	key := "planned/"
+	if flag == lReminded {
+		key = "planned-reminder/"
+	}
+	for _, i := range meters {
+		m := &e.meters[i]
+		if m.outage != r.idx || !m.known || m.tripped() || e.disconnected(m.account) || r.ledger[m.account]&flag != 0 {
+			continue
+		}
+		if flag == lReminded && r.ledger[m.account]&lPlanned == 0 {
+			continue
+		}
+		e.setLedger(r, m.account, flag)
+		vars := map[string]string{"outage_id": r.ID, "start": fmtTime(r.Start), "etr": fmtTime(r.ETR),
+			"cause": r.Cause, "reminder": boolString(flag == lReminded)}
+		if m.area >= 0 {
+			vars["area"] = e.areas[m.area].name
+		}
+		e.emit(event.Intent{Key: key + r.ID + "/" + m.account, Kind: event.KindPlannedNotice, Account: m.account,
+			Grid: m.grid, Ref: r.ID, Vars: vars, Priority: priority(m.class, event.PriorityOutage), NotBefore: notBefore, CreatedAt: now})
+	}
+	if r.ETRTold == nil && r.ETR != nil {
+		r.ETRTold = r.ETR
+	}
+}
+
+func boolString(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+// omsStarted opens (or keeps open) an outage: its customers are told, and
+// a moved ETR is announced. Lock: e.mu held.
+func (e *Engine) omsStarted(r *outage, o *event.OMSOutage) {
+	if r.Status != statusActive {
+		r.Status = statusActive
+		r.OMSRestored = false
+		r.RestoredAt = nil
+	}
+	if r.Start == nil {
+		r.Start = tptr(o.UpdatedAt)
+	}
+	members := e.omsScope(r, o)
+	e.etrCheck(r)
+	e.tell(r, members)
+}
+
+// etrCheck sends etr_update to the customers told and not yet restored when
+// the ETR moved by ETRChange or more from the last one they were told.
+// Lock: e.mu held.
+func (e *Engine) etrCheck(r *outage) {
+	if r.ETR == nil || r.ETRTold == nil {
+		return
+	}
+	d := r.ETR.Sub(*r.ETRTold)
+	if d < 0 {
+		d = -d
+	}
+	if d < e.cfg.ETRChange {
+		return
+	}
+	prev := fmtTime(r.ETRTold)
+	r.ETRTold = r.ETR
+	now := e.clk.Now()
+	for _, i := range r.members {
+		m := &e.meters[i]
+		fl := r.ledger[m.account]
+		if m.outage != r.idx || !m.known || fl&(lNotified|lPlanned) == 0 || fl&lRestored != 0 {
+			continue
+		}
+		key := "etr/" + r.ID + "/" + m.account + "/" + r.ETR.UTC().Format("20060102T150405")
+		if _, dup := e.batchKeys[key]; dup {
+			continue // an account with several meters
+		}
+		e.batchKeys[key] = struct{}{}
+		e.emit(event.Intent{Key: key, Kind: event.KindETRUpdate, Account: m.account, Grid: m.grid, Ref: r.ID,
+			Vars:     map[string]string{"outage_id": r.ID, "etr": fmtTime(r.ETR), "previous_etr": prev, "start": fmtTime(r.Start)},
+			Priority: priority(m.class, event.PriorityOutage), CreatedAt: now})
+	}
+}
+
+// omsRestored records the OMS's restoration. Customers whose meters are
+// back are told; the record closes once no meter is dark (settle).
+// Lock: e.mu held.
+func (e *Engine) omsRestored(r *outage, o *event.OMSOutage) {
+	if r.Status == "" {
+		r.Status = statusRestored
+		r.RestoredAt = tptr(o.UpdatedAt)
+		return
+	}
+	r.OMSRestored = true
+	r.RestoredAt = tptr(o.UpdatedAt)
+	if r.Status == statusScheduled {
+		r.Status = statusActive
+	}
+	for _, i := range r.members {
+		if e.meters[i].outage == r.idx {
+			e.meterBack(i)
+		}
+	}
+	e.touched[r.idx] = struct{}{}
+}
+
+// reminders sends planned reminders that are due. Lock: e.mu held.
+func (e *Engine) reminders(now time.Time) {
+	for _, o := range e.scheduled() {
+		r := e.outages[o]
+		if r.ReminderDue == nil || r.ReminderSent || now.Before(*r.ReminderDue) {
+			continue
+		}
+		r.ReminderSent = true
+		e.touch(r)
+		e.planned(r, r.members, lReminded, *r.ReminderDue)
+	}
+}
+
+// scheduled lists scheduled records. Lock: e.mu held.
+func (e *Engine) scheduled() []int32 {
+	var out []int32
+	for _, r := range e.outages {
+		if r.Status == statusScheduled {
+			out = append(out, r.idx)
+		}
+	}
+	return out
+}

@@ -1,0 +1,342 @@
+package rules
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/gridbell/gridbell/internal/event"
+)
+
+// Outage record statuses (CONTRACT §6), plus merged: an AMI record absorbed
+// into an OMS record, kept only so its id still resolves.
+const (
+	statusScheduled = "scheduled"
+	statusActive    = "active"
+	statusRestored  = "restored"
+	statusCancelled = "cancelled"
+	statusMerged    = "merged"
+)
+
+// Ledger flags: what an account was told about one outage.
+const (
+	lNotified uint8 = 1 << iota // outage
+	lPlanned                    // planned_notice
+	lRestored                   // restored
+	lReminded                   // planned_notice reminder
+)
+
+// outage is one outage record, seen by meters (ami), the OMS, or both. The
+// exported fields are its stored form; members and ledger are rebuilt on load.
+type outage struct {
+	ID           string     `json:"id"`
+	Aliases      []string   `json:"aliases,omitempty"`
+	Kind         string     `json:"kind"`
+	Source       string     `json:"source"`
+	Status       string     `json:"status"`
+	Areas        []string   `json:"areas,omitempty"` // whole transformer areas in scope
+	Feeders      []string   `json:"feeders,omitempty"`
+	Meters       []string   `json:"meters,omitempty"` // single meters in scope
+	Start        *time.Time `json:"start,omitempty"`
+	ETR          *time.Time `json:"etr,omitempty"`
+	ETRTold      *time.Time `json:"etr_told,omitempty"`
+	RestoredAt   *time.Time `json:"restored_at,omitempty"`
+	OMSRestored  bool       `json:"oms_restored,omitempty"`
+	OMSUpdated   time.Time  `json:"oms_updated"`
+	Cause        string     `json:"cause,omitempty"`
+	ReminderDue  *time.Time `json:"reminder_due,omitempty"`
+	ReminderSent bool       `json:"reminder_sent,omitempty"`
+	ConfirmedBy  string     `json:"confirmed_by,omitempty"`
+	ConfirmedAt  *time.Time `json:"confirmed_at,omitempty"`
+	ReportedOut  []string   `json:"reported_out,omitempty"`
+	Created      time.Time  `json:"created"`
+	Seq          int64      `json:"seq"` // creation order, so a reload rebuilds membership the same way
+
+	idx     int32
+	members []int32
+	ledger  map[string]uint8
+	dirty   bool
+}
+
+func (r *outage) live() bool { return r.Status == statusActive || r.Status == statusScheduled }
+
+func (r *outage) start() int64 {
+	if r.Start == nil {
+		return 0
+	}
+	return r.Start.UnixNano()
+}
+
+func tptr(t time.Time) *time.Time { return &t }
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.Format(time.RFC3339)
+}
+
+func (e *Engine) touch(r *outage) {
+	if !r.dirty {
+		r.dirty = true
+		e.dirtyOutages = append(e.dirtyOutages, r.idx)
+	}
+}
+
+func (e *Engine) setLedger(r *outage, acct string, f uint8) {
+	r.ledger[acct] |= f
+	e.dirtyLedger[ledgerKey{r.idx, acct}] = struct{}{}
+}
+
+// addRecord registers a new record. Lock: e.mu held.
+func (e *Engine) addRecord(r *outage) *outage {
+	r.idx = int32(len(e.outages))
+	e.seq++
+	r.Seq = e.seq
+	r.ledger = map[string]uint8{}
+	e.outages = append(e.outages, r)
+	e.outageIdx[r.ID] = r.idx
+	e.touch(r)
+	return r
+}
+
+// join makes meter i a member of r. It reports false if it already was.
+// Lock: e.mu held.
+func (e *Engine) join(r *outage, i int32) bool {
+	m := &e.meters[i]
+	if m.outage == r.idx {
+		return false
+	}
+	m.outage = r.idx
+	m.flags &^= fDarkSeen
+	if m.st == stDark {
+		m.flags |= fDarkSeen
+	}
+	r.members = append(r.members, i)
+	return true
+}
+
+// liveForAMI reports whether darkness seen by meters joins record o: an
+// active record, or a scheduled one about to start.
+func (e *Engine) liveForAMI(o int32, now time.Time) bool {
+	r := e.outages[o]
+	switch r.Status {
+	case statusActive:
+		return true
+	case statusScheduled:
+		return r.Start != nil && !now.Before(r.Start.Add(-e.cfg.Reorder))
+	}
+	return false
+}
+
+// areaDark places meters newly confirmed dark in area a into an outage
+// record, widens it to the whole area once AreaDarkRatio of the area is
+// dark, and tells the newly affected. Lock: e.mu held.
+func (e *Engine) areaDark(a int32, confirmed []int32) {
+	now := e.clk.Now()
+	ar := &e.areas[a]
+	var r *outage
+	for _, i := range confirmed {
+		if o := e.meters[i].outage; o >= 0 && e.liveForAMI(o, now) {
+			r = e.outages[o]
+			break
+		}
+	}
+	if r == nil && ar.rec >= 0 && e.liveForAMI(ar.rec, now) {
+		r = e.outages[ar.rec]
+	}
+	if r == nil {
+		r = e.newAMIRecord(ar.name, confirmed)
+	}
+	if ar.rec != r.idx {
+		ar.rec = r.idx
+		e.stormHits = append(e.stormHits, now)
+	}
+	if r.Source == "oms" {
+		r.Source = "both"
+	}
+	if r.Status == statusScheduled {
+		r.Status = statusActive
+	}
+	e.touch(r)
+	var newly []int32
+	for _, i := range confirmed {
+		e.meters[i].flags |= fDarkSeen
+		if e.join(r, i) {
+			r.Meters = append(r.Meters, e.meters[i].id)
+			newly = append(newly, i)
+		}
+	}
+	if !slices.Contains(r.Areas, ar.name) && float64(ar.dark) >= e.cfg.AreaDarkRatio*float64(len(ar.meters)) {
+		r.Areas = append(r.Areas, ar.name)
+		for _, i := range ar.meters {
+			if e.join(r, i) {
+				newly = append(newly, i)
+			}
+		}
+	}
+	e.tell(r, newly)
+}
+
+// newAMIRecord opens an outage record for darkness first seen by meters.
+// Lock: e.mu held.
+func (e *Engine) newAMIRecord(area string, confirmed []int32) *outage {
+	start := e.meters[confirmed[0]].since
+	for _, i := range confirmed {
+		start = min(start, e.meters[i].since)
+	}
+	st := time.Unix(0, start).UTC()
+	id := fmt.Sprintf("AMI-%s-%s", area, st.Format("20060102T150405"))
+	for n := 2; ; n++ {
+		if _, dup := e.outageIdx[id]; !dup {
+			break
+		}
+		id = fmt.Sprintf("AMI-%s-%s-%d", area, st.Format("20060102T150405"), n)
+	}
+	return e.addRecord(&outage{ID: id, Kind: event.OutageFault, Source: "ami", Status: statusActive,
+		Start: tptr(st), Created: e.clk.Now()})
+}
+
+// eligible reports whether the customer of meter i may be told of an outage
+// of r: a known meter, not tripped, not cut off for arrears, and not seen
+// powered since the outage began.
+func (e *Engine) eligible(r *outage, i int32) bool {
+	m := &e.meters[i]
+	if !m.known || m.tripped() {
+		return false
+	}
+	if m.st == stPowered && r.Start != nil && m.seen >= r.start() {
+		return false
+	}
+	return !e.disconnected(m.account)
+}
+
+// tell sends an outage intent to each newly affected customer of active
+// record r who has not been told of it, and notes them for their grid's
+// manager digest. Lock: e.mu held.
+func (e *Engine) tell(r *outage, meters []int32) {
+	if r.Status != statusActive {
+		return
+	}
+	now := e.clk.Now()
+	if r.ETRTold == nil && r.ETR != nil {
+		r.ETRTold = r.ETR
+		e.touch(r)
+	}
+	for _, i := range meters {
+		m := &e.meters[i]
+		if !e.eligible(r, i) || r.ledger[m.account]&(lNotified|lPlanned) != 0 {
+			continue
+		}
+		e.setLedger(r, m.account, lNotified)
+		area := ""
+		if m.area >= 0 {
+			area = e.areas[m.area].name
+		}
+		vars := map[string]string{"outage_id": r.ID, "area": area, "start": fmtTime(r.Start), "kind": r.Kind}
+		if r.ETR != nil {
+			vars["etr"] = fmtTime(r.ETR)
+		}
+		if r.Cause != "" {
+			vars["cause"] = r.Cause
+		}
+		e.emit(event.Intent{Key: "outage/" + r.ID + "/" + m.account, Kind: event.KindOutage,
+			Account: m.account, Grid: m.grid, Ref: r.ID, Vars: vars, Priority: priority(m.class, event.PriorityOutage), CreatedAt: now})
+		e.digestAdd(m, r, area)
+	}
+}
+
+// meterIsBack reports whether meter i counts as restored in r: powered after
+// being seen dark, or seen powered after the outage's restoration.
+func (e *Engine) meterIsBack(r *outage, i int32) bool {
+	m := &e.meters[i]
+	if m.st != stPowered {
+		return false
+	}
+	if m.flags&fDarkSeen != 0 {
+		return true
+	}
+	return r.RestoredAt != nil && m.seen > r.RestoredAt.UnixNano()
+}
+
+// meterBack sends restored to the customer of meter i once every meter of
+// theirs in the outage is back. Lock: e.mu held.
+func (e *Engine) meterBack(i int32) {
+	m := &e.meters[i]
+	r := e.outages[m.outage]
+	e.touched[r.idx] = struct{}{}
+	if !m.known || r.Status == statusScheduled || r.Status == statusCancelled {
+		return
+	}
+	fl := r.ledger[m.account]
+	if fl&(lNotified|lPlanned) == 0 || fl&lRestored != 0 || !e.meterIsBack(r, i) {
+		return
+	}
+	if acct, ok := e.dir.Account(m.account); ok && len(acct.Meters) > 1 {
+		for _, id := range acct.Meters {
+			if j, ok := e.meterIdx[id]; ok && j != i && e.meters[j].outage == r.idx && !e.meterIsBack(r, j) {
+				return
+			}
+		}
+	}
+	e.setLedger(r, m.account, lRestored)
+	vars := map[string]string{"outage_id": r.ID, "start": fmtTime(r.Start),
+		"restored_at": time.Unix(0, m.since).UTC().Format(time.RFC3339)}
+	if m.area >= 0 {
+		vars["area"] = e.areas[m.area].name
+	}
+	e.emit(event.Intent{Key: "restored/" + r.ID + "/" + m.account, Kind: event.KindRestored,
+		Account: m.account, Grid: m.grid, Ref: r.ID, Vars: vars, Priority: priority(m.class, event.PriorityOutage), CreatedAt: e.clk.Now()})
+}
+
+// settle closes the records touched in this batch whose meters are all back:
+// an AMI record when none is dark, an OMS one when the OMS said restored
+// too. A record stays active while any meter is dark, until confirmed.
+// Lock: e.mu held.
+func (e *Engine) settle() {
+	for o := range e.touched {
+		r := e.outages[o]
+		if r.Status != statusActive || (r.Source != "ami" && !r.OMSRestored) {
+			continue
+		}
+		var last int64
+		dark := false
+		for _, i := range r.members {
+			m := &e.meters[i]
+			if m.outage != r.idx {
+				continue
+			}
+			if m.st == stDark {
+				dark = true
+				break
+			}
+			if m.flags&fDarkSeen != 0 {
+				last = max(last, m.since)
+			}
+		}
+		if dark {
+			continue
+		}
+		r.Status = statusRestored
+		if r.RestoredAt == nil {
+			at := e.clk.Now()
+			if last > 0 {
+				at = time.Unix(0, last).UTC()
+			}
+			r.RestoredAt = &at
+		}
+		e.touch(r)
+	}
+	clear(e.touched)
+}
+
+// priority is p, or PriorityCritical for the classes served first.
+func priority(class string, p event.Priority) event.Priority {
+	switch class {
+	case "life_support", "high_risk", "important":
+		return event.PriorityCritical
+	}
+	return p
+}
+
+func sortInt32(s []int32) { slices.Sort(s) }

@@ -1,0 +1,236 @@
+package rules
+
+import (
+	"slices"
+	"time"
+
+	"github.com/gridbell/gridbell/internal/logging"
+)
+
+// Counts are an outage's counts (CONTRACT §6). Notified and Delivered are
+// filled by the HTTP layer from notify; the rules leave them 0.
+type Counts struct {
+	Affected  int `json:"affected"`  // customers (accounts) in scope, plus meters not in the registry
+	Notified  int `json:"notified"`  // from notify
+	Delivered int `json:"delivered"` // from notify
+	Restored  int `json:"restored"`  // meters seen powered again
+	Dark      int `json:"dark"`      // meters still dark
+}
+
+// Outage is one outage record as the API shows it (CONTRACT §6).
+type Outage struct {
+	ID          string     `json:"id"`
+	Kind        string     `json:"kind"`
+	Source      string     `json:"source"` // ami, oms or both
+	Status      string     `json:"status"` // scheduled, active, restored, cancelled
+	Areas       []string   `json:"areas"`
+	Feeders     []string   `json:"feeders"`
+	Start       *time.Time `json:"start"`
+	ETR         *time.Time `json:"etr"`
+	RestoredAt  *time.Time `json:"restored_at"`
+	Counts      Counts     `json:"counts"`
+	Aliases     []string   `json:"aliases,omitempty"` // ids of AMI records merged into this one
+	Cause       string     `json:"cause,omitempty"`
+	ConfirmedBy string     `json:"confirmed_by,omitempty"`
+	ConfirmedAt *time.Time `json:"confirmed_at,omitempty"`
+}
+
+// DarkMeter is a meter still dark, for dispatchers: a nested outage once
+// its area is restored.
+type DarkMeter struct {
+	Meter    string     `json:"meter"`
+	Account  string     `json:"account"`
+	LastSeen *time.Time `json:"last_seen"`
+}
+
+// Verification answers GET /api/v1/outages/{id}/verification.
+type Verification struct {
+	OutageID    string      `json:"outage_id"`
+	Restored    []string    `json:"restored"`     // meters seen powered again
+	Dark        []DarkMeter `json:"dark"`         // meters still dark
+	Unknown     []string    `json:"unknown"`      // meters with no news since the outage began
+	ReportedOut []string    `json:"reported_out"` // accounts whose customers replied they are still out
+}
+
+// AffectedCustomer is one line of an outage's customer list.
+type AffectedCustomer struct {
+	Account string   `json:"account"`
+	Name    string   `json:"name"`
+	Meter   string   `json:"meter"`
+	Area    string   `json:"area"`
+	Grid    string   `json:"grid"`
+	Class   string   `json:"class"`
+	Phones  []string `json:"phones"` // masked
+	Status  string   `json:"status"` // the rules' view; the HTTP layer overwrites it from notify
+	Powered bool     `json:"powered"`
+}
+
+// Outages lists the outage records with status status ("" = all), newest
+// first.
+func (e *Engine) Outages(status string) []Outage {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := []Outage{}
+	for i := len(e.outages) - 1; i >= 0; i-- {
+		r := e.outages[i]
+		if r.Status == statusMerged || r.Status == "" || (status != "" && r.Status != status) {
+			continue
+		}
+		out = append(out, e.view(r))
+	}
+	return out
+}
+
+// Outage returns the outage record id (an AMI id merged into an OMS record
+// finds that record).
+func (e *Engine) Outage(id string) (Outage, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	o, ok := e.outageIdx[id]
+	if !ok {
+		return Outage{}, false
+	}
+	return e.view(e.outages[o]), true
+}
+
+// view renders r. Lock: e.mu held (read).
+func (e *Engine) view(r *outage) Outage {
+	v := Outage{ID: r.ID, Kind: r.Kind, Source: r.Source, Status: r.Status, Start: r.Start, ETR: r.ETR,
+		Aliases: r.Aliases, Cause: r.Cause, ConfirmedBy: r.ConfirmedBy, ConfirmedAt: r.ConfirmedAt,
+		Areas: []string{}, Feeders: append([]string{}, r.Feeders...)}
+	if r.Status == statusRestored {
+		v.RestoredAt = r.RestoredAt
+	}
+	accts := map[string]struct{}{}
+	for _, i := range r.members {
+		m := &e.meters[i]
+		if m.outage != r.idx {
+			continue
+		}
+		if m.area >= 0 && !slices.Contains(v.Areas, e.areas[m.area].name) {
+			v.Areas = append(v.Areas, e.areas[m.area].name)
+		}
+		if m.known {
+			accts[m.account] = struct{}{}
+		} else {
+			v.Counts.Affected++
+		}
+		switch e.meterVerdict(r, i) {
+		case "restored":
+			v.Counts.Restored++
+		case "dark":
+			v.Counts.Dark++
+		}
+	}
+	for _, a := range r.Areas {
+		if !slices.Contains(v.Areas, a) {
+			v.Areas = append(v.Areas, a)
+		}
+	}
+	v.Counts.Affected += len(accts)
+	return v
+}
+
+// meterVerdict says whether meter i of r is restored, dark or unknown.
+// Lock: e.mu held (read).
+func (e *Engine) meterVerdict(r *outage, i int32) string {
+	m := &e.meters[i]
+	switch {
+	case m.st == stDark:
+		return "dark"
+	case e.meterIsBack(r, i):
+		return "restored"
+	case m.st == stPowered && r.Start != nil && m.seen >= r.start():
+		return "restored" // never went out: seen powered since the outage began
+	}
+	return "unknown"
+}
+
+// Verification answers which meters of outage id are powered again, still
+// dark (with their last-seen time) and unknown.
+func (e *Engine) Verification(id string) (Verification, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	o, ok := e.outageIdx[id]
+	if !ok {
+		return Verification{}, false
+	}
+	r := e.outages[o]
+	v := Verification{OutageID: r.ID, Restored: []string{}, Dark: []DarkMeter{}, Unknown: []string{},
+		ReportedOut: append([]string{}, r.ReportedOut...)}
+	for _, i := range r.members {
+		m := &e.meters[i]
+		if m.outage != r.idx {
+			continue
+		}
+		switch e.meterVerdict(r, i) {
+		case "restored":
+			v.Restored = append(v.Restored, m.id)
+		case "dark":
+			d := DarkMeter{Meter: m.id, Account: m.account}
+			if last := max(m.seen, m.since); last > 0 { // a last gasp is the last sign of power
+				t := time.Unix(0, last).UTC()
+				d.LastSeen = &t
+			}
+			v.Dark = append(v.Dark, d)
+		default:
+			v.Unknown = append(v.Unknown, m.id)
+		}
+	}
+	return v, true
+}
+
+// Customers lists every customer affected by outage id, in grid grid ("" =
+// all), those with no valid phone too.
+func (e *Engine) Customers(id, grid string) ([]AffectedCustomer, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	o, ok := e.outageIdx[id]
+	if !ok {
+		return nil, false
+	}
+	r := e.outages[o]
+	out := []AffectedCustomer{}
+	for _, i := range r.members {
+		m := &e.meters[i]
+		if m.outage != r.idx || !m.known || (grid != "" && m.grid != grid) {
+			continue
+		}
+		c := AffectedCustomer{Account: m.account, Meter: m.id, Grid: m.grid, Class: m.class, Phones: []string{},
+			Powered: m.st == stPowered, Status: e.customerStatus(r, m)}
+		if m.area >= 0 {
+			c.Area = e.areas[m.area].name
+		}
+		if a, ok := e.dir.Account(m.account); ok {
+			c.Name = a.Name
+			for _, ct := range a.Contacts {
+				if ct.Phone != "" {
+					c.Phones = append(c.Phones, logging.Phone(ct.Phone))
+				}
+			}
+			if len(c.Phones) == 0 && c.Status == "notified" {
+				c.Status = "no_phone"
+			}
+		}
+		out = append(out, c)
+	}
+	return out, true
+}
+
+// customerStatus is what the rules decided for the customer of m in r.
+func (e *Engine) customerStatus(r *outage, m *meterState) string {
+	fl := r.ledger[m.account]
+	switch {
+	case fl&lRestored != 0:
+		return "restored"
+	case fl&(lNotified|lPlanned) != 0:
+		return "notified"
+	case m.tripped():
+		return "tripped"
+	case e.disconnected(m.account):
+		return "disconnected"
+	case m.st == stPowered && r.Start != nil && m.seen >= r.start():
+		return "powered"
+	}
+	return "pending"
+}
