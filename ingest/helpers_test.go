@@ -46,6 +46,18 @@ func (r *recorder) distinct() int {
 	return len(r.keys)
 }
 
+func (r *recorder) total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.evs)
+}
+
+func (r *recorder) events() []event.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]event.Event(nil), r.evs...)
+}
+
 func (r *recorder) has(key string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -150,10 +150,10 @@ func TestKafkaRoundTripAndReplay(t *testing.T) {
 
 	// A new group starts at offset 0: the Handler sees every event again,
 	// and the state it keeps does not change.
-	seen := len(h.evs)
+	seen := h.total()
 	replay := startKafka(t, c, "gridbell-replay", h, nil)
 	defer replay.stop(t)
-	waitFor(t, 30*time.Second, "the replay", func() bool { h.mu.Lock(); defer h.mu.Unlock(); return len(h.evs) >= 2*seen })
+	waitFor(t, 30*time.Second, "the replay", func() bool { return h.total() >= 2*seen })
 	if h.distinct() != 60 {
 		t.Errorf("distinct events after replay = %d, want 60", h.distinct())
 	}
@@ -210,8 +210,6 @@ func TestKafkaRestartMidTopic(t *testing.T) {
 	run = startKafka(t, c, "gridbell", h, nil)
 	defer run.stop(t)
 	waitFor(t, 30*time.Second, "every event after the restart", func() bool { return h.distinct() == total })
-	h.mu.Lock()
-	handled := len(h.evs)
-	h.mu.Unlock()
+	handled := h.total()
 	t.Logf("first run %d, total handled %d (duplicates %d)", first, handled, handled-total)
 }

@@ -142,7 +142,7 @@ func testMQTTRoundTrip(t *testing.T, broker string) {
 
 	waitFor(t, 10*time.Second, "5 events", func() bool { return h.distinct() == 5 })
 	waitFor(t, 10*time.Second, "7 dead letters", func() bool { n, _ := dl.Count(ctx); return n == 7 })
-	for _, e := range h.evs {
+	for _, e := range h.events() {
 		if e.Reading != nil && e.Reading.Concentrator != "C1" {
 			t.Errorf("reading without its concentrator: %+v", e.Reading)
 		}
