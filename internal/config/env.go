@@ -35,6 +35,7 @@ func applyEnv(c *Config, environ []string) error {
 			return err
 		}
 		c.Auth.Tokens = toks
+		delete(env, EnvPrefix+"AUTH_TOKENS")
 	}
 	return walk(reflect.ValueOf(c).Elem(), strings.TrimSuffix(EnvPrefix, "_"), env)
 }

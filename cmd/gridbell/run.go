@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gridbell/gridbell/internal/app"
+	"github.com/gridbell/gridbell/internal/fleet"
+	"github.com/gridbell/gridbell/internal/logging"
+	"github.com/gridbell/gridbell/internal/sim"
+)
+
+func runCmd(g *globals) *cobra.Command {
+	var checkOnly, demo bool
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the main job: ingest, rules, notify and the HTTP API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := g.load()
+			if err != nil {
+				return err
+			}
+			if checkOnly {
+				fmt.Fprintln(cmd.OutOrStdout(), "config ok")
+				return nil
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			var f *fleet.Fleet
+			if demo {
+				if f, err = writeDemoContacts(cfg.DataDir); err != nil {
+					return err
+				}
+				if cfg.ContactsFile == "" {
+					cfg.ContactsFile = filepath.Join(cfg.DataDir, "demo-contacts.csv")
+				}
+			}
+			a, err := app.New(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			if demo {
+				outbox := cfg.SMS.OutboxFile
+				if outbox == "" {
+					outbox = filepath.Join(cfg.DataDir, "outbox.jsonl")
+				}
+				log.Info().Str("outbox", outbox).Str("web", "http://"+cfg.HTTP.Listen+"/").
+					Msg("demo: simulated fleet starting; watch the outbox file and the web page")
+				go func() {
+					opts := sim.Options{
+						Broker:   "tcp://" + cfg.MQTT.EmbeddedListen,
+						Prefix:   cfg.MQTT.TopicPrefix,
+						API:      "http://" + cfg.HTTP.Listen,
+						Fleet:    f,
+						Interval: 10 * time.Second,
+						Scenario: true,
+					}
+					if len(cfg.MQTT.Brokers) > 0 {
+						opts.Broker = cfg.MQTT.Brokers[0]
+					}
+					if err := waitReady(ctx, a); err == nil {
+						if err := sim.Run(ctx, opts, logging.Component(log, "simulate")); err != nil && ctx.Err() == nil {
+							log.Error().Err(err).Msg("demo simulator stopped")
+						}
+					}
+				}()
+			}
+			return a.Run(ctx)
+		},
+	}
+	cmd.Flags().BoolVar(&checkOnly, "check-config", false, "validate the configuration and exit")
+	cmd.Flags().BoolVar(&demo, "demo", false, "import a demo fleet and play the demo scenario against this instance")
+	return cmd
+}
+
+// demoFleet is the fleet `make run` shows: about 2,000 customers in 20
+// transformer areas and 4 grids, with messy phone numbers.
+func demoFleet() *fleet.Fleet {
+	return fleet.Generate(fleet.Options{Customers: 2000, Areas: 20, Grids: 4, Seed: 20261126, PrepaidShare: 0.2, Messy: true})
+}
+
+func writeDemoContacts(dataDir string) (*fleet.Fleet, error) {
+	f := demoFleet()
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("cannot create data_dir: %w", err)
+	}
+	out, err := os.Create(filepath.Join(dataDir, "demo-contacts.csv"))
+	if err != nil {
+		return nil, fmt.Errorf("cannot write demo contacts: %w", err)
+	}
+	defer out.Close()
+	if err := f.WriteCSV(out, false); err != nil {
+		return nil, fmt.Errorf("cannot write demo contacts: %w", err)
+	}
+	return f, out.Close()
+}
+
+// waitReady polls the app until it is ready or ctx is done.
+func waitReady(ctx context.Context, a *app.App) error {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for a.Ready() != nil {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}

@@ -1,0 +1,277 @@
+package app_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gridbell/gridbell/internal/app"
+	"github.com/gridbell/gridbell/internal/config"
+	"github.com/gridbell/gridbell/internal/store/storetest"
+)
+
+// The fleet: TA-1 (concentrator C-1) and TA-2 (C-2), four meters each.
+// Account 0100000004 has no usable phone; 0100000005 is a landline.
+const contactsCSV = `account,name,meter,concentrator,area,feeder,grid,manager,manager_phone,class,prepaid,phone,language
+0100000001,Li Lei,330000000001,C-1,TA-1,F-1,G01,Wang,13900000001,resident,false,138 1234 5601,zh
+0100000002,Han Meimei,330000000002,C-1,TA-1,F-1,G01,Wang,13900000001,resident,false,+86 138-1234-5602,en
+0100000003,City Hospital,330000000003,C-1,TA-1,F-1,G01,Wang,13900000001,high_risk,false,13812345603,zh
+0100000004,Zhao,330000000004,C-1,TA-1,F-1,G01,Wang,13900000001,resident,false,无,zh
+0100000005,Qian,330000000005,C-2,TA-2,F-1,G02,Sun,13900000002,resident,false,0769-22345678,zh
+0100000006,Sun,330000000006,C-2,TA-2,F-1,G02,Sun,13900000002,resident,false,13812345606,zh
+0100000007,Zhou,330000000007,C-2,TA-2,F-1,G02,Sun,13900000002,resident,true,13812345607,zh
+0100000008,Wu,330000000008,C-2,TA-2,F-1,G02,Sun,13900000002,commercial,false,13812345608,zh
+`
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type outboxLine struct {
+	To, Account, Kind, Ref, Body string
+}
+
+func readOutbox(t *testing.T, path string) []outboxLine {
+	t.Helper()
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []outboxLine
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var l outboxLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("outbox line %q is not JSON: %v", sc.Text(), err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func count(lines []outboxLine, kind, ref string) map[string]int {
+	m := map[string]int{}
+	for _, l := range lines {
+		if l.Kind == kind && (ref == "" || l.Ref == ref) {
+			m[l.To]++
+		}
+	}
+	return m
+}
+
+// TestEndToEnd runs the whole service: meter events over a real MQTT broker
+// (Mosquitto) and OMS events over Kafka (kfake) in, the outbox file out.
+func TestEndToEnd(t *testing.T) {
+	const broker = "127.0.0.1:1883"
+	if c, err := net.DialTimeout("tcp", broker, time.Second); err != nil {
+		storetest.Missing(t, "mosquitto", err)
+	} else {
+		c.Close()
+	}
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "oms.outages", "billing.accounts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+
+	dir := t.TempDir()
+	contactsFile := filepath.Join(dir, "contacts.csv")
+	if err := os.WriteFile(contactsFile, []byte(contactsCSV), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prefix := fmt.Sprintf("e2e%d", time.Now().UnixNano())
+	listen := freePort(t)
+	env := []string{
+		"GRIDBELL_DATA_DIR=" + filepath.Join(dir, "data"),
+		"GRIDBELL_CONTACTS_FILE=" + contactsFile,
+		"GRIDBELL_HTTP_LISTEN=" + listen,
+		"GRIDBELL_MQTT_BROKERS=tcp://" + broker,
+		"GRIDBELL_MQTT_TOPIC_PREFIX=" + prefix,
+		"GRIDBELL_MQTT_CLIENT_ID=" + prefix,
+		"GRIDBELL_KAFKA_BROKERS=" + strings.Join(kc.ListenAddrs(), ","),
+		"GRIDBELL_KAFKA_GROUP=" + prefix,
+		"GRIDBELL_RULES_MOMENTARY=2s",
+		"GRIDBELL_QUIET_HOURS_ENABLED=false",
+		"GRIDBELL_AUTH_TOKENS=admintok:admin,mgr1:manager:G01",
+	}
+	cfg, err := config.Load("", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	}()
+	waitFor(t, "readiness", 30*time.Second, func() bool { return a.Ready() == nil })
+
+	pub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + broker).SetClientID(prefix + "-pub"))
+	if tok := pub.Connect(); tok.Wait() && tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer pub.Disconnect(100)
+	publish := func(topic string, v any) {
+		t.Helper()
+		b, _ := json.Marshal(v)
+		if tok := pub.Publish(prefix+"/"+topic, 1, false, b); tok.Wait() && tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	now := time.Now()
+	ts := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }
+
+	// Everyone powered, then TA-1's concentrator last gasp: after the 2 s
+	// momentary window the area is out.
+	for i := 1; i <= 8; i++ {
+		c := "C-1"
+		if i > 4 {
+			c = "C-2"
+		}
+		publish(fmt.Sprintf("%s/33000000000%d/reading", c, i), map[string]any{
+			"meter": fmt.Sprintf("33000000000%d", i), "ts": ts(-time.Minute), "kwh": 100.5 + float64(i)})
+	}
+	publish("C-1/event", map[string]any{"concentrator": "C-1", "ts": ts(0), "type": "power_off"})
+
+	// The OMS declares a fault in TA-2 over Kafka.
+	omsEvent := func(status string, at time.Duration) *kgo.Record {
+		v, _ := json.Marshal(map[string]any{"outage_id": "OMS-E2E-1", "kind": "fault", "status": status,
+			"areas": []string{"TA-2"}, "feeders": []string{}, "meters": []string{},
+			"start": ts(0), "etr": ts(2 * time.Hour), "cause": "test", "updated_at": ts(at)})
+		return &kgo.Record{Topic: "oms.outages", Key: []byte("OMS-E2E-1"), Value: v}
+	}
+	kcl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kcl.Close()
+	if err := kcl.ProduceSync(ctx, omsEvent("started", time.Second)).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	outbox := filepath.Join(cfg.DataDir, "outbox.jsonl")
+	waitFor(t, "outage SMS for both areas", 30*time.Second, func() bool {
+		l := readOutbox(t, outbox)
+		return len(count(l, "outage", "")) >= 5
+	})
+
+	// TA-2: power back for two of its meters, then the OMS says restored.
+	for _, m := range []string{"330000000006", "330000000007"} {
+		publish("C-2/"+m+"/event", map[string]any{"meter": m, "ts": ts(10 * time.Second), "type": "power_on"})
+	}
+	if err := kcl.ProduceSync(ctx, omsEvent("restored", 20*time.Second)).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "restored SMS", 30*time.Second, func() bool {
+		return len(count(readOutbox(t, outbox), "restored", "OMS-E2E-1")) >= 2
+	})
+	time.Sleep(time.Second) // let anything wrongly queued show up
+
+	lines := readOutbox(t, outbox)
+	outage := count(lines, "outage", "")
+	for _, phone := range []string{"+8613812345601", "+8613812345602", "+8613812345603", "+8613812345606", "+8613812345607", "+8613812345608"} {
+		if outage[phone] != 1 {
+			t.Errorf("outage SMS to %s: %d, want exactly 1 (all: %v)", phone, outage[phone], outage)
+		}
+	}
+	if n := outage["+8676922345678"]; n != 0 {
+		t.Errorf("a landline got %d outage SMS", n)
+	}
+	restored := count(lines, "restored", "OMS-E2E-1")
+	if restored["+8613812345606"] != 1 || restored["+8613812345607"] != 1 || restored["+8613812345608"] != 0 {
+		t.Errorf("restored SMS = %v, want one each to ...606 and ...607 and none to ...608 (still dark)", restored)
+	}
+
+	// The API: the OMS outage is still active (a meter is dark) and the
+	// verification names the dark meter.
+	get := func(path, token string, v any) int {
+		req, _ := http.NewRequest("GET", "http://"+listen+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if v != nil {
+			json.NewDecoder(resp.Body).Decode(v)
+		}
+		return resp.StatusCode
+	}
+	if code := get("/api/v1/outages", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("GET /api/v1/outages without token = %d, want 401", code)
+	}
+	var ver struct {
+		Dark []struct{ Meter, Account string } `json:"dark"`
+	}
+	if code := get("/api/v1/outages/OMS-E2E-1/verification", "admintok", &ver); code != 200 {
+		t.Fatalf("verification = %d", code)
+	}
+	var dark []string
+	for _, d := range ver.Dark {
+		dark = append(dark, d.Meter)
+	}
+	if strings.Join(dark, ",") != "330000000005,330000000008" {
+		t.Errorf("still dark = %v, want 330000000005 and 330000000008", dark)
+	}
+	var one struct {
+		Status string
+		Counts struct{ Affected, Notified, Dark int }
+	}
+	get("/api/v1/outages/OMS-E2E-1", "admintok", &one)
+	if one.Status != "active" || one.Counts.Affected != 4 || one.Counts.Dark != 2 || one.Counts.Notified < 3 {
+		t.Errorf("outage = %+v, want active, 4 affected, 2 dark, ≥3 notified", one)
+	}
+	if code := get("/api/v1/outages/OMS-E2E-1/customers?grid=G02", "mgr1", nil); code != http.StatusForbidden {
+		t.Errorf("manager of G01 reading G02 = %d, want 403", code)
+	}
+	if code := get("/healthz", "", nil); code != 200 {
+		t.Errorf("/healthz = %d", code)
+	}
+	if code := get("/readyz", "", nil); code != 200 {
+		t.Errorf("/readyz = %d", code)
+	}
+}
