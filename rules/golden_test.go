@@ -363,6 +363,18 @@ func runGolden(t *testing.T, driver, dir string) {
 func compareIntents(t *testing.T, got []sent, wants []want) {
 	t.Helper()
 	used := make([]bool, len(got))
+	wants = slices.Clone(wants)
+	spec := func(w want) int { // match the most specific wants first
+		n := len(w.Vars)
+		if w.Priority != nil {
+			n++
+		}
+		if w.NotBefore != "" {
+			n++
+		}
+		return n
+	}
+	slices.SortStableFunc(wants, func(a, b want) int { return spec(b) - spec(a) })
 	for _, w := range wants {
 		found := false
 		for i, s := range got {

@@ -178,7 +178,7 @@ func (e *Engine) planned(r *outage, meters []int32, flag uint8, notBefore time.T
 		if flag == lReminded && r.ledger[m.account]&lPlanned == 0 {
 			continue
 		}
-		e.setLedger(r, m.account, flag)
+		e.setLedger(r, m.account, flag|lETR)
 		vars := map[string]string{"outage_id": r.ID, "start": fmtTime(r.Start), "etr": fmtTime(r.ETR),
 			"cause": r.Cause, "reminder": boolString(flag == lReminded)}
 		if m.area >= 0 {
@@ -215,27 +215,28 @@ func (e *Engine) omsStarted(r *outage, o *event.OMSOutage) {
 	e.tell(r, members)
 }
 
-// etrCheck sends etr_update to the customers told and not yet restored when
-// the ETR moved by ETRChange or more from the last one they were told.
+// etrCheck sends etr_update to the customers told and not yet restored
+// when the ETR moved by ETRChange or more from the last one they were told,
+// or when they were told of the outage before any ETR was known.
 // Lock: e.mu held.
 func (e *Engine) etrCheck(r *outage) {
-	if r.ETR == nil || r.ETRTold == nil {
-		return
-	}
-	d := r.ETR.Sub(*r.ETRTold)
-	if d < 0 {
-		d = -d
-	}
-	if d < e.cfg.ETRChange {
+	if r.ETR == nil {
 		return
 	}
 	prev := fmtTime(r.ETRTold)
-	r.ETRTold = r.ETR
+	moved := false
+	if r.ETRTold != nil {
+		d := r.ETR.Sub(*r.ETRTold)
+		moved = d >= e.cfg.ETRChange || -d >= e.cfg.ETRChange
+	}
+	if moved || r.ETRTold == nil {
+		r.ETRTold = r.ETR
+	}
 	now := e.clk.Now()
 	for _, i := range r.members {
 		m := &e.meters[i]
 		fl := r.ledger[m.account]
-		if m.outage != r.idx || !m.known || fl&(lNotified|lPlanned) == 0 || fl&lRestored != 0 {
+		if m.outage != r.idx || !m.known || fl&(lNotified|lPlanned) == 0 || fl&lRestored != 0 || (!moved && fl&lETR != 0) {
 			continue
 		}
 		key := "etr/" + r.ID + "/" + m.account + "/" + r.ETR.UTC().Format("20060102T150405")
@@ -243,6 +244,7 @@ func (e *Engine) etrCheck(r *outage) {
 			continue // an account with several meters
 		}
 		e.batchKeys[key] = struct{}{}
+		e.setLedger(r, m.account, lETR)
 		e.emit(event.Intent{Key: key, Kind: event.KindETRUpdate, Account: m.account, Grid: m.grid, Ref: r.ID,
 			Vars:     map[string]string{"outage_id": r.ID, "etr": fmtTime(r.ETR), "previous_etr": prev, "start": fmtTime(r.Start)},
 			Priority: priority(m.class, event.PriorityOutage), CreatedAt: now})

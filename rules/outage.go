@@ -24,6 +24,7 @@ const (
 	lPlanned                    // planned_notice
 	lRestored                   // restored
 	lReminded                   // planned_notice reminder
+	lETR                        // told an ETR (in outage, planned_notice or etr_update)
 )
 
 // outage is one outage record, seen by meters (ami), the OMS, or both. The
@@ -228,7 +229,11 @@ func (e *Engine) tell(r *outage, meters []int32) {
 		if !e.eligible(r, i) || r.ledger[m.account]&(lNotified|lPlanned) != 0 {
 			continue
 		}
-		e.setLedger(r, m.account, lNotified)
+		fl := lNotified
+		if r.ETR != nil {
+			fl |= lETR
+		}
+		e.setLedger(r, m.account, fl)
 		area := ""
 		if m.area >= 0 {
 			area = e.areas[m.area].name
