@@ -1,9 +1,11 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,7 +22,7 @@ type execer interface {
 // hours and the per-phone rate limit, and marks the rest "sending".
 func (o *Outbox) claim(ctx context.Context, limit int) ([]claimed, error) {
 	now := o.clk.Now()
-	tx, err := o.db.BeginTx(ctx, nil)
+	tx, err := beginCached(ctx, o.db.DB)
 	if err != nil {
 		return nil, fmt.Errorf("cannot claim messages: %w", err)
 	}
@@ -54,31 +56,49 @@ func (o *Outbox) claim(ctx context.Context, limit int) ([]claimed, error) {
 	return out, nil
 }
 
-func dueMessages(ctx context.Context, tx *sql.Tx, now time.Time, limit int) ([]claimed, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, phone, accounts, kind, ref, body, queued_at, attempts FROM notify_messages
-		WHERE status IN ($1, $2) AND due_at <= $3 ORDER BY priority, due_at, queued_at LIMIT $4`,
-		StatusQueued, StatusHeld, now.UnixNano(), limit)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read due messages: %w", err)
-	}
-	defer rows.Close()
-	var out []claimed
-	for rows.Next() {
-		var c claimed
-		var kind string
-		var queued int64
-		if err := rows.Scan(&c.ID, &c.To, &c.Account, &kind, &c.Ref, &c.Body, &queued, &c.attempts); err != nil {
+// dueMessages reads up to limit due messages, most urgent first. Queued
+// and held messages are read apart so that each read walks the
+// (status, priority, due_at) index in order instead of sorting the queue.
+func dueMessages(ctx context.Context, tx *cachedTx, now time.Time, limit int) ([]claimed, error) {
+	var all []claimed
+	prio := map[string]int{}
+	for _, status := range []string{StatusQueued, StatusHeld} {
+		rows, err := tx.QueryContext(ctx, `SELECT id, phone, accounts, kind, ref, body, queued_at, attempts, priority, due_at
+			FROM notify_messages WHERE status = $1 AND due_at <= $2 ORDER BY priority, due_at LIMIT $3`,
+			status, now.UnixNano(), limit)
+		if err != nil {
 			return nil, fmt.Errorf("cannot read due messages: %w", err)
 		}
-		c.Kind, c.QueuedAt = event.Kind(kind), time.Unix(0, queued)
-		out = append(out, c)
+		for rows.Next() {
+			var c claimed
+			var kind string
+			var queued, due int64
+			var p int
+			if err := rows.Scan(&c.ID, &c.To, &c.Account, &kind, &c.Ref, &c.Body, &queued, &c.attempts, &p, &due); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("cannot read due messages: %w", err)
+			}
+			c.Kind, c.QueuedAt, c.due = event.Kind(kind), time.Unix(0, queued), due
+			prio[c.ID] = p
+			all = append(all, c)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("cannot read due messages: %w", err)
+		}
 	}
-	return out, rows.Err()
+	slices.SortStableFunc(all, func(a, b claimed) int {
+		if c := cmp.Compare(prio[a.ID], prio[b.ID]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.due, b.due)
+	})
+	return all[:min(limit, len(all))], nil
 }
 
 // hold applies quiet hours and the per-phone rate limit to c. perPhone
 // counts what this claim already took per phone.
-func (o *Outbox) hold(ctx context.Context, tx *sql.Tx, c claimed, now time.Time, perPhone map[string]int) (bool, string, time.Time, error) {
+func (o *Outbox) hold(ctx context.Context, tx *cachedTx, c claimed, now time.Time, perPhone map[string]int) (bool, string, time.Time, error) {
 	if until := o.qh.heldUntil(c.Kind, now); !until.IsZero() {
 		return true, "quiet hours", until, nil
 	}
@@ -106,7 +126,7 @@ func (o *Outbox) hold(ctx context.Context, tx *sql.Tx, c claimed, now time.Time,
 	return false, "", time.Time{}, nil
 }
 
-func markSending(ctx context.Context, tx *sql.Tx, cs []claimed, now time.Time) error {
+func markSending(ctx context.Context, tx *cachedTx, cs []claimed, now time.Time) error {
 	for start := 0; start < len(cs); start += 200 {
 		chunk := cs[start:min(start+200, len(cs))]
 		args := []any{StatusSending, now.UnixNano()}

@@ -24,6 +24,7 @@ const (
 type claimed struct {
 	Message
 	attempts int
+	due      int64 // unix ns
 }
 
 // outcome is what a worker learnt about one message.
@@ -210,7 +211,7 @@ type verdictNote struct {
 // queued again for a retry.
 func (o *Outbox) record(ctx context.Context, outs []outcome) error {
 	now := o.clk.Now()
-	tx, err := o.db.BeginTx(ctx, nil)
+	tx, err := beginCached(ctx, o.db.DB)
 	if err != nil {
 		return fmt.Errorf("cannot record sends: %w", err)
 	}

@@ -38,7 +38,7 @@ func (o *Outbox) expand(ctx context.Context) (int, error) {
 	if err != nil || len(ins) == 0 {
 		return 0, err
 	}
-	tx, err := o.db.BeginTx(ctx, nil)
+	tx, err := beginCached(ctx, o.db.DB)
 	if err != nil {
 		return 0, fmt.Errorf("cannot expand intents: %w", err)
 	}
@@ -115,7 +115,7 @@ func kindRank(k event.Kind) int {
 	return 1
 }
 
-func (o *Outbox) expandOne(ctx context.Context, tx *sql.Tx, in event.Intent, now time.Time, ev *expandEvents) error {
+func (o *Outbox) expandOne(ctx context.Context, tx *cachedTx, in event.Intent, now time.Time, ev *expandEvents) error {
 	if in.To != "" {
 		return o.place(ctx, tx, in, in.To, "zh", priority(in, nil), now, ev)
 	}
@@ -186,12 +186,12 @@ func contactReason(c contacts.Contact) string {
 }
 
 // suppress records that intent in sends nothing to phone ("" = the account).
-func (o *Outbox) suppress(ctx context.Context, tx *sql.Tx, in event.Intent, phone, reason string, ev *expandEvents) error {
+func (o *Outbox) suppress(ctx context.Context, tx *cachedTx, in event.Intent, phone, reason string, ev *expandEvents) error {
 	ev.add(string(in.Kind), StatusSuppressed)
 	return o.link(ctx, tx, in, phone, "", StatusSuppressed, reason)
 }
 
-func (o *Outbox) link(ctx context.Context, tx *sql.Tx, in event.Intent, phone, msgID, status, reason string) error {
+func (o *Outbox) link(ctx context.Context, tx *cachedTx, in event.Intent, phone, msgID, status, reason string) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO notify_links (intent_key, phone, account, ref, message_id, status, reason, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (intent_key, phone) DO NOTHING`,
 		in.Key, phone, in.Account, in.Ref, msgID, status, reason, in.CreatedAt.UnixNano())
@@ -229,7 +229,7 @@ func shortHash(s string) string {
 // recognisable by its id.
 func msgID(key string) string { return "sms-" + shortHash(key) }
 
-func (o *Outbox) place(ctx context.Context, tx *sql.Tx, in event.Intent, phone, lang string, prio event.Priority, now time.Time, ev *expandEvents) error {
+func (o *Outbox) place(ctx context.Context, tx *cachedTx, in event.Intent, phone, lang string, prio event.Priority, now time.Time, ev *expandEvents) error {
 	if in.Kind == event.KindRestored {
 		return o.placeRestored(ctx, tx, in, phone, lang, prio, now, ev)
 	}
@@ -238,7 +238,7 @@ func (o *Outbox) place(ctx context.Context, tx *sql.Tx, in event.Intent, phone, 
 
 // upsert adds intent in to its message for phone, creating the message or,
 // while it is unsent, adding the account to it.
-func (o *Outbox) upsert(ctx context.Context, tx *sql.Tx, in event.Intent, phone, lang string, prio event.Priority, tpl string, now time.Time, ev *expandEvents) error {
+func (o *Outbox) upsert(ctx context.Context, tx *cachedTx, in event.Intent, phone, lang string, prio event.Priority, tpl string, now time.Time, ev *expandEvents) error {
 	key := msgKey(in, phone)
 	m, err := getMsg(ctx, tx, key)
 	if err != nil {
@@ -264,7 +264,7 @@ func (o *Outbox) upsert(ctx context.Context, tx *sql.Tx, in event.Intent, phone,
 
 // placeRestored sends restored only to a phone told of the outage, and
 // folds it into the outage message when that is still unsent.
-func (o *Outbox) placeRestored(ctx context.Context, tx *sql.Tx, in event.Intent, phone, lang string, prio event.Priority, now time.Time, ev *expandEvents) error {
+func (o *Outbox) placeRestored(ctx context.Context, tx *cachedTx, in event.Intent, phone, lang string, prio event.Priority, now time.Time, ev *expandEvents) error {
 	if m, err := getMsg(ctx, tx, msgKey(in, phone)); err != nil || m != nil {
 		if err != nil {
 			return err
@@ -289,7 +289,7 @@ func (o *Outbox) placeRestored(ctx context.Context, tx *sql.Tx, in event.Intent,
 
 // consolidate replaces the unsent outage message om by one "was off from X
 // to Y and is back" message that inherits om's accounts and links.
-func (o *Outbox) consolidate(ctx context.Context, tx *sql.Tx, in event.Intent, om *msgRow, prio event.Priority, now time.Time, ev *expandEvents) error {
+func (o *Outbox) consolidate(ctx context.Context, tx *cachedTx, in event.Intent, om *msgRow, prio event.Priority, now time.Time, ev *expandEvents) error {
 	vars := maps.Clone(om.vars)
 	if vars == nil {
 		vars = map[string]string{}
@@ -337,7 +337,7 @@ func nonEmpty(s string) []string {
 	return []string{s}
 }
 
-func getMsg(ctx context.Context, tx *sql.Tx, key string) (*msgRow, error) {
+func getMsg(ctx context.Context, tx *cachedTx, key string) (*msgRow, error) {
 	m := &msgRow{key: key}
 	var accounts, vars string
 	err := tx.QueryRowContext(ctx, `SELECT id, kind, template, ref, phone, grid, lang, status, accounts, vars, priority
@@ -358,7 +358,7 @@ func getMsg(ctx context.Context, tx *sql.Tx, key string) (*msgRow, error) {
 	return m, nil
 }
 
-func (o *Outbox) insertMsg(ctx context.Context, tx *sql.Tx, m *msgRow, now time.Time, ev *expandEvents) error {
+func (o *Outbox) insertMsg(ctx context.Context, tx *cachedTx, m *msgRow, now time.Time, ev *expandEvents) error {
 	body, err := o.render(m)
 	if err != nil {
 		return err
@@ -381,7 +381,7 @@ func (o *Outbox) insertMsg(ctx context.Context, tx *sql.Tx, m *msgRow, now time.
 	return nil
 }
 
-func (o *Outbox) updateMsg(ctx context.Context, tx *sql.Tx, m *msgRow, now time.Time) error {
+func (o *Outbox) updateMsg(ctx context.Context, tx *cachedTx, m *msgRow, now time.Time) error {
 	body, err := o.render(m)
 	if err != nil {
 		return err

@@ -1,0 +1,165 @@
+package notify
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gridbell/gridbell/internal/clock"
+	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/store"
+	"github.com/gridbell/gridbell/notify/notifytest"
+	"github.com/gridbell/gridbell/notify/twiliotest"
+)
+
+// crashEnv, set in a child's environment, makes TestCrashChild run the
+// dispatcher: GRIDBELL_NOTIFY_CRASH_CHILD=<data dir>|<twilio url>|<n>.
+const crashEnv = "GRIDBELL_NOTIFY_CRASH_CHILD"
+
+// loadDirectory has n resident accounts 01%08d with phones +86138%08d.
+func loadDirectory(n int) *notifytest.Directory {
+	d := notifytest.NewDirectory()
+	for i := range n {
+		d.Put(notifytest.Resident(fmt.Sprintf("01%08d", i), "TA-0101", "zh", fmt.Sprintf("+86138%08d", i)))
+	}
+	return d
+}
+
+func loadIntents(n int, now time.Time) []event.Intent {
+	ins := make([]event.Intent, n)
+	for i := range ins {
+		ins[i] = event.Intent{Key: fmt.Sprintf("outage|OMS-LOAD|01%08d", i), Kind: event.KindOutage,
+			Account: fmt.Sprintf("01%08d", i), Ref: "OMS-LOAD", Grid: "G01", Vars: outageVars,
+			Priority: event.PriorityOutage, CreatedAt: now}
+	}
+	return ins
+}
+
+func openCrashStore(t *testing.T, dir string) *store.DB {
+	db, err := store.Open(context.Background(), store.Config{Driver: "sqlite"}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func crashConfig(url string) Config {
+	cfg := Config{Sender: "twilio", Twilio: twilioConfig(url), Workers: 16}
+	cfg.Twilio.Rate = 100000
+	return cfg
+}
+
+// TestCrashChild is the dispatcher process of TestSIGKILL; it is skipped
+// unless run as that child. It dispatches until the outbox is empty.
+func TestCrashChild(t *testing.T) {
+	env := os.Getenv(crashEnv)
+	if env == "" {
+		t.Skip("runs only as TestSIGKILL's child")
+	}
+	var dir, url string
+	var n int
+	if _, err := fmt.Sscanf(env, "%s %s %d", &dir, &url, &n); err != nil {
+		t.Fatal(err)
+	}
+	db := openCrashStore(t, dir)
+	cfg := crashConfig(url)
+	snd, err := NewSender(cfg, dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := NewOutbox(cfg, QuietHours{}, db, loadDirectory(n), snd, clock.Real{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- o.Run(ctx) }()
+	for {
+		time.Sleep(50 * time.Millisecond)
+		var left int
+		if err := db.QueryRow(`SELECT (SELECT COUNT(*) FROM notify_intents WHERE state = 'pending') +
+			(SELECT COUNT(*) FROM notify_messages WHERE status IN ('queued', 'held', 'sending'))`).Scan(&left); err != nil {
+			t.Fatal(err)
+		}
+		if left == 0 {
+			break
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSIGKILL kills the dispatcher with SIGKILL while it sends 10,000
+// messages, restarts it, and counts lost (must be 0) and duplicated ones.
+func TestSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	const n = 10000
+	srv := twiliotest.New(testSID, testToken)
+	defer srv.Close()
+	dir := t.TempDir()
+	db := openCrashStore(t, dir)
+	o, err := NewOutbox(crashConfig(srv.URL), QuietHours{}, db, loadDirectory(n), &recorder{}, clock.Real{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Enqueue(context.Background(), nil, loadIntents(n, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	child := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d", crashEnv, dir, srv.URL, n))
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	first := child()
+	deadline := time.Now().Add(60 * time.Second)
+	for srv.Count() < n*3/10 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := first.Process.Kill(); err != nil { // SIGKILL
+		t.Fatal(err)
+	}
+	first.Wait()
+	atKill := srv.Count()
+	if atKill >= n {
+		t.Fatalf("the child sent everything (%d) before the kill", atKill)
+	}
+	second := child()
+	if err := second.Wait(); err != nil {
+		t.Fatalf("restarted dispatcher: %v", err)
+	}
+	seen := map[string]int{}
+	for _, m := range srv.Received() {
+		seen[m.To]++
+	}
+	lost, dup := 0, 0
+	for i := range n {
+		switch c := seen[fmt.Sprintf("+86138%08d", i)]; {
+		case c == 0:
+			lost++
+		case c > 1:
+			dup += c - 1
+		}
+	}
+	t.Logf("SIGKILL after %d of %d accepted by the API: lost %d, duplicated %d", atKill, n, lost, dup)
+	if lost != 0 {
+		t.Errorf("%d messages lost", lost)
+	}
+	// In flight = claimed and not yet recorded: at most Workers*4.
+	if inflight := 16 * 4; dup > inflight {
+		t.Errorf("%d duplicates, more than could be in flight (%d)", dup, inflight)
+	}
+}
