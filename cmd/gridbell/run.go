@@ -40,6 +40,12 @@ func runCmd(g *globals) *cobra.Command {
 				if cfg.ContactsFile == "" {
 					cfg.ContactsFile = filepath.Join(cfg.DataDir, "demo-contacts.csv")
 				}
+				if cfg.QuietHours.Enabled {
+					// A demo must show every kind whatever the hour; in
+					// production balance_low and the like wait for 07:00.
+					cfg.QuietHours.Enabled = false
+					log.Info().Msg("demo: quiet hours off so that held kinds (balance_low, arrears) show at once")
+				}
 			}
 			a, err := app.New(ctx, cfg, log)
 			if err != nil {
