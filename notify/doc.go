@@ -8,7 +8,10 @@
 // replies come back through the Twilio webhooks.
 //
 // Intent variables the templates read (Intent.Vars, all strings; times in
-// RFC 3339): area, start, etr, end (restoration time), cause, balance, amount,
-// due, disconnect_at, summary (manager digests). The account, the hotline and
-// the grid are filled in by notify.
+// RFC 3339): area, start, etr, end or restored_at, cause, reminder ("true"
+// for the 24 h planned reminder), balance, threshold, amount, due,
+// disconnect_at; digests: manager, outages, count, critical_count, critical
+// (or one free-text summary). The masked accounts, the hotline and the grid
+// are filled in by notify. Operators override any template with
+// <templates_dir>/<zh|en>/<name>.txt.
 package notify

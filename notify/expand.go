@@ -412,6 +412,9 @@ func (o *Outbox) render(m *msgRow) (string, error) {
 		data["account"] = masked[0]
 	}
 	data["hotline"] = o.cfg.Hotline
+	if data["end"] == "" { // the rules call the restoration time restored_at
+		data["end"] = data["restored_at"]
+	}
 	if data["grid"] == "" {
 		data["grid"] = m.grid
 	}

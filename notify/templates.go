@@ -115,18 +115,16 @@ func (t *Templates) Render(lang, name string, data map[string]string) (string, e
 
 // typicalVars are the values a template must fit in two segments with.
 func typicalVars(lang string) map[string]string {
-	accounts := "****2345、****6789"
-	summary := "停电OMS-20261126-0042影响本网格120户，其中重要客户3户：市第一人民医院、星河化工、王某某（生命支持）"
+	accounts, critical := "****2345、****6789", "市第一人民医院、星河化工、王某某"
 	if lang == "en" {
-		accounts = "****2345, ****6789"
-		summary = "outage OMS-20261126-0042 affects 120 customers in your grid, 3 critical: City No.1 Hospital, Xinghe Chemicals, Wang (life support)"
+		accounts, critical = "****2345, ****6789", "City No.1 Hospital, Xinghe Chemicals, Wang"
 	}
 	return map[string]string{
-		"accounts": accounts, "account": "****2345", "hotline": "95598", "grid": "G01",
+		"accounts": accounts, "account": "****2345", "hotline": "95598", "grid": "G01", "manager": "王经理",
 		"area": "TA-0101", "start": "2026-11-26T09:02:00+08:00", "etr": "2026-11-26T12:00:00+08:00",
-		"end": "2026-11-26T11:40:00+08:00", "cause": "tree contact", "balance": "18.50",
-		"amount": "236.40", "due": "2026-11-20", "disconnect_at": "2026-11-27T10:00:00+08:00",
-		"summary": summary,
+		"end": "2026-11-26T11:40:00+08:00", "cause": "tree contact", "balance": "18.50", "threshold": "30.00",
+		"amount": "236.40", "due": "2026-11-20", "disconnect_at": "2026-11-27T10:00:00+08:00", "reminder": "true",
+		"outages": "OMS-20261126-0042", "count": "120", "critical_count": "3", "critical": critical,
 	}
 }
 
