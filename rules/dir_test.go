@@ -1,13 +1,18 @@
 package rules
 
 import (
+	"bytes"
+	"context"
 	"encoding/csv"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"github.com/gridbell/gridbell/contacts"
+	"github.com/gridbell/gridbell/internal/store"
 )
 
 // testDir is a tiny in-memory Directory read from a contacts CSV, used until
@@ -108,7 +113,26 @@ func (d *testDir) Grid(g string) (contacts.GridInfo, bool) {
 }
 func (d *testDir) AccountsByPhone(p string) []string { return d.phones[p] }
 
-// openDirectory returns the directory of a golden case.
-func openDirectory(t *testing.T, csvPath string) Directory {
-	return readTestDir(t, csvPath)
+// openDirectory imports a contacts CSV into the real registry on db.
+func openDirectory(t testing.TB, db *store.DB, csvPath string) Directory {
+	t.Helper()
+	ctx := context.Background()
+	reg, err := contacts.Open(ctx, db, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(csvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var rejects bytes.Buffer
+	sum, err := reg.Import(ctx, f, &rejects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rejected > 0 {
+		t.Fatalf("contacts import rejected %d rows:\n%s", sum.Rejected, rejects.String())
+	}
+	return reg
 }

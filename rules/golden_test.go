@@ -180,9 +180,9 @@ type harness struct {
 	done   chan error
 }
 
-func newHarness(t *testing.T, driver string, cfg Config, dir Directory, start time.Time) *harness {
+func newHarness(t *testing.T, driver string, cfg Config, csvPath string, start time.Time) *harness {
 	db := storetest.Open(t, driver)
-	h := &harness{t: t, cfg: cfg, db: db, dir: dir, clk: clock.NewFake(start)}
+	h := &harness{t: t, cfg: cfg, db: db, dir: openDirectory(t, db, csvPath), clk: clock.NewFake(start)}
 	openSink(t, db)
 	h.start()
 	t.Cleanup(h.stop)
@@ -352,7 +352,7 @@ func runGolden(t *testing.T, driver, dir string) {
 	if _, err := os.Stat(csvPath); err != nil {
 		csvPath = filepath.Join("testdata", "contacts.csv")
 	}
-	h := newHarness(t, driver, readCaseConfig(t, dir), openDirectory(t, csvPath), steps[0].At)
+	h := newHarness(t, driver, readCaseConfig(t, dir), csvPath, steps[0].At)
 	for i := range steps {
 		h.step(&steps[i])
 	}

@@ -147,6 +147,9 @@ func (e *Engine) areaDark(a int32, confirmed []int32) {
 		r = e.outages[ar.rec]
 	}
 	if r == nil {
+		if !slices.ContainsFunc(confirmed, func(i int32) bool { return !e.meters[i].tripped() }) {
+			return // a tripped meter's gasp counts toward its area but opens no outage
+		}
 		r = e.newAMIRecord(ar.name, confirmed)
 	}
 	if ar.rec != r.idx {
