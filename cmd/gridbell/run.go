@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 
 	"github.com/gridbell/gridbell/internal/app"
 	"github.com/gridbell/gridbell/internal/fleet"
@@ -16,7 +17,7 @@ import (
 )
 
 func runCmd(g *globals) *cobra.Command {
-	var checkOnly, demo bool
+	var checkOnly, printConfig, demo bool
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the main job: ingest, rules, notify and the HTTP API",
@@ -25,6 +26,9 @@ func runCmd(g *globals) *cobra.Command {
 			cfg, log, err := g.load()
 			if err != nil {
 				return err
+			}
+			if printConfig {
+				return yaml.NewEncoder(cmd.OutOrStdout()).Encode(cfg)
 			}
 			if checkOnly {
 				fmt.Fprintln(cmd.OutOrStdout(), "config ok")
@@ -81,6 +85,7 @@ func runCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&checkOnly, "check-config", false, "validate the configuration and exit")
+	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the effective configuration (secrets masked) and exit")
 	cmd.Flags().BoolVar(&demo, "demo", false, "import a demo fleet and play the demo scenario against this instance")
 	return cmd
 }

@@ -69,6 +69,9 @@ func (c *Config) Defaults() {
 	if c.DataDir == "" {
 		c.DataDir = "./data"
 	}
+	if c.Store.Driver == "" {
+		c.Store.Driver = "sqlite"
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}

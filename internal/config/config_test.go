@@ -33,7 +33,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"kafka.group", c.Kafka.Group, "gridbell"},
 		{"kafka.oms_topic", c.Kafka.OMSTopic, "oms.outages"},
 		{"kafka.billing_topic", c.Kafka.BillingTopic, "billing.accounts"},
-		{"store.driver", c.Store.Driver, ""},
+		{"store.driver", c.Store.Driver, "sqlite"},
 		{"sms.sender", c.SMS.Sender, "outbox"},
 		{"sms.twilio.api_base", c.SMS.Twilio.APIBase, "https://api.twilio.com"},
 		{"sms.twilio.rate", c.SMS.Twilio.Rate, 10.0},
