@@ -57,9 +57,14 @@ type billingMsg struct {
 }
 
 // omsMessage renders p for a scenario that started at start, sent at now.
+// The outage id is OMS-<yyyymmdd>-<nnnn>, numbered from the minute of the
+// day the scenario started: a second `make run` on the same data directory
+// plays a new outage, not a replay of the restored one, which would send
+// nothing.
 func omsMessage(p *OMSPost, start, now time.Time) omsMsg {
+	n := start.Hour()*60 + start.Minute() + p.Seq
 	m := omsMsg{
-		OutageID:  fmt.Sprintf("OMS-%s-%04d", start.Format("20060102"), p.Seq),
+		OutageID:  fmt.Sprintf("OMS-%s-%04d", start.Format("20060102"), n),
 		Kind:      p.Kind,
 		Status:    p.Status,
 		Areas:     p.Areas,

@@ -35,7 +35,7 @@ type Step struct {
 // OMSPost is an OMS outage message (CONTRACT §2). Times are offsets from the
 // scenario start; Run turns them into RFC 3339 times.
 type OMSPost struct {
-	Seq    int // the outage id is OMS-<yyyymmdd>-<Seq, 4 digits>
+	Seq    int // the scenario's outage number; see omsMessage for the id
 	Kind   string
 	Status string
 	Areas  []string

@@ -375,11 +375,11 @@ func checkBalance(t *testing.T, p published, m string) {
 	}
 }
 
-var outageIDRE = regexp.MustCompile(`^OMS-\d{8}-0001$`)
+var outageIDRE = regexp.MustCompile(`^OMS-\d{8}-\d{4}$`)
 
 func checkPosts(t *testing.T, posts []apiPost, areaA string) {
 	t.Helper()
-	var statuses []string
+	var statuses, ids []string
 	var etrs []time.Time
 	var arrears int
 	for _, p := range posts {
@@ -390,9 +390,11 @@ func checkPosts(t *testing.T, posts []apiPost, areaA string) {
 		case omsPath:
 			statuses = append(statuses, p.body["status"].(string))
 			etrs = append(etrs, tsOf(t, p.body["etr"].(string)))
-			if id, _ := p.body["outage_id"].(string); !outageIDRE.MatchString(id) {
-				t.Errorf("outage_id %q, want OMS-<date>-0001", id)
+			id, _ := p.body["outage_id"].(string)
+			if !outageIDRE.MatchString(id) {
+				t.Errorf("outage_id %q, want OMS-<yyyymmdd>-<nnnn>", id)
 			}
+			ids = append(ids, id)
 			if areas, _ := p.body["areas"].([]any); len(areas) != 1 || areas[0] != areaA || p.body["kind"] != "fault" {
 				t.Errorf("OMS post %v, want a fault in %s", p.body, areaA)
 			}
@@ -406,6 +408,9 @@ func checkPosts(t *testing.T, posts []apiPost, areaA string) {
 	}
 	if want := []string{"started", "etr_updated", "restored"}; !slices.Equal(statuses, want) {
 		t.Fatalf("OMS statuses %v, want %v", statuses, want)
+	}
+	if ids[0] != ids[1] || ids[1] != ids[2] {
+		t.Errorf("OMS outage ids %v, want one outage", ids)
 	}
 	if d := etrs[1].Sub(etrs[0]); d != time.Hour {
 		t.Errorf("etr_updated moves ETR by %s, want 1h", d)
