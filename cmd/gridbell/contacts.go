@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gridbell/gridbell/contacts"
-	"github.com/gridbell/gridbell/internal/logging"
 	"github.com/gridbell/gridbell/internal/store"
 )
 
@@ -31,7 +30,7 @@ func contactsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer db.Close()
-			reg, err := contacts.Open(ctx, db, logging.Component(log, "contacts"))
+			reg, err := contacts.Open(ctx, db, log) // names itself "contacts"
 			if err != nil {
 				return err
 			}

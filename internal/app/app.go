@@ -83,7 +83,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (a *App, e
 }
 
 func (a *App) openContacts(ctx context.Context) error {
-	reg, err := contacts.Open(ctx, a.DB, logging.Component(a.log, "contacts"))
+	reg, err := contacts.Open(ctx, a.DB, a.log) // names itself "contacts"
 	if err != nil {
 		return err
 	}
