@@ -3,26 +3,310 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
 
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	influxhttp "github.com/influxdata/influxdb-client-go/v2/api/http"
 	"github.com/rs/zerolog"
 
 	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/metrics"
 )
 
-// InfluxSink copies readings to InfluxDB.
-type InfluxSink struct{}
+// Queue bounds of the sink. A sealed batch waits in memory while the spool
+// holds fewer than memBatches; beyond that it waits on disk. The batch being
+// filled may grow to maxOpenBatches×BatchSize lines while the flusher is busy
+// writing to disk; past that, readings are dropped and counted.
+const (
+	memBatches     = 8
+	maxOpenBatches = 16
+	influxTimeout  = 10 * time.Second
+	influxRetryMax = 30 * time.Second
+)
 
-// NewInflux returns the sink, or nil when cfg.URL is empty.
-func NewInflux(cfg InfluxConfig, dataDir string, dir Directory, log zerolog.Logger) (*InfluxSink, error) {
-	if cfg.URL == "" {
-		log.Info().Msg("influx sink off")
-		return nil, nil
-	}
-	return nil, errors.New("influx sink not built yet")
+// InfluxSink copies readings to InfluxDB (CONTRACT §1) as measurement
+// "reading", tags meter and area, fields kwh, voltage, current, power_kw and
+// balance where present, millisecond timestamps. Line protocol cannot carry
+// an empty tag value, so a reading of an unknown meter has no area tag.
+//
+// Write only appends to a buffer under a mutex: a slow or dead InfluxDB never
+// slows the notification path. A flusher seals the buffer into batches of
+// BatchSize (or every FlushEvery) and queues them, in memory and then on
+// disk under <dataDir>/spool up to SpoolMaxSize; a sender writes them oldest
+// first through the blocking write API with gzip, retrying each batch until
+// InfluxDB takes it. A batch leaves the queue only once written, so every
+// reading is written, and written once: a retried batch may repeat points
+// InfluxDB already took, but a point with the same series and timestamp
+// replaces the old one, which makes retries idempotent. Readings past the
+// spool cap are dropped, counted and logged (throttled).
+type InfluxSink struct {
+	cfg   InfluxConfig
+	dir   Directory
+	log   zerolog.Logger
+	write func(ctx context.Context, batch string) error
+	spool *spool
+
+	mu    sync.Mutex // guards buf and lines
+	buf   []byte     // line protocol being filled
+	lines int
+	full  chan struct{} // cap 1: buf reached BatchSize
+
+	written, dropped, errors *metrics.Counter
+	spoolBytes               *metrics.Gauge
+	dropThr, errThr          throttle
 }
 
-// Write queues r.
-func (s *InfluxSink) Write(r event.Reading) {}
+// NewInflux returns the sink, or nil, nil when cfg.URL is empty (the sink is
+// off, and the log says so once). Run must run for anything to be written.
+func NewInflux(cfg InfluxConfig, dataDir string, dir Directory, log zerolog.Logger) (*InfluxSink, error) {
+	if cfg.URL == "" {
+		log.Info().Msg("influx sink off: no influx.url configured")
+		return nil, nil
+	}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	sp, err := openSpool(filepath.Join(dataDir, "spool"), cfg.SpoolMaxSize, memBatches)
+	if err != nil {
+		return nil, err
+	}
+	opts := influxdb2.DefaultOptions().SetUseGZip(true).SetPrecision(time.Millisecond).
+		SetHTTPRequestTimeout(uint(influxTimeout / time.Second))
+	api := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token.Reveal(), opts).WriteAPIBlocking(cfg.Org, cfg.Bucket)
+	s := &InfluxSink{cfg: cfg, dir: dir, log: log, spool: sp,
+		write: func(ctx context.Context, batch string) error { return api.WriteRecord(ctx, batch) },
+		full:  make(chan struct{}, 1),
+		written: metrics.Default.Counter("gridbell_influx_points_written_total",
+			"Readings written to InfluxDB (a retried batch counts once)."),
+		dropped: metrics.Default.Counter("gridbell_influx_points_dropped_total",
+			"Readings not written to InfluxDB: spool full, or rejected by InfluxDB."),
+		errors: metrics.Default.Counter("gridbell_influx_write_errors_total",
+			"Failed batch writes to InfluxDB (each is retried)."),
+		spoolBytes: metrics.Default.Gauge("gridbell_influx_spool_bytes",
+			"Bytes of readings waiting on disk for InfluxDB."),
+		dropThr: throttle{period: 10 * time.Second}, errThr: throttle{period: 10 * time.Second},
+	}
+	s.spoolBytes.Set(float64(sp.bytes()))
+	return s, nil
+}
 
-// Run writes until ctx ends.
-func (s *InfluxSink) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+// Write queues r for InfluxDB. It never blocks on InfluxDB or the disk.
+func (s *InfluxSink) Write(r event.Reading) {
+	var area string
+	if s.dir != nil {
+		area, _ = s.dir.MeterArea(r.Meter)
+	}
+	s.mu.Lock()
+	if s.lines >= maxOpenBatches*s.cfg.BatchSize {
+		s.mu.Unlock()
+		s.drop(1, "the influx sink is behind")
+		return
+	}
+	s.buf = appendLine(s.buf, r, area)
+	s.lines++
+	full := s.lines >= s.cfg.BatchSize
+	s.mu.Unlock()
+	if full {
+		select {
+		case s.full <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// appendLine appends r as one line of line protocol, tags in key order.
+func appendLine(b []byte, r event.Reading, area string) []byte {
+	b = append(b, "reading,"...)
+	if area != "" {
+		b = append(b, "area="...)
+		b = appendTag(b, area)
+		b = append(b, ',')
+	}
+	b = append(b, "meter="...)
+	b = appendTag(b, r.Meter)
+	b = append(b, " kwh="...)
+	b = appendFloat(b, r.KWh)
+	for _, f := range [...]struct {
+		name string
+		v    *float64
+	}{{"voltage", r.Voltage}, {"current", r.Current}, {"power_kw", r.PowerKW}, {"balance", r.Balance}} {
+		if f.v != nil && !math.IsNaN(*f.v) && !math.IsInf(*f.v, 0) {
+			b = append(b, ',')
+			b = append(b, f.name...)
+			b = append(b, '=')
+			b = appendFloat(b, *f.v)
+		}
+	}
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, r.TS.UnixMilli(), 10)
+	return append(b, '\n')
+}
+
+func appendFloat(b []byte, v float64) []byte {
+	n := len(b)
+	b = strconv.AppendFloat(b, v, 'f', -1, 64)
+	for _, c := range b[n:] {
+		if c == '.' {
+			return b
+		}
+	}
+	return append(b, ".0"...) // keep the field a float: 1 would be read as a float anyway, this is explicit
+}
+
+// appendTag escapes a tag value: commas, equals signs, spaces and newlines.
+func appendTag(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case ',', '=', ' ', '\\':
+			b = append(b, '\\', c)
+		case '\n', '\r', '\t':
+			b = append(b, ' ')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+func (s *InfluxSink) drop(n int, why string) {
+	s.dropped.Add(uint64(n))
+	if ok, held := s.dropThr.allow(); ok {
+		s.log.Error().Int("readings", n).Int("suppressed", held).Msg("influx readings dropped: " + why)
+	}
+}
+
+// Run flushes and sends until ctx ends; then it spools what is still queued
+// to disk, for the next run.
+func (s *InfluxSink) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.send(ctx) }()
+	t := time.NewTicker(s.cfg.FlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			s.flush()
+			if err := s.spool.spill(); err != nil {
+				return fmt.Errorf("cannot keep influx readings for the next run: %w", err)
+			}
+			return nil
+		case <-t.C:
+		case <-s.full:
+		}
+		s.flush()
+	}
+}
+
+// flush seals the buffer into batches of BatchSize lines and queues them.
+func (s *InfluxSink) flush() {
+	s.mu.Lock()
+	buf := s.buf
+	// The sealed bytes stay queued, so the next buffer is a new one.
+	s.buf, s.lines = make([]byte, 0, min(len(buf), 128*s.cfg.BatchSize)), 0
+	s.mu.Unlock()
+	for len(buf) > 0 {
+		cut, n := cutLines(buf, s.cfg.BatchSize)
+		ok, err := s.spool.push(buf[:cut])
+		switch {
+		case err != nil:
+			s.drop(n, err.Error())
+		case !ok:
+			s.drop(n, "the spool is full (influx.spool_max_bytes)")
+		}
+		buf = buf[cut:]
+	}
+	s.spoolBytes.Set(float64(s.spool.bytes()))
+}
+
+// cutLines returns the byte length of the first n lines of b, and how many
+// lines that is.
+func cutLines(b []byte, n int) (int, int) {
+	seen := 0
+	for i, c := range b {
+		if c == '\n' {
+			seen++
+			if seen == n {
+				return i + 1, seen
+			}
+		}
+	}
+	return len(b), seen
+}
+
+// send writes the oldest queued batch until the queue is empty, then waits.
+func (s *InfluxSink) send(ctx context.Context) {
+	wait := time.Second
+	for ctx.Err() == nil {
+		b, ok, err := s.spool.peek()
+		if err != nil {
+			s.log.Error().Err(err).Msg("cannot read influx spool")
+			sleep(ctx, wait)
+			continue
+		}
+		if !ok {
+			select {
+			case <-ctx.Done():
+			case <-s.spool.ready:
+			}
+			continue
+		}
+		err = s.writeBatch(ctx, b.data)
+		if err != nil && ctx.Err() == nil && !permanent(err) {
+			s.errors.Inc()
+			if ok, n := s.errThr.allow(); ok {
+				s.log.Warn().Err(err).Int("suppressed", n).Int64("spooled_bytes", s.spool.bytes()).
+					Msg("cannot write to influx; readings wait in the spool")
+			}
+			sleep(ctx, wait)
+			wait = min(2*wait, influxRetryMax)
+			continue
+		}
+		if ctx.Err() != nil {
+			return // the batch stays queued
+		}
+		wait = time.Second
+		lines := countLines(b.data)
+		if err != nil {
+			s.drop(lines, "influx rejected the batch: "+err.Error())
+		} else {
+			s.written.Add(uint64(lines))
+		}
+		if err := s.spool.remove(b); err != nil {
+			s.log.Error().Err(err).Msg("cannot remove written batch from the spool")
+		}
+		s.spoolBytes.Set(float64(s.spool.bytes()))
+	}
+}
+
+func (s *InfluxSink) writeBatch(ctx context.Context, data []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, influxTimeout)
+	defer cancel()
+	return s.write(ctx, string(data))
+}
+
+// permanent reports whether InfluxDB refused a batch for its content (a
+// 400: bad line protocol, a field type conflict), which no retry can cure.
+// Everything else (down, slow, 5xx, 429, auth or a missing database that an
+// operator can fix) is retried while the spool holds.
+func permanent(err error) bool {
+	var he *influxhttp.Error
+	return errors.As(err, &he) && he.StatusCode == 400
+}
+
+func countLines(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c == '\n' {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,89 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gridbell/gridbell/ingest/influxtest"
+	"github.com/gridbell/gridbell/internal/store/storetest"
+)
+
+// End to end over Mosquitto and a real influxd: batch and single readings,
+// meter and concentrator events, a redelivered duplicate. Every event reaches
+// the Handler and every reading is in InfluxDB exactly once.
+func TestEndToEnd(t *testing.T) {
+	broker := mosquitto(t)
+	srv := influxtest.Start(t)
+	ctx := context.Background()
+	dl, err := OpenDeadLetters(ctx, storetest.Open(t, "sqlite"), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := mapDirectory{}
+	for m := range 50 {
+		dir[fmt.Sprintf("M%d", m)] = "TA-1"
+	}
+	sink := startInflux(t, srv.URL, t.TempDir(), 1<<30, dir)
+	defer sink.stop(t)
+
+	cfg := testMQTTConfig(broker)
+	t.Cleanup(func() { forgetSession(broker, cfg.ClientID) })
+	h := newRecorder()
+	m := NewMQTT(cfg, Limits{}, h, sink.s, dl, dir, testLog(t))
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(mctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 10*time.Second, "subscription", m.Ready)
+
+	pub := publisher(t, broker)
+	base := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
+	type rd struct {
+		Meter string  `json:"meter"`
+		TS    string  `json:"ts"`
+		KWh   float64 `json:"kwh"`
+	}
+	readings := 0
+	for c := range 5 { // 5 concentrators × 20 batches × 10 readings
+		for b := range 20 {
+			var batch []rd
+			for k := range 10 {
+				batch = append(batch, rd{fmt.Sprintf("M%d", c*10+k), base.Add(time.Duration(b) * time.Minute).Format(time.RFC3339), float64(b)})
+			}
+			payload, _ := json.Marshal(batch)
+			publish(t, pub, fmt.Sprintf("%s/C%d/readings", cfg.TopicPrefix, c), string(payload))
+			readings += len(batch)
+		}
+	}
+	for i := range 200 { // single readings, some of unknown meters
+		meter := fmt.Sprintf("M%d", 40+i%20)
+		r, _ := json.Marshal(rd{meter, base.Add(time.Duration(30+i/20) * time.Minute).Format(time.RFC3339), float64(i)})
+		publish(t, pub, fmt.Sprintf("%s/C9/%s/reading", cfg.TopicPrefix, meter), string(r))
+		readings++
+		if i == 7 { // a head-end resend
+			publish(t, pub, fmt.Sprintf("%s/C9/%s/reading", cfg.TopicPrefix, meter), string(r))
+		}
+	}
+	ts := base.Format(time.RFC3339)
+	publish(t, pub, cfg.TopicPrefix+"/C1/M10/event", `{"meter":"M10","ts":"`+ts+`","type":"power_off"}`)
+	publish(t, pub, cfg.TopicPrefix+"/C1/event", `{"concentrator":"C1","ts":"`+ts+`","type":"power_off"}`)
+
+	waitFor(t, 20*time.Second, "every event at the Handler", func() bool { return h.distinct() == readings+2 })
+	waitCount(t, srv, readings)
+	series, err := srv.Query(`SELECT COUNT("kwh") FROM "reading" GROUP BY "meter"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"M47": 30, "M55": 10} // M47: 20 in batches, 10 single, one of them resent
+	for _, s := range series {
+		if w, ok := want[s.Tags["meter"]]; ok && s.Values[0][1] != w {
+			t.Errorf("meter %s has %v points, want %v", s.Tags["meter"], s.Values[0][1], w)
+		}
+	}
+	if n, _ := dl.Count(ctx); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
+}
