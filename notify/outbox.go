@@ -27,6 +27,9 @@ type Directory interface {
 	SetOptOut(ctx context.Context, e164 string, optOut bool) error
 }
 
+// The contacts registry is the Directory in production.
+var _ Directory = (*contacts.Registry)(nil)
+
 // Message states. A message is queued, then sending, then sent and finally
 // delivered, undelivered or failed (Twilio's receipt); or it is held (quiet
 // hours, rate limit: queued again when due), suppressed (policy) or
