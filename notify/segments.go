@@ -1,9 +1,6 @@
 package notify
 
-import (
-	"strings"
-	"unicode/utf16"
-)
+import "unicode/utf16"
 
 // Encodings an SMS body is sent in.
 const (
@@ -26,20 +23,48 @@ func Segments(body string) (n int, encoding string) {
 	if septets, ok := gsmSeptets(body); ok {
 		return parts(septets, 160, 153), GSM7
 	}
-	return parts(len(utf16.Encode([]rune(body))), 70, 67), UCS2
+	units := 0
+	for _, r := range body {
+		units += utf16.RuneLen(r)
+	}
+	return parts(units, 70, 67), UCS2
 }
+
+// gsmCost is the septets each GSM character takes: 1 basic, 2 extension.
+var gsmCost = func() map[rune]int {
+	m := map[rune]int{}
+	for _, r := range gsmBasic {
+		m[r] = 1
+	}
+	for _, r := range gsmExt {
+		m[r] = 2
+	}
+	return m
+}()
+
+// gsmASCII is gsmCost for the ASCII range, the common case.
+var gsmASCII = func() (a [128]int8) {
+	for r, c := range gsmCost {
+		if r < 128 {
+			a[r] = int8(c)
+		}
+	}
+	return a
+}()
 
 func gsmSeptets(s string) (int, bool) {
 	n := 0
 	for _, r := range s {
-		switch {
-		case strings.ContainsRune(gsmBasic, r):
-			n++
-		case strings.ContainsRune(gsmExt, r):
-			n += 2
-		default:
+		c := 0
+		if r < 128 {
+			c = int(gsmASCII[r])
+		} else {
+			c = gsmCost[r]
+		}
+		if c == 0 {
 			return 0, false
 		}
+		n += c
 	}
 	return n, true
 }
