@@ -74,6 +74,12 @@ func runCmd(g *globals) *cobra.Command {
 					if len(cfg.MQTT.Brokers) > 0 {
 						opts.Broker = cfg.MQTT.Brokers[0]
 					}
+					for _, t := range cfg.Auth.Tokens {
+						if t.Role == "admin" || t.Role == "ingest" {
+							opts.Token = t.Token.Reveal()
+							break
+						}
+					}
 					if err := waitReady(ctx, a); err == nil {
 						if err := sim.Run(ctx, opts, logging.Component(log, "simulate")); err != nil && ctx.Err() == nil {
 							log.Error().Err(err).Msg("demo simulator stopped")
