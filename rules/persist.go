@@ -90,7 +90,7 @@ func (e *Engine) commit(ctx context.Context, w *writeSet, intents []event.Intent
 		{"rules_digests", []string{"grid", "data"}, 1, w.digests},
 	}
 	for _, t := range tables {
-		if err := upsert(ctx, tx, t.name, t.cols, t.keys, t.vals); err != nil {
+		if err := upsert(ctx, tx, e.db.Postgres(), t.name, t.cols, t.keys, t.vals); err != nil {
 			return err
 		}
 	}
@@ -106,13 +106,32 @@ func (e *Engine) commit(ctx context.Context, w *writeSet, intents []event.Intent
 }
 
 // upsert writes rows (len(cols) values each) with multi-row INSERT … ON
-// CONFLICT statements, in chunks under both backends' parameter limits.
-func upsert(ctx context.Context, tx *sql.Tx, table string, cols []string, keys int, vals []any) error {
+// CONFLICT statements, prepared once per batch and executed per chunk. The
+// SQLite driver binds parameters in time quadratic in their number per
+// statement, so its chunks are small; PostgreSQL's are large (round trips).
+func upsert(ctx context.Context, tx *sql.Tx, postgres bool, table string, cols []string, keys int, vals []any) error {
 	nc := len(cols)
-	chunk := min(1000, 30000/nc) * nc
+	rows := 32
+	if postgres {
+		rows = 1000
+	}
+	chunk := rows * nc
+	var full *sql.Stmt
 	for len(vals) > 0 {
 		n := min(chunk, len(vals))
-		if _, err := tx.ExecContext(ctx, upsertSQL(table, cols, keys, n/nc), vals[:n]...); err != nil {
+		var err error
+		if n == chunk {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, upsertSQL(table, cols, keys, rows)); err != nil {
+					return fmt.Errorf("cannot write %s: %w", table, err)
+				}
+				defer full.Close()
+			}
+			_, err = full.ExecContext(ctx, vals[:n]...)
+		} else {
+			_, err = tx.ExecContext(ctx, upsertSQL(table, cols, keys, n/nc), vals[:n]...)
+		}
+		if err != nil {
 			return fmt.Errorf("cannot write %s: %w", table, err)
 		}
 		vals = vals[n:]

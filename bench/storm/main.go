@@ -1,0 +1,304 @@
+// Command storm is the rules' end-to-end storm load (issue 5): a synthetic
+// fleet imported into the real contacts registry, a burst of power_off last
+// gasps stamped within 60 s fed through rules.Engine.Handle by concurrent
+// callers (group commit), then the momentary windows closing at once and
+// every outage intent written to notify's outbox in the store. It prints
+// one table of figures.
+//
+//	go run ./bench/storm -customers 1000000 -areas 10000 -events 400000
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gridbell/gridbell/contacts"
+	"github.com/gridbell/gridbell/internal/clock"
+	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/fleet"
+	"github.com/gridbell/gridbell/internal/store"
+	"github.com/gridbell/gridbell/notify"
+	"github.com/gridbell/gridbell/rules"
+)
+
+type result struct{ name, value, target string }
+
+// directory is what the program needs of the contacts: the rules' and
+// notify's lookups, and a size.
+type directory interface {
+	rules.Directory
+	notify.Directory
+	Len() int
+}
+
+func main() {
+	customers := flag.Int("customers", 1_000_000, "meters in the fleet")
+	areas := flag.Int("areas", 10_000, "transformer areas")
+	events := flag.Int("events", 400_000, "power_off last gasps within 60 s")
+	share := flag.Float64("gasp-share", 0.8, "share of an out area's meters whose last gasp arrives")
+	workers := flag.Int("workers", 8, "concurrent Handle callers (MQTT workers)")
+	batch := flag.Int("batch", 500, "events per Handle call")
+	verify := flag.Int("verify", 100_000, "meters in the outage whose verification is timed")
+	registry := flag.Bool("registry", false, "import the fleet into the real contacts registry (slow for a million rows) instead of an in-memory directory")
+	driver := flag.String("driver", "sqlite", "store driver: sqlite or postgres")
+	dsn := flag.String("dsn", "", "store DSN (postgres)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the storm run to this file")
+	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "storm:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(*customers, *areas, *events, *share, *workers, *batch, *verify, *registry, *driver, *dsn); err != nil {
+		fmt.Fprintln(os.Stderr, "storm:", err)
+		pprof.StopCPUProfile()
+		os.Exit(1)
+	}
+}
+
+func run(customers, areas, events int, share float64, workers, batch, verify int, registry bool, driver, dsn string) error {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "gridbell-storm-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	db, err := store.Open(ctx, store.Config{Driver: driver, DSN: dsn}, dir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	log := zerolog.New(os.Stderr).Level(zerolog.ErrorLevel)
+	var res []result
+	add := func(name, value, target string) { res = append(res, result{name, value, target}) }
+
+	start := time.Now()
+	f := fleet.Generate(fleet.Options{Customers: customers, Areas: areas, Seed: 1, PrepaidShare: 0.3})
+	var reg directory
+	what := "in-memory directory"
+	if registry {
+		what = "contacts registry import"
+		if reg, err = importFleet(ctx, db, f, log); err != nil {
+			return err
+		}
+	} else {
+		reg = newMemDir(f)
+	}
+	f = nil
+	add(what, fmt.Sprintf("%d meters in %s", reg.Len(), time.Since(start).Round(time.Millisecond)), "")
+	runtime.GC()
+	debug.FreeOSMemory()
+	rssImport := peakRSS()
+	resetPeakRSS()
+
+	var scfg notify.Config
+	scfg.OutboxFile = filepath.Join(dir, "outbox.jsonl")
+	sender, err := notify.NewSender(scfg, dir, log)
+	if err != nil {
+		return err
+	}
+	t0 := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(t0.Add(60 * time.Second))
+	outbox, err := notify.NewOutbox(scfg, notify.QuietHours{}, db, reg, sender, clk, log)
+	if err != nil {
+		return err
+	}
+	cfg := rules.Config{Tick: time.Hour} // the program ticks by hand
+	cfg.Defaults()
+	start = time.Now()
+	eng, err := rules.New(cfg, db, reg, outbox, clk, log)
+	if err != nil {
+		return err
+	}
+	add("rules start (empty store)", time.Since(start).Round(time.Millisecond).String(), "")
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(rctx) }()
+	defer func() { stop(); <-done }()
+
+	evs, out := gasps(reg, areas, events, share, t0)
+	start = time.Now()
+	if err := feed(ctx, eng, evs, workers, batch); err != nil {
+		return err
+	}
+	took := time.Since(start)
+	add("events fed (power_off)", fmt.Sprintf("%d in %d areas, %d callers × %d", len(evs), len(out), workers, batch), "")
+	add("event processing", fmt.Sprintf("%.0f events/s (%s)", float64(len(evs))/took.Seconds(), took.Round(time.Millisecond)), "≥ 100000 events/s")
+
+	clk.Set(t0.Add(60*time.Second + cfg.Momentary + time.Second)) // every window has closed
+	start = time.Now()
+	if err := eng.Tick(ctx); err != nil {
+		return err
+	}
+	add("outage intents committed after the windows close", time.Since(start).Round(time.Millisecond).String(), "< 5 s")
+	var nOut, nDigest int
+	db.QueryRowContext(ctx, `SELECT COUNT(*) FROM notify_intents WHERE kind = 'outage'`).Scan(&nOut)
+	db.QueryRowContext(ctx, `SELECT COUNT(*) FROM notify_intents WHERE kind = 'manager_digest'`).Scan(&nDigest)
+	want := affectedAccounts(reg, out)
+	add("outage intents in the outbox", fmt.Sprintf("%d of %d affected accounts", nOut, want), "all")
+	add("manager digests", fmt.Sprintf("%d (storm mode %v)", nDigest, eng.StormMode()), "one per grid")
+
+	id, n, err := bigOutage(ctx, eng, reg, areas, verify, clk)
+	if err != nil {
+		return err
+	}
+	v, took := timeVerification(eng, id)
+	add("verification", fmt.Sprintf("%d meters (%d restored, %d dark, %d unknown) in %s", n, len(v.Restored), len(v.Dark), len(v.Unknown), took), "< 100 ms")
+	add("peak RSS, storm run (registry resident)", fmt.Sprintf("%d MiB", peakRSS()>>20), "< 2048 MiB")
+	add("peak RSS, fleet generation + directory", fmt.Sprintf("%d MiB", rssImport>>20), "")
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "storm: %d customers, %d areas, store %s, GOMAXPROCS %d\n", customers, areas, driver, runtime.GOMAXPROCS(0))
+	fmt.Fprintln(tw, "figure\tvalue\ttarget")
+	for _, r := range res {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.name, r.value, r.target)
+	}
+	return tw.Flush()
+}
+
+// importFleet generates the fleet and imports it through a pipe, so the
+// CSV is never held whole.
+func importFleet(ctx context.Context, db *store.DB, f *fleet.Fleet, log zerolog.Logger) (*contacts.Registry, error) {
+	reg, err := contacts.Open(ctx, db, log)
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(f.WriteCSV(pw, false)) }()
+	var rejects bytes.Buffer
+	if _, err := reg.Import(ctx, pr, &rejects); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
+
+// gasps picks whole areas until events last gasps are drawn: share of each
+// area's meters gasps, stamped uniformly within 60 s, in time order.
+func gasps(reg directory, areas, events int, share float64, t0 time.Time) ([]event.Event, []string) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	var evs []event.Event
+	var out []string
+	for _, a := range rng.Perm(areas) {
+		if len(evs) >= events {
+			break
+		}
+		name := fmt.Sprintf("TA-%04d", a+1)
+		out = append(out, name)
+		for _, m := range reg.AreaMeters(name) {
+			if rng.Float64() < share {
+				ts := t0.Add(time.Duration(rng.Int64N(int64(60 * time.Second))))
+				evs = append(evs, event.Event{Meter: &event.MeterEvent{Meter: m, TS: ts, Type: event.PowerOff}})
+			}
+		}
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].Meter.TS.Before(evs[j].Meter.TS) })
+	return evs, out
+}
+
+// feed sends evs in batches from concurrent callers, as ingest's workers do.
+func feed(ctx context.Context, eng *rules.Engine, evs []event.Event, workers, batch int) error {
+	ch := make(chan []event.Event)
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range ch {
+				if err := eng.Handle(ctx, b); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < len(evs); i += batch {
+		ch <- evs[i:min(i+batch, len(evs))]
+	}
+	close(ch)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+func affectedAccounts(reg directory, areas []string) int {
+	seen := map[string]bool{}
+	for _, a := range areas {
+		for _, m := range reg.AreaMeters(a) {
+			if mi, ok := reg.Meter(m); ok {
+				seen[mi.Account] = true
+			}
+		}
+	}
+	return len(seen)
+}
+
+// bigOutage has the OMS report one outage over enough whole areas to hold
+// n meters (absorbing the AMI records there) and returns its id.
+func bigOutage(ctx context.Context, eng *rules.Engine, reg directory, areas, n int, clk *clock.Fake) (string, int, error) {
+	var scope []string
+	total := 0
+	for a := 1; a <= areas && total < n; a++ {
+		name := fmt.Sprintf("TA-%04d", a)
+		scope = append(scope, name)
+		total += len(reg.AreaMeters(name))
+	}
+	start := clk.Now().Add(-2 * time.Minute)
+	id := "OMS-STORM-1"
+	err := eng.Handle(ctx, []event.Event{{Outage: &event.OMSOutage{OutageID: id, Kind: event.OutageFault,
+		Status: event.StatusStarted, Areas: scope, Start: &start, UpdatedAt: clk.Now()}}})
+	return id, total, err
+}
+
+func timeVerification(eng *rules.Engine, id string) (rules.Verification, time.Duration) {
+	var v rules.Verification
+	best := time.Hour
+	for range 5 {
+		start := time.Now()
+		v, _ = eng.Verification(id)
+		best = min(best, time.Since(start))
+	}
+	return v, best.Round(time.Microsecond)
+}
+
+// peakRSS is VmHWM of this process, in bytes.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(line, "VmHWM:"), "kB")), &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// resetPeakRSS restarts VmHWM from the current RSS (Linux clear_refs 5).
+func resetPeakRSS() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
