@@ -52,12 +52,12 @@ func newMemDir(f *fleet.Fleet) *memDir {
 	return d
 }
 
-func (d *memDir) Len() int                                    { return len(d.meters) }
+func (d *memDir) Len() int                                   { return len(d.meters) }
 func (d *memDir) Meter(id string) (contacts.MeterInfo, bool) { m, ok := d.meters[id]; return m, ok }
-func (d *memDir) AreaMeters(a string) []string                { return d.areas[a] }
-func (d *memDir) ConcentratorMeters(c string) []string        { return d.concs[c] }
-func (d *memDir) FeederAreas(f string) []string               { return d.feeders[f] }
-func (d *memDir) AccountsByPhone(string) []string             { return nil }
+func (d *memDir) AreaMeters(a string) []string               { return d.areas[a] }
+func (d *memDir) ConcentratorMeters(c string) []string       { return d.concs[c] }
+func (d *memDir) FeederAreas(f string) []string              { return d.feeders[f] }
+func (d *memDir) AccountsByPhone(string) []string            { return nil }
 func (d *memDir) Account(id string) (contacts.Account, bool) {
 	if a, ok := d.accounts[id]; ok {
 		return *a, true
