@@ -78,6 +78,12 @@ func (b *builder) add(r *row) bool {
 	return true
 }
 
+// addRow adds a stored row, unique by the store's key.
+func (b *builder) addRow(r *row) error {
+	b.add(r)
+	return nil
+}
+
 func internDim(s *symtab, v string) int32 {
 	if v == "" {
 		return -1
@@ -132,7 +138,10 @@ func (b *builder) addContacts(a int32, key int64, r *row) {
 // freeze builds the index. The builder is spent.
 func (b *builder) freeze() *index {
 	ix := &index{meters: b.meters, accounts: b.accounts, phones: b.phones,
-		areas: b.areas, concs: b.concs, feeders: b.feeders, grids: b.grs, meter: b.meter}
+		areas: b.areas, concs: b.concs, feeders: b.feeders, grids: b.grs, meter: slices.Clip(b.meter)}
+	if cap(b.meter) > len(b.meter)+len(b.meter)/8 {
+		ix.meter = slices.Clone(b.meter) // drop append slack: the index lives long
+	}
 	for _, s := range []*symtab{ix.meters, ix.accounts, ix.phones, ix.areas, ix.concs, ix.feeders, ix.grids} {
 		s.freeze()
 	}

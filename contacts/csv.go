@@ -282,8 +282,20 @@ func normalise(r *row) (reject, bool) {
 	if r.f[colLanguage], ok = parseLanguage(r.f[colLanguage]); !ok {
 		return badValue(r, colLanguage), true
 	}
-	r.f[colClass] = string(r.class)
+	r.f[colClass], r.f[colPrepaid], r.f[colOptOut] = string(r.class), flag(r.prepaid), flag(r.optOut)
+	for c := range r.f {
+		if strings.IndexByte(r.f[c], recordSep) >= 0 {
+			r.f[c] = strings.ReplaceAll(r.f[c], string(recordSep), " ")
+		}
+	}
 	return reject{}, false
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 func badValue(r *row, c column) reject {

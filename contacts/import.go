@@ -25,7 +25,7 @@ func newImport(ctx context.Context, db *store.DB, tx *sql.Tx, old *index) (*impo
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) + 1 FROM contacts_imports`).Scan(&id); err != nil {
 		return nil, fmt.Errorf("cannot number contacts import: %w", err)
 	}
-	up, err := newUpserter(ctx, tx, id)
+	up, err := newUpserter(ctx, db, tx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -37,14 +37,17 @@ func newImport(ctx context.Context, db *store.DB, tx *sql.Tx, old *index) (*impo
 func (im *importer) run(fr *fileReader, rw *rejectWriter) (Summary, *index, error) {
 	b := newBuilder(max(im.old.meters.len(), 1024))
 	sum := Summary{Encoding: fr.encoding}
-	err := readRows(fr, b, rw, &sum, func(r *row) error {
-		if _, ok := im.old.meters.find(r.f[colMeter]); ok {
-			sum.Updated++
-		} else {
-			sum.Added++
-		}
-		return im.up.add(r)
-	})
+	read := func(put func(*row) error) error {
+		return readRows(fr, b, rw, &sum, func(r *row) error {
+			if _, ok := im.old.meters.find(r.f[colMeter]); ok {
+				sum.Updated++
+			} else {
+				sum.Added++
+			}
+			return put(r)
+		})
+	}
+	err := pipeRows(read, im.up.add)
 	if err == nil {
 		err = im.up.flush()
 	}
@@ -80,7 +83,7 @@ func (im *importer) retire(b *builder, sum *Summary) error {
 		return fmt.Errorf("cannot retire contacts: %w", err)
 	}
 	sum.Retired = int(n)
-	return scanCustomers(im.ctx, im.tx, `WHERE retired = 1`, b)
+	return scanCustomers(im.ctx, im.tx, `WHERE retired = 1`, b.addRow)
 }
 
 func (im *importer) record(sum *Summary) error {

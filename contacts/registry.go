@@ -71,7 +71,8 @@ func (r *Registry) load(ctx context.Context) (*index, error) {
 		return nil, fmt.Errorf("cannot count contacts: %w", err)
 	}
 	b := newBuilder(n)
-	if err := scanCustomers(ctx, r.db, "", b); err != nil {
+	scan := func(put func(*row) error) error { return scanCustomers(ctx, r.db, "", put) }
+	if err := pipeRows(scan, b.addRow); err != nil {
 		return nil, err
 	}
 	ix := b.freeze()

@@ -1,0 +1,67 @@
+// Command contactsgen writes a large, realistically messy contacts file
+// (CONTRACT §3) from internal/fleet, so anyone can repeat the contacts
+// import benchmarks:
+//
+//	go run ./bench/contactsgen -n 1000000 -o /tmp/contacts-1m.csv
+//	gridbell contacts check /tmp/contacts-1m.csv
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/text/encoding/simplifiedchinese"
+	"golang.org/x/text/transform"
+
+	"github.com/gridbell/gridbell/internal/fleet"
+)
+
+func main() {
+	n := flag.Int("n", 100_000, "customers (rows)")
+	seed := flag.Int64("seed", 20261126, "random seed: the same seed gives the same file")
+	out := flag.String("o", "-", "output file (- for stdout)")
+	zh := flag.Bool("zh", false, "Chinese headers and values, as a Chinese spreadsheet export")
+	gb := flag.Bool("gb18030", false, "encode the file in GB18030 instead of UTF-8")
+	clean := flag.Bool("clean", false, "clean phone numbers (default: typed the way clerks do)")
+	flag.Parse()
+	if err := run(*n, *seed, *out, *zh, *gb, !*clean); err != nil {
+		fmt.Fprintln(os.Stderr, "contactsgen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(n int, seed int64, out string, zh, gb, messy bool) error {
+	f := fleet.Generate(fleet.Options{Customers: n, Areas: max(1, n/200), Grids: max(1, n/5000),
+		Seed: seed, PrepaidShare: 0.2, Messy: messy})
+	var w io.Writer = os.Stdout
+	if out != "-" {
+		file, err := os.Create(out)
+		if err != nil {
+			return fmt.Errorf("cannot create output: %w", err)
+		}
+		defer file.Close()
+		w = file
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	var enc io.WriteCloser = nopCloser{bw}
+	if gb {
+		enc = transform.NewWriter(bw, simplifiedchinese.GB18030.NewEncoder())
+	}
+	if err := f.WriteCSV(enc, zh); err != nil {
+		return err
+	}
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("cannot encode output: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("cannot write output: %w", err)
+	}
+	return nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
