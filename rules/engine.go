@@ -31,11 +31,6 @@ type request struct {
 	done chan error
 }
 
-type ledgerKey struct {
-	rec  int32
-	acct string
-}
-
 // areaState is one transformer area. Guarded by Engine.mu.
 type areaState struct {
 	name   string
@@ -78,6 +73,8 @@ type Engine struct {
 	digests    map[string]*digest
 	storm      bool
 	stormHits  []time.Time
+	logSeq     int64   // last meter log row written
+	snapList   []int32 // meters logged but not checkpointed
 
 	// per batch; written by the writer only
 	out           []event.Intent
@@ -85,7 +82,7 @@ type Engine struct {
 	touched       map[int32]struct{}
 	dirtyMeters   []int32
 	dirtyOutages  []int32
-	dirtyLedger   map[ledgerKey]struct{}
+	dirtyLedger   map[int32]struct{} // records whose ledger changed
 	dirtyAccounts []string
 	dirtyDigests  []string
 }
@@ -125,6 +122,7 @@ func (e *Engine) reset() {
 	e.outages, e.outageIdx, e.seq = nil, map[string]int32{}, 0
 	e.accounts, e.digests = map[string]*account{}, map[string]*digest{}
 	e.stormHits = nil
+	e.logSeq, e.snapList = 0, nil
 	e.resetBatch()
 }
 
@@ -133,7 +131,7 @@ func (e *Engine) resetBatch() {
 	e.batchKeys = map[string]struct{}{}
 	e.touched = map[int32]struct{}{}
 	e.dirtyMeters, e.dirtyOutages, e.dirtyAccounts, e.dirtyDigests = e.dirtyMeters[:0], e.dirtyOutages[:0], e.dirtyAccounts[:0], e.dirtyDigests[:0]
-	e.dirtyLedger = map[ledgerKey]struct{}{}
+	e.dirtyLedger = map[int32]struct{}{}
 }
 
 // area returns the index of area name, loading its meters from the
@@ -262,7 +260,7 @@ func (e *Engine) process(batch []*request) {
 		n += len(r.evs)
 	}
 	e.decide()
-	w := e.collect()
+	w := e.collect(len(batch) == 0)
 	intents := e.out
 	e.mu.Unlock()
 

@@ -44,6 +44,8 @@ type meterState struct {
 	lastTS  int64 // newest power event applied
 	relayTS int64 // newest trip/close applied
 	due     int64 // pending momentary decision; 0 = none
+	ver     int64 // meter log seq of the state last written
+	snap    bool  // in Engine.snapList: logged, not yet checkpointed
 }
 
 func (m *meterState) tripped() bool { return m.flags&fTripped != 0 }

@@ -86,7 +86,7 @@ func (e *Engine) touch(r *outage) {
 
 func (e *Engine) setLedger(r *outage, acct string, f uint8) {
 	r.ledger[acct] |= f
-	e.dirtyLedger[ledgerKey{r.idx, acct}] = struct{}{}
+	e.dirtyLedger[r.idx] = struct{}{}
 }
 
 // addRecord registers a new record. Lock: e.mu held.

@@ -3,7 +3,9 @@ package rules
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -20,26 +22,61 @@ var migrations = []string{
 	`CREATE TABLE rules_ledger (outage TEXT NOT NULL, account TEXT NOT NULL, flags INTEGER NOT NULL, PRIMARY KEY (outage, account))`,
 	`CREATE TABLE rules_accounts (account TEXT PRIMARY KEY, data TEXT NOT NULL)`,
 	`CREATE TABLE rules_digests (grid TEXT PRIMARY KEY, data TEXT NOT NULL)`,
+	// Meter changes are appended as one row a batch and checkpointed into
+	// rules_meters when the writer is idle; rules_ledger (3) gave way to one
+	// row an outage (rules_told) and is only read.
+	`CREATE TABLE rules_meter_log (seq BIGINT PRIMARY KEY, data BYTEA NOT NULL)`,
+	`ALTER TABLE rules_meters ADD COLUMN ver BIGINT NOT NULL DEFAULT 0`,
+	`CREATE TABLE rules_told (outage TEXT PRIMARY KEY, data TEXT NOT NULL)`,
 }
+
+// checkpointChunk caps the meters copied from the log into rules_meters in
+// one idle tick, so a checkpoint never stalls callers for long.
+const checkpointChunk = 10000
 
 // writeSet is a batch's dirty state, copied out under the lock so the
 // store is written without holding it.
 type writeSet struct {
-	meters   []any // 8 values a row
-	outages  []any // 4
-	ledger   []any // 3
-	accounts []any // 2
-	digests  []any // 2
+	logSeq   int64  // 0 = no meter changed
+	log      []byte // the changed meters, encoded
+	snap     []any  // checkpointed meters, 9 values a row
+	trimLog  int64  // log rows up to this seq are checkpointed: delete them
+	outages  []any  // 4 values a row
+	told     []any  // 2
+	accounts []any  // 2
+	digests  []any  // 2
 }
 
 // collect copies the dirty state into a writeSet and clears the dirty
-// marks. Lock: e.mu held.
-func (e *Engine) collect() *writeSet {
-	w := &writeSet{meters: make([]any, 0, 8*len(e.dirtyMeters))}
-	for _, i := range e.dirtyMeters {
-		m := &e.meters[i]
-		m.dirty, m.saved = false, m.seen
-		w.meters = append(w.meters, m.id, int64(m.st), int64(m.flags), m.since, m.seen, m.lastTS, m.relayTS, m.due)
+// marks. idle batches also checkpoint logged meters. Lock: e.mu held.
+func (e *Engine) collect(idle bool) *writeSet {
+	w := &writeSet{}
+	if len(e.dirtyMeters) > 0 {
+		e.logSeq++
+		w.logSeq = e.logSeq
+		w.log = make([]byte, 0, 48*len(e.dirtyMeters))
+		for _, i := range e.dirtyMeters {
+			m := &e.meters[i]
+			m.dirty, m.saved, m.ver = false, m.seen, e.logSeq
+			w.log = appendMeter(w.log, m)
+			if !m.snap {
+				m.snap = true
+				e.snapList = append(e.snapList, i)
+			}
+		}
+	}
+	if idle && len(e.snapList) > 0 {
+		n := min(len(e.snapList), checkpointChunk)
+		for _, i := range e.snapList[:n] {
+			m := &e.meters[i]
+			m.snap = false
+			w.snap = append(w.snap, m.id, int64(m.st), int64(m.flags), m.since, m.seen, m.lastTS, m.relayTS, m.due, m.ver)
+		}
+		e.snapList = e.snapList[n:]
+		if len(e.snapList) == 0 {
+			e.snapList = nil
+			w.trimLog = e.logSeq
+		}
 	}
 	for _, o := range e.dirtyOutages {
 		r := e.outages[o]
@@ -47,13 +84,10 @@ func (e *Engine) collect() *writeSet {
 		b, _ := json.Marshal(r)
 		w.outages = append(w.outages, r.ID, r.Seq, r.Status, string(b))
 	}
-	keys := make([]ledgerKey, 0, len(e.dirtyLedger))
-	for k := range e.dirtyLedger {
-		keys = append(keys, k)
-	}
-	for _, k := range keys {
-		r := e.outages[k.rec]
-		w.ledger = append(w.ledger, r.ID, k.acct, int64(r.ledger[k.acct]))
+	for o := range e.dirtyLedger {
+		r := e.outages[o]
+		b, _ := json.Marshal(r.ledger)
+		w.told = append(w.told, r.ID, string(b))
 	}
 	for _, id := range e.dirtyAccounts {
 		a := e.accounts[id]
@@ -70,6 +104,47 @@ func (e *Engine) collect() *writeSet {
 	return w
 }
 
+// appendMeter encodes one meter's state for the log.
+func appendMeter(b []byte, m *meterState) []byte {
+	b = binary.AppendUvarint(b, uint64(len(m.id)))
+	b = append(b, m.id...)
+	b = append(b, m.st, m.flags)
+	for _, v := range [...]int64{m.since, m.seen, m.lastTS, m.relayTS, m.due} {
+		b = binary.AppendVarint(b, v)
+	}
+	return b
+}
+
+// loggedMeter is one decoded log entry.
+type loggedMeter struct {
+	id                                string
+	st, flags                         uint8
+	since, seen, lastTS, relayTS, due int64
+}
+
+func decodeMeters(b []byte, f func(*loggedMeter)) error {
+	for len(b) > 0 {
+		var lm loggedMeter
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n+2 {
+			return errors.New("corrupt meter log entry")
+		}
+		lm.id = string(b[k : k+int(n)])
+		b = b[k+int(n):]
+		lm.st, lm.flags = b[0], b[1]
+		b = b[2:]
+		for _, p := range []*int64{&lm.since, &lm.seen, &lm.lastTS, &lm.relayTS, &lm.due} {
+			v, k := binary.Varint(b)
+			if k <= 0 {
+				return errors.New("corrupt meter log entry")
+			}
+			*p, b = v, b[k:]
+		}
+		f(&lm)
+	}
+	return nil
+}
+
 // commit writes w and the intents in one transaction.
 func (e *Engine) commit(ctx context.Context, w *writeSet, intents []event.Intent) error {
 	tx, err := e.db.BeginTx(ctx, nil)
@@ -77,21 +152,31 @@ func (e *Engine) commit(ctx context.Context, w *writeSet, intents []event.Intent
 		return fmt.Errorf("cannot begin rules transaction: %w", err)
 	}
 	defer tx.Rollback()
+	if w.logSeq > 0 {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO rules_meter_log (seq, data) VALUES ($1, $2)`, w.logSeq, w.log); err != nil {
+			return fmt.Errorf("cannot write rules_meter_log: %w", err)
+		}
+	}
 	tables := []struct {
 		name string
 		cols []string
 		keys int
 		vals []any
 	}{
-		{"rules_meters", []string{"meter", "st", "flags", "since", "seen", "last_ts", "relay_ts", "due"}, 1, w.meters},
+		{"rules_meters", []string{"meter", "st", "flags", "since", "seen", "last_ts", "relay_ts", "due", "ver"}, 1, w.snap},
 		{"rules_outages", []string{"id", "seq", "status", "data"}, 1, w.outages},
-		{"rules_ledger", []string{"outage", "account", "flags"}, 2, w.ledger},
+		{"rules_told", []string{"outage", "data"}, 1, w.told},
 		{"rules_accounts", []string{"account", "data"}, 1, w.accounts},
 		{"rules_digests", []string{"grid", "data"}, 1, w.digests},
 	}
 	for _, t := range tables {
 		if err := upsert(ctx, tx, e.db.Postgres(), t.name, t.cols, t.keys, t.vals); err != nil {
 			return err
+		}
+	}
+	if w.trimLog > 0 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM rules_meter_log WHERE seq <= $1`, w.trimLog); err != nil {
+			return fmt.Errorf("cannot trim rules_meter_log: %w", err)
 		}
 	}
 	if len(intents) > 0 {
@@ -198,29 +283,76 @@ func (e *Engine) load(ctx context.Context) error {
 	return nil
 }
 
+// loadMeters reads the checkpoint, replays the newer log entries over it,
+// and rebuilds area counts and pending decisions.
 func (e *Engine) loadMeters(ctx context.Context) error {
-	rows, err := e.db.QueryContext(ctx, `SELECT meter, st, flags, since, seen, last_ts, relay_ts, due FROM rules_meters`)
+	rows, err := e.db.QueryContext(ctx, `SELECT meter, st, flags, since, seen, last_ts, relay_ts, due, ver FROM rules_meters`)
 	if err != nil {
 		return fmt.Errorf("cannot load rules meters: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var id string
-		var st, flags, since, seen, lastTS, relayTS, due int64
-		if err := rows.Scan(&id, &st, &flags, &since, &seen, &lastTS, &relayTS, &due); err != nil {
+		var lm loggedMeter
+		var st, flags, ver int64
+		if err := rows.Scan(&lm.id, &st, &flags, &lm.since, &lm.seen, &lm.lastTS, &lm.relayTS, &lm.due, &ver); err != nil {
 			return fmt.Errorf("cannot load rules meters: %w", err)
 		}
-		i := e.meter(id, "")
+		lm.st, lm.flags = uint8(st), uint8(flags)
+		e.restoreMeter(&lm, ver, false)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("cannot load rules meters: %w", err)
+	}
+	if err := e.replayLog(ctx); err != nil {
+		return err
+	}
+	for i := range e.meters {
 		m := &e.meters[i]
-		m.st, m.flags, m.since, m.seen, m.saved, m.lastTS, m.relayTS, m.due = uint8(st), uint8(flags), since, seen, seen, lastTS, relayTS, due
-		if m.flags&fConfirmed != 0 && m.area >= 0 {
+		if m.flags&fConfirmed != 0 && m.st == stDark && m.area >= 0 {
 			e.areas[m.area].dark++
 		}
-		if due != 0 {
-			e.pending.push(dueItem{due: due, m: i})
+		if m.due != 0 {
+			e.pending.push(dueItem{due: m.due, m: int32(i)})
+		}
+	}
+	return nil
+}
+
+func (e *Engine) replayLog(ctx context.Context) error {
+	rows, err := e.db.QueryContext(ctx, `SELECT seq, data FROM rules_meter_log ORDER BY seq`)
+	if err != nil {
+		return fmt.Errorf("cannot load rules meter log: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq int64
+		var b []byte
+		if err := rows.Scan(&seq, &b); err != nil {
+			return fmt.Errorf("cannot load rules meter log: %w", err)
+		}
+		if err := decodeMeters(b, func(lm *loggedMeter) { e.restoreMeter(lm, seq, true) }); err != nil {
+			return fmt.Errorf("cannot load rules meter log %d: %w", seq, err)
 		}
 	}
 	return rows.Err()
+}
+
+// restoreMeter sets a meter's stored state written at ver, unless it
+// already holds a newer one. A state from the log is due a checkpoint.
+// Lock: e.mu held.
+func (e *Engine) restoreMeter(lm *loggedMeter, ver int64, logged bool) {
+	e.logSeq = max(e.logSeq, ver)
+	i := e.meter(lm.id, "")
+	m := &e.meters[i]
+	if ver <= m.ver && m.ver != 0 {
+		return
+	}
+	m.st, m.flags, m.since, m.seen, m.saved, m.lastTS, m.relayTS, m.due, m.ver =
+		lm.st, lm.flags, lm.since, lm.seen, lm.seen, lm.lastTS, lm.relayTS, lm.due, ver
+	if logged && !m.snap {
+		m.snap = true
+		e.snapList = append(e.snapList, i)
+	}
 }
 
 func (e *Engine) loadOutages(ctx context.Context) error {
@@ -294,6 +426,8 @@ func (e *Engine) rebuildMembers(r *outage) {
 	}
 }
 
+// loadLedger reads what each outage's customers were told: one row an
+// outage (rules_told), and the rows of stores written before it.
 func (e *Engine) loadLedger(ctx context.Context) error {
 	rows, err := e.db.QueryContext(ctx, `SELECT outage, account, flags FROM rules_ledger`)
 	if err != nil {
@@ -310,7 +444,21 @@ func (e *Engine) loadLedger(ctx context.Context) error {
 			e.outages[o].ledger[acct] |= uint8(f)
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("cannot load rules ledger: %w", err)
+	}
+	return e.loadJSON(ctx, `SELECT outage, data FROM rules_told`, func(id string, b []byte) error {
+		var told map[string]uint8
+		if err := json.Unmarshal(b, &told); err != nil {
+			return err
+		}
+		if o, ok := e.outageIdx[id]; ok {
+			for acct, f := range told {
+				e.outages[o].ledger[acct] |= f
+			}
+		}
+		return nil
+	})
 }
 
 func (e *Engine) loadJSON(ctx context.Context, q string, f func(string, []byte) error) error {
