@@ -118,20 +118,16 @@ func (b *builder) addGrid(r *row, key int64) int32 {
 }
 
 func (b *builder) addContacts(a int32, key int64, r *row) {
-	k := key
-	for _, c := range []column{colPhone, colPhone2} {
-		if c == colPhone2 && r.f[c] == "" {
-			continue
+	if r.phones == nil {
+		r.clean()
+	}
+	for k, ct := range r.phones {
+		cb := contactBuild{acct: a, key: key + int64(k), phone: -1, verdict: verdictCode(ct.Verdict),
+			reason: reasonCode(ct.Reason), optOut: r.optOut, raw: ct.Raw}
+		if ct.Phone != "" {
+			cb.phone, _ = b.phones.intern(ct.Phone)
 		}
-		for _, ct := range Clean(r.f[c]) {
-			cb := contactBuild{acct: a, key: k, phone: -1, verdict: verdictCode(ct.Verdict),
-				reason: reasonCode(ct.Reason), optOut: r.optOut, raw: ct.Raw}
-			if ct.Phone != "" {
-				cb.phone, _ = b.phones.intern(ct.Phone)
-			}
-			b.contacts = append(b.contacts, cb)
-			k++
-		}
+		b.contacts = append(b.contacts, cb)
 	}
 }
 

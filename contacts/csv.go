@@ -62,8 +62,18 @@ type row struct {
 	optOut  bool
 	retired bool
 	class   Class
-	seq     int32 // position in the import that last saw it
-	line    int32 // line in that file
+	seq     int32     // position in the import that last saw it
+	line    int32     // line in that file
+	phones  []Contact // phone and phone2 cleaned, when done ahead of the builder
+}
+
+// clean cleans the row's phone fields into r.phones; an empty phone2 adds
+// nothing.
+func (r *row) clean() {
+	r.phones = Clean(r.f[colPhone])
+	if r.f[colPhone2] != "" {
+		r.phones = append(r.phones, Clean(r.f[colPhone2])...)
+	}
 }
 
 // reject is one problem found in a file, written as line,column,reason,raw.

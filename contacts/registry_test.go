@@ -260,3 +260,43 @@ func TestRejects(t *testing.T) {
 		t.Errorf("summary = %+v", sum)
 	}
 }
+
+// TestConcurrentLookups reads while imports and phone states change the
+// registry (run with -race).
+func TestConcurrentLookups(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newRegistry(t, "sqlite")
+	mustImport(t, r, firstFile)
+	done := make(chan struct{})
+	errs := make(chan error, 2)
+	go func() {
+		defer close(done)
+		for i := range 5 {
+			if _, err := r.Import(ctx, strings.NewReader(firstFile), nil); err != nil {
+				errs <- err
+				return
+			}
+			if err := r.SetOptOut(ctx, "+8613812345678", i%2 == 0); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			return
+		default:
+		}
+		if _, ok := r.Meter("330000000001"); !ok {
+			t.Fatal("meter vanished during an import")
+		}
+		r.AreaMeters("TA-0001")
+		r.Account("0100000001")
+		r.Quality("")
+	}
+}

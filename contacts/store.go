@@ -98,6 +98,7 @@ func scanCustomers(ctx context.Context, q querier, where string, emit func(*row)
 			return fmt.Errorf("cannot read contacts meter %s: %w", meter, err)
 		}
 		r.retired, r.seq, r.line = retired != 0, int32(seq), int32(line)
+		r.clean() // here, so that a pipeline's consumer has less to do
 		if err := emit(&r); err != nil {
 			return err
 		}
