@@ -42,7 +42,7 @@ func (e *Engine) digestFor(grid string) *digest {
 // digestAdd notes the customer of meter m, affected by r, for the grid
 // manager's digest. Lock: e.mu held.
 func (e *Engine) digestAdd(m *meterState, r *outage, area string) {
-	d := e.digestFor(m.grid)
+	d := e.digestFor(e.gridOf(m))
 	d.Count++
 	if !slices.Contains(d.Outages, r.ID) {
 		d.Outages = append(d.Outages, r.ID)
@@ -50,7 +50,7 @@ func (e *Engine) digestAdd(m *meterState, r *outage, area string) {
 	if area != "" && !slices.Contains(d.Areas, area) {
 		d.Areas = append(d.Areas, area)
 	}
-	if priority(m.class, event.PriorityOutage) == event.PriorityCritical {
+	if priority(e.classOf(m), event.PriorityOutage) == event.PriorityCritical {
 		d.NCritical++
 		if len(d.Critical) < maxNames {
 			name := m.account

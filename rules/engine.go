@@ -58,6 +58,8 @@ type Engine struct {
 	intentsC   *metrics.Counter
 	noManager  *metrics.Counter
 	batchesC   *metrics.Counter
+	lag        *metrics.Gauge
+	maxLag     *metrics.Gauge
 
 	mu         sync.RWMutex
 	meters     []meterState
@@ -73,10 +75,13 @@ type Engine struct {
 	digests    map[string]*digest
 	storm      bool
 	stormHits  []time.Time
+	gridNames  []string
+	classNames []string
 	logSeq     int64   // last meter log row written
 	snapList   []int32 // meters logged but not checkpointed
 
 	// per batch; written by the writer only
+	firstDue      int64 // earliest momentary decision taken in the batch; 0 = none
 	out           []event.Intent
 	batchKeys     map[string]struct{}
 	touched       map[int32]struct{}
@@ -101,6 +106,8 @@ func New(cfg Config, db *store.DB, dir Directory, sink IntentSink, clk clock.Clo
 		intentsC:   metrics.Default.Counter("gridbell_rules_intents_total", "notification intents written by the rules"),
 		noManager:  metrics.Default.Counter("gridbell_rules_digest_no_manager_total", "manager digests not sent: the grid has no manager phone"),
 		batchesC:   metrics.Default.Counter("gridbell_rules_batches_total", "group commits of the rules"),
+		lag:        metrics.Default.Gauge("gridbell_rules_decision_lag_seconds", "from a momentary window closing to its decision committed, latest batch"),
+		maxLag:     metrics.Default.Gauge("gridbell_rules_decision_lag_max_seconds", "the largest gridbell_rules_decision_lag_seconds since start"),
 	}
 	e.stormGauge.Set(0)
 	ctx := context.Background()
@@ -116,6 +123,7 @@ func New(cfg Config, db *store.DB, dir Directory, sink IntentSink, clk clock.Clo
 // reset empties the in-memory state. Lock: e.mu held.
 func (e *Engine) reset() {
 	e.meters, e.meterIdx = nil, map[string]int32{}
+	e.gridNames, e.classNames = []string{""}, []string{""}
 	e.areas, e.areaIdx = nil, map[string]int32{}
 	e.concMeters = map[string]map[int32]struct{}{}
 	e.pending = nil
@@ -127,7 +135,7 @@ func (e *Engine) reset() {
 }
 
 func (e *Engine) resetBatch() {
-	e.out = e.out[:0]
+	e.out, e.firstDue = e.out[:0], 0
 	e.batchKeys = map[string]struct{}{}
 	e.touched = map[int32]struct{}{}
 	e.dirtyMeters, e.dirtyOutages, e.dirtyAccounts, e.dirtyDigests = e.dirtyMeters[:0], e.dirtyOutages[:0], e.dirtyAccounts[:0], e.dirtyDigests[:0]
@@ -261,7 +269,7 @@ func (e *Engine) process(batch []*request) {
 	}
 	e.decide()
 	w := e.collect(len(batch) == 0)
-	intents := e.out
+	intents, firstDue := e.out, e.firstDue
 	e.mu.Unlock()
 
 	err := e.commit(ctx, w, intents)
@@ -276,6 +284,11 @@ func (e *Engine) process(batch []*request) {
 		e.eventsC.Add(uint64(n))
 		e.intentsC.Add(uint64(len(intents)))
 		e.batchesC.Inc()
+		if firstDue != 0 {
+			lag := float64(e.clk.Now().UnixNano()-firstDue) / 1e9
+			e.lag.Set(lag)
+			e.maxLag.Set(max(lag, e.maxLag.Value()))
+		}
 	}
 	e.mu.Lock()
 	e.resetBatch()

@@ -30,9 +30,9 @@ const (
 type meterState struct {
 	id      string
 	account string // "" = not in the registry: state kept, no intents
-	grid    string
-	class   string
-	area    int32 // -1 = none
+	area    int32  // -1 = none
+	grid    uint16 // index into Engine.gridNames
+	class   uint8  // index into Engine.classNames
 	outage  int32 // live outage record holding the meter; -1 = none
 	st      uint8
 	flags   uint8
@@ -115,7 +115,8 @@ func (e *Engine) meter(id, conc string) int32 {
 	}
 	if known {
 		m := &e.meters[i]
-		m.known, m.account, m.grid, m.class = true, info.Account, info.Grid, string(info.Class)
+		m.known, m.account = true, info.Account
+		m.grid, m.class = e.intern(&e.gridNames, info.Grid), uint8(e.intern(&e.classNames, string(info.Class)))
 		if conc == "" {
 			conc = info.Concentrator
 		}
@@ -127,6 +128,21 @@ func (e *Engine) meter(id, conc string) int32 {
 	e.learnConc(i, conc)
 	return i
 }
+
+// intern returns the index of v in *names, appending it on first sight.
+// Grids and classes are few; meters hold their small index.
+func (e *Engine) intern(names *[]string, v string) uint16 {
+	for i, n := range *names {
+		if n == v {
+			return uint16(i)
+		}
+	}
+	*names = append(*names, v)
+	return uint16(len(*names) - 1)
+}
+
+func (e *Engine) gridOf(m *meterState) string  { return e.gridNames[m.grid] }
+func (e *Engine) classOf(m *meterState) string { return e.classNames[m.class] }
 
 // learnConc remembers that meter i publishes behind concentrator c.
 func (e *Engine) learnConc(i int32, c string) {
@@ -284,6 +300,9 @@ func (e *Engine) decideDue(now int64) {
 		m := &e.meters[it.m]
 		if m.due != it.due || m.st != stDark {
 			continue
+		}
+		if e.firstDue == 0 {
+			e.firstDue = it.due
 		}
 		m.due = 0
 		m.flags |= fConfirmed

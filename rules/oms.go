@@ -60,24 +60,16 @@ func (e *Engine) omsScope(r *outage, o *event.OMSOutage) []int32 {
 		a := e.area(name)
 		meters = append(meters, e.areas[a].meters...)
 	}
+	r.Areas, r.Feeders, r.Meters = union(r.Areas, o.Areas), union(r.Feeders, o.Feeders), union(r.Meters, o.Meters)
 	for _, a := range o.Areas {
-		if !slices.Contains(r.Areas, a) {
-			r.Areas = append(r.Areas, a)
-		}
 		addArea(a)
 	}
 	for _, f := range o.Feeders {
-		if !slices.Contains(r.Feeders, f) {
-			r.Feeders = append(r.Feeders, f)
-		}
 		for _, a := range e.dir.FeederAreas(f) {
 			addArea(a)
 		}
 	}
 	for _, id := range o.Meters {
-		if !slices.Contains(r.Meters, id) {
-			r.Meters = append(r.Meters, id)
-		}
 		meters = append(meters, e.meter(id, ""))
 	}
 	now := e.clk.Now()
@@ -106,16 +98,8 @@ func (e *Engine) absorb(r, src *outage) {
 	r.Source = "both"
 	r.Aliases = append(r.Aliases, src.ID)
 	r.Aliases = append(r.Aliases, src.Aliases...)
-	for _, a := range src.Areas {
-		if !slices.Contains(r.Areas, a) {
-			r.Areas = append(r.Areas, a)
-		}
-	}
-	for _, id := range src.Meters {
-		if !slices.Contains(r.Meters, id) {
-			r.Meters = append(r.Meters, id)
-		}
-	}
+	r.Areas = union(r.Areas, src.Areas)
+	r.Meters = union(r.Meters, src.Meters)
 	for _, i := range src.members {
 		if e.meters[i].outage == src.idx {
 			e.meters[i].outage = r.idx
@@ -139,6 +123,29 @@ func (e *Engine) absorb(r, src *outage) {
 	}
 	e.touch(src)
 	e.touch(r)
+}
+
+// union appends to a the elements of b it lacks.
+func union(a, b []string) []string {
+	if len(a)*len(b) < 1024 {
+		for _, v := range b {
+			if !slices.Contains(a, v) {
+				a = append(a, v)
+			}
+		}
+		return a
+	}
+	have := make(map[string]struct{}, len(a))
+	for _, v := range a {
+		have[v] = struct{}{}
+	}
+	for _, v := range b {
+		if _, ok := have[v]; !ok {
+			have[v] = struct{}{}
+			a = append(a, v)
+		}
+	}
+	return a
 }
 
 // omsScheduled announces a planned outage: planned_notice now, and a
@@ -185,7 +192,7 @@ func (e *Engine) planned(r *outage, meters []int32, flag uint8, notBefore time.T
 			vars["area"] = e.areas[m.area].name
 		}
 		e.emit(event.Intent{Key: key + r.ID + "/" + m.account, Kind: event.KindPlannedNotice, Account: m.account,
-			Grid: m.grid, Ref: r.ID, Vars: vars, Priority: priority(m.class, event.PriorityOutage), NotBefore: notBefore, CreatedAt: now})
+			Grid: e.gridOf(m), Ref: r.ID, Vars: vars, Priority: priority(e.classOf(m), event.PriorityOutage), NotBefore: notBefore, CreatedAt: now})
 	}
 	if r.ETRTold == nil && r.ETR != nil {
 		r.ETRTold = r.ETR
@@ -245,9 +252,9 @@ func (e *Engine) etrCheck(r *outage) {
 		}
 		e.batchKeys[key] = struct{}{}
 		e.setLedger(r, m.account, lETR)
-		e.emit(event.Intent{Key: key, Kind: event.KindETRUpdate, Account: m.account, Grid: m.grid, Ref: r.ID,
+		e.emit(event.Intent{Key: key, Kind: event.KindETRUpdate, Account: m.account, Grid: e.gridOf(m), Ref: r.ID,
 			Vars:     map[string]string{"outage_id": r.ID, "etr": fmtTime(r.ETR), "previous_etr": prev, "start": fmtTime(r.Start)},
-			Priority: priority(m.class, event.PriorityOutage), CreatedAt: now})
+			Priority: priority(e.classOf(m), event.PriorityOutage), CreatedAt: now})
 	}
 }
 

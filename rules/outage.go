@@ -249,7 +249,7 @@ func (e *Engine) tell(r *outage, meters []int32) {
 			vars["cause"] = r.Cause
 		}
 		e.emit(event.Intent{Key: "outage/" + r.ID + "/" + m.account, Kind: event.KindOutage,
-			Account: m.account, Grid: m.grid, Ref: r.ID, Vars: vars, Priority: priority(m.class, event.PriorityOutage), CreatedAt: now})
+			Account: m.account, Grid: e.gridOf(m), Ref: r.ID, Vars: vars, Priority: priority(e.classOf(m), event.PriorityOutage), CreatedAt: now})
 		e.digestAdd(m, r, area)
 	}
 }
@@ -294,7 +294,7 @@ func (e *Engine) meterBack(i int32) {
 		vars["area"] = e.areas[m.area].name
 	}
 	e.emit(event.Intent{Key: "restored/" + r.ID + "/" + m.account, Kind: event.KindRestored,
-		Account: m.account, Grid: m.grid, Ref: r.ID, Vars: vars, Priority: priority(m.class, event.PriorityOutage), CreatedAt: e.clk.Now()})
+		Account: m.account, Grid: e.gridOf(m), Ref: r.ID, Vars: vars, Priority: priority(e.classOf(m), event.PriorityOutage), CreatedAt: e.clk.Now()})
 }
 
 // settle closes the records touched in this batch whose meters are all back:

@@ -193,10 +193,10 @@ func (e *Engine) Customers(id, grid string) ([]AffectedCustomer, bool) {
 	out := []AffectedCustomer{}
 	for _, i := range r.members {
 		m := &e.meters[i]
-		if m.outage != r.idx || !m.known || (grid != "" && m.grid != grid) {
+		if m.outage != r.idx || !m.known || (grid != "" && e.gridOf(m) != grid) {
 			continue
 		}
-		c := AffectedCustomer{Account: m.account, Meter: m.id, Grid: m.grid, Class: m.class, Phones: []string{},
+		c := AffectedCustomer{Account: m.account, Meter: m.id, Grid: e.gridOf(m), Class: e.classOf(m), Phones: []string{},
 			Powered: m.st == stPowered, Status: e.customerStatus(r, m)}
 		if m.area >= 0 {
 			c.Area = e.areas[m.area].name
