@@ -27,6 +27,9 @@ const (
 	maxOpenBatches = 16
 	influxTimeout  = 10 * time.Second
 	influxRetryMax = 30 * time.Second
+	// influxSenders is the number of batches written at once: while one
+	// waits for influxd's WAL fsync, the next is on its way.
+	influxSenders = 2
 )
 
 // InfluxSink copies readings to InfluxDB (CONTRACT §1) as measurement
@@ -185,8 +188,10 @@ func (s *InfluxSink) drop(n int, why string) {
 // to disk, for the next run.
 func (s *InfluxSink) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); s.send(ctx) }()
+	for range influxSenders {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.send(ctx) }()
+	}
 	t := time.NewTicker(s.cfg.FlushEvery)
 	defer t.Stop()
 	for {
@@ -241,11 +246,12 @@ func cutLines(b []byte, n int) (int, int) {
 	return len(b), seen
 }
 
-// send writes the oldest queued batch until the queue is empty, then waits.
+// send writes the oldest batch not taken by the other sender, retrying it
+// until InfluxDB takes it; with the queue empty, it waits.
 func (s *InfluxSink) send(ctx context.Context) {
 	wait := time.Second
 	for ctx.Err() == nil {
-		b, ok, err := s.spool.peek()
+		b, ok, err := s.spool.take()
 		if err != nil {
 			s.log.Error().Err(err).Msg("cannot read influx spool")
 			sleep(ctx, wait)
@@ -259,7 +265,7 @@ func (s *InfluxSink) send(ctx context.Context) {
 			continue
 		}
 		err = s.writeBatch(ctx, b.data)
-		if err != nil && ctx.Err() == nil && !permanent(err) {
+		for err != nil && ctx.Err() == nil && !permanent(err) {
 			s.errors.Inc()
 			if ok, n := s.errThr.allow(); ok {
 				s.log.Warn().Err(err).Int("suppressed", n).Int64("spooled_bytes", s.spool.bytes()).
@@ -267,10 +273,11 @@ func (s *InfluxSink) send(ctx context.Context) {
 			}
 			sleep(ctx, wait)
 			wait = min(2*wait, influxRetryMax)
-			continue
+			err = s.writeBatch(ctx, b.data)
 		}
 		if ctx.Err() != nil {
-			return // the batch stays queued
+			s.spool.release(b)
+			return // the batch stays queued for the next run
 		}
 		wait = time.Second
 		lines := countLines(b.data)

@@ -14,7 +14,8 @@ import (
 // first: a few in memory, the rest in files <dir>/<seq>.lp up to a byte cap.
 // A batch goes to memory only while no file is waiting, so every batch in
 // memory is older than every file, and popping memory first, then files,
-// keeps the order. On shutdown the memory batches are written out too, under
+// keeps the order. Senders take batches oldest first (two may be in flight
+// at once, so they may complete out of order). On shutdown the memory batches are written out too, under
 // their own (lower) sequence numbers, so the next run replays them first.
 type spool struct {
 	dir     string
@@ -30,9 +31,10 @@ type spool struct {
 }
 
 type spoolBatch struct {
-	seq  uint64
-	data []byte
-	size int64
+	seq   uint64
+	data  []byte
+	size  int64
+	taken bool // a sender is writing it
 }
 
 func (b spoolBatch) path(dir string) string {
@@ -102,38 +104,69 @@ func (s *spool) writeFile(b spoolBatch) error {
 	return nil
 }
 
-// peek returns the oldest batch, or ok false when the spool is empty.
-func (s *spool) peek() (b spoolBatch, ok bool, err error) {
+// take returns the oldest batch no sender has taken, or ok false when
+// there is none. The batch stays queued until remove, or release on failure.
+func (s *spool) take() (b spoolBatch, ok bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.mem) > 0 {
-		return s.mem[0], true, nil
+	for i := range s.mem {
+		if !s.mem[i].taken {
+			s.mem[i].taken = true
+			return s.mem[i], true, nil
+		}
 	}
-	if len(s.files) == 0 {
-		return b, false, nil
+	for i := range s.files {
+		if s.files[i].taken {
+			continue
+		}
+		b = s.files[i]
+		if b.data, err = os.ReadFile(b.path(s.dir)); err != nil {
+			// An unreadable file would stop the queue for good: give it up.
+			s.files = append(s.files[:i:i], s.files[i+1:]...)
+			s.diskBytes -= b.size
+			return b, false, fmt.Errorf("cannot read influx spool, batch of %d bytes lost: %w", b.size, err)
+		}
+		s.files[i].taken = true
+		return b, true, nil
 	}
-	b = s.files[0]
-	b.data, err = os.ReadFile(b.path(s.dir))
-	if err != nil {
-		return b, false, fmt.Errorf("cannot read influx spool: %w", err)
-	}
-	return b, true, nil
+	return b, false, nil
 }
 
-// remove drops the batch peek returned, once it is written.
+// release gives a batch back to the queue, for the next take.
+func (s *spool) release(b spoolBatch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, q := range [][]spoolBatch{s.mem, s.files} {
+		for i := range q {
+			if q[i].seq == b.seq {
+				q[i].taken = false
+			}
+		}
+	}
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// remove drops a batch take returned, once it is written.
 func (s *spool) remove(b spoolBatch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.mem) > 0 && s.mem[0].seq == b.seq {
-		s.mem[0] = spoolBatch{}
-		s.mem = s.mem[1:]
-		return nil
+	for i := range s.mem {
+		if s.mem[i].seq == b.seq {
+			s.mem = append(s.mem[:i:i], s.mem[i+1:]...)
+			return nil
+		}
 	}
-	if len(s.files) > 0 && s.files[0].seq == b.seq {
-		s.files = s.files[1:]
-		s.diskBytes -= b.size
-		if err := os.Remove(b.path(s.dir)); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("cannot remove written influx batch: %w", err)
+	for i := range s.files {
+		if s.files[i].seq == b.seq {
+			s.files = append(s.files[:i:i], s.files[i+1:]...)
+			s.diskBytes -= b.size
+			if err := os.Remove(b.path(s.dir)); err != nil && !os.IsNotExist(err) {
+				return fmt.Errorf("cannot remove written influx batch: %w", err)
+			}
+			return nil
 		}
 	}
 	return nil
@@ -148,7 +181,7 @@ func (s *spool) spill() error {
 		if err := s.writeFile(b); err != nil {
 			return err
 		}
-		s.files = append([]spoolBatch{{seq: b.seq, size: b.size}}, s.files...)
+		s.files = append(s.files, spoolBatch{seq: b.seq, size: b.size})
 		s.mem = s.mem[1:]
 	}
 	sort.Slice(s.files, func(i, j int) bool { return s.files[i].seq < s.files[j].seq })

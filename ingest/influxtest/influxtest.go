@@ -88,6 +88,9 @@ func Launch(dir string) (*Server, error) {
 }
 
 func launch(bin, dir string) (*Server, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cannot create influxd directory: %w", err)
+	}
 	rpc, err := freePort()
 	if err != nil {
 		return nil, err
@@ -172,6 +175,14 @@ func (s *Server) Restart() error {
 	}
 	s.Stop()
 	return fmt.Errorf("influxd did not answer %s/ping within 60s", s.URL)
+}
+
+// Pid returns influxd's process id, or 0 when it is stopped.
+func (s *Server) Pid() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 // Stop stops influxd (SIGTERM, then SIGKILL after 10 s) and waits for it.
