@@ -243,9 +243,10 @@ func appendParts(out []Contact, parts []string) []Contact {
 	return out
 }
 
-// appendContact adds c unless the same number is already there.
+// appendContact adds c unless the same number is already there. A part
+// without digits ("(父亲)", "或") is a word between numbers, not a number.
 func appendContact(out []Contact, c Contact) []Contact {
-	if strings.TrimSpace(c.Raw) == "" {
+	if strings.IndexFunc(c.Raw, isDigit) < 0 {
 		return out
 	}
 	for _, o := range out {
@@ -255,6 +256,8 @@ func appendContact(out []Contact, c Contact) []Contact {
 	}
 	return append(out, c)
 }
+
+func isDigit(r rune) bool { return r >= '0' && r <= '9' || r >= '０' && r <= '９' }
 
 func anyUsable(cs []Contact) bool {
 	for _, c := range cs {

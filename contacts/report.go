@@ -111,7 +111,7 @@ func (ix *index) report(grid string) Report {
 			rows[ix.meter[first].grid].add(ix.quality(a))
 		}
 	}
-	var rep Report
+	rep := Report{Grids: []GridQuality{}}
 	for _, gq := range rows {
 		if gq.Rows > 0 && (grid == "" || gq.Grid == grid) {
 			rep.Grids = append(rep.Grids, gq.withRate())
