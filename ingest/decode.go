@@ -96,20 +96,30 @@ func parseTopic(prefix, topic string) (form topicForm, conc, meter string, ok bo
 		}
 		rest = topic[len(prefix)+1:]
 	}
-	segs := strings.Split(rest, "/")
-	for _, s := range segs {
-		if s == "" || len(s) > maxIDLen {
+	// At most four segments: split without allocating.
+	var segs [4]string
+	n := 0
+	for n < len(segs) {
+		seg, after, more := strings.Cut(rest, "/")
+		if seg == "" || len(seg) > maxIDLen {
+			return 0, "", "", false
+		}
+		segs[n], n, rest = seg, n+1, after
+		if !more {
+			break
+		}
+		if n == len(segs) {
 			return 0, "", "", false
 		}
 	}
 	switch {
-	case len(segs) == 2 && segs[1] == "readings":
+	case n == 2 && segs[1] == "readings":
 		return formReadings, segs[0], "", true
-	case len(segs) == 2 && segs[1] == "event":
+	case n == 2 && segs[1] == "event":
 		return formConcentratorEvent, segs[0], "", true
-	case len(segs) == 3 && segs[2] == "reading":
+	case n == 3 && segs[2] == "reading":
 		return formReading, segs[0], segs[1], true
-	case len(segs) == 3 && segs[2] == "event":
+	case n == 3 && segs[2] == "event":
 		return formMeterEvent, segs[0], segs[1], true
 	}
 	return 0, "", "", false

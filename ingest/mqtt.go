@@ -50,6 +50,8 @@ type MQTT struct {
 	accepted *metrics.Counter
 	errThr   throttle // "cannot hand on" log lines
 	rejThr   throttle // "rejected" log lines
+	connThr  throttle // failed connection attempts
+	unknown  sync.Map // concentrator → *metrics.Counter of unknown meters
 }
 
 // NewMQTT returns an MQTT input; Run connects it. sink may be nil (Influx
@@ -67,6 +69,7 @@ func NewMQTT(cfg MQTTConfig, lim Limits, h Handler, sink *InfluxSink, dl *DeadLe
 		accepted: acceptedCounter(SourceMQTT),
 		errThr:   throttle{period: 10 * time.Second},
 		rejThr:   throttle{period: 10 * time.Second},
+		connThr:  throttle{period: 30 * time.Second},
 	}
 }
 
@@ -134,7 +137,8 @@ func (m *MQTT) options() (*paho.ClientOptions, error) {
 		SetKeepAlive(30 * time.Second).
 		SetDefaultPublishHandler(m.onMessage).
 		SetOnConnectHandler(m.onConnect).
-		SetConnectionLostHandler(m.onLost)
+		SetConnectionLostHandler(m.onLost).
+		SetConnectionNotificationHandler(m.onNotice)
 	if m.cfg.Username != "" {
 		opts.SetUsername(m.cfg.Username)
 		opts.SetPassword(m.cfg.Password.Reveal())
@@ -172,6 +176,17 @@ func (m *MQTT) onConnect(c paho.Client) {
 	})
 	if err == nil && m.ready.Load() {
 		m.log.Info().Str("filter", filter).Msg("mqtt subscribed")
+	}
+}
+
+// onNotice logs failed connection attempts: paho retries them silently.
+func (m *MQTT) onNotice(_ paho.Client, n paho.ConnectionNotification) {
+	f, ok := n.(paho.ConnectionNotificationBrokerFailed)
+	if !ok {
+		return
+	}
+	if ok, held := m.connThr.allow(); ok {
+		m.log.Warn().Err(f.Reason).Str("broker", f.Broker.Redacted()).Int("suppressed", held).Msg("cannot connect to mqtt broker; retrying")
 	}
 }
 
@@ -234,7 +249,7 @@ func (m *MQTT) afterHandle(evs []event.Event) {
 		}
 		if m.dir != nil {
 			if _, ok := m.dir.MeterArea(r.Meter); !ok {
-				unknownMeterCounter(r.Concentrator).Inc()
+				m.unknownCounter(r.Concentrator).Inc()
 			}
 		}
 		if m.sink != nil {
@@ -243,7 +258,14 @@ func (m *MQTT) afterHandle(evs []event.Event) {
 	}
 }
 
-func unknownMeterCounter(conc string) *metrics.Counter {
-	return metrics.Default.Counter("gridbell_unknown_meter_readings_total",
+// unknownCounter returns the unknown-meter counter of a concentrator,
+// cached: the registry takes a lock per lookup.
+func (m *MQTT) unknownCounter(conc string) *metrics.Counter {
+	if c, ok := m.unknown.Load(conc); ok {
+		return c.(*metrics.Counter)
+	}
+	c := metrics.Default.Counter("gridbell_unknown_meter_readings_total",
 		"Readings from meters not in the contacts file, by concentrator.", "concentrator", conc)
+	m.unknown.Store(conc, c)
+	return c
 }
