@@ -59,6 +59,7 @@ func Open(ctx context.Context, db *store.DB, log zerolog.Logger) (*Registry, err
 		return nil, err
 	}
 	r.ix.Store(ix)
+	publish(ix)
 	r.log.Info().Int("meters", ix.activeMeters).Int("accounts", ix.active).
 		Dur("took", time.Since(start)).Msg("contacts loaded")
 	return r, nil
@@ -139,6 +140,9 @@ func (r *Registry) Import(ctx context.Context, src io.Reader, rejects io.Writer)
 		return Summary{}, err
 	}
 	sum.Took = time.Since(start)
+	publish(ix)
+	importRows("imported").Add(uint64(sum.Imported))
+	importRows("rejected").Add(uint64(sum.Rejected))
 	r.log.Info().Int("rows", sum.Rows).Int("rejected", sum.Rejected).Int("added", sum.Added).
 		Int("retired", sum.Retired).Dur("took", sum.Took).Msg("contacts imported")
 	return sum, nil
@@ -166,6 +170,7 @@ func (r *Registry) SetVerdict(ctx context.Context, e164 string, v Verdict, reaso
 	if err := storeVerdict(ctx, r.db, e164, v, reason); err != nil {
 		return err
 	}
+	verdictsCounter(v).Inc()
 	if !r.ix.Load().setVerdict(e164, v, reason) {
 		r.log.Debug().Str("phone", logging.Phone(e164)).Msg("verdict for a number not in the registry")
 	}
