@@ -48,7 +48,7 @@ func usable(v Verdict) bool { return v == Valid || v == Fixed || v == Landline }
 // cleanOne reads raw as a single number.
 func cleanOne(raw string) Contact {
 	var buf [maxDigits]byte
-	d, plus, tooLong := digitsOf(raw, &buf)
+	d, plus, tooLong := digitsOf(trimNoise(raw), &buf)
 	c := Contact{Raw: raw}
 	switch {
 	case tooLong:
@@ -63,6 +63,31 @@ func cleanOne(raw string) Contact {
 		c.Verdict, c.Reason = Fixed, reasonCleaned
 	}
 	return c
+}
+
+// extensionMarks start a landline's extension, which SMS has no use for.
+var extensionMarks = []string{"转", "分机", "ext", "Ext", "EXT"}
+
+// trimNoise drops what is not part of the number but holds digits: an
+// extension ("0755-88881234转8001") and the ".0" a spreadsheet adds to a
+// number stored as a float ("13812345678.0").
+func trimNoise(s string) string {
+	for _, m := range extensionMarks {
+		if i := strings.Index(s, m); i > 0 {
+			end := len(s) // the extension runs to the next number, if any
+			if j := strings.IndexFunc(s[i:], isSeparator); j >= 0 {
+				end = i + j
+			}
+			s = s[:i] + s[end:]
+		}
+	}
+	t := strings.TrimSpace(s)
+	for _, suffix := range []string{".0", ".00"} {
+		if len(t) > len(suffix) && strings.HasSuffix(t, suffix) {
+			return t[:len(t)-len(suffix)]
+		}
+	}
+	return s
 }
 
 // digitsOf copies the digits of s (full-width ones too) into buf. plus is
@@ -120,6 +145,8 @@ func chinese(n []byte, intl bool) (string, Verdict, string) {
 	switch {
 	case intl && len(n) > 1 && n[0] == '1' && n[1] == '0':
 		return landline(n) // Beijing, +86 10 ...
+	case len(n) == 12 && n[0] == '0' && n[1] == '1' && n[2] >= '3':
+		return mobile(n[1:]) // a trunk 0 before a mobile, as once dialled from another city
 	case len(n) > 0 && n[0] == '1':
 		return mobile(n)
 	case len(n) > 0 && n[0] == '0':
