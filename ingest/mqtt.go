@@ -30,9 +30,9 @@ type mqttClient interface {
 // again by the broker on the next connection. paho runs each message's
 // callback on its own goroutine (order does not matter: rules are
 // idempotent and order-insensitive), so the network loop never waits for
-// the store; at most MaxInflight messages are handled at once, and the
-// goroutines waiting for a slot are bounded by the broker's QoS 1 in-flight
-// window, since unacknowledged messages hold it.
+// the store; MaxInflight workers handle messages, so at most that many are
+// handled at once, and the callbacks waiting for a worker are bounded by the
+// broker's QoS 1 in-flight window, since unacknowledged messages hold it.
 type MQTT struct {
 	cfg  MQTTConfig
 	lim  Limits
@@ -42,9 +42,9 @@ type MQTT struct {
 	dir  Directory
 	log  zerolog.Logger
 
-	sem      chan struct{} // one slot per message being handled
+	work     chan paho.Message // unbuffered: taken by one of MaxInflight workers
 	ready    atomic.Bool
-	wg       sync.WaitGroup // message handlers running
+	wg       sync.WaitGroup // workers running
 	ctx      atomic.Pointer[context.Context]
 	rejects  rejecter
 	accepted *metrics.Counter
@@ -64,7 +64,7 @@ func NewMQTT(cfg MQTTConfig, lim Limits, h Handler, sink *InfluxSink, dl *DeadLe
 		dl.SetRoutes(Routes{MQTTPrefix: cfg.TopicPrefix})
 	}
 	return &MQTT{cfg: cfg, lim: lim, h: h, sink: sink, dl: dl, dir: dir, log: log,
-		sem:      make(chan struct{}, cfg.MaxInflight),
+		work:     make(chan paho.Message),
 		rejects:  rejecter{dl: dl, source: SourceMQTT},
 		accepted: acceptedCounter(SourceMQTT),
 		errThr:   throttle{period: 10 * time.Second},
@@ -100,6 +100,10 @@ func (m *MQTT) Run(ctx context.Context) error {
 }
 
 func (m *MQTT) run(ctx context.Context, c mqttClient) error {
+	for range m.cfg.MaxInflight {
+		m.wg.Add(1)
+		go m.worker(ctx)
+	}
 	// With ConnectRetry, Connect keeps trying in the background; the token
 	// completes on the first success, which we need not wait for.
 	c.Connect()
@@ -196,19 +200,28 @@ func (m *MQTT) onLost(_ paho.Client, err error) {
 }
 
 // onMessage runs on a goroutine of its own (order does not matter), so it
-// may wait for a slot without stalling paho's network loop.
+// may wait for a free worker without stalling paho's network loop.
 func (m *MQTT) onMessage(_ paho.Client, msg paho.Message) {
 	ctx := *m.ctx.Load()
-	m.wg.Add(1)
-	defer m.wg.Done()
 	select {
-	case m.sem <- struct{}{}:
-	case <-ctx.Done():
-		return // not acknowledged: the broker sends it again
+	case m.work <- msg:
+	case <-ctx.Done(): // not acknowledged: the broker sends it again
 	}
-	defer func() { <-m.sem }()
-	if m.process(ctx, msg.Topic(), msg.Payload()) == nil {
-		msg.Ack()
+}
+
+// worker handles messages until ctx ends. The workers are long-lived, so
+// their stacks have grown to what decoding needs once, not per message.
+func (m *MQTT) worker(ctx context.Context) {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-m.work:
+			if m.process(ctx, msg.Topic(), msg.Payload()) == nil {
+				msg.Ack()
+			}
+		}
 	}
 }
 

@@ -53,6 +53,7 @@ func main() {
 	n := flag.Int("n", 0, "internal: readings to publish")
 	per := flag.Int("per", 1, "internal: readings per message (1 = the single topic)")
 	window := flag.Int("window", 0, "internal: messages ahead of gridbell")
+	mbase := flag.Int("mbase", 0, "internal: first meter number")
 	cpuprofile := flag.String("cpuprofile", "", "write gridbell's CPU profile here")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -62,7 +63,7 @@ func main() {
 		}
 	}
 	if *publish {
-		if err := runPublisher(*broker, *prefix, *n, *per, *window); err != nil {
+		if err := runPublisher(*broker, *prefix, *n, *per, *window, *mbase); err != nil {
 			fmt.Fprintln(os.Stderr, "publisher:", err)
 			os.Exit(1)
 		}
@@ -103,7 +104,7 @@ func run(broker string, batchN, batchSize, singleN int) error {
 		if sc.n == 0 {
 			continue
 		}
-		r, err := scenario(broker, srv, filepath.Join(tmp, strconv.Itoa(len(results))), sc.name, sc.n, sc.per, sc.wd)
+		r, err := scenario(broker, srv, len(results), filepath.Join(tmp, strconv.Itoa(len(results))), sc.name, sc.n, sc.per, sc.wd)
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}
@@ -122,7 +123,9 @@ func (c *counter) Handle(_ context.Context, evs []event.Event) error {
 	return nil
 }
 
-func scenario(broker string, srv *influxtest.Server, dataDir, name string, n, per, window int) (result, error) {
+// scenario k publishes meters k×10^11 … k×10^11+9999, so that its points
+// can be counted apart from earlier scenarios'.
+func scenario(broker string, srv *influxtest.Server, k int, dataDir, name string, n, per, window int) (result, error) {
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
 	id := rand.Uint64()
 	prefix := fmt.Sprintf("gbload%x/ami", id)
@@ -151,13 +154,10 @@ func scenario(broker string, srv *influxtest.Server, dataDir, name string, n, pe
 		}
 	}
 
-	if _, err := srv.Query(`DROP MEASUREMENT "reading"`); err != nil {
-		return result{}, err
-	}
 	mosq := pidOf("mosquitto")
 	s0, m0, i0 := selfCPU(), procCPU(mosq), procCPU(srv.Pid())
 	start := time.Now()
-	child, err := startPublisher(broker, prefix, n, per, window, h)
+	child, err := startPublisher(broker, prefix, n, per, window, k*1e11, h)
 	if err != nil {
 		return result{}, err
 	}
@@ -179,19 +179,25 @@ func scenario(broker string, srv *influxtest.Server, dataDir, name string, n, pe
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	r.rssSelf = ru.Maxrss * 1024
 	r.rssInflux = procHWM(srv.Pid())
-	r.inInflux, _ = srv.Count("reading")
+	series, err := srv.Query(fmt.Sprintf(`SELECT COUNT("kwh") FROM "reading" WHERE "meter" =~ /^%d/`, k))
+	if err == nil && len(series) > 0 {
+		v, _ := series[0].Values[0][1].(float64)
+		r.inInflux = int(v)
+	}
+	all, _ := srv.Count("reading")
+	fmt.Fprintf(os.Stderr, "%s: %d points of this scenario, %d in all\n", name, r.inInflux, all)
 	return r, nil
 }
 
 // startPublisher starts the child and feeds it gridbell's handled-message
 // count on stdin, so that it stays at most window messages ahead.
-func startPublisher(broker, prefix string, n, per, window int, h *counter) (*exec.Cmd, error) {
+func startPublisher(broker, prefix string, n, per, window, mbase int, h *counter) (*exec.Cmd, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(exe, "-publish", "-broker", broker, "-prefix", prefix,
-		"-n", strconv.Itoa(n), "-per", strconv.Itoa(per), "-window", strconv.Itoa(window))
+		"-n", strconv.Itoa(n), "-per", strconv.Itoa(per), "-window", strconv.Itoa(window), "-mbase", strconv.Itoa(mbase))
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -218,7 +224,7 @@ func baseTime(n int) time.Time {
 	return time.Now().UTC().Truncate(time.Minute).Add(-time.Duration(n/meters+60) * time.Minute)
 }
 
-func runPublisher(broker, prefix string, n, per, window int) error {
+func runPublisher(broker, prefix string, n, per, window, mbase int) error {
 	var handled atomic.Int64
 	go func() {
 		sc := bufio.NewScanner(os.Stdin)
@@ -256,8 +262,8 @@ func runPublisher(broker, prefix string, n, per, window int) error {
 		buf = buf[:0]
 		var topic string
 		if per == 1 {
-			topic = fmt.Sprintf("%s/C%d/%012d/reading", prefix, i%meters/200, i%meters)
-			buf = appendReading(buf, i, base)
+			topic = fmt.Sprintf("%s/C%d/%012d/reading", prefix, i%meters/200, mbase+i%meters)
+			buf = appendReading(buf, i, mbase, base)
 		} else {
 			topic = fmt.Sprintf("%s/C%d/readings", prefix, i/per%50)
 			buf = append(buf, '[')
@@ -265,7 +271,7 @@ func runPublisher(broker, prefix string, n, per, window int) error {
 				if k > i {
 					buf = append(buf, ',')
 				}
-				buf = appendReading(buf, k, base)
+				buf = appendReading(buf, k, mbase, base)
 			}
 			buf = append(buf, ']')
 		}
@@ -276,10 +282,10 @@ func runPublisher(broker, prefix string, n, per, window int) error {
 	return <-errc
 }
 
-func appendReading(b []byte, i int, base time.Time) []byte {
+func appendReading(b []byte, i, mbase int, base time.Time) []byte {
 	ts := base.Add(time.Duration(i/meters) * time.Minute).Format(time.RFC3339)
 	return fmt.Appendf(b, `{"meter":"%012d","ts":"%s","kwh":%d.%02d,"voltage":221.3,"current":3.2,"power_kw":0.7,"balance":45.2}`,
-		i%meters, ts, i/meters+1000, i%100)
+		mbase+i%meters, ts, i/meters+1000, i%100)
 }
 
 func forgetSession(broker, clientID string) {
