@@ -114,20 +114,23 @@ func newFileReader(src io.Reader) (*fileReader, error) {
 }
 
 // decode returns src as UTF-8 without BOM. A seekable input is checked
-// whole; otherwise its first MiB decides.
+// whole; otherwise (a pipe) its first MiB decides.
 func decode(src io.Reader) (io.Reader, string, error) {
-	utf, err := isUTF8(src)
+	var utf utf8Check
+	var err error
+	if pos, ok := seekable(src); ok {
+		if utf, err = scanUTF8(src); err == nil {
+			if _, err = src.(io.Seeker).Seek(pos, io.SeekStart); err != nil {
+				err = fmt.Errorf("cannot rewind contacts file: %w", err)
+			}
+		}
+	} else if utf, err = peekUTF8(src); err == nil {
+		src = io.MultiReader(bytes.NewReader(utf.peeked), src)
+	}
 	if err != nil {
 		return nil, "", err
 	}
 	br := bufio.NewReaderSize(src, 64<<10)
-	if s, ok := src.(io.Seeker); ok {
-		if _, err := s.Seek(0, io.SeekStart); err != nil {
-			return nil, "", fmt.Errorf("cannot rewind contacts file: %w", err)
-		}
-	} else {
-		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(utf.peeked), src), 64<<10)
-	}
 	if !utf.ok {
 		return transform.NewReader(br, simplifiedchinese.GB18030.NewDecoder()), EncodingGB18030, nil
 	}
@@ -137,15 +140,23 @@ func decode(src io.Reader) (io.Reader, string, error) {
 	return br, EncodingUTF8, nil
 }
 
+// seekable reports whether src can be read twice, and where it is now. An
+// *os.File on a pipe is a Seeker that fails.
+func seekable(src io.Reader) (int64, bool) {
+	s, ok := src.(io.Seeker)
+	if !ok {
+		return 0, false
+	}
+	pos, err := s.Seek(0, io.SeekCurrent)
+	return pos, err == nil
+}
+
 type utf8Check struct {
 	ok     bool
 	peeked []byte
 }
 
-func isUTF8(src io.Reader) (utf8Check, error) {
-	if _, ok := src.(io.Seeker); ok {
-		return scanUTF8(src)
-	}
+func peekUTF8(src io.Reader) (utf8Check, error) {
 	buf := make([]byte, peekSize)
 	n, err := io.ReadFull(src, buf)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
@@ -248,7 +259,6 @@ func lookupColumn(h string) (column, bool) {
 // back as a reject with ok false.
 func (fr *fileReader) next() (r row, rej reject, ok bool, err error) {
 	rec, err := fr.csv.Read()
-	line, _ := fr.csv.FieldPos(0)
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
@@ -256,6 +266,7 @@ func (fr *fileReader) next() (r row, rej reject, ok bool, err error) {
 		}
 		return r, rej, false, err
 	}
+	line, _ := fr.csv.FieldPos(0)
 	for c := range numColumns {
 		if i := fr.cols[c]; i >= 0 && i < len(rec) {
 			r.f[c] = strings.TrimSpace(rec[i])

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"io"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -47,6 +48,7 @@ func TestGB18030Twin(t *testing.T) {
 		"bom":             bytes.NewReader(append([]byte("\ufeff"), utf...)),
 		"gb18030":         bytes.NewReader(gb),
 		"gb18030 no seek": onlyReader{bytes.NewReader(gb)},
+		"gb18030 pipe":    pipeOf(t, gb), // an *os.File whose Seek fails
 	}
 	for name, src := range twins {
 		got, sum := importedState(t, src)
@@ -61,6 +63,20 @@ func TestGB18030Twin(t *testing.T) {
 	if err != nil || rep.Encoding != EncodingGB18030 || !reflect.DeepEqual(rep.Grids, wantSum.Report.Grids) {
 		t.Errorf("Check(gb18030) = %+v, %v", rep, err)
 	}
+}
+
+func pipeOf(t *testing.T, data []byte) io.Reader {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		w.Write(data)
+		w.Close()
+	}()
+	t.Cleanup(func() { r.Close() })
+	return r
 }
 
 // registryState is everything the lookups answer for a fleet.
