@@ -19,11 +19,10 @@ type builder struct {
 
 // acctBuild is what the builder keeps of an account until freeze.
 type acctBuild struct {
-	key   int64 // of the row its details come from
-	line  int32
-	name  string
-	lang  uint8
-	first int32 // meter
+	key  int64 // of the row its details come from
+	line int32
+	name string
+	lang uint8
 }
 
 type contactBuild struct {
@@ -62,12 +61,11 @@ func newBuilder(hint int) *builder {
 
 // add adds r. It returns false, adding nothing, when r's meter is already in.
 func (b *builder) add(r *row) bool {
-	m, added := b.meters.intern(r.f[colMeter])
-	if !added {
+	if _, added := b.meters.intern(r.f[colMeter]); !added {
 		return false
 	}
 	key := rowKey(r)
-	a := b.addAccount(r, m, key)
+	a := b.addAccount(r, key)
 	rec := meterRec{account: a, area: internDim(b.areas, r.f[colArea]), conc: internDim(b.concs, r.f[colConcentrator]),
 		feeder: internDim(b.feeders, r.f[colFeeder]), grid: b.addGrid(r, key), class: classCode(r.class)}
 	rec.setFlag(flagPrepaid, r.prepaid)
@@ -92,15 +90,14 @@ func internDim(s *symtab, v string) int32 {
 	return id
 }
 
-func (b *builder) addAccount(r *row, m int32, key int64) int32 {
+func (b *builder) addAccount(r *row, key int64) int32 {
 	a, added := b.accounts.intern(r.f[colAccount])
 	if added {
-		b.acct = append(b.acct, acctBuild{key: key, line: r.line, name: r.f[colName],
-			lang: langCode(r.f[colLanguage]), first: m})
+		b.acct = append(b.acct, acctBuild{key: key, line: r.line, name: r.f[colName], lang: langCode(r.f[colLanguage])})
 		return a
 	}
 	if ab := &b.acct[a]; key < ab.key {
-		*ab = acctBuild{key: key, line: r.line, name: r.f[colName], lang: langCode(r.f[colLanguage]), first: m}
+		*ab = acctBuild{key: key, line: r.line, name: r.f[colName], lang: langCode(r.f[colLanguage])}
 	}
 	return a
 }
