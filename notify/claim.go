@@ -22,7 +22,7 @@ type execer interface {
 // hours and the per-phone rate limit, and marks the rest "sending".
 func (o *Outbox) claim(ctx context.Context, limit int) ([]claimed, error) {
 	now := o.clk.Now()
-	tx, err := beginCached(ctx, o.db.DB)
+	tx, err := o.begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("cannot claim messages: %w", err)
 	}

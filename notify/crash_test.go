@@ -158,8 +158,8 @@ func TestSIGKILL(t *testing.T) {
 	if lost != 0 {
 		t.Errorf("%d messages lost", lost)
 	}
-	// In flight = claimed and not yet recorded: at most Workers*4.
-	if inflight := 16 * 4; dup > inflight {
+	// In flight = claimed and not yet recorded: at most Workers*inflightPerWorker.
+	if inflight := 16 * inflightPerWorker; dup > inflight {
 		t.Errorf("%d duplicates, more than could be in flight (%d)", dup, inflight)
 	}
 }

@@ -18,6 +18,10 @@ const (
 	pollEvery   = 20 * time.Millisecond // how often due work is looked for without a kick
 	depthEvery  = time.Second           // how often the queue depth gauge is refreshed
 	recordBatch = 256                   // outcomes recorded in one transaction
+	// inflightPerWorker sizes claims: bigger claims mean fewer write
+	// transactions, and at most this many messages per worker can be sent
+	// twice after a crash (sent, not yet recorded).
+	inflightPerWorker = 8
 )
 
 // claimed is one message handed to a worker.
@@ -44,7 +48,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 	if err := o.resume(ctx); err != nil {
 		return err
 	}
-	inflightCap := o.cfg.Workers * 4
+	inflightCap := o.cfg.Workers * inflightPerWorker
 	jobs := make(chan claimed, inflightCap)
 	results := make(chan outcome, inflightCap)
 	var inflight atomic.Int64
@@ -211,14 +215,20 @@ type verdictNote struct {
 // queued again for a retry.
 func (o *Outbox) record(ctx context.Context, outs []outcome) error {
 	now := o.clk.Now()
-	tx, err := beginCached(ctx, o.db.DB)
+	tx, err := o.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("cannot record sends: %w", err)
 	}
 	defer tx.Rollback()
 	var notes []verdictNote
 	var counts [][2]string
+	var sent []outcome
 	for _, r := range outs {
+		if r.err == nil {
+			sent = append(sent, r)
+			counts = append(counts, [2]string{string(r.Kind), StatusSent})
+			continue
+		}
 		status, note, err := o.recordOne(ctx, tx, r, now)
 		if err != nil {
 			return fmt.Errorf("cannot record message %s: %w", r.ID, err)
@@ -227,6 +237,9 @@ func (o *Outbox) record(ctx context.Context, outs []outcome) error {
 		if note != nil {
 			notes = append(notes, *note)
 		}
+	}
+	if err := recordSent(ctx, tx, sent, now); err != nil {
+		return err
 	}
 	if o.hasReceipts.Load() {
 		if err := applyReceipts(ctx, tx); err != nil {
@@ -241,6 +254,38 @@ func (o *Outbox) record(ctx context.Context, outs []outcome) error {
 	}
 	for _, n := range notes {
 		o.learn(ctx, n)
+	}
+	return nil
+}
+
+// recordSent marks messages sent, many per statement: at thousands a second
+// one UPDATE each costs more than the sends.
+func recordSent(ctx context.Context, tx *cachedTx, sent []outcome, now time.Time) error {
+	const chunk = 64
+	for start := 0; start < len(sent); start += chunk {
+		part := sent[start:min(start+chunk, len(sent))]
+		args := []any{StatusSent, now.UnixNano()}
+		var at, pid, ids strings.Builder
+		for i, r := range part {
+			sentAt := r.res.SentAt
+			if sentAt.IsZero() {
+				sentAt = now
+			}
+			n := len(args)
+			args = append(args, r.ID, sentAt.UnixNano(), r.res.ProviderID)
+			fmt.Fprintf(&at, " WHEN $%d THEN CAST($%d AS BIGINT)", n+1, n+2)
+			fmt.Fprintf(&pid, " WHEN $%d THEN CAST($%d AS TEXT)", n+1, n+3)
+			if i > 0 {
+				ids.WriteByte(',')
+			}
+			fmt.Fprintf(&ids, "$%d", n+1)
+		}
+		q := `UPDATE notify_messages SET status = $1, reason = '', attempts = attempts + 1, updated_at = $2,
+			sent_at = CASE id` + at.String() + ` END, provider_id = CASE id` + pid.String() + ` END
+			WHERE id IN (` + ids.String() + `)`
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("cannot mark messages sent: %w", err)
+		}
 	}
 	return nil
 }

@@ -38,7 +38,7 @@ func (o *Outbox) expand(ctx context.Context) (int, error) {
 	if err != nil || len(ins) == 0 {
 		return 0, err
 	}
-	tx, err := beginCached(ctx, o.db.DB)
+	tx, err := o.begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("cannot expand intents: %w", err)
 	}
@@ -48,15 +48,31 @@ func (o *Outbox) expand(ctx context.Context) (int, error) {
 		if err := o.expandOne(ctx, tx, in, now, &ev); err != nil {
 			return 0, fmt.Errorf("cannot expand intent %s: %w", in.Key, err)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE notify_intents SET state = 'done' WHERE key = $1`, in.Key); err != nil {
-			return 0, fmt.Errorf("cannot mark intent %s expanded: %w", in.Key, err)
-		}
+	}
+	if err := markDone(ctx, tx, ins); err != nil {
+		return 0, err
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("cannot commit expanded intents: %w", err)
 	}
 	ev.flush()
 	return len(ins), nil
+}
+
+func markDone(ctx context.Context, tx *cachedTx, ins []event.Intent) error {
+	for start := 0; start < len(ins); start += 100 {
+		chunk := ins[start:min(start+100, len(ins))]
+		args := make([]any, len(chunk))
+		ph := make([]string, len(chunk))
+		for i, in := range chunk {
+			args[i], ph[i] = in.Key, fmt.Sprintf("$%d", i+1)
+		}
+		q := `UPDATE notify_intents SET state = 'done' WHERE key IN (` + strings.Join(ph, ",") + `)`
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("cannot mark intents expanded: %w", err)
+		}
+	}
+	return nil
 }
 
 // expandEvents collects metric increments until the commit.
@@ -240,17 +256,20 @@ func (o *Outbox) place(ctx context.Context, tx *cachedTx, in event.Intent, phone
 // while it is unsent, adding the account to it.
 func (o *Outbox) upsert(ctx context.Context, tx *cachedTx, in event.Intent, phone, lang string, prio event.Priority, tpl string, now time.Time, ev *expandEvents) error {
 	key := msgKey(in, phone)
-	m, err := getMsg(ctx, tx, key)
-	if err != nil {
-		return err
-	}
-	if m == nil {
-		m = &msgRow{id: msgID(key), key: key, kind: string(in.Kind), template: tpl, ref: in.Ref, phone: phone,
-			grid: in.Grid, lang: lang, accounts: nonEmpty(in.Account), vars: in.Vars, priority: int(prio)}
-		if err := o.insertMsg(ctx, tx, m, now, ev); err != nil {
+	// Most intents make a new message: try the insert first.
+	m := &msgRow{id: msgID(key), key: key, kind: string(in.Kind), template: tpl, ref: in.Ref, phone: phone,
+		grid: in.Grid, lang: lang, accounts: nonEmpty(in.Account), vars: in.Vars, priority: int(prio)}
+	inserted, err := o.insertMsg(ctx, tx, m, now, ev)
+	if err != nil || inserted {
+		if err != nil {
 			return err
 		}
-	} else if unsent(m.status) && (!slices.Contains(m.accounts, in.Account) || int(prio) < m.priority) {
+		return o.link(ctx, tx, in, phone, m.id, "", "")
+	}
+	if m, err = getMsg(ctx, tx, key); err != nil {
+		return err
+	}
+	if unsent(m.status) && (!slices.Contains(m.accounts, in.Account) || int(prio) < m.priority) {
 		if in.Account != "" && !slices.Contains(m.accounts, in.Account) {
 			m.accounts = append(m.accounts, in.Account)
 		}
@@ -309,7 +328,10 @@ func (o *Outbox) consolidate(ctx context.Context, tx *cachedTx, in event.Intent,
 	key := msgKey(in, om.phone)
 	m := &msgRow{id: msgID(key), key: key, kind: string(event.KindRestored), template: tplOutageRestored, ref: in.Ref,
 		phone: om.phone, grid: om.grid, lang: om.lang, accounts: accounts, vars: vars, priority: min(om.priority, int(prio))}
-	if err := o.insertMsg(ctx, tx, m, now, ev); err != nil {
+	if inserted, err := o.insertMsg(ctx, tx, m, now, ev); err != nil || !inserted {
+		if err == nil {
+			err = fmt.Errorf("message %s exists already", m.id)
+		}
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, updated_at = $3 WHERE id = $4`,
@@ -358,27 +380,33 @@ func getMsg(ctx context.Context, tx *cachedTx, key string) (*msgRow, error) {
 	return m, nil
 }
 
-func (o *Outbox) insertMsg(ctx context.Context, tx *cachedTx, m *msgRow, now time.Time, ev *expandEvents) error {
+// insertMsg stores m unless a message with its key exists; it reports
+// whether it did.
+func (o *Outbox) insertMsg(ctx context.Context, tx *cachedTx, m *msgRow, now time.Time, ev *expandEvents) (bool, error) {
 	body, err := o.render(m)
 	if err != nil {
-		return err
+		return false, err
 	}
 	vars, _ := json.Marshal(m.vars)
 	status, reason, due := StatusQueued, "", now
 	if until := o.qh.heldUntil(event.Kind(m.kind), now); !until.IsZero() {
 		status, reason, due = StatusHeld, "quiet hours", until
 	}
-	ev.add(m.kind, status)
-	_, err = tx.ExecContext(ctx, `INSERT INTO notify_messages (id, msg_key, kind, template, ref, phone, accounts, grid,
+	res, err := tx.ExecContext(ctx, `INSERT INTO notify_messages (id, msg_key, kind, template, ref, phone, accounts, grid,
 		lang, vars, body, priority, status, reason, attempts, due_at, queued_at, claimed_at, sent_at, provider_id, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, $15, $16, 0, 0, '', $16)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, $15, $16, 0, 0, '', $16)
+		ON CONFLICT (msg_key) DO NOTHING`,
 		m.id, m.key, m.kind, m.template, m.ref, m.phone, strings.Join(m.accounts, ","), m.grid, m.lang,
 		string(vars), body, m.priority, status, reason, due.UnixNano(), now.UnixNano())
 	if err != nil {
-		return fmt.Errorf("cannot store message %s: %w", m.id, err)
+		return false, fmt.Errorf("cannot store message %s: %w", m.id, err)
 	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return false, err
+	}
+	ev.add(m.kind, status)
 	m.status = status
-	return nil
+	return true, nil
 }
 
 func (o *Outbox) updateMsg(ctx context.Context, tx *cachedTx, m *msgRow, now time.Time) error {

@@ -72,6 +72,10 @@ var migrations = []string{
 	`CREATE INDEX notify_links_message ON notify_links (message_id)`,
 	`CREATE TABLE notify_receipts (
 		provider_id TEXT PRIMARY KEY, status TEXT NOT NULL, reason TEXT NOT NULL, at BIGINT NOT NULL)`,
+	// Expansion reads pending intents in creation order: walk an index in
+	// that order instead of sorting every pending intent each batch.
+	`CREATE INDEX notify_intents_order ON notify_intents (state, created_at, enqueued_at)`,
+	`DROP INDEX notify_intents_pending`,
 }
 
 // Outbox is the durable SMS outbox and its dispatcher.
@@ -88,6 +92,9 @@ type Outbox struct {
 
 	kick        chan struct{}
 	hasReceipts atomic.Bool
+
+	writeMu sync.Mutex // taken by begin on SQLite: one writer at a time
+	stmts   sync.Map   // query → *sql.Stmt prepared on db
 
 	mu          sync.Mutex // guards pausedUntil
 	pausedUntil time.Time  // a provider throttle pauses every claim
@@ -134,16 +141,30 @@ func count(kind, status string) {
 // The idempotency key is unique: an intent already stored is ignored.
 func (o *Outbox) Enqueue(ctx context.Context, tx *sql.Tx, intents []event.Intent) error {
 	if tx == nil {
-		own, err := o.db.BeginTx(ctx, nil)
+		own, err := o.begin(ctx)
 		if err != nil {
 			return fmt.Errorf("cannot enqueue intents: %w", err)
 		}
 		defer own.Rollback()
-		if err := o.Enqueue(ctx, own, intents); err != nil {
+		if err := o.enqueue(ctx, own.Tx, intents); err != nil {
 			return err
 		}
-		return own.Commit()
+		if err := own.Commit(); err != nil {
+			return fmt.Errorf("cannot commit intents: %w", err)
+		}
+		o.Kick()
+		return nil
 	}
+	if err := o.enqueue(ctx, tx, intents); err != nil {
+		return err
+	}
+	// The caller commits later; the dispatcher's poll finds the intents
+	// within pollEvery even if this wake-up comes too early.
+	o.Kick()
+	return nil
+}
+
+func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, intents []event.Intent) error {
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO notify_intents
 		(key, kind, account, grid, to_phone, ref, vars, priority, not_before, created_at, enqueued_at, state)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (key) DO NOTHING`)
@@ -169,7 +190,6 @@ func (o *Outbox) Enqueue(ctx context.Context, tx *sql.Tx, intents []event.Intent
 			return fmt.Errorf("cannot enqueue intent %s: %w", in.Key, err)
 		}
 	}
-	o.Kick()
 	return nil
 }
 

@@ -46,6 +46,8 @@ func main() {
 	n := flag.Int("n", 20000, "messages per run")
 	steady := flag.Float64("steady-rate", 1500, "intents per second in the steady run (0 = skip)")
 	workers := flag.Int("workers", 32, "sms.workers")
+	rulesTx := flag.Bool("rules-tx", false, "enqueue in a transaction of the caller's, as the rules do, instead of Enqueue's own")
+	only := flag.String("mode", "", "run only burst or steady")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -58,11 +60,15 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	var rows []result
-	for _, mode := range []string{"burst", "steady"} {
+	modes := []string{"burst", "steady"}
+	if *only != "" {
+		modes = []string{*only}
+	}
+	for _, mode := range modes {
 		if mode == "steady" && *steady <= 0 {
 			continue
 		}
-		r, err := run(mode, *n, *steady, *workers)
+		r, err := run(mode, *n, *steady, *workers, *rulesTx)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "smsload:", err)
 			os.Exit(1)
@@ -70,7 +76,7 @@ func main() {
 		rows = append(rows, r)
 	}
 	host, _ := os.Hostname()
-	fmt.Printf("smsload %s, GOMAXPROCS=%d, %s, workers=%d\n", time.Now().UTC().Format(time.DateOnly), runtime.GOMAXPROCS(0), host, *workers)
+	fmt.Printf("smsload %s, GOMAXPROCS=%d, %s, workers=%d, rules-tx=%v\n", time.Now().UTC().Format(time.DateOnly), runtime.GOMAXPROCS(0), host, *workers, *rulesTx)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "mode\tmessages\tenqueue/s\tsent/s\tp50 intent→API\tp99 intent→API\tmax\tduplicates\t")
 	for _, r := range rows {
@@ -80,7 +86,7 @@ func main() {
 	w.Flush()
 }
 
-func run(mode string, n int, rate float64, workers int) (result, error) {
+func run(mode string, n int, rate float64, workers int, rulesTx bool) (result, error) {
 	srv := twiliotest.New(sid, token)
 	defer srv.Close()
 	dir, err := os.MkdirTemp("", "smsload")
@@ -119,7 +125,19 @@ func run(mode string, n int, rate float64, workers int) (result, error) {
 				Account: fmt.Sprintf("01%08d", i), Ref: "OMS-1", Grid: "G01", CreatedAt: now, Priority: event.PriorityOutage,
 				Vars: map[string]string{"area": "TA-0101", "start": "2026-11-26T09:02:00+08:00", "etr": "2026-11-26T12:00:00+08:00"}})
 		}
-		return o.Enqueue(ctx, nil, ins)
+		if !rulesTx {
+			return o.Enqueue(ctx, nil, ins)
+		}
+		// As the rules do: their own transaction, committed after Enqueue.
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if err := o.Enqueue(ctx, tx, ins); err != nil {
+			return err
+		}
+		return tx.Commit()
 	}
 	r := result{mode: mode, n: n}
 	runCtx, cancel := context.WithCancel(ctx)
@@ -137,12 +155,16 @@ func run(mode string, n int, rate float64, workers int) (result, error) {
 		go func() { done <- o.Run(runCtx) }()
 	} else {
 		go func() { done <- o.Run(runCtx) }()
-		tick := time.NewTicker(10 * time.Millisecond)
-		per := max(1, int(rate/100))
-		for i := 0; i < n; i += per {
+		tick := time.NewTicker(5 * time.Millisecond)
+		for i := 0; i < n; {
 			<-tick.C
-			if err := enqueue(i, min(i+per, n)); err != nil {
-				return r, err
+			// Catch up by elapsed time, so a slow tick does not lower the rate.
+			to := min(n, int(time.Since(start).Seconds()*rate))
+			if to > i {
+				if err := enqueue(i, to); err != nil {
+					return r, err
+				}
+				i = to
 			}
 		}
 		tick.Stop()
