@@ -27,7 +27,7 @@ type Config struct {
 	Sender       string       `yaml:"sender"`      // outbox or twilio
 	OutboxFile   string       `yaml:"outbox_file"` // default <data_dir>/outbox.jsonl
 	Twilio       TwilioConfig `yaml:"twilio"`
-	PhoneHourly  int          `yaml:"phone_hourly"`  // per-phone messages an hour; safety kinds exempt
+	PhoneHourly  int          `yaml:"phone_hourly"`  // per-phone messages an hour; safety kinds exempt; negative = no limit
 	TemplatesDir string       `yaml:"templates_dir"` // operator overrides; empty = built in
 	Hotline      string       `yaml:"hotline"`
 	MaxAttempts  int          `yaml:"max_attempts"`
@@ -90,6 +90,9 @@ func (c Config) Validate() error {
 		}
 	default:
 		return fmt.Errorf("sms.sender %q is not outbox or twilio", c.Sender)
+	}
+	if c.Workers < 0 || c.MaxAttempts < 0 {
+		return errors.New("sms.workers and sms.max_attempts must not be negative")
 	}
 	return nil
 }

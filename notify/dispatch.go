@@ -62,7 +62,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 			}
 		})
 	}
-	writer.Go(func() { o.recordLoop(bg, results, &inflight) })
+	writer.Go(func() { o.recordLoop(ctx, bg, results, &inflight) })
 	o.dispatchLoop(ctx, jobs, &inflight, inflightCap)
 	close(jobs)
 	workers.Wait()
@@ -174,8 +174,11 @@ func (o *Outbox) deliver(ctx context.Context, c claimed) outcome {
 	return outcome{claimed: c, res: res, err: err}
 }
 
-// recordLoop records outcomes in batches, one transaction each.
-func (o *Outbox) recordLoop(ctx context.Context, results <-chan outcome, inflight *atomic.Int64) {
+// recordLoop records outcomes in batches, one transaction each, under ctx
+// (which outlives the run). While the store fails it holds the batch and
+// retries; once the run is stopped it gives up after a few tries, and the
+// next start queues those messages again.
+func (o *Outbox) recordLoop(run, ctx context.Context, results <-chan outcome, inflight *atomic.Int64) {
 	for first := range results {
 		batch := []outcome{first}
 	fill:
@@ -190,13 +193,17 @@ func (o *Outbox) recordLoop(ctx context.Context, results <-chan outcome, infligh
 				break fill
 			}
 		}
-		for {
+		for try := 1; ; try++ {
 			err := o.record(ctx, batch)
 			if err == nil {
 				break
 			}
+			if run.Err() != nil && try >= 5 {
+				o.log.Error().Err(err).Int("messages", len(batch)).Msg("cannot record sends at stop; they are sent again at the next start")
+				break
+			}
 			o.logErr(ctx, err)
-			time.Sleep(100 * time.Millisecond) // the store is down: hold the batch, never drop it
+			time.Sleep(100 * time.Millisecond) // the store is down: hold the batch
 		}
 		inflight.Add(-int64(len(batch)))
 		o.Kick()

@@ -23,10 +23,10 @@ const expandBatch = 500
 
 // msgRow is one stored message while the expander works on it.
 type msgRow struct {
-	id, key, kind, template, ref, phone, grid, lang, status string
-	accounts                                                []string
-	vars                                                    map[string]string
-	priority                                                int
+	id, key, kind, template, ref, phone, grid, lang, status, reason string
+	accounts                                                        []string
+	vars                                                            map[string]string
+	priority                                                        int
 }
 
 // expand turns due intents into messages, one per phone, applying the
@@ -269,6 +269,10 @@ func (o *Outbox) upsert(ctx context.Context, tx *cachedTx, in event.Intent, phon
 	if m, err = getMsg(ctx, tx, key); err != nil {
 		return err
 	}
+	if target, ok := strings.CutPrefix(m.reason, consolidatedInto); ok && m.status == StatusSuppressed {
+		// Already folded into an outage-and-restored message: that one told the phone.
+		return o.link(ctx, tx, in, phone, target, "", "")
+	}
 	if unsent(m.status) && (!slices.Contains(m.accounts, in.Account) || int(prio) < m.priority) {
 		if in.Account != "" && !slices.Contains(m.accounts, in.Account) {
 			m.accounts = append(m.accounts, in.Account)
@@ -306,6 +310,10 @@ func (o *Outbox) placeRestored(ctx context.Context, tx *cachedTx, in event.Inten
 	return o.suppress(ctx, tx, in, phone, "not told of the outage (outage sms "+om.status+")", ev)
 }
 
+// consolidatedInto starts the reason of an outage message folded into a
+// consolidated one; the target id follows.
+const consolidatedInto = "consolidated into "
+
 // consolidate replaces the unsent outage message om by one "was off from X
 // to Y and is back" message that inherits om's accounts and links.
 func (o *Outbox) consolidate(ctx context.Context, tx *cachedTx, in event.Intent, om *msgRow, prio event.Priority, now time.Time, ev *expandEvents) error {
@@ -335,7 +343,7 @@ func (o *Outbox) consolidate(ctx context.Context, tx *cachedTx, in event.Intent,
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, updated_at = $3 WHERE id = $4`,
-		StatusSuppressed, "consolidated into "+m.id, now.UnixNano(), om.id); err != nil {
+		StatusSuppressed, consolidatedInto+m.id, now.UnixNano(), om.id); err != nil {
 		return err
 	}
 	ev.add(om.kind, StatusSuppressed)
@@ -362,9 +370,9 @@ func nonEmpty(s string) []string {
 func getMsg(ctx context.Context, tx *cachedTx, key string) (*msgRow, error) {
 	m := &msgRow{key: key}
 	var accounts, vars string
-	err := tx.QueryRowContext(ctx, `SELECT id, kind, template, ref, phone, grid, lang, status, accounts, vars, priority
+	err := tx.QueryRowContext(ctx, `SELECT id, kind, template, ref, phone, grid, lang, status, reason, accounts, vars, priority
 		FROM notify_messages WHERE msg_key = $1`, key).Scan(&m.id, &m.kind, &m.template, &m.ref, &m.phone, &m.grid,
-		&m.lang, &m.status, &accounts, &vars, &m.priority)
+		&m.lang, &m.status, &m.reason, &accounts, &vars, &m.priority)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

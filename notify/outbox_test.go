@@ -14,6 +14,7 @@ import (
 	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/clock"
 	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/metrics"
 	"github.com/gridbell/gridbell/internal/store/storetest"
 	"github.com/gridbell/gridbell/notify/notifytest"
 )
@@ -83,6 +84,11 @@ func TestOutboxFile(t *testing.T) {
 			}
 			if st.Notified != 1 || st.Accounts["0100012345"] != StatusSent {
 				t.Errorf("Stats = %+v", st)
+			}
+			var metricsText strings.Builder
+			metrics.Default.WriteText(&metricsText)
+			if !strings.Contains(metricsText.String(), `gridbell_sms_total{kind="outage",status="sent"}`) {
+				t.Errorf("no sms_total metric:\n%s", metricsText.String())
 			}
 		})
 	}

@@ -99,6 +99,22 @@ func TestConsolidation(t *testing.T) {
 			t.Errorf("stats %+v", st)
 		}
 	})
+	t.Run("a late outage intent for a consolidated phone sends nothing", func(t *testing.T) {
+		dir := notifytest.NewDirectory(
+			notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"),
+			notifytest.Resident("0100000002", "TA-0101", "zh", "+8613800000001"))
+		h := newHarness(t, "sqlite", dir, at(10, 45), nil)
+		h.enqueue(intent("o1", event.KindOutage, "0100000001", "OMS-1", outageVars),
+			intent("r1", event.KindRestored, "0100000001", "OMS-1", restoredVars))
+		h.run()
+		h.enqueue(intent("o2", event.KindOutage, "0100000002", "OMS-1", outageVars))
+		if sent := h.run(); len(sent) != 0 {
+			t.Fatalf("sent %v", sent)
+		}
+		if got := h.stats("OMS-1").Accounts["0100000002"]; got != StatusSent {
+			t.Errorf("late account status %q, want sent (told by the consolidated message)", got)
+		}
+	})
 	t.Run("restored after a sent outage is its own message", func(t *testing.T) {
 		dir := notifytest.NewDirectory(notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"))
 		h := newHarness(t, "sqlite", dir, at(10, 0), nil)

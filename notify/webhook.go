@@ -2,6 +2,8 @@ package notify
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -95,7 +97,6 @@ func (o *Outbox) StatusWebhook() http.Handler {
 			http.Error(w, "cannot record receipt", http.StatusServiceUnavailable)
 			return
 		}
-		count(form.Get("MessageStatus"), status)
 		w.WriteHeader(http.StatusNoContent)
 	})
 }
@@ -104,13 +105,15 @@ func (o *Outbox) StatusWebhook() http.Handler {
 // send it is about; it is then kept and applied when the send is recorded.
 func (o *Outbox) receipt(ctx context.Context, sid, status, reason string) error {
 	now := o.clk.Now().UnixNano()
-	res, err := o.db.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, updated_at = $3
-		WHERE provider_id = $4`, status, reason, now, sid)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n > 0 {
+	var kind string
+	err := o.db.QueryRowContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, updated_at = $3
+		WHERE provider_id = $4 RETURNING kind`, status, reason, now, sid).Scan(&kind)
+	if err == nil {
+		count(kind, status)
 		return nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return err
 	}
 	o.hasReceipts.Store(true)
 	_, err = o.db.ExecContext(ctx, `INSERT INTO notify_receipts (provider_id, status, reason, at) VALUES ($1, $2, $3, $4)
