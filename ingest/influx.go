@@ -52,6 +52,7 @@ type InfluxSink struct {
 	dir   Directory
 	log   zerolog.Logger
 	write func(ctx context.Context, batch string) error
+	close func() // the client's idle connections
 	spool *spool
 
 	mu    sync.Mutex // guards buf and lines
@@ -81,8 +82,9 @@ func NewInflux(cfg InfluxConfig, dataDir string, dir Directory, log zerolog.Logg
 	}
 	opts := influxdb2.DefaultOptions().SetUseGZip(true).SetPrecision(time.Millisecond).
 		SetHTTPRequestTimeout(uint(influxTimeout / time.Second))
-	api := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token.Reveal(), opts).WriteAPIBlocking(cfg.Org, cfg.Bucket)
-	s := &InfluxSink{cfg: cfg, dir: dir, log: log, spool: sp,
+	client := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token.Reveal(), opts)
+	api := client.WriteAPIBlocking(cfg.Org, cfg.Bucket)
+	s := &InfluxSink{cfg: cfg, dir: dir, log: log, spool: sp, close: client.Close,
 		write: func(ctx context.Context, batch string) error { return api.WriteRecord(ctx, batch) },
 		full:  make(chan struct{}, 1),
 		written: metrics.Default.Counter("gridbell_influx_points_written_total",
@@ -198,6 +200,7 @@ func (s *InfluxSink) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
+			s.close()
 			s.flush()
 			if err := s.spool.spill(); err != nil {
 				return fmt.Errorf("cannot keep influx readings for the next run: %w", err)

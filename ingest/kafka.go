@@ -70,6 +70,9 @@ func (k *Kafka) Ready() bool { return k.ready.Load() }
 // Run consumes until ctx ends. Messages fetched but not yet committed when it
 // ends are delivered again to the group.
 func (k *Kafka) Run(ctx context.Context) error {
+	if len(k.cfg.Brokers) == 0 {
+		return errors.New("kafka.brokers is empty: kafka is off")
+	}
 	dialer, err := k.dialer()
 	if err != nil {
 		return err
