@@ -22,7 +22,9 @@ type index struct {
 	raws                         strtab // per contact
 	phoneOff, phoneAccts         []int32
 	phoneState                   []phoneWord
-	overrideReason               sync.Map // phone id → reason given with SetVerdict
+	overrideReason               sync.Map      // phone id → reason given with SetVerdict
+	stateVersion                 atomic.Uint64 // counts phone state changes
+	qualityCache                 atomic.Pointer[cachedQuality]
 	areaOff, concOff             []int32
 	areaMeters, concMeters       []string // shared with callers: read only
 	feederAreas                  [][]string
@@ -175,6 +177,7 @@ func (ix *index) setVerdict(e164 string, v Verdict, reason string) bool {
 	for {
 		old := w.Load()
 		if w.CompareAndSwap(old, old&^0xf|uint32(verdictCode(v))) {
+			ix.stateVersion.Add(1)
 			return true
 		}
 	}
@@ -193,6 +196,7 @@ func (ix *index) setOptOut(e164 string, optOut bool) bool {
 	for {
 		old := w.Load()
 		if w.CompareAndSwap(old, old&^0x30|code<<4) {
+			ix.stateVersion.Add(1)
 			return true
 		}
 	}

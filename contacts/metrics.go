@@ -22,5 +22,5 @@ func verdictsCounter(v Verdict) *metrics.Counter {
 func publish(ix *index) {
 	customersGauge.Set(float64(ix.activeMeters))
 	accountsGauge.Set(float64(ix.active))
-	validListGauge.Set(ix.report("").Total.ValidListRate)
+	validListGauge.Set(ix.cachedReport().Total.ValidListRate)
 }

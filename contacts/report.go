@@ -59,7 +59,37 @@ func Check(src io.Reader) (Report, error) {
 // Quality reports the stored registry's contact quality for one grid, or
 // for all grids when grid is empty. Verdicts from the SMS provider and
 // opt-outs received since the import count.
-func (r *Registry) Quality(grid string) Report { return r.ix.Load().report(grid) }
+func (r *Registry) Quality(grid string) Report {
+	full := r.ix.Load().cachedReport()
+	if grid == "" {
+		return full
+	}
+	return full.Only([]string{grid})
+}
+
+// cachedQuality is a report of all grids and the phone-state version it
+// was counted at.
+type cachedQuality struct {
+	version uint64
+	report  Report
+}
+
+// cachedReport returns the report of all grids, counted again only after a
+// phone state has changed: counting walks every account.
+func (ix *index) cachedReport() Report {
+	v := ix.stateVersion.Load()
+	if c := ix.qualityCache.Load(); c != nil && c.version == v {
+		return c.report.clone()
+	}
+	rep := ix.report("")
+	ix.qualityCache.Store(&cachedQuality{version: v, report: rep})
+	return rep.clone()
+}
+
+func (rep Report) clone() Report {
+	rep.Grids = slices.Clone(rep.Grids)
+	return rep
+}
 
 // acctQuality is the report column an account falls in.
 type acctQuality struct {
