@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"io"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -298,5 +299,30 @@ func TestConcurrentLookups(t *testing.T) {
 		r.AreaMeters("TA-0001")
 		r.Account("0100000001")
 		r.Quality("")
+	}
+}
+
+func TestImportFile(t *testing.T) {
+	dir := t.TempDir()
+	path, rejects := dir+"/contacts.csv", dir+"/rejects.csv"
+	if err := os.WriteFile(path, []byte(firstFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := newRegistry(t, "sqlite")
+	sum, err := r.ImportFile(context.Background(), path, rejects)
+	if err != nil || sum.Imported != 5 {
+		t.Fatalf("ImportFile = %+v, %v", sum, err)
+	}
+	got, err := os.ReadFile(rejects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 0100000003 has only 无: one contact line, counted as invalid.
+	want := "line,column,reason,raw\n5,phone,invalid: placeholder,无\n"
+	if string(got) != want {
+		t.Errorf("reject file = %q, want %q", got, want)
+	}
+	if _, err := r.ImportFile(context.Background(), dir+"/missing.csv", ""); err == nil {
+		t.Error("import of a missing file succeeded")
 	}
 }
