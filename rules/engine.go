@@ -256,6 +256,7 @@ func (e *Engine) drain() {
 // never disagree, and every caller gets the error.
 func (e *Engine) process(batch []*request) {
 	ctx := context.Background()
+	began := time.Now()
 	e.mu.Lock()
 	n := 0
 	for _, r := range batch {
@@ -271,6 +272,7 @@ func (e *Engine) process(batch []*request) {
 	w := e.collect(len(batch) == 0)
 	intents, firstDue := e.out, e.firstDue
 	e.mu.Unlock()
+	applied := time.Since(began)
 
 	err := e.commit(ctx, w, intents)
 	if err != nil {
@@ -284,6 +286,10 @@ func (e *Engine) process(batch []*request) {
 		e.eventsC.Add(uint64(n))
 		e.intentsC.Add(uint64(len(intents)))
 		e.batchesC.Inc()
+		if took := time.Since(began); took > time.Second {
+			e.log.Warn().Int("events", n).Int("intents", len(intents)).Int("requests", len(batch)).
+				Dur("apply", applied).Dur("took", took).Msg("slow rules batch")
+		}
 		if firstDue != 0 {
 			lag := float64(e.clk.Now().UnixNano()-firstDue) / 1e9
 			e.lag.Set(lag)

@@ -90,7 +90,7 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 		return err
 	}
 	defer db.Close()
-	log := zerolog.New(os.Stderr).Level(zerolog.ErrorLevel)
+	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
 	var res []result
 	add := func(name, value, target string) { res = append(res, result{name, value, target}) }
 
