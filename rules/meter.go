@@ -33,7 +33,7 @@ type meterState struct {
 	area    int32  // -1 = none
 	grid    uint16 // index into Engine.gridNames
 	class   uint8  // index into Engine.classNames
-	outage  int32 // live outage record holding the meter; -1 = none
+	outage  int32  // live outage record holding the meter; -1 = none
 	st      uint8
 	flags   uint8
 	known   bool
