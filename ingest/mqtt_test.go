@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,6 +129,7 @@ func testMQTTRoundTrip(t *testing.T, broker string) {
 		{p + "/C1/M1/event", `{"meter":"M1","ts":"2026-11-26T08:15:00Z","type":"boom"}`},
 		{p + "/C1/M1/status", `{}`},
 		{p + "/C1/readings", `[{"meter":"M7","ts":"2026-11-26T08:15:00Z","kwh":"7"}]`},
+		{p + "/C1/readings", "[" + strings.Repeat(" ", 1<<20) + "]"}, // over the 1 MiB limit
 	}
 	rej0 := metrics.Default.Counter("gridbell_ingest_rejected_total", "", "source", "mqtt", "reason", ReasonMissing).Value()
 	for _, b := range bad {
@@ -141,7 +143,7 @@ func testMQTTRoundTrip(t *testing.T, broker string) {
 	publish(t, pub, p+"/C1/event", `{"concentrator":"C1","ts":"`+ts(5)+`","type":"power_on"}`)
 
 	waitFor(t, 10*time.Second, "5 events", func() bool { return h.distinct() == 5 })
-	waitFor(t, 10*time.Second, "7 dead letters", func() bool { n, _ := dl.Count(ctx); return n == 7 })
+	waitFor(t, 10*time.Second, "8 dead letters", func() bool { n, _ := dl.Count(ctx); return n == 8 })
 	for _, e := range h.events() {
 		if e.Reading != nil && e.Reading.Concentrator != "C1" {
 			t.Errorf("reading without its concentrator: %+v", e.Reading)
