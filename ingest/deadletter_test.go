@@ -63,3 +63,45 @@ func TestDeadLetters(t *testing.T) {
 		})
 	}
 }
+
+// Replay picks the decoder by source and topic, with the routes NewMQTT and
+// NewKafka (or SetRoutes) give it.
+func TestDeadLetterReplayRoutes(t *testing.T) {
+	ctx := context.Background()
+	dl, err := OpenDeadLetters(ctx, storetest.Open(t, "sqlite"), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl.SetRoutes(Routes{MQTTPrefix: "site/ami", OMSTopic: "oms.custom"})
+	oms := []byte(`{"outage_id":"OMS-1","kind":"fault","status":"started","updated_at":"2026-11-26T09:05:00+08:00"}`)
+	bill := []byte(`{"account":"A1","type":"balance","balance":1,"at":"2026-11-26T08:00:00+08:00"}`)
+	put := func(source, topic string, raw []byte) {
+		if err := dl.Put(ctx, source, topic, "test", raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(SourceKafka, "oms.custom", oms)
+	put(SourceKafka, "billing.accounts", bill)
+	put(SourceHTTP, TopicHTTPOMS, oms)
+	put(SourceHTTP, TopicHTTPBilling, bill)
+	put(SourceMQTT, "site/ami/C1/event", []byte(`{"ts":"2026-11-26T08:00:00+08:00","type":"power_off"}`))
+	put(SourceKafka, "unknown.topic", oms)
+	list, _ := dl.List(ctx, 10)
+	var ids []int64
+	for _, l := range list {
+		ids = append(ids, l.ID)
+	}
+	h := newRecorder()
+	n, err := dl.Replay(ctx, ids, h)
+	if err != nil || n != 5 {
+		t.Fatalf("Replay = %d, %v; want 5", n, err)
+	}
+	evs := h.events()
+	if evs[0].Outage == nil || evs[1].Billing == nil || evs[2].Outage == nil || evs[3].Billing == nil ||
+		evs[4].Concentrator == nil || evs[4].Concentrator.Concentrator != "C1" {
+		t.Fatalf("replayed %+v", evs)
+	}
+	if left, _ := dl.List(ctx, 10); len(left) != 1 || left[0].Topic != "unknown.topic" {
+		t.Fatalf("left %+v, want the unknown topic", left)
+	}
+}

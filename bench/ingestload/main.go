@@ -54,6 +54,7 @@ func main() {
 	per := flag.Int("per", 1, "internal: readings per message (1 = the single topic)")
 	window := flag.Int("window", 0, "internal: messages ahead of gridbell")
 	mbase := flag.Int("mbase", 0, "internal: first meter number")
+	influxBatch := flag.Int("influx-batch", 0, "influx.batch_size (0 = gridbell's default)")
 	cpuprofile := flag.String("cpuprofile", "", "write gridbell's CPU profile here")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -69,7 +70,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*broker, *batchN, *batchSize, *singleN); err != nil {
+	if err := run(*broker, *batchN, *batchSize, *singleN, *influxBatch); err != nil {
 		fmt.Fprintln(os.Stderr, "ingestload:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -85,7 +86,7 @@ type result struct {
 	inInflux                          int
 }
 
-func run(broker string, batchN, batchSize, singleN int) error {
+func run(broker string, batchN, batchSize, singleN, influxBatch int) error {
 	tmp, err := os.MkdirTemp("", "ingestload")
 	if err != nil {
 		return err
@@ -104,7 +105,7 @@ func run(broker string, batchN, batchSize, singleN int) error {
 		if sc.n == 0 {
 			continue
 		}
-		r, err := scenario(broker, srv, len(results), filepath.Join(tmp, strconv.Itoa(len(results))), sc.name, sc.n, sc.per, sc.wd)
+		r, err := scenario(broker, srv, influxBatch, len(results), filepath.Join(tmp, strconv.Itoa(len(results))), sc.name, sc.n, sc.per, sc.wd)
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}
@@ -125,13 +126,13 @@ func (c *counter) Handle(_ context.Context, evs []event.Event) error {
 
 // scenario k publishes meters k×10^11 … k×10^11+9999, so that its points
 // can be counted apart from earlier scenarios'.
-func scenario(broker string, srv *influxtest.Server, k int, dataDir, name string, n, per, window int) (result, error) {
+func scenario(broker string, srv *influxtest.Server, influxBatch, k int, dataDir, name string, n, per, window int) (result, error) {
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
 	id := rand.Uint64()
 	prefix := fmt.Sprintf("gbload%x/ami", id)
 	written := metrics.Default.Counter("gridbell_influx_points_written_total", "")
 	w0 := written.Value()
-	sink, err := ingest.NewInflux(ingest.InfluxConfig{URL: srv.URL, Bucket: influxtest.Database}, dataDir, nil, log)
+	sink, err := ingest.NewInflux(ingest.InfluxConfig{URL: srv.URL, Bucket: influxtest.Database, BatchSize: influxBatch}, dataDir, nil, log)
 	if err != nil {
 		return result{}, err
 	}
