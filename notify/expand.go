@@ -87,7 +87,7 @@ func (e expandEvents) flush() {
 
 func (o *Outbox) dueIntents(ctx context.Context, now time.Time) ([]event.Intent, error) {
 	rows, err := o.db.QueryContext(ctx, `SELECT key, kind, account, grid, to_phone, ref, vars, priority, not_before, created_at
-		FROM notify_intents WHERE state = $1 AND not_before <= $2 ORDER BY created_at, enqueued_at LIMIT $3`,
+		FROM notify_intents WHERE state = $1 AND not_before <= $2 ORDER BY not_before, created_at LIMIT $3`,
 		StatusPending, now.UnixNano(), expandBatch)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read due intents: %w", err)

@@ -76,6 +76,10 @@ var migrations = []string{
 	// that order instead of sorting every pending intent each batch.
 	`CREATE INDEX notify_intents_order ON notify_intents (state, created_at, enqueued_at)`,
 	`DROP INDEX notify_intents_pending`,
+	// Planned reminders wait days in the table: read due intents by
+	// not_before so those are never scanned, and still without a sort.
+	`CREATE INDEX notify_intents_due ON notify_intents (state, not_before, created_at)`,
+	`DROP INDEX notify_intents_order`,
 }
 
 // Outbox is the durable SMS outbox and its dispatcher.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/store/storetest"
 	"github.com/gridbell/gridbell/notify/notifytest"
 )
 
@@ -71,138 +72,151 @@ func TestQuietHours(t *testing.T) {
 }
 
 func TestConsolidation(t *testing.T) {
-	restoredVars := map[string]string{"area": "TA-0101", "end": "2026-11-26T10:40:00+08:00"}
-	t.Run("outage and restored unsent become one", func(t *testing.T) {
-		dir := notifytest.NewDirectory(
-			notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"),
-			notifytest.Resident("0100000002", "TA-0101", "en", "+8613800000002"))
-		h := newHarness(t, "sqlite", dir, at(10, 45), nil)
-		h.enqueue(intent("o1", event.KindOutage, "0100000001", "OMS-1", outageVars),
-			intent("o2", event.KindOutage, "0100000002", "OMS-1", outageVars),
-			intent("r1", event.KindRestored, "0100000001", "OMS-1", restoredVars),
-			intent("r2", event.KindRestored, "0100000002", "OMS-1", restoredVars))
-		sent := h.run()
-		if len(sent) != 2 {
-			t.Fatalf("sent %d, want 2: %v", len(sent), sent)
-		}
-		for _, m := range sent {
-			if m.Kind != event.KindRestored {
-				t.Errorf("kind %s, want restored", m.Kind)
+	forBackends(t, func(t *testing.T, driver string) {
+		restoredVars := map[string]string{"area": "TA-0101", "end": "2026-11-26T10:40:00+08:00"}
+		t.Run("outage and restored unsent become one", func(t *testing.T) {
+			dir := notifytest.NewDirectory(
+				notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"),
+				notifytest.Resident("0100000002", "TA-0101", "en", "+8613800000002"))
+			h := newHarness(t, driver, dir, at(10, 45), nil)
+			h.enqueue(intent("o1", event.KindOutage, "0100000001", "OMS-1", outageVars),
+				intent("o2", event.KindOutage, "0100000002", "OMS-1", outageVars),
+				intent("r1", event.KindRestored, "0100000001", "OMS-1", restoredVars),
+				intent("r2", event.KindRestored, "0100000002", "OMS-1", restoredVars))
+			sent := h.run()
+			if len(sent) != 2 {
+				t.Fatalf("sent %d, want 2: %v", len(sent), sent)
 			}
-			if !strings.Contains(m.Body, "09:02至11月26日10:40停电，现已恢复供电") &&
-				!strings.Contains(m.Body, "from Nov 26 09:02 to Nov 26 10:40 and is back") {
-				t.Errorf("body %q is not the consolidated text", m.Body)
+			for _, m := range sent {
+				if m.Kind != event.KindRestored {
+					t.Errorf("kind %s, want restored", m.Kind)
+				}
+				if !strings.Contains(m.Body, "09:02至11月26日10:40停电，现已恢复供电") &&
+					!strings.Contains(m.Body, "from Nov 26 09:02 to Nov 26 10:40 and is back") {
+					t.Errorf("body %q is not the consolidated text", m.Body)
+				}
 			}
-		}
-		st := h.stats("OMS-1")
-		if st.Notified != 2 || st.Accounts["0100000001"] != StatusSent {
-			t.Errorf("stats %+v", st)
-		}
-	})
-	t.Run("a late outage intent for a consolidated phone sends nothing", func(t *testing.T) {
-		dir := notifytest.NewDirectory(
-			notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"),
-			notifytest.Resident("0100000002", "TA-0101", "zh", "+8613800000001"))
-		h := newHarness(t, "sqlite", dir, at(10, 45), nil)
-		h.enqueue(intent("o1", event.KindOutage, "0100000001", "OMS-1", outageVars),
-			intent("r1", event.KindRestored, "0100000001", "OMS-1", restoredVars))
-		h.run()
-		h.enqueue(intent("o2", event.KindOutage, "0100000002", "OMS-1", outageVars))
-		if sent := h.run(); len(sent) != 0 {
-			t.Fatalf("sent %v", sent)
-		}
-		if got := h.stats("OMS-1").Accounts["0100000002"]; got != StatusSent {
-			t.Errorf("late account status %q, want sent (told by the consolidated message)", got)
-		}
-	})
-	t.Run("restored after a sent outage is its own message", func(t *testing.T) {
-		dir := notifytest.NewDirectory(notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"))
-		h := newHarness(t, "sqlite", dir, at(10, 0), nil)
-		h.enqueue(intent("o1", event.KindOutage, "0100000001", "OMS-1", outageVars))
-		h.run()
-		h.enqueue(intent("r1", event.KindRestored, "0100000001", "OMS-1", restoredVars))
-		sent := h.run()
-		if len(sent) != 1 || !strings.Contains(sent[0].Body, "已于11月26日10:40恢复供电") {
-			t.Fatalf("sent %v", sent)
-		}
-	})
-	t.Run("restored only to a phone told of the outage", func(t *testing.T) {
-		dir := notifytest.NewDirectory(notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"))
-		h := newHarness(t, "sqlite", dir, at(10, 0), nil)
-		h.enqueue(intent("r1", event.KindRestored, "0100000001", "OMS-1", restoredVars))
-		if sent := h.run(); len(sent) != 0 {
-			t.Fatalf("sent %v", sent)
-		}
-		if got := h.stats("OMS-1").Accounts["0100000001"]; got != "suppressed: not told of the outage" {
-			t.Errorf("status %q", got)
-		}
-	})
-	t.Run("several accounts on one phone get one message", func(t *testing.T) {
-		dir := notifytest.NewDirectory(
-			notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"),
-			notifytest.Resident("0100000002", "TA-0101", "zh", "+8613800000001", "+8613800000002"))
-		h := newHarness(t, "sqlite", dir, at(10, 0), nil)
-		h.enqueue(intent("o1", event.KindOutage, "0100000001", "OMS-1", outageVars),
-			intent("o2", event.KindOutage, "0100000002", "OMS-1", outageVars))
-		sent := h.run()
-		if len(sent) != 2 {
-			t.Fatalf("sent %d, want 2 (one per phone)", len(sent))
-		}
-		for _, m := range sent {
-			if m.To == "+8613800000001" && (!strings.Contains(m.Body, "****0001、****0002") || m.Account != "0100000001,0100000002") {
-				t.Errorf("shared phone got %q for %q", m.Body, m.Account)
+			st := h.stats("OMS-1")
+			if st.Notified != 2 || st.Accounts["0100000001"] != StatusSent {
+				t.Errorf("stats %+v", st)
 			}
-		}
-		// A later intent for the same outage and phone sends nothing more.
-		h.enqueue(intent("o1-again", event.KindOutage, "0100000001", "OMS-1", outageVars))
-		if sent := h.run(); len(sent) != 0 {
-			t.Fatalf("second outage sms to one phone: %v", sent)
-		}
+		})
+		t.Run("a late outage intent for a consolidated phone sends nothing", func(t *testing.T) {
+			dir := notifytest.NewDirectory(
+				notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"),
+				notifytest.Resident("0100000002", "TA-0101", "zh", "+8613800000001"))
+			h := newHarness(t, driver, dir, at(10, 45), nil)
+			h.enqueue(intent("o1", event.KindOutage, "0100000001", "OMS-1", outageVars),
+				intent("r1", event.KindRestored, "0100000001", "OMS-1", restoredVars))
+			h.run()
+			h.enqueue(intent("o2", event.KindOutage, "0100000002", "OMS-1", outageVars))
+			if sent := h.run(); len(sent) != 0 {
+				t.Fatalf("sent %v", sent)
+			}
+			if got := h.stats("OMS-1").Accounts["0100000002"]; got != StatusSent {
+				t.Errorf("late account status %q, want sent (told by the consolidated message)", got)
+			}
+		})
+		t.Run("restored after a sent outage is its own message", func(t *testing.T) {
+			dir := notifytest.NewDirectory(notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"))
+			h := newHarness(t, driver, dir, at(10, 0), nil)
+			h.enqueue(intent("o1", event.KindOutage, "0100000001", "OMS-1", outageVars))
+			h.run()
+			h.enqueue(intent("r1", event.KindRestored, "0100000001", "OMS-1", restoredVars))
+			sent := h.run()
+			if len(sent) != 1 || !strings.Contains(sent[0].Body, "已于11月26日10:40恢复供电") {
+				t.Fatalf("sent %v", sent)
+			}
+		})
+		t.Run("restored only to a phone told of the outage", func(t *testing.T) {
+			dir := notifytest.NewDirectory(notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"))
+			h := newHarness(t, driver, dir, at(10, 0), nil)
+			h.enqueue(intent("r1", event.KindRestored, "0100000001", "OMS-1", restoredVars))
+			if sent := h.run(); len(sent) != 0 {
+				t.Fatalf("sent %v", sent)
+			}
+			if got := h.stats("OMS-1").Accounts["0100000001"]; got != "suppressed: not told of the outage" {
+				t.Errorf("status %q", got)
+			}
+		})
+		t.Run("several accounts on one phone get one message", func(t *testing.T) {
+			dir := notifytest.NewDirectory(
+				notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"),
+				notifytest.Resident("0100000002", "TA-0101", "zh", "+8613800000001", "+8613800000002"))
+			h := newHarness(t, driver, dir, at(10, 0), nil)
+			h.enqueue(intent("o1", event.KindOutage, "0100000001", "OMS-1", outageVars),
+				intent("o2", event.KindOutage, "0100000002", "OMS-1", outageVars))
+			sent := h.run()
+			if len(sent) != 2 {
+				t.Fatalf("sent %d, want 2 (one per phone)", len(sent))
+			}
+			for _, m := range sent {
+				if m.To == "+8613800000001" && (!strings.Contains(m.Body, "****0001、****0002") || m.Account != "0100000001,0100000002") {
+					t.Errorf("shared phone got %q for %q", m.Body, m.Account)
+				}
+			}
+			// A later intent for the same outage and phone sends nothing more.
+			h.enqueue(intent("o1-again", event.KindOutage, "0100000001", "OMS-1", outageVars))
+			if sent := h.run(); len(sent) != 0 {
+				t.Fatalf("second outage sms to one phone: %v", sent)
+			}
+		})
 	})
 }
 
 func TestRateLimit(t *testing.T) {
-	dir := notifytest.NewDirectory(notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"))
-	h := newHarness(t, "sqlite", dir, at(10, 0), nil)
-	for i := range 7 {
-		ref := "BILL-" + string(rune('A'+i))
-		h.enqueue(intent(ref, event.KindArrears, "0100000001", ref, map[string]string{"amount": "236.40"}))
-	}
-	for i := range 3 { // safety kinds are exempt
-		ref := "OMS-" + string(rune('A'+i))
-		h.enqueue(intent(ref, event.KindOutage, "0100000001", ref, outageVars))
-	}
-	if sent := h.run(); len(sent) != 8 {
-		t.Fatalf("sent %d, want 5 arrears + 3 outages", len(sent))
-	}
-	if got := h.stats("BILL-G").Accounts["0100000001"]; got != "held: rate limit" {
-		t.Errorf("7th arrears status %q", got)
-	}
-	h.clk.Advance(59 * time.Minute)
-	if sent := h.run(); len(sent) != 0 {
-		t.Fatalf("sent %d within the hour", len(sent))
-	}
-	h.clk.Advance(time.Minute)
-	if sent := h.run(); len(sent) != 2 {
-		t.Fatalf("sent %d after the hour, want 2", len(sent))
-	}
+	forBackends(t, func(t *testing.T, driver string) {
+		dir := notifytest.NewDirectory(notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"))
+		h := newHarness(t, driver, dir, at(10, 0), nil)
+		for i := range 7 {
+			ref := "BILL-" + string(rune('A'+i))
+			h.enqueue(intent(ref, event.KindArrears, "0100000001", ref, map[string]string{"amount": "236.40"}))
+		}
+		for i := range 3 { // safety kinds are exempt
+			ref := "OMS-" + string(rune('A'+i))
+			h.enqueue(intent(ref, event.KindOutage, "0100000001", ref, outageVars))
+		}
+		if sent := h.run(); len(sent) != 8 {
+			t.Fatalf("sent %d, want 5 arrears + 3 outages", len(sent))
+		}
+		if got := h.stats("BILL-G").Accounts["0100000001"]; got != "held: rate limit" {
+			t.Errorf("7th arrears status %q", got)
+		}
+		h.clk.Advance(59 * time.Minute)
+		if sent := h.run(); len(sent) != 0 {
+			t.Fatalf("sent %d within the hour", len(sent))
+		}
+		h.clk.Advance(time.Minute)
+		if sent := h.run(); len(sent) != 2 {
+			t.Fatalf("sent %d after the hour, want 2", len(sent))
+		}
+	})
 }
 
 func TestPriorityOrder(t *testing.T) {
-	critical := notifytest.Resident("0100000009", "TA-0101", "zh", "+8613800000009")
-	critical.Class = contacts.LifeSupport
-	dir := notifytest.NewDirectory(critical,
-		notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"),
-		notifytest.Resident("0100000002", "TA-0101", "zh", "+8613800000002"))
-	h := newHarness(t, "sqlite", dir, at(10, 0), nil)
-	h.enqueue(intent("b", event.KindBalanceLow, "0100000001", "BAL-1", map[string]string{"balance": "18.50"}),
-		intent("o", event.KindOutage, "0100000002", "OMS-1", outageVars),
-		intent("c", event.KindOutage, "0100000009", "OMS-1", outageVars))
-	var got []string
-	for _, m := range h.run() {
-		got = append(got, m.Account)
-	}
-	if strings.Join(got, " ") != "0100000009 0100000002 0100000001" {
-		t.Errorf("send order %v, want critical, outage, billing", got)
+	forBackends(t, func(t *testing.T, driver string) {
+		critical := notifytest.Resident("0100000009", "TA-0101", "zh", "+8613800000009")
+		critical.Class = contacts.LifeSupport
+		dir := notifytest.NewDirectory(critical,
+			notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"),
+			notifytest.Resident("0100000002", "TA-0101", "zh", "+8613800000002"))
+		h := newHarness(t, driver, dir, at(10, 0), nil)
+		h.enqueue(intent("b", event.KindBalanceLow, "0100000001", "BAL-1", map[string]string{"balance": "18.50"}),
+			intent("o", event.KindOutage, "0100000002", "OMS-1", outageVars),
+			intent("c", event.KindOutage, "0100000009", "OMS-1", outageVars))
+		var got []string
+		for _, m := range h.run() {
+			got = append(got, m.Account)
+		}
+		if strings.Join(got, " ") != "0100000009 0100000002 0100000001" {
+			t.Errorf("send order %v, want critical, outage, billing", got)
+		}
+	})
+}
+
+// forBackends runs f as a subtest on every store backend.
+func forBackends(t *testing.T, f func(t *testing.T, driver string)) {
+	for _, driver := range storetest.Backends {
+		t.Run(driver, func(t *testing.T) { f(t, driver) })
 	}
 }
