@@ -7,6 +7,7 @@ import (
 	"math"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -283,17 +284,31 @@ func (s *InfluxSink) send(ctx context.Context) {
 			return // the batch stays queued for the next run
 		}
 		wait = time.Second
-		lines := countLines(b.data)
-		if err != nil {
-			s.drop(lines, "influx rejected the batch: "+err.Error())
-		} else {
-			s.written.Add(uint64(lines))
-		}
+		s.settle(countLines(b.data), err)
 		if err := s.spool.remove(b); err != nil {
 			s.log.Error().Err(err).Msg("cannot remove written batch from the spool")
 		}
 		s.spoolBytes.Set(float64(s.spool.bytes()))
 	}
+}
+
+// settle counts a batch of lines done: written, or refused by InfluxDB for
+// good (err is then permanent). A partial write ("... dropped=N") took all
+// but N of the lines.
+func (s *InfluxSink) settle(lines int, err error) {
+	if err == nil {
+		s.written.Add(uint64(lines))
+		return
+	}
+	refused := lines
+	msg := err.Error()
+	if i := strings.LastIndex(msg, "dropped="); i >= 0 && strings.Contains(msg, "partial write") {
+		if n, perr := strconv.Atoi(strings.TrimSpace(msg[i+len("dropped="):])); perr == nil && n >= 0 && n <= lines {
+			refused = n
+		}
+	}
+	s.written.Add(uint64(lines - refused))
+	s.drop(refused, "influx refused them: "+msg)
 }
 
 func (s *InfluxSink) writeBatch(ctx context.Context, data []byte) error {
