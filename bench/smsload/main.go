@@ -38,7 +38,6 @@ type result struct {
 	enqueuePerSec      float64
 	sendPerSec         float64
 	p50, p99, maxLat   time.Duration
-	wall               time.Duration
 	received, distinct int
 }
 
@@ -86,118 +85,152 @@ func main() {
 	w.Flush()
 }
 
-func run(mode string, n int, rate float64, workers int, rulesTx bool) (result, error) {
-	srv := twiliotest.New(sid, token)
-	defer srv.Close()
-	dir, err := os.MkdirTemp("", "smsload")
-	if err != nil {
-		return result{}, err
+// rig is one run's world: the Twilio test server, a fresh SQLite store and
+// an outbox over it.
+type rig struct {
+	srv     *twiliotest.Server
+	db      *store.DB
+	o       *notify.Outbox
+	dir     string
+	rulesTx bool
+	created []time.Time // per intent: when it was committed
+}
+
+func newRig(n, workers int, rulesTx bool) (*rig, error) {
+	r := &rig{srv: twiliotest.New(sid, token), rulesTx: rulesTx, created: make([]time.Time, n)}
+	var err error
+	if r.dir, err = os.MkdirTemp("", "smsload"); err != nil {
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	ctx := context.Background()
-	db, err := store.Open(ctx, store.Config{Driver: "sqlite"}, dir)
-	if err != nil {
-		return result{}, err
+	if r.db, err = store.Open(context.Background(), store.Config{Driver: "sqlite"}, r.dir); err != nil {
+		return nil, err
 	}
-	defer db.Close()
 	cfg := notify.Config{Sender: "twilio", Workers: workers, Twilio: notify.TwilioConfig{
 		AccountSID: sid, AuthToken: secret.String(token), MessagingServiceSID: "MG0123456789abcdef0123456789abcdef",
-		APIBase: srv.URL, Rate: 100000, StatusCallback: "https://gridbell.example/twilio/status"}}
-	snd, err := notify.NewSender(cfg, dir, zerolog.Nop())
+		APIBase: r.srv.URL, Rate: 100000, StatusCallback: "https://gridbell.example/twilio/status"}}
+	snd, err := notify.NewSender(cfg, r.dir, zerolog.Nop())
 	if err != nil {
-		return result{}, err
+		return nil, err
 	}
 	directory := notifytest.NewDirectory()
 	for i := range n {
 		directory.Put(notifytest.Resident(fmt.Sprintf("01%08d", i), "TA-0101", "zh", fmt.Sprintf("+86138%08d", i)))
 	}
-	o, err := notify.NewOutbox(cfg, notify.QuietHours{}, db, directory, snd, clock.Real{}, zerolog.Nop())
+	r.o, err = notify.NewOutbox(cfg, notify.QuietHours{}, r.db, directory, snd, clock.Real{}, zerolog.Nop())
+	return r, err
+}
+
+func (r *rig) close() {
+	r.srv.Close()
+	if r.db != nil {
+		r.db.Close()
+	}
+	os.RemoveAll(r.dir)
+}
+
+// enqueue stores the outage intents of accounts [from, to).
+func (r *rig) enqueue(ctx context.Context, from, to int) error {
+	now := time.Now()
+	ins := make([]event.Intent, 0, to-from)
+	for i := from; i < to; i++ {
+		r.created[i] = now
+		ins = append(ins, event.Intent{Key: fmt.Sprintf("outage|OMS-1|01%08d", i), Kind: event.KindOutage,
+			Account: fmt.Sprintf("01%08d", i), Ref: "OMS-1", Grid: "G01", CreatedAt: now, Priority: event.PriorityOutage,
+			Vars: map[string]string{"area": "TA-0101", "start": "2026-11-26T09:02:00+08:00", "etr": "2026-11-26T12:00:00+08:00"}})
+	}
+	if !r.rulesTx {
+		return r.o.Enqueue(ctx, nil, ins)
+	}
+	// As the rules do: their own transaction, committed after Enqueue.
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := r.o.Enqueue(ctx, tx, ins); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func run(mode string, n int, rate float64, workers int, rulesTx bool) (result, error) {
+	rg, err := newRig(n, workers, rulesTx)
+	if rg != nil {
+		defer rg.close()
+	}
 	if err != nil {
 		return result{}, err
 	}
-	created := make([]time.Time, n)
-	enqueue := func(from, to int) error {
-		now := time.Now()
-		ins := make([]event.Intent, 0, to-from)
-		for i := from; i < to; i++ {
-			created[i] = now
-			ins = append(ins, event.Intent{Key: fmt.Sprintf("outage|OMS-1|01%08d", i), Kind: event.KindOutage,
-				Account: fmt.Sprintf("01%08d", i), Ref: "OMS-1", Grid: "G01", CreatedAt: now, Priority: event.PriorityOutage,
-				Vars: map[string]string{"area": "TA-0101", "start": "2026-11-26T09:02:00+08:00", "etr": "2026-11-26T12:00:00+08:00"}})
-		}
-		if !rulesTx {
-			return o.Enqueue(ctx, nil, ins)
-		}
-		// As the rules do: their own transaction, committed after Enqueue.
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		if err := o.Enqueue(ctx, tx, ins); err != nil {
-			return err
-		}
-		return tx.Commit()
-	}
-	r := result{mode: mode, n: n}
-	runCtx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
+	r := result{mode: mode, n: n}
 	start := time.Now()
 	if mode == "burst" {
 		for i := 0; i < n; i += 500 {
-			if err := enqueue(i, min(i+500, n)); err != nil {
+			if err := rg.enqueue(ctx, i, min(i+500, n)); err != nil {
 				return r, err
 			}
 		}
 		r.enqueuePerSec = float64(n) / time.Since(start).Seconds()
 		start = time.Now()
-		go func() { done <- o.Run(runCtx) }()
+		go func() { done <- rg.o.Run(ctx) }()
 	} else {
-		go func() { done <- o.Run(runCtx) }()
-		tick := time.NewTicker(5 * time.Millisecond)
-		for i := 0; i < n; {
-			<-tick.C
-			// Catch up by elapsed time, so a slow tick does not lower the rate.
-			to := min(n, int(time.Since(start).Seconds()*rate))
-			if to > i {
-				if err := enqueue(i, to); err != nil {
-					return r, err
-				}
-				i = to
-			}
+		go func() { done <- rg.o.Run(ctx) }()
+		if err := rg.steady(ctx, n, rate, start); err != nil {
+			return r, err
 		}
-		tick.Stop()
 		r.enqueuePerSec = float64(n) / time.Since(start).Seconds()
 	}
-	for srv.Count() < n {
+	for rg.srv.Count() < n {
 		time.Sleep(time.Millisecond)
 		if time.Since(start) > 5*time.Minute {
-			return r, fmt.Errorf("%s: only %d of %d sent after 5 minutes", mode, srv.Count(), n)
+			return r, fmt.Errorf("%s: only %d of %d sent after 5 minutes", mode, rg.srv.Count(), n)
 		}
 	}
-	r.wall = time.Since(start)
 	cancel()
 	if err := <-done; err != nil {
 		return r, err
 	}
-	got := srv.Received()
-	last := got[len(got)-1].At
-	r.sendPerSec = float64(n) / last.Sub(start).Seconds()
+	rg.measure(&r, start)
+	return r, nil
+}
+
+// steady stores n intents at rate a second from start.
+func (r *rig) steady(ctx context.Context, n int, rate float64, start time.Time) error {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < n; {
+		<-tick.C
+		// Catch up by elapsed time, so a slow tick does not lower the rate.
+		to := min(n, int(time.Since(start).Seconds()*rate))
+		if to > i {
+			if err := r.enqueue(ctx, i, to); err != nil {
+				return err
+			}
+			i = to
+		}
+	}
+	return nil
+}
+
+// measure fills res from what the server received.
+func (r *rig) measure(res *result, start time.Time) {
+	got := r.srv.Received()
+	res.sendPerSec = float64(res.n) / got[len(got)-1].At.Sub(start).Seconds()
 	seen := map[string]bool{}
 	var lat []time.Duration
 	for _, m := range got {
-		r.received++
+		res.received++
 		if seen[m.To] {
 			continue
 		}
 		seen[m.To] = true
 		var i int
 		fmt.Sscanf(m.To, "+86138%d", &i)
-		lat = append(lat, m.At.Sub(created[i]))
+		lat = append(lat, m.At.Sub(r.created[i]))
 	}
-	r.distinct = len(seen)
+	res.distinct = len(seen)
 	slices.Sort(lat)
-	r.p50, r.p99, r.maxLat = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
-	return r, nil
+	res.p50, res.p99, res.maxLat = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
 }
