@@ -77,6 +77,7 @@ type Engine struct {
 	stormHits  []time.Time
 	gridNames  []string
 	classNames []string
+	names      map[internKey]uint16
 	logSeq     int64   // last meter log row written
 	snapList   []int32 // meters logged but not checkpointed
 
@@ -124,6 +125,7 @@ func New(cfg Config, db *store.DB, dir Directory, sink IntentSink, clk clock.Clo
 func (e *Engine) reset() {
 	e.meters, e.meterIdx = nil, map[string]int32{}
 	e.gridNames, e.classNames = []string{""}, []string{""}
+	e.names = map[internKey]uint16{{true, ""}: 0, {false, ""}: 0}
 	e.areas, e.areaIdx = nil, map[string]int32{}
 	e.concMeters = map[string]map[int32]struct{}{}
 	e.pending = nil

@@ -132,13 +132,19 @@ func (e *Engine) meter(id, conc string) int32 {
 // intern returns the index of v in *names, appending it on first sight.
 // Grids and classes are few; meters hold their small index.
 func (e *Engine) intern(names *[]string, v string) uint16 {
-	for i, n := range *names {
-		if n == v {
-			return uint16(i)
-		}
+	key := internKey{names == &e.gridNames, v}
+	if i, ok := e.names[key]; ok {
+		return i
 	}
 	*names = append(*names, v)
-	return uint16(len(*names) - 1)
+	i := uint16(len(*names) - 1)
+	e.names[key] = i
+	return i
+}
+
+type internKey struct {
+	grid bool
+	v    string
 }
 
 func (e *Engine) gridOf(m *meterState) string  { return e.gridNames[m.grid] }

@@ -35,28 +35,22 @@ func (tableSink) Enqueue(ctx context.Context, tx *sql.Tx, intents []event.Intent
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM test_outbox`).Scan(&n); err != nil {
 		return err
 	}
-	for len(intents) > 0 {
-		k := min(len(intents), 500)
-		q := `INSERT INTO test_outbox (id, ikey, kind, account, grid, to_phone, ref, vars, priority, not_before) VALUES `
-		args := make([]any, 0, k*10)
-		for i, in := range intents[:k] {
-			if i > 0 {
-				q += ","
-			}
-			p := len(args)
-			q += fmt.Sprintf("($%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d)", p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8, p+9, p+10)
-			vars, _ := json.Marshal(in.Vars)
-			nb := ""
-			if !in.NotBefore.IsZero() {
-				nb = in.NotBefore.UTC().Format("2006-01-02T15:04:05Z")
-			}
-			n++
-			args = append(args, n, in.Key, string(in.Kind), in.Account, in.Grid, in.To, in.Ref, string(vars), int(in.Priority), nb)
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO test_outbox (id, ikey, kind, account, grid, to_phone, ref, vars, priority, not_before)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, in := range intents {
+		vars, _ := json.Marshal(in.Vars)
+		nb := ""
+		if !in.NotBefore.IsZero() {
+			nb = in.NotBefore.UTC().Format("2006-01-02T15:04:05Z")
 		}
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return err
+		n++
+		if _, err := stmt.ExecContext(ctx, n, in.Key, string(in.Kind), in.Account, in.Grid, in.To, in.Ref, string(vars), int(in.Priority), nb); err != nil {
+			return fmt.Errorf("cannot insert intent %s: %w", in.Key, err)
 		}
-		intents = intents[k:]
 	}
 	return nil
 }
