@@ -98,9 +98,11 @@ func (k *Kafka) Run(ctx context.Context) error {
 }
 
 func (k *Kafka) run(ctx context.Context, r kafkaReader) error {
+	hctx, stop := graceful(ctx)
+	defer stop()
 	for {
 		msgs, err := k.fetch(ctx, r)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && len(msgs) == 0 {
 			return nil
 		}
 		if err != nil {
@@ -110,12 +112,16 @@ func (k *Kafka) run(ctx context.Context, r kafkaReader) error {
 			sleep(ctx, time.Second)
 			continue
 		}
-		if err := k.process(ctx, msgs); err != nil {
-			return nil // ctx ended: not committed, delivered again
+		// Fetched messages are finished under hctx, so a stop commits them.
+		if err := k.process(hctx, msgs); err != nil {
+			return nil // not committed: delivered again
 		}
-		if err := retry(ctx, k.log, &k.errThr, "commit kafka offsets", func() error {
-			return r.CommitMessages(ctx, msgs...)
+		if err := retry(hctx, k.log, &k.errThr, "commit kafka offsets", func() error {
+			return r.CommitMessages(hctx, msgs...)
 		}); err != nil {
+			return nil
+		}
+		if ctx.Err() != nil {
 			return nil
 		}
 	}

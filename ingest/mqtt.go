@@ -87,8 +87,9 @@ func (m *MQTT) Filter() string {
 }
 
 // Run connects, subscribes on every (re)connection, and handles messages
-// until ctx ends. Then it disconnects and waits for the messages in hand;
-// the ones not yet acknowledged come again on the next run.
+// until ctx ends. Then it finishes the messages in hand (for up to 5 s),
+// acknowledges them and disconnects; any not acknowledged by then come
+// again on the next run.
 func (m *MQTT) Run(ctx context.Context) error {
 	m.ctx.Store(&ctx)
 	opts, err := m.options()
@@ -100,17 +101,19 @@ func (m *MQTT) Run(ctx context.Context) error {
 }
 
 func (m *MQTT) run(ctx context.Context, c mqttClient) error {
+	hctx, stop := graceful(ctx)
+	defer stop()
 	for range m.cfg.MaxInflight {
 		m.wg.Add(1)
-		go m.worker(ctx)
+		go m.worker(ctx, hctx)
 	}
 	// With ConnectRetry, Connect keeps trying in the background; the token
 	// completes on the first success, which we need not wait for.
 	c.Connect()
 	<-ctx.Done()
 	m.ready.Store(false)
+	m.wg.Wait() // the messages in hand are stored and acknowledged first
 	c.Disconnect(250)
-	m.wg.Wait()
 	return nil
 }
 
@@ -210,15 +213,16 @@ func (m *MQTT) onMessage(_ paho.Client, msg paho.Message) {
 }
 
 // worker handles messages until ctx ends. The workers are long-lived, so
-// their stacks have grown to what decoding needs once, not per message.
-func (m *MQTT) worker(ctx context.Context) {
+// their stacks have grown to what decoding needs once, not per message. A
+// message in hand when ctx ends is finished under hctx (see graceful).
+func (m *MQTT) worker(ctx, hctx context.Context) {
 	defer m.wg.Done()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case msg := <-m.work:
-			if m.process(ctx, msg.Topic(), msg.Payload()) == nil {
+			if m.process(hctx, msg.Topic(), msg.Payload()) == nil {
 				msg.Ack()
 			}
 		}

@@ -40,3 +40,16 @@ func retry(ctx context.Context, log zerolog.Logger, thr *throttle, what string, 
 		wait = min(2*wait, retryMax)
 	}
 }
+
+// stopGrace is how long an input, told to stop, still has to finish the
+// messages in hand (store them, then ack or commit), so a clean stop
+// causes no redeliveries.
+const stopGrace = 5 * time.Second
+
+// graceful returns a context for handling messages: it outlives ctx by
+// stopGrace, and stop ends it at once.
+func graceful(ctx context.Context) (hctx context.Context, stop context.CancelFunc) {
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	after := context.AfterFunc(ctx, func() { time.AfterFunc(stopGrace, cancel) })
+	return hctx, func() { after(); cancel() }
+}
