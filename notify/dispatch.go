@@ -49,6 +49,16 @@ func (o *Outbox) Run(ctx context.Context) error {
 		return err
 	}
 	inflightCap := o.cfg.Workers * inflightPerWorker
+	if o.pace != nil {
+		// Claim about a second of paced sends ahead, no more: a critical
+		// message that arrives later must not queue behind a long claim.
+		inflightCap = min(inflightCap, max(o.cfg.Workers, int(o.cfg.Twilio.Rate)))
+	}
+	ev := o.log.Info().Str("sender", o.cfg.Sender).Int("workers", o.cfg.Workers).Int("in_flight", inflightCap)
+	if o.pace != nil {
+		ev = ev.Float64("rate", o.cfg.Twilio.Rate)
+	}
+	ev.Msg("sms dispatcher started")
 	jobs := make(chan claimed, inflightCap)
 	results := make(chan outcome, inflightCap)
 	var inflight atomic.Int64
