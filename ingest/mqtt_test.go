@@ -11,6 +11,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/metrics"
 	"github.com/gridbell/gridbell/internal/store/storetest"
 )
@@ -236,4 +237,43 @@ func mustTime(t testing.TB, s string) time.Time {
 		t.Fatal(err)
 	}
 	return tm
+}
+
+// slow is a Handler that takes a while to store.
+type slow struct {
+	*recorder
+	started chan struct{}
+}
+
+func (s *slow) Handle(ctx context.Context, evs []event.Event) error {
+	close(s.started)
+	time.Sleep(300 * time.Millisecond)
+	return s.recorder.Handle(ctx, evs)
+}
+
+// A stop while a message is in hand finishes and acknowledges it: the next
+// run does not get it again.
+func TestMQTTCleanStop(t *testing.T) {
+	broker := mosquitto(t)
+	cfg := testMQTTConfig(broker)
+	t.Cleanup(func() { forgetSession(broker, cfg.ClientID) })
+	h := &slow{recorder: newRecorder(), started: make(chan struct{})}
+	run := startMQTT(t, cfg, h, nil, nil)
+	pub := publisher(t, broker)
+	ts := time.Now().UTC().Format(time.RFC3339)
+	publish(t, pub, cfg.TopicPrefix+"/C1/M1/reading", `{"meter":"M1","ts":"`+ts+`","kwh":1}`)
+	<-h.started
+	run.stop(t)
+	if h.distinct() != 1 {
+		t.Fatal("the message in hand was not finished")
+	}
+	again := newRecorder()
+	run = startMQTT(t, cfg, again, nil, nil)
+	defer run.stop(t)
+	publish(t, pub, cfg.TopicPrefix+"/C1/M2/reading", `{"meter":"M2","ts":"`+ts+`","kwh":1}`)
+	waitFor(t, 10*time.Second, "the next reading", func() bool { return again.distinct() >= 1 })
+	time.Sleep(200 * time.Millisecond)
+	if again.has("r/M1/" + fmt.Sprint(mustTime(t, ts).UnixMilli())) {
+		t.Error("the message finished at stop was delivered again: it was not acknowledged")
+	}
 }
