@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,6 +138,10 @@ func (e *Engine) reset() {
 }
 
 func (e *Engine) resetBatch() {
+	if cap(e.out) > 4096 {
+		e.out = nil // a storm's batch: let its intents go
+	}
+	clear(e.out)
 	e.out, e.firstDue = e.out[:0], 0
 	e.batchKeys = map[string]struct{}{}
 	e.touched = map[int32]struct{}{}
@@ -272,6 +277,8 @@ func (e *Engine) process(batch []*request) {
 	}
 	e.decide()
 	w := e.collect(len(batch) == 0)
+	// critical customers first: notify takes them in this order too
+	slices.SortStableFunc(e.out, func(a, b event.Intent) int { return int(a.Priority) - int(b.Priority) })
 	intents, firstDue := e.out, e.firstDue
 	e.mu.Unlock()
 	applied := time.Since(began)

@@ -42,7 +42,14 @@ func (e *Engine) applyOMS(o *event.OMSOutage) {
 	switch o.Status {
 	case event.StatusScheduled:
 		e.omsScheduled(r, o)
-	case event.StatusStarted, event.StatusETRUpdated:
+	case event.StatusETRUpdated:
+		if r.Status == statusScheduled { // a planned outage's end moved before it began
+			e.omsScope(r, o)
+			e.etrCheck(r)
+			return
+		}
+		e.omsStarted(r, o)
+	case event.StatusStarted:
 		e.omsStarted(r, o)
 	case event.StatusRestored:
 		e.omsRestored(r, o)

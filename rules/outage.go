@@ -314,7 +314,7 @@ func (e *Engine) settle() {
 			if m.outage != r.idx {
 				continue
 			}
-			if m.st == stDark {
+			if m.st == stDark && !m.tripped() { // a tripped meter is not the outage's
 				dark = true
 				break
 			}

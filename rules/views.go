@@ -48,7 +48,7 @@ type Verification struct {
 	OutageID    string      `json:"outage_id"`
 	Restored    []string    `json:"restored"`     // meters seen powered again
 	Dark        []DarkMeter `json:"dark"`         // meters still dark
-	Unknown     []string    `json:"unknown"`      // meters with no news since the outage began
+	Unknown     []string    `json:"unknown"`      // meters with no news since the outage began, and tripped meters
 	ReportedOut []string    `json:"reported_out"` // accounts whose customers replied they are still out
 }
 
@@ -136,6 +136,8 @@ func (e *Engine) view(r *outage) Outage {
 func (e *Engine) meterVerdict(r *outage, i int32) string {
 	m := &e.meters[i]
 	switch {
+	case m.tripped():
+		return "unknown" // relay open: its power says nothing of the outage
 	case m.st == stDark:
 		return "dark"
 	case e.meterIsBack(r, i):
