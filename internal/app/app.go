@@ -128,6 +128,7 @@ func (a *App) buildIngest(ctx context.Context) error {
 	if a.Dead, err = ingest.OpenDeadLetters(ctx, a.DB, a.cfg.Ingest); err != nil {
 		return err
 	}
+	a.Dead.SetRoutes(ingest.Routes{MQTTPrefix: a.cfg.MQTT.TopicPrefix, OMSTopic: a.cfg.Kafka.OMSTopic, BillingTopic: a.cfg.Kafka.BillingTopic})
 	mqttCfg := a.cfg.MQTT
 	if len(mqttCfg.Brokers) == 0 {
 		if a.Broker, err = ingest.StartBroker(mqttCfg.EmbeddedListen, logging.Component(a.log, "broker")); err != nil {
@@ -252,5 +253,6 @@ func OpenDeadLetters(ctx context.Context, cfg *config.Config, log zerolog.Logger
 		db.Close()
 		return nil, nil, err
 	}
+	dl.SetRoutes(ingest.Routes{MQTTPrefix: cfg.MQTT.TopicPrefix, OMSTopic: cfg.Kafka.OMSTopic, BillingTopic: cfg.Kafka.BillingTopic})
 	return dl, db.Close, nil
 }
