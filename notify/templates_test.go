@@ -41,3 +41,21 @@ func TestBuiltinTemplates(t *testing.T) {
 		}
 	}
 }
+
+// TestTemplatesWithoutArea: the rules leave area out when they do not know it.
+func TestTemplatesWithoutArea(t *testing.T) {
+	tpl, err := LoadTemplates("", shanghai)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"outage", "etr_update", "restored", "outage_restored", "planned_notice"} {
+		for _, lang := range languages {
+			vars := typicalVars(lang)
+			delete(vars, "area")
+			body, _ := tpl.Render(lang, name, vars)
+			if strings.Contains(body, "  ") || strings.Contains(body, " in (") || (lang == "zh" && !strings.Contains(body, "您所在区域")) {
+				t.Errorf("%s/%s without area: %q", lang, name, body)
+			}
+		}
+	}
+}
