@@ -6,9 +6,54 @@
 // an IntentSink in the same transaction as the state change that caused them.
 //
 // All state lives in memory, indexed by meter, and is persisted in batches:
-// one writer goroutine applies many callers' events, then writes the dirty
-// rows and the intents in one transaction (group commit). Timers — the
-// momentary window, planned reminders, storm digests — are stored due times,
-// compared with the clock on each tick, so a restart neither loses nor
-// repeats a decision.
+// one writer goroutine (Run) applies many callers' events, then writes the
+// changes and the intents in one transaction (group commit). Meter changes
+// are appended as one log row a batch and copied into rules_meters when the
+// writer is idle. Timers — the momentary window, planned reminders, held
+// storm digests — are stored due times compared with the clock on each tick,
+// so a restart neither loses nor repeats a decision. A failed commit makes
+// the engine reload its state from the store.
+//
+// Where CONTRACT §5 is silent, the rules decide as follows.
+//
+//   - Order is by event time. A power event older than the meter's newest
+//     changes nothing; duplicates change nothing. A last gasp stamped more
+//     than Reorder before now (a replay, a backlog) darkens the meter but
+//     starts no decision. A power_on or a reading stamped after a gasp, before
+//     the window closes, cancels it.
+//   - A concentrator's power_on lights only meters its power_off darkened.
+//   - One meter dark past the window is an outage of its customer; at
+//     AreaDarkRatio of an area's meters the whole area is out. AMI records are
+//     per area ("AMI-<area>-<start UTC>"). A customer whose meter was seen
+//     powered after the outage began is not told.
+//   - An OMS outage covering meters of an active AMI record absorbs it: the
+//     record takes the OMS id, the AMI id stays an alias (Outage(aliasID)
+//     finds it), source becomes both. Intents already written keep the ref
+//     they were sent with, so notify's counts for a merged outage are those
+//     of its id and its aliases. The OMS scope only grows.
+//   - Planned outages: customers told by planned_notice get no outage intent
+//     when it starts, but do get etr_update and restored. A cancelled outage
+//     sends nothing more.
+//   - restored: to customers told (outage or planned_notice), once each of
+//     their meters in the outage is powered after being seen dark, or, for a
+//     meter never seen dark, seen powered after the restoration (the OMS
+//     restored time, or when an AMI record's last dark meter came back).
+//     An AMI record closes when none of its meters is dark; an OMS record when
+//     the OMS said restored and none is dark; Confirm closes either. Tripped
+//     meters never hold a record open and are listed as unknown.
+//   - etr_update goes to customers told and not yet restored, when the ETR
+//     moves by ETRChange from the last one told, or when they were told before
+//     any ETR was known.
+//   - Manager digests: one per grid per batch of decisions, naming up to 20
+//     critical customers (count given); in storm mode at most one per grid per
+//     StormDigest. Storm mode starts when more than StormAreas areas went out
+//     within StormWindow and ends when at most half as many did. A grid
+//     without a manager phone gets none (gridbell_rules_digest_no_manager_total).
+//   - Billing: balance_low once per drop below BalanceLow, re-armed by a
+//     payment or a balance at or above it; balance_exhausted once at ≤ 0,
+//     re-armed above 0; the newer of reading and billing balance wins. A
+//     disconnect_scheduled whose time has passed, on an account in arrears,
+//     means the customer gets no outage intent until a payment.
+//   - Meters and areas are read from the registry when first seen; a contacts
+//     import after that reaches known meters' areas at the next restart.
 package rules

@@ -115,7 +115,36 @@ func TestGroupCommit(t *testing.T) {
 			}
 		}()
 	}
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	readers.Add(1)
+	go func() { // the HTTP API reads while the writer writes
+		defer readers.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, o := range e.Outages("") {
+				e.Verification(o.ID)
+				e.Customers(o.ID, "")
+			}
+			e.StormMode()
+		}
+	}()
+	for k := range 5 {
+		clk.Set(t0.Add(time.Duration(k) * time.Minute))
+		if err := e.Handle(context.Background(), []event.Event{meterEv(fmt.Sprintf("M%08d", k*100), event.PowerOff, time.Duration(k)*time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Tick(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	wg.Wait()
+	close(stop)
+	readers.Wait()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
