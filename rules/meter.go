@@ -42,6 +42,7 @@ type meterState struct {
 	seen    int64 // newest evidence of power (reading, power_on)
 	saved   int64 // seen as last persisted
 	lastTS  int64 // newest power event applied
+	onTS    int64 // newest power_on applied (a meter sends one only after losing power)
 	relayTS int64 // newest trip/close applied
 	due     int64 // pending momentary decision; 0 = none
 	ver     int64 // meter log seq of the state last written
@@ -216,6 +217,10 @@ func (e *Engine) powered(i int32, ts int64, on, byConc bool) {
 		return
 	}
 	m.lastTS = ts
+	if on && ts > m.onTS {
+		m.onTS = ts
+		e.markDirty(i)
+	}
 	if m.st != stPowered {
 		m.st, m.since = stPowered, ts
 		m.flags &^= fConcDark

@@ -255,13 +255,14 @@ func (e *Engine) tell(r *outage, meters []int32) {
 }
 
 // meterIsBack reports whether meter i counts as restored in r: powered after
-// being seen dark, or seen powered after the outage's restoration.
+// being seen dark, a power_on since the outage began, or a reading after the
+// outage's restoration.
 func (e *Engine) meterIsBack(r *outage, i int32) bool {
 	m := &e.meters[i]
 	if m.st != stPowered {
 		return false
 	}
-	if m.flags&fDarkSeen != 0 {
+	if m.flags&fDarkSeen != 0 || (r.Start != nil && m.onTS > r.start()) {
 		return true
 	}
 	return r.RestoredAt != nil && m.seen > r.RestoredAt.UnixNano()
@@ -289,7 +290,7 @@ func (e *Engine) meterBack(i int32) {
 	}
 	e.setLedger(r, m.account, lRestored)
 	vars := map[string]string{"outage_id": r.ID, "start": fmtTime(r.Start),
-		"restored_at": time.Unix(0, m.since).UTC().Format(time.RFC3339)}
+		"restored_at": time.Unix(0, m.seen).UTC().Format(time.RFC3339)}
 	if m.area >= 0 {
 		vars["area"] = e.areas[m.area].name
 	}

@@ -28,6 +28,7 @@ var migrations = []string{
 	`CREATE TABLE rules_meter_log (seq BIGINT PRIMARY KEY, data BYTEA NOT NULL)`,
 	`ALTER TABLE rules_meters ADD COLUMN ver BIGINT NOT NULL DEFAULT 0`,
 	`CREATE TABLE rules_told (outage TEXT PRIMARY KEY, data TEXT NOT NULL)`,
+	`ALTER TABLE rules_meters ADD COLUMN on_ts BIGINT NOT NULL DEFAULT 0`,
 }
 
 // checkpointChunk caps the meters copied from the log into rules_meters in
@@ -39,7 +40,7 @@ const checkpointChunk = 10000
 type writeSet struct {
 	logSeq   int64  // 0 = no meter changed
 	log      []byte // the changed meters, encoded
-	snap     []any  // checkpointed meters, 9 values a row
+	snap     []any  // checkpointed meters, 10 values a row
 	trimLog  int64  // log rows up to this seq are checkpointed: delete them
 	outages  []any  // 4 values a row
 	told     []any  // 2
@@ -54,7 +55,7 @@ func (e *Engine) collect(idle bool) *writeSet {
 	if len(e.dirtyMeters) > 0 {
 		e.logSeq++
 		w.logSeq = e.logSeq
-		w.log = make([]byte, 0, 48*len(e.dirtyMeters))
+		w.log = make([]byte, 1, 48*len(e.dirtyMeters)) // logFormat2
 		for _, i := range e.dirtyMeters {
 			m := &e.meters[i]
 			m.dirty, m.saved, m.ver = false, m.seen, e.logSeq
@@ -70,7 +71,7 @@ func (e *Engine) collect(idle bool) *writeSet {
 		for _, i := range e.snapList[:n] {
 			m := &e.meters[i]
 			m.snap = false
-			w.snap = append(w.snap, m.id, int64(m.st), int64(m.flags), m.since, m.seen, m.lastTS, m.relayTS, m.due, m.ver)
+			w.snap = append(w.snap, m.id, int64(m.st), int64(m.flags), m.since, m.seen, m.lastTS, m.relayTS, m.due, m.ver, m.onTS)
 		}
 		e.snapList = e.snapList[n:]
 		if len(e.snapList) == 0 {
@@ -104,12 +105,16 @@ func (e *Engine) collect(idle bool) *writeSet {
 	return w
 }
 
+// logFormat2 opens a log row whose entries carry onTS. A first-format row
+// opens with an entry's id length, never 0.
+const logFormat2 = 0
+
 // appendMeter encodes one meter's state for the log.
 func appendMeter(b []byte, m *meterState) []byte {
 	b = binary.AppendUvarint(b, uint64(len(m.id)))
 	b = append(b, m.id...)
 	b = append(b, m.st, m.flags)
-	for _, v := range [...]int64{m.since, m.seen, m.lastTS, m.relayTS, m.due} {
+	for _, v := range [...]int64{m.since, m.seen, m.lastTS, m.relayTS, m.due, m.onTS} {
 		b = binary.AppendVarint(b, v)
 	}
 	return b
@@ -117,26 +122,36 @@ func appendMeter(b []byte, m *meterState) []byte {
 
 // loggedMeter is one decoded log entry.
 type loggedMeter struct {
-	id                                string
-	st, flags                         uint8
-	since, seen, lastTS, relayTS, due int64
+	id                                      string
+	st, flags                               uint8
+	since, seen, lastTS, relayTS, due, onTS int64
 }
 
+var errCorruptLog = errors.New("corrupt meter log entry")
+
 func decodeMeters(b []byte, f func(*loggedMeter)) error {
+	v2 := len(b) > 0 && b[0] == logFormat2
+	if v2 {
+		b = b[1:]
+	}
 	for len(b) > 0 {
 		var lm loggedMeter
 		n, k := binary.Uvarint(b)
 		if k <= 0 || uint64(len(b)-k) < n+2 {
-			return errors.New("corrupt meter log entry")
+			return errCorruptLog
 		}
 		lm.id = string(b[k : k+int(n)])
 		b = b[k+int(n):]
 		lm.st, lm.flags = b[0], b[1]
 		b = b[2:]
-		for _, p := range []*int64{&lm.since, &lm.seen, &lm.lastTS, &lm.relayTS, &lm.due} {
+		fields := []*int64{&lm.since, &lm.seen, &lm.lastTS, &lm.relayTS, &lm.due, &lm.onTS}
+		if !v2 {
+			fields = fields[:5]
+		}
+		for _, p := range fields {
 			v, k := binary.Varint(b)
 			if k <= 0 {
-				return errors.New("corrupt meter log entry")
+				return errCorruptLog
 			}
 			*p, b = v, b[k:]
 		}
@@ -163,7 +178,7 @@ func (e *Engine) commit(ctx context.Context, w *writeSet, intents []event.Intent
 		keys int
 		vals []any
 	}{
-		{"rules_meters", []string{"meter", "st", "flags", "since", "seen", "last_ts", "relay_ts", "due", "ver"}, 1, w.snap},
+		{"rules_meters", []string{"meter", "st", "flags", "since", "seen", "last_ts", "relay_ts", "due", "ver", "on_ts"}, 1, w.snap},
 		{"rules_outages", []string{"id", "seq", "status", "data"}, 1, w.outages},
 		{"rules_told", []string{"outage", "data"}, 1, w.told},
 		{"rules_accounts", []string{"account", "data"}, 1, w.accounts},
@@ -286,7 +301,7 @@ func (e *Engine) load(ctx context.Context) error {
 // loadMeters reads the checkpoint, replays the newer log entries over it,
 // and rebuilds area counts and pending decisions.
 func (e *Engine) loadMeters(ctx context.Context) error {
-	rows, err := e.db.QueryContext(ctx, `SELECT meter, st, flags, since, seen, last_ts, relay_ts, due, ver FROM rules_meters`)
+	rows, err := e.db.QueryContext(ctx, `SELECT meter, st, flags, since, seen, last_ts, relay_ts, due, ver, on_ts FROM rules_meters`)
 	if err != nil {
 		return fmt.Errorf("cannot load rules meters: %w", err)
 	}
@@ -294,7 +309,7 @@ func (e *Engine) loadMeters(ctx context.Context) error {
 	for rows.Next() {
 		var lm loggedMeter
 		var st, flags, ver int64
-		if err := rows.Scan(&lm.id, &st, &flags, &lm.since, &lm.seen, &lm.lastTS, &lm.relayTS, &lm.due, &ver); err != nil {
+		if err := rows.Scan(&lm.id, &st, &flags, &lm.since, &lm.seen, &lm.lastTS, &lm.relayTS, &lm.due, &ver, &lm.onTS); err != nil {
 			return fmt.Errorf("cannot load rules meters: %w", err)
 		}
 		lm.st, lm.flags = uint8(st), uint8(flags)
@@ -347,8 +362,8 @@ func (e *Engine) restoreMeter(lm *loggedMeter, ver int64, logged bool) {
 	if ver <= m.ver && m.ver != 0 {
 		return
 	}
-	m.st, m.flags, m.since, m.seen, m.saved, m.lastTS, m.relayTS, m.due, m.ver =
-		lm.st, lm.flags, lm.since, lm.seen, lm.seen, lm.lastTS, lm.relayTS, lm.due, ver
+	m.st, m.flags, m.since, m.seen, m.saved, m.lastTS, m.relayTS, m.due, m.ver, m.onTS =
+		lm.st, lm.flags, lm.since, lm.seen, lm.seen, lm.lastTS, lm.relayTS, lm.due, ver, lm.onTS
 	if logged && !m.snap {
 		m.snap = true
 		e.snapList = append(e.snapList, i)

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -77,7 +78,7 @@ func dump(e *Engine) string {
 	ms := map[string]string{}
 	for _, m := range e.meters {
 		if m.st != stUnknown || m.flags != 0 || m.due != 0 {
-			ms[m.id] = fmt.Sprintf("st=%d flags=%b since=%d seen=%d due=%d", m.st, m.flags, m.since, m.seen, m.due)
+			ms[m.id] = fmt.Sprintf("st=%d flags=%b since=%d seen=%d due=%d on=%d", m.st, m.flags, m.since, m.seen, m.due, m.onTS)
 		}
 	}
 	dark := map[string]int{}
@@ -90,4 +91,26 @@ func dump(e *Engine) string {
 	}
 	b, _ := json.Marshal(map[string]any{"meters": ms, "dark": dark, "outages": outages, "told": told, "accounts": e.accounts})
 	return string(b)
+}
+
+// TestMeterLogFirstFormat: log rows written before onTS still decode.
+func TestMeterLogFirstFormat(t *testing.T) {
+	var b []byte
+	b = append(b, 5)
+	b = append(b, "M0101"...)
+	b = append(b, stDark, fConfirmed)
+	for _, v := range []int64{10, 9, 10, 0, 70} {
+		b = binary.AppendVarint(b, v)
+	}
+	var got []loggedMeter
+	if err := decodeMeters(b, func(lm *loggedMeter) { got = append(got, *lm) }); err != nil {
+		t.Fatal(err)
+	}
+	want := loggedMeter{id: "M0101", st: stDark, flags: fConfirmed, since: 10, seen: 9, lastTS: 10, due: 70}
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("decodeMeters(first format) = %+v, want [%+v]", got, want)
+	}
+	if err := decodeMeters([]byte{logFormat2, 3, 'M'}, func(*loggedMeter) {}); err == nil {
+		t.Error("decodeMeters(truncated) = nil, want an error")
+	}
 }
