@@ -1,5 +1,5 @@
 // Command smsload measures notify end to end: intents stored in the durable
-// SQLite outbox, dispatched by the real twilio-go client to a local Twilio
+// SQLite (or, with -pg, PostgreSQL) outbox, dispatched by the real twilio-go client to a local Twilio
 // test server. It prints one table: throughput of a burst (everything
 // enqueued first, as in a storm) and intent→API-call latency at a steady
 // intent rate.
@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -46,6 +47,7 @@ func main() {
 	steady := flag.Float64("steady-rate", 1500, "intents per second in the steady run (0 = skip)")
 	workers := flag.Int("workers", 32, "sms.workers")
 	rulesTx := flag.Bool("rules-tx", false, "enqueue in a transaction of the caller's, as the rules do, instead of Enqueue's own")
+	pg := flag.String("pg", "", "PostgreSQL DSN: run on a fresh schema there instead of SQLite")
 	only := flag.String("mode", "", "run only burst or steady")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here")
 	flag.Parse()
@@ -67,7 +69,7 @@ func main() {
 		if mode == "steady" && *steady <= 0 {
 			continue
 		}
-		r, err := run(mode, *n, *steady, *workers, *rulesTx)
+		r, err := run(mode, *n, *steady, *workers, *rulesTx, *pg)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "smsload:", err)
 			os.Exit(1)
@@ -75,7 +77,12 @@ func main() {
 		rows = append(rows, r)
 	}
 	host, _ := os.Hostname()
-	fmt.Printf("smsload %s, GOMAXPROCS=%d, %s, workers=%d, rules-tx=%v\n", time.Now().UTC().Format(time.DateOnly), runtime.GOMAXPROCS(0), host, *workers, *rulesTx)
+	backend := "sqlite"
+	if *pg != "" {
+		backend = "postgres"
+	}
+	fmt.Printf("smsload %s, GOMAXPROCS=%d, %s, store=%s, workers=%d, rules-tx=%v\n",
+		time.Now().UTC().Format(time.DateOnly), runtime.GOMAXPROCS(0), host, backend, *workers, *rulesTx)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "mode\tmessages\tenqueue/s\tsent/s\tp50 intent→API\tp99 intent→API\tmax\tduplicates\t")
 	for _, r := range rows {
@@ -94,15 +101,17 @@ type rig struct {
 	dir     string
 	rulesTx bool
 	created []time.Time // per intent: when it was committed
+
+	dropSchema func() // PostgreSQL only
 }
 
-func newRig(n, workers int, rulesTx bool) (*rig, error) {
+func newRig(n, workers int, rulesTx bool, pgDSN string) (*rig, error) {
 	r := &rig{srv: twiliotest.New(sid, token), rulesTx: rulesTx, created: make([]time.Time, n)}
 	var err error
 	if r.dir, err = os.MkdirTemp("", "smsload"); err != nil {
 		return nil, err
 	}
-	if r.db, err = store.Open(context.Background(), store.Config{Driver: "sqlite"}, r.dir); err != nil {
+	if r.db, err = openStore(r, pgDSN); err != nil {
 		return nil, err
 	}
 	cfg := notify.Config{Sender: "twilio", Workers: workers, Twilio: notify.TwilioConfig{
@@ -120,10 +129,40 @@ func newRig(n, workers int, rulesTx bool) (*rig, error) {
 	return r, err
 }
 
+// openStore opens SQLite in the rig's directory or, with a DSN, a fresh
+// PostgreSQL schema that close drops.
+func openStore(r *rig, pgDSN string) (*store.DB, error) {
+	ctx := context.Background()
+	if pgDSN == "" {
+		return store.Open(ctx, store.Config{Driver: "sqlite"}, r.dir)
+	}
+	admin, err := store.Open(ctx, store.Config{Driver: "postgres", DSN: pgDSN}, "")
+	if err != nil {
+		return nil, err
+	}
+	schema := fmt.Sprintf("smsload_%d", time.Now().UnixNano())
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		admin.Close()
+		return nil, err
+	}
+	r.dropSchema = func() {
+		admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE")
+		admin.Close()
+	}
+	sep := "?"
+	if strings.Contains(pgDSN, "?") {
+		sep = "&"
+	}
+	return store.Open(ctx, store.Config{Driver: "postgres", DSN: pgDSN + sep + "search_path=" + schema}, "")
+}
+
 func (r *rig) close() {
 	r.srv.Close()
 	if r.db != nil {
 		r.db.Close()
+	}
+	if r.dropSchema != nil {
+		r.dropSchema()
 	}
 	os.RemoveAll(r.dir)
 }
@@ -153,8 +192,8 @@ func (r *rig) enqueue(ctx context.Context, from, to int) error {
 	return tx.Commit()
 }
 
-func run(mode string, n int, rate float64, workers int, rulesTx bool) (result, error) {
-	rg, err := newRig(n, workers, rulesTx)
+func run(mode string, n int, rate float64, workers int, rulesTx bool, pgDSN string) (result, error) {
+	rg, err := newRig(n, workers, rulesTx, pgDSN)
 	if rg != nil {
 		defer rg.close()
 	}
