@@ -88,16 +88,17 @@ type jsonStillOut struct {
 }
 
 type assertion struct {
-	Outage      string   `json:"outage"`
-	Status      string   `json:"status"`
-	Source      string   `json:"source"`
-	Dark        []string `json:"dark"`
-	Restored    []string `json:"restored"`
-	Unknown     []string `json:"unknown"`
-	ReportedOut []string `json:"reported_out"`
-	Affected    *int     `json:"affected"`
-	Storm       *bool    `json:"storm"`
-	Customers   *int     `json:"customers"`
+	Outage      string               `json:"outage"`
+	Status      string               `json:"status"`
+	Source      string               `json:"source"`
+	Dark        []string             `json:"dark"`
+	Restored    []string             `json:"restored"`
+	Unknown     []string             `json:"unknown"`
+	ReportedOut []string             `json:"reported_out"`
+	Affected    *int                 `json:"affected"`
+	Storm       *bool                `json:"storm"`
+	Customers   *int                 `json:"customers"`
+	LastSeen    map[string]time.Time `json:"last_seen"` // of dark meters
 }
 
 func or(t *time.Time, at time.Time) time.Time {
@@ -263,8 +264,8 @@ func (h *harness) check(a *assertion) {
 	var dark []string
 	for _, d := range v.Dark {
 		dark = append(dark, d.Meter)
-		if d.LastSeen == nil {
-			t.Errorf("Verification(%q): dark meter %s has no last_seen", a.Outage, d.Meter)
+		if want, ok := a.LastSeen[d.Meter]; ok && (d.LastSeen == nil || !d.LastSeen.Equal(want)) {
+			t.Errorf("Verification(%q): dark meter %s last seen %v, want %v", a.Outage, d.Meter, d.LastSeen, want)
 		}
 	}
 	sameSet(t, "dark", dark, a.Dark)

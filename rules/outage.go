@@ -298,45 +298,69 @@ func (e *Engine) meterBack(i int32) {
 		Account: m.account, Grid: e.gridOf(m), Ref: r.ID, Vars: vars, Priority: priority(e.classOf(m), event.PriorityOutage), CreatedAt: e.clk.Now()})
 }
 
-// settle closes the records touched in this batch whose meters are all back:
-// an AMI record when none is dark, an OMS one when the OMS said restored
-// too. A record stays active while any meter is dark, until confirmed.
+// settle works out the restoration of the records touched in this batch.
+// An AMI record is restored (RestoredAt) once none of its meters is dark by
+// its own report; the OMS says when for its records. The record closes when
+// every meter of it is verified back (or by Confirm): a meter with no news
+// since the outage began counts as still dark.
 // Lock: e.mu held.
 func (e *Engine) settle() {
 	for o := range e.touched {
 		r := e.outages[o]
-		if r.Status != statusActive || (r.Source != "ami" && !r.OMSRestored) {
+		if r.Status != statusActive {
 			continue
 		}
-		var last int64
-		dark := false
-		for _, i := range r.members {
-			m := &e.meters[i]
-			if m.outage != r.idx {
-				continue
-			}
-			if m.st == stDark && !m.tripped() { // a tripped meter is not the outage's
-				dark = true
-				break
-			}
-			if m.flags&fDarkSeen != 0 {
-				last = max(last, m.since)
-			}
+		if r.RestoredAt == nil && r.Source == "ami" {
+			e.amiRestored(r)
 		}
-		if dark {
+		if r.RestoredAt == nil || e.anyDark(r) {
 			continue
 		}
 		r.Status = statusRestored
-		if r.RestoredAt == nil {
-			at := e.clk.Now()
-			if last > 0 {
-				at = time.Unix(0, last).UTC()
-			}
-			r.RestoredAt = &at
-		}
 		e.touch(r)
 	}
 	clear(e.touched)
+}
+
+// amiRestored sets an AMI record's restoration time when the last meter
+// that reported darkness came back, and tells whoever is verified back.
+// Lock: e.mu held.
+func (e *Engine) amiRestored(r *outage) {
+	var last int64
+	for _, i := range r.members {
+		m := &e.meters[i]
+		if m.outage != r.idx || m.tripped() {
+			continue
+		}
+		if m.st == stDark {
+			return
+		}
+		if m.flags&fDarkSeen != 0 {
+			last = max(last, m.seen)
+		}
+	}
+	at := e.clk.Now()
+	if last > 0 {
+		at = time.Unix(0, last).UTC()
+	}
+	r.RestoredAt = &at
+	e.touch(r)
+	for _, i := range r.members {
+		if e.meters[i].outage == r.idx {
+			e.meterBack(i)
+		}
+	}
+}
+
+// anyDark reports whether a meter of r is still dark (verdict).
+// Lock: e.mu held.
+func (e *Engine) anyDark(r *outage) bool {
+	for _, i := range r.members {
+		if e.meters[i].outage == r.idx && e.meterVerdict(r, i) == "dark" {
+			return true
+		}
+	}
+	return false
 }
 
 // priority is p, or PriorityCritical for the classes served first.

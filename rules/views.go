@@ -14,7 +14,7 @@ type Counts struct {
 	Notified  int `json:"notified"`  // from notify
 	Delivered int `json:"delivered"` // from notify
 	Restored  int `json:"restored"`  // meters seen powered again
-	Dark      int `json:"dark"`      // meters still dark
+	Dark      int `json:"dark"`      // meters still dark, or with no news since the outage began
 }
 
 // Outage is one outage record as the API shows it (CONTRACT §6).
@@ -47,8 +47,8 @@ type DarkMeter struct {
 type Verification struct {
 	OutageID    string      `json:"outage_id"`
 	Restored    []string    `json:"restored"`     // meters seen powered again
-	Dark        []DarkMeter `json:"dark"`         // meters still dark
-	Unknown     []string    `json:"unknown"`      // meters with no news since the outage began, and tripped meters
+	Dark        []DarkMeter `json:"dark"`         // meters still dark, or with no news since the outage began
+	Unknown     []string    `json:"unknown"`      // meters not in the registry, and tripped meters
 	ReportedOut []string    `json:"reported_out"` // accounts whose customers replied they are still out
 }
 
@@ -131,21 +131,19 @@ func (e *Engine) view(r *outage) Outage {
 	return v
 }
 
-// meterVerdict says whether meter i of r is restored, dark or unknown.
+// meterVerdict says whether meter i of r is restored (seen powered again),
+// dark (by its own report, or no news since the outage began) or unknown
+// (not in the registry, or tripped: its relay says nothing of the outage).
 // Lock: e.mu held (read).
 func (e *Engine) meterVerdict(r *outage, i int32) string {
 	m := &e.meters[i]
 	switch {
-	case m.tripped():
-		return "unknown" // relay open: its power says nothing of the outage
-	case m.st == stDark:
-		return "dark"
+	case !m.known || m.tripped():
+		return "unknown"
 	case e.meterIsBack(r, i):
 		return "restored"
-	case m.st == stPowered && r.Start != nil && m.seen >= r.start():
-		return "restored" // never went out: seen powered since the outage began
 	}
-	return "unknown"
+	return "dark"
 }
 
 // Verification answers which meters of outage id are powered again, still
