@@ -35,12 +35,15 @@
 //     when it starts, but do get etr_update and restored. A cancelled outage
 //     sends nothing more.
 //   - restored: to customers told (outage or planned_notice), once each of
-//     their meters in the outage is powered after being seen dark, or, for a
-//     meter never seen dark, seen powered after the restoration (the OMS
-//     restored time, or when an AMI record's last dark meter came back).
-//     An AMI record closes when none of its meters is dark; an OMS record when
-//     the OMS said restored and none is dark; Confirm closes either. Tripped
-//     meters never hold a record open and are listed as unknown.
+//     their meters in the outage is powered after being seen dark, sent a
+//     power_on since the outage began, or sent a reading stamped after the
+//     restoration: the OMS restored time, or for an AMI record the moment the
+//     last meter that reported darkness came back.
+//   - Verification: restored = seen powered again as above; dark = dark by
+//     its own report or not heard from since the outage began (with its
+//     last-seen time); unknown = not in the registry, or tripped. A record
+//     closes (status restored) once restored and no meter is dark, or when a
+//     dispatcher confirms it.
 //   - etr_update goes to customers told and not yet restored, when the ETR
 //     moves by ETRChange from the last one told, or when they were told before
 //     any ETR was known.
