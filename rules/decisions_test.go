@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -198,5 +199,24 @@ func TestUnknownMeterKeepsStateSendsNothing(t *testing.T) {
 	i := te.meterIdx["X1"]
 	if m := te.meters[i]; m.st != stDark || m.flags&fConfirmed == 0 {
 		t.Errorf("unknown meter X1: state %d flags %b, want dark and confirmed", m.st, m.flags)
+	}
+}
+
+func TestByPriority(t *testing.T) {
+	in := []event.Intent{{Key: "a", Priority: 1}, {Key: "b", Priority: 0}, {Key: "c", Priority: 2}, {Key: "d", Priority: 0}, {Key: "e", Priority: 1}}
+	var got string
+	for _, it := range byPriority(in) {
+		got += it.Key
+	}
+	if got != "bdaec" {
+		t.Errorf("byPriority order = %s, want bdaec", got)
+	}
+}
+
+func TestEncodeTold(t *testing.T) {
+	l := map[string]uint8{"0100012345": lNotified | lETR, `a"b`: lRestored}
+	var back map[string]uint8
+	if err := json.Unmarshal([]byte(encodeTold(l)), &back); err != nil || len(back) != 2 || back[`a"b`] != lRestored || back["0100012345"] != lNotified|lETR {
+		t.Errorf("encodeTold round trip = %v (%v), want %v", back, err, l)
 	}
 }
