@@ -108,8 +108,8 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
-// BenchmarkVerification answers the verification of one outage of n meters,
-// 40% of them dark.
+// BenchmarkVerification answers the verification of one outage of n meters
+// after the OMS said restored: half heard from again, half still dark.
 func BenchmarkVerification(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
 		b.Run(fmt.Sprintf("meters=%d", n), func(b *testing.B) {
@@ -129,11 +129,18 @@ func BenchmarkVerification(b *testing.B) {
 			processBatch(b, e, evs)
 			clk.Set(t0.Add(2 * time.Minute))
 			processBatch(b, e, nil)
+			// the OMS says restored; half the meters are heard from again
+			evs = []event.Event{{Outage: &event.OMSOutage{OutageID: "O", Kind: "fault", Status: "restored", Areas: areas, UpdatedAt: t0.Add(time.Hour)}}}
+			for k := 0; k < n; k += 2 {
+				evs = append(evs, readingEv(fmt.Sprintf("M%08d", k), time.Hour+time.Minute, 100))
+			}
+			clk.Set(t0.Add(time.Hour + time.Minute))
+			processBatch(b, e, evs)
 			b.ReportAllocs()
 			for b.Loop() {
 				v, _ := e.Verification("O")
-				if len(v.Dark) != n*2/5 {
-					b.Fatalf("dark = %d, want %d", len(v.Dark), n*2/5)
+				if len(v.Restored) != n/2 || len(v.Dark) != n/2 {
+					b.Fatalf("restored %d, dark %d, want %d each", len(v.Restored), len(v.Dark), n/2)
 				}
 			}
 		})
