@@ -85,6 +85,13 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 		return err
 	}
 	defer os.RemoveAll(dir)
+	if driver == "postgres" { // a schema of its own, dropped at the end
+		drop, err := pgSchema(ctx, &dsn)
+		if err != nil {
+			return err
+		}
+		defer drop()
+	}
 	db, err := store.Open(ctx, store.Config{Driver: driver, DSN: dsn}, dir)
 	if err != nil {
 		return err
@@ -175,6 +182,29 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.name, r.value, r.target)
 	}
 	return tw.Flush()
+}
+
+// pgSchema creates a fresh schema on the server of *dsn and points *dsn at
+// it; drop removes it.
+func pgSchema(ctx context.Context, dsn *string) (drop func(), err error) {
+	admin, err := store.Open(ctx, store.Config{Driver: "postgres", DSN: *dsn}, "")
+	if err != nil {
+		return nil, err
+	}
+	schema := fmt.Sprintf("storm_%x", rand.Uint64())
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		admin.Close()
+		return nil, err
+	}
+	sep := "?"
+	if strings.Contains(*dsn, "?") {
+		sep = "&"
+	}
+	*dsn += sep + "search_path=" + schema
+	return func() {
+		admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		admin.Close()
+	}, nil
 }
 
 // importFleet generates the fleet and imports it through a pipe, so the
