@@ -57,6 +57,7 @@ func main() {
 	batch := flag.Int("batch", 500, "events per Handle call")
 	verify := flag.Int("verify", 100_000, "meters in the outage whose verification is timed")
 	paced := flag.Bool("paced", false, "feed the last gasps at their own pace on the wall clock (60 s) and let the engine's ticker close the windows, instead of all at once on a fake clock")
+	sinkName := flag.String("sink", "notify", "where intents go: notify (its outbox, one INSERT an intent) or bulk (multi-row INSERTs into a table of the program's own)")
 	registry := flag.Bool("registry", false, "import the fleet into the real contacts registry (slow for a million rows) instead of an in-memory directory")
 	driver := flag.String("driver", "sqlite", "store driver: sqlite or postgres")
 	dsn := flag.String("dsn", "", "store DSN (postgres)")
@@ -71,14 +72,14 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*customers, *areas, *events, *share, *workers, *batch, *verify, *paced, *registry, *driver, *dsn); err != nil {
+	if err := run(*customers, *areas, *events, *share, *workers, *batch, *verify, *paced, *registry, *sinkName, *driver, *dsn); err != nil {
 		fmt.Fprintln(os.Stderr, "storm:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(customers, areas, events int, share float64, workers, batch, verify int, paced, registry bool, driver, dsn string) error {
+func run(customers, areas, events int, share float64, workers, batch, verify int, paced, registry bool, sinkName, driver, dsn string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "gridbell-storm-")
 	if err != nil {
@@ -140,8 +141,16 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 	if err != nil {
 		return err
 	}
+	var sink rules.IntentSink = outbox
+	table := "notify_intents"
+	if sinkName == "bulk" {
+		if sink, err = newBulkSink(ctx, db); err != nil {
+			return err
+		}
+		table = "storm_outbox"
+	}
 	start = time.Now()
-	eng, err := rules.New(cfg, db, reg, outbox, clk, log)
+	eng, err := rules.New(cfg, db, reg, sink, clk, log)
 	if err != nil {
 		return err
 	}
@@ -155,15 +164,15 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 	want := affectedAccounts(reg, out)
 	add("events fed (power_off)", fmt.Sprintf("%d in %d areas, %d callers × %d", len(evs), len(out), workers, batch), "")
 	if paced {
-		if err := runPaced(ctx, eng, db, evs, workers, batch, cfg.Momentary, want, add); err != nil {
+		if err := runPaced(ctx, eng, db, table, evs, workers, batch, cfg.Momentary, want, add); err != nil {
 			return err
 		}
 	} else if err := runBurst(ctx, eng, evs, workers, batch, fake, t0, cfg.Momentary, add); err != nil {
 		return err
 	}
 	var nOut, nDigest int
-	db.QueryRowContext(ctx, `SELECT COUNT(*) FROM notify_intents WHERE kind = 'outage'`).Scan(&nOut)
-	db.QueryRowContext(ctx, `SELECT COUNT(*) FROM notify_intents WHERE kind = 'manager_digest'`).Scan(&nDigest)
+	db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table+` WHERE kind = 'outage'`).Scan(&nOut)
+	db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table+` WHERE kind = 'manager_digest'`).Scan(&nDigest)
 	add("outage intents in the outbox", fmt.Sprintf("%d of %d affected accounts", nOut, want), "all")
 	add("manager digests", fmt.Sprintf("%d (storm mode %v)", nDigest, eng.StormMode()), "one per grid")
 
@@ -176,7 +185,7 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 	add("peak RSS, storm run (registry resident)", fmt.Sprintf("%d MiB", peakRSS()>>20), "< 2048 MiB")
 	add("peak RSS, fleet generation + directory", fmt.Sprintf("%d MiB", rssImport>>20), "")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "storm: %d customers, %d areas, store %s, GOMAXPROCS %d\n", customers, areas, driver, runtime.GOMAXPROCS(0))
+	fmt.Fprintf(tw, "storm: %d customers, %d areas, store %s, sink %s, GOMAXPROCS %d\n", customers, areas, driver, sinkName, runtime.GOMAXPROCS(0))
 	fmt.Fprintln(tw, "figure\tvalue\ttarget")
 	for _, r := range res {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.name, r.value, r.target)
@@ -267,7 +276,7 @@ func runBurst(ctx context.Context, eng *rules.Engine, evs []event.Event, workers
 
 // runPaced feeds each gasp when the wall clock reaches its stamp and lets
 // the engine's own ticker take the decisions as windows close.
-func runPaced(ctx context.Context, eng *rules.Engine, db *store.DB, evs []event.Event, workers, batch int,
+func runPaced(ctx context.Context, eng *rules.Engine, db *store.DB, table string, evs []event.Event, workers, batch int,
 	momentary time.Duration, want int, add func(string, string, string)) error {
 	if err := feed(ctx, eng, evs, workers, batch, true); err != nil {
 		return err
@@ -276,7 +285,7 @@ func runPaced(ctx context.Context, eng *rules.Engine, db *store.DB, evs []event.
 	time.Sleep(time.Until(lastClose))
 	for {
 		var n int
-		db.QueryRowContext(ctx, `SELECT COUNT(*) FROM notify_intents WHERE kind = 'outage'`).Scan(&n)
+		db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table+` WHERE kind = 'outage'`).Scan(&n)
 		if n >= want || time.Since(lastClose) > time.Minute {
 			break
 		}
