@@ -131,7 +131,13 @@ func (o *Outbox) step(ctx context.Context, jobs chan<- claimed, inflight *atomic
 	if free <= 0 || o.paused() {
 		return n == expandBatch
 	}
-	cs, err := o.claim(ctx, free)
+	if ctx.Err() != nil {
+		return false
+	}
+	// A claim marks rows sending and must reach the workers whole: a stop
+	// that cancelled its commit half-way (PostgreSQL may commit while the
+	// client sees the cancel) would strand them until the next start.
+	cs, err := o.claim(context.WithoutCancel(ctx), free)
 	if err != nil {
 		o.logErr(ctx, err)
 		return false
