@@ -33,10 +33,11 @@ type request struct {
 
 // areaState is one transformer area. Guarded by Engine.mu.
 type areaState struct {
-	name   string
-	meters []int32
-	dark   int   // meters confirmed dark
-	rec    int32 // latest record covering the area; -1 = none
+	name    string
+	meters  []int32
+	dark    int   // meters confirmed dark
+	rec     int32 // latest record covering the area; -1 = none
+	loading bool
 }
 
 // Engine applies events to the rules' state and writes the intents they
@@ -149,20 +150,24 @@ func (e *Engine) resetBatch() {
 }
 
 // area returns the index of area name, loading its meters from the
-// registry on first sight. Lock: e.mu held.
+// registry on first sight (again while it has none: contacts imported
+// later). Lock: e.mu held.
 func (e *Engine) area(name string) int32 {
-	if a, ok := e.areaIdx[name]; ok {
+	a, ok := e.areaIdx[name]
+	if !ok {
+		a = int32(len(e.areas))
+		e.areas = append(e.areas, areaState{name: name, rec: -1})
+		e.areaIdx[name] = a
+	} else if len(e.areas[a].meters) > 0 || e.areas[a].loading {
 		return a
 	}
-	a := int32(len(e.areas))
-	e.areas = append(e.areas, areaState{name: name, rec: -1})
-	e.areaIdx[name] = a
+	e.areas[a].loading = true // interning its meters comes back here
 	ids := e.dir.AreaMeters(name)
 	ms := make([]int32, 0, len(ids))
 	for _, id := range ids {
 		ms = append(ms, e.meter(id, ""))
 	}
-	e.areas[a].meters = ms
+	e.areas[a].meters, e.areas[a].loading = ms, false
 	return a
 }
 
@@ -413,7 +418,7 @@ func (e *Engine) reportOut(a string) {
 	}
 	for _, id := range acct.Meters {
 		i, ok := e.meterIdx[id]
-		if !ok || e.meters[i].outage < 0 || e.meters[i].st == stDark {
+		if !ok || e.meters[i].outage < 0 || e.meters[i].st != stPowered {
 			continue
 		}
 		r := e.outages[e.meters[i].outage]

@@ -171,7 +171,7 @@ func (e *Engine) areaDark(a int32, confirmed []int32) {
 			newly = append(newly, i)
 		}
 	}
-	if !slices.Contains(r.Areas, ar.name) && float64(ar.dark) >= e.cfg.AreaDarkRatio*float64(len(ar.meters)) {
+	if len(ar.meters) > 0 && !slices.Contains(r.Areas, ar.name) && float64(ar.dark) >= e.cfg.AreaDarkRatio*float64(len(ar.meters)) {
 		r.Areas = append(r.Areas, ar.name)
 		for _, i := range ar.meters {
 			if e.join(r, i) {
