@@ -94,7 +94,12 @@ func (e *Engine) omsScope(r *outage, o *event.OMSOutage) []int32 {
 		e.join(r, i)
 	}
 	for _, a := range r.Areas {
-		e.areas[e.area(a)].rec = r.idx
+		ar := &e.areas[e.area(a)]
+		counted := ar.rec >= 0 && (e.outages[ar.rec].live() || e.outages[ar.rec].Status == statusMerged)
+		if !counted && o.Status != event.StatusScheduled {
+			e.stormHits = append(e.stormHits, now) // an area newly out, as the OMS says
+		}
+		ar.rec = r.idx
 	}
 	return r.members
 }
