@@ -220,3 +220,35 @@ func TestEncodeTold(t *testing.T) {
 		t.Errorf("encodeTold round trip = %v (%v), want %v", back, err, l)
 	}
 }
+
+func TestLateGaspWaitsForItsPowerOn(t *testing.T) {
+	const s = time.Second
+	tests := []struct {
+		name    string
+		powerOn bool
+		want    int
+	}{
+		{"power_on right behind it", true, 0},
+		{"no power_on", false, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			te := newTestEngine(t, Config{})
+			// a backlog: the gasp stamped 0 arrives at 90 s, past its window
+			got := te.at(90*s, meterEv("M0202", event.PowerOff, 0))
+			if tt.powerOn {
+				got = append(got, te.at(91*s, meterEv("M0202", event.PowerOn, 30*s))...)
+			}
+			got = append(got, te.at(93*s)...)
+			n := 0
+			for _, k := range got {
+				if k == "outage:A0202" {
+					n++
+				}
+			}
+			if n != tt.want {
+				t.Errorf("outage intents = %d (%v), want %d", n, got, tt.want)
+			}
+		})
+	}
+}

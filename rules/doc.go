@@ -19,8 +19,9 @@
 //   - Order is by event time. A power event older than the meter's newest
 //     changes nothing; duplicates change nothing. A last gasp stamped more
 //     than Reorder before now (a replay, a backlog) darkens the meter but
-//     starts no decision. A power_on or a reading stamped after a gasp, before
-//     the window closes, cancels it.
+//     starts no decision; one arriving after its window would have closed is
+//     still held 2 s for a power_on behind it. A power_on or a reading stamped
+//     after a gasp, before the decision is taken, cancels it.
 //   - A concentrator's power_on lights only meters its power_off darkened.
 //   - One meter dark past the window is an outage of its customer; at
 //     AreaDarkRatio of an area's meters the whole area is out. AMI records are
@@ -50,7 +51,8 @@
 //   - Manager digests: one per grid per batch of decisions, naming up to 20
 //     critical customers (count given); in storm mode at most one per grid per
 //     StormDigest. Storm mode starts when more than StormAreas areas went out
-//     within StormWindow and ends when at most half as many did. A grid
+//     (seen by meters or declared by the OMS) within StormWindow and ends when
+//     at most half as many did. A grid
 //     without a manager phone gets none (gridbell_rules_digest_no_manager_total).
 //   - Billing: balance_low once per drop below BalanceLow, re-armed by a
 //     payment or a balance at or above it; balance_exhausted once at ≤ 0,

@@ -10,6 +10,10 @@ import (
 // readings alone do not rewrite a meter's row every time.
 const seenPersistEvery = 10 * time.Minute
 
+// lateGrace is the least a last gasp is held: one that arrives after its
+// window would have closed still waits this long for a power_on behind it.
+const lateGrace = 2 * time.Second
+
 // Meter power states.
 const (
 	stUnknown uint8 = iota
@@ -195,7 +199,9 @@ func (e *Engine) powerOff(i int32, ts int64, byConc bool) {
 	if ts < now-int64(e.cfg.Reorder) {
 		return
 	}
-	m.due = min(ts, now) + int64(e.cfg.Momentary)
+	// a late gasp waits a moment for the power_on that may follow it in
+	// the same backlog
+	m.due = max(min(ts, now)+int64(e.cfg.Momentary), now+int64(lateGrace))
 	e.pending.push(dueItem{due: m.due, m: i})
 }
 
