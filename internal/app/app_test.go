@@ -268,6 +268,52 @@ func TestEndToEnd(t *testing.T) {
 	if code := get("/api/v1/outages/OMS-E2E-1/customers?grid=G02", "mgr1", nil); code != http.StatusForbidden {
 		t.Errorf("manager of G01 reading G02 = %d, want 403", code)
 	}
+	var q struct {
+		Grids []struct{ Grid string } `json:"grids"`
+	}
+	if code := get("/api/v1/contacts/quality", "mgr1", &q); code != 200 || len(q.Grids) != 1 || q.Grids[0].Grid != "G01" {
+		t.Errorf("quality for the G01 manager = %d %+v, want G01 only", code, q.Grids)
+	}
+	var cust struct {
+		Customers []struct {
+			Account, Status string
+			Phones          []string
+			Powered         bool
+		} `json:"customers"`
+	}
+	if code := get("/api/v1/outages/OMS-E2E-1/customers", "admintok", &cust); code != 200 || len(cust.Customers) != 4 {
+		t.Fatalf("customers = %d, %d customers, want 4", code, len(cust.Customers))
+	}
+	for _, c := range cust.Customers {
+		for _, p := range c.Phones {
+			if !strings.Contains(p, "****") {
+				t.Errorf("customer list shows an unmasked phone %q", p)
+			}
+		}
+		if c.Account == "0100000005" && !strings.Contains(c.Status, "landline") {
+			t.Errorf("landline customer's status = %q, want it to say why nothing was sent", c.Status)
+		}
+	}
+	post := func(path, token string) int {
+		req, _ := http.NewRequest("POST", "http://"+listen+path, strings.NewReader(`{"by":"dispatcher 7"}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("/api/v1/outages/OMS-E2E-1/confirm", "mgr1"); code != http.StatusForbidden {
+		t.Errorf("a manager confirming = %d, want 403", code)
+	}
+	if code := post("/api/v1/outages/OMS-E2E-1/confirm", "admintok"); code != 200 {
+		t.Errorf("confirm = %d, want 200", code)
+	}
+	get("/api/v1/outages/OMS-E2E-1", "admintok", &one)
+	if one.Status == "active" {
+		t.Errorf("after the dispatcher's confirmation the outage is still active")
+	}
 	if code := get("/healthz", "", nil); code != 200 {
 		t.Errorf("/healthz = %d", code)
 	}
