@@ -164,17 +164,36 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// stats sums notify's figures over an outage's id and its aliases: a record
+// first seen by meters and then joined by the OMS keeps the meters' id as an
+// alias, and the intents already sent carry that id.
+func (s *Server) stats(ctx context.Context, o rules.Outage) (notify.RefStats, bool) {
+	if s.deps.Deliveries == nil {
+		return notify.RefStats{}, false
+	}
+	sum := notify.RefStats{Accounts: map[string]string{}}
+	for _, ref := range append([]string{o.ID}, o.Aliases...) {
+		st, err := s.deps.Deliveries.Stats(ctx, ref)
+		if err != nil {
+			s.log.Warn().Err(err).Str("outage", ref).Msg("cannot read delivery figures")
+			return notify.RefStats{}, false
+		}
+		sum.Notified += st.Notified
+		sum.Delivered += st.Delivered
+		for a, v := range st.Accounts {
+			if _, seen := sum.Accounts[a]; !seen || ref == o.ID {
+				sum.Accounts[a] = v
+			}
+		}
+	}
+	return sum, true
+}
+
 // withCounts fills the notify side of an outage's counts.
 func (s *Server) withCounts(ctx context.Context, o rules.Outage) rules.Outage {
-	if s.deps.Deliveries == nil {
-		return o
+	if st, ok := s.stats(ctx, o); ok {
+		o.Counts.Notified, o.Counts.Delivered = st.Notified, st.Delivered
 	}
-	st, err := s.deps.Deliveries.Stats(ctx, o.ID)
-	if err != nil {
-		s.log.Warn().Err(err).Str("outage", o.ID).Msg("cannot read delivery counts")
-		return o
-	}
-	o.Counts.Notified, o.Counts.Delivered = st.Notified, st.Delivered
 	return o
 }
 
@@ -214,7 +233,8 @@ func (s *Server) outage(w http.ResponseWriter, r *http.Request) (rules.Outage, b
 }
 
 func (s *Server) customers(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.outage(w, r); !ok {
+	o, ok := s.outage(w, r)
+	if !ok {
 		return
 	}
 	p := principalOf(r)
@@ -223,8 +243,8 @@ func (s *Server) customers(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "grid "+grid+" is not yours")
 		return
 	}
-	list, _ := s.deps.Outages.Customers(r.PathValue("id"), grid)
-	list = s.withStatus(r.Context(), r.PathValue("id"), list)
+	list, _ := s.deps.Outages.Customers(o.ID, grid)
+	list = s.withStatus(r.Context(), o, list)
 	out := make([]rules.AffectedCustomer, 0, len(list))
 	for _, c := range list {
 		if p.canSeeGrid(c.Grid) {
@@ -239,17 +259,13 @@ func (s *Server) customers(w http.ResponseWriter, r *http.Request) {
 }
 
 // withStatus overwrites each customer's status with what notify did.
-func (s *Server) withStatus(ctx context.Context, ref string, list []rules.AffectedCustomer) []rules.AffectedCustomer {
-	if s.deps.Deliveries == nil {
-		return list
-	}
-	st, err := s.deps.Deliveries.Stats(ctx, ref)
-	if err != nil {
-		s.log.Warn().Err(err).Str("outage", ref).Msg("cannot read delivery status")
+func (s *Server) withStatus(ctx context.Context, o rules.Outage, list []rules.AffectedCustomer) []rules.AffectedCustomer {
+	st, ok := s.stats(ctx, o)
+	if !ok {
 		return list
 	}
 	for i := range list {
-		if v, ok := st.Accounts[list[i].Account]; ok && v != "" {
+		if v := st.Accounts[list[i].Account]; v != "" {
 			list[i].Status = v
 		}
 	}
