@@ -23,13 +23,15 @@ var ErrNoRows = errors.New("no valid rows")
 
 // Registry is the customer registry: the store's tables and an in-memory
 // index rebuilt from them. Lookups are safe for concurrent use and take no
-// lock; Import swaps in a new index when its transaction has committed.
+// lock; Import and Refresh swap in a new index when it is complete.
 type Registry struct {
 	db  *store.DB
 	log zerolog.Logger
 	ix  atomic.Pointer[index]
+	gen atomic.Uint64 // bumped on every swap
 
-	importMu sync.Mutex // one import at a time
+	importMu sync.Mutex // one import or refresh at a time
+	importID int64      // latest contacts_imports id the index holds; guarded by importMu
 	stateMu  sync.Mutex // orders SetVerdict/SetOptOut against the index swap
 }
 
@@ -54,34 +56,72 @@ func Open(ctx context.Context, db *store.DB, log zerolog.Logger) (*Registry, err
 	}
 	r := &Registry{db: db, log: logging.Component(log, "contacts")}
 	start := time.Now()
-	ix, err := r.load(ctx)
+	ix, id, err := r.load(ctx)
 	if err != nil {
 		return nil, err
 	}
-	r.ix.Store(ix)
+	if err := r.swap(ctx, ix); err != nil {
+		return nil, err
+	}
+	r.importID = id
 	publish(ix)
 	r.log.Info().Int("meters", ix.activeMeters).Int("accounts", ix.active).
 		Dur("took", time.Since(start)).Msg("contacts loaded")
 	return r, nil
 }
 
-// load builds an index from every stored customer and phone state.
-func (r *Registry) load(ctx context.Context) (*index, error) {
+// load builds an index from every stored customer and returns it with the
+// id of the latest import it holds. The id is read first: should another
+// process commit an import during the scan, the index may hold more than
+// the id says, and the next Refresh merely rebuilds it once more.
+func (r *Registry) load(ctx context.Context) (*index, int64, error) {
+	id, err := latestImport(ctx, r.db)
+	if err != nil {
+		return nil, 0, err
+	}
 	var n int
 	if err := r.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM contacts_customers`).Scan(&n); err != nil {
-		return nil, fmt.Errorf("cannot count contacts: %w", err)
+		return nil, 0, fmt.Errorf("cannot count contacts: %w", err)
 	}
 	b := newBuilder(n)
 	scan := func(put func(*row) error) error { return scanCustomers(ctx, r.db, "", put) }
 	if err := pipeRows(scan, b.addRow); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	ix := b.freeze()
-	if err := applyStates(ctx, r.db, ix); err != nil {
-		return nil, err
-	}
-	return ix, nil
+	return b.freeze(), id, nil
 }
+
+// Refresh rebuilds the index when the store holds a newer import than the
+// index was built from: one made by another process (gridbell contacts
+// import) sharing the store. It reports whether a new index was swapped in.
+// The check is one query on contacts_imports' key, cheap enough to run
+// every few seconds; lookups never wait for the rebuild.
+func (r *Registry) Refresh(ctx context.Context) (changed bool, err error) {
+	r.importMu.Lock()
+	defer r.importMu.Unlock()
+	id, err := latestImport(ctx, r.db)
+	if err != nil || id == r.importID {
+		return false, err
+	}
+	ix, id, err := r.load(ctx)
+	if err != nil {
+		return false, err
+	}
+	if err := r.swap(ctx, ix); err != nil {
+		return false, err
+	}
+	r.importID = id
+	publish(ix)
+	return true, nil
+}
+
+// Generation counts the index swaps: it grows with every import or refresh
+// that changed the registry, so readers caching what they looked up know
+// when to look again.
+func (r *Registry) Generation() uint64 { return r.gen.Load() }
+
+// Accounts returns the number of active accounts.
+func (r *Registry) Accounts() int { return r.ix.Load().active }
 
 // ImportFile imports the contacts file at path, writing bad rows to
 // rejectPath (none when empty).
@@ -107,7 +147,8 @@ func (r *Registry) ImportFile(ctx context.Context, path, rejectPath string) (Sum
 // are added or updated, customers missing from the file are retired, and
 // bad rows go to rejects (CSV line,column,reason,raw) without stopping the
 // import. Accounts without a number that can take SMS are listed there too,
-// after the refused rows. On error the registry is left as it was.
+// after the refused rows. On error the registry is left as it was; with
+// ErrNoRows the summary still counts the rows read and refused.
 func (r *Registry) Import(ctx context.Context, src io.Reader, rejects io.Writer) (Summary, error) {
 	r.importMu.Lock()
 	defer r.importMu.Unlock()
@@ -127,6 +168,9 @@ func (r *Registry) Import(ctx context.Context, src io.Reader, rejects io.Writer)
 	}
 	rw := newRejectWriter(rejects)
 	sum, ix, err := im.run(fr, rw)
+	if errors.Is(err, ErrNoRows) {
+		return sum, err // what was read, to say why
+	}
 	if err != nil {
 		return Summary{}, err
 	}
@@ -139,6 +183,7 @@ func (r *Registry) Import(ctx context.Context, src io.Reader, rejects io.Writer)
 	if err := r.swap(ctx, ix); err != nil {
 		return Summary{}, err
 	}
+	r.importID = im.id
 	sum.Took = time.Since(start)
 	publish(ix)
 	importRows("imported").Add(uint64(sum.Imported))
@@ -148,7 +193,8 @@ func (r *Registry) Import(ctx context.Context, src io.Reader, rejects io.Writer)
 	return sum, nil
 }
 
-// swap makes ix current with the phone states stored up to now.
+// swap makes ix current with the phone states stored up to now and bumps
+// the generation.
 func (r *Registry) swap(ctx context.Context, ix *index) error {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
@@ -156,6 +202,7 @@ func (r *Registry) swap(ctx context.Context, ix *index) error {
 		return err
 	}
 	r.ix.Store(ix)
+	r.gen.Add(1)
 	return nil
 }
 

@@ -54,6 +54,7 @@ func TestRegistry(t *testing.T) {
 			t.Run("reimport", func(t *testing.T) { testReimport(t, driver) })
 			t.Run("atomic", func(t *testing.T) { testAtomic(t, driver) })
 			t.Run("phone state", func(t *testing.T) { testPhoneState(t, driver) })
+			t.Run("refresh", func(t *testing.T) { testRefresh(t, driver) })
 		})
 	}
 }
@@ -324,5 +325,71 @@ func TestImportFile(t *testing.T) {
 	}
 	if _, err := r.ImportFile(context.Background(), dir+"/missing.csv", ""); err == nil {
 		t.Error("import of a missing file succeeded")
+	}
+}
+
+// testRefresh: the running service's registry sees an import made by
+// another process (a second Open on the same store) only through Refresh.
+func testRefresh(t *testing.T, driver string) {
+	ctx := context.Background()
+	running, db := newRegistry(t, driver)
+	mustImport(t, running, firstFile)
+	g0 := running.Generation()
+	if changed, err := running.Refresh(ctx); err != nil || changed {
+		t.Fatalf("Refresh() with nothing new = %v, %v; want false, nil", changed, err)
+	}
+	if running.Generation() != g0 {
+		t.Errorf("Generation() moved without a swap: %d, want %d", running.Generation(), g0)
+	}
+	if err := running.SetOptOut(ctx, "+8613512345678", true); err != nil {
+		t.Fatal(err)
+	}
+
+	other := reopen(t, db) // gridbell contacts import, another process
+	// 330000000003 moves to TA-0003 and grid G02; 330000000004 is retired;
+	// 330000000006 arrives.
+	lines := strings.Split(firstFile, "\n")
+	lines[3] = strings.Replace(lines[3], "C-0002,TA-0002,F-01,G01", "C-0003,TA-0003,F-02,G02", 1)
+	second := strings.Join(append(lines[:4:4], lines[5]), "\n") + "\n" +
+		"0100000005,新户,330000000006,C-0003,TA-0003,F-02,G02,赵经理,,居民,否,13512345678,,zh,否\n"
+	if sum, _ := mustImport(t, other, second); sum.Added != 1 || sum.Retired != 1 {
+		t.Fatalf("summary = %+v", sum)
+	}
+	if m, _ := running.Meter("330000000003"); m.Area != "TA-0002" {
+		t.Fatalf("before Refresh the running registry already sees the import: %+v", m)
+	}
+
+	changed, err := running.Refresh(ctx)
+	if err != nil || !changed {
+		t.Fatalf("Refresh() after another import = %v, %v; want true, nil", changed, err)
+	}
+	if running.Generation() <= g0 {
+		t.Errorf("Generation() = %d after a refresh, want > %d", running.Generation(), g0)
+	}
+	if m, ok := running.Meter("330000000003"); !ok || m.Area != "TA-0003" || m.Grid != "G02" {
+		t.Errorf("moved meter = %+v, %v; want TA-0003 in G02", m, ok)
+	}
+	if _, ok := running.Meter("330000000004"); ok {
+		t.Error("retired meter still answers Meter after Refresh")
+	}
+	eq(t, "AreaMeters(TA-0003)", sorted(running.AreaMeters("TA-0003")), []string{"330000000003", "330000000005", "330000000006"})
+	a, _ := running.Account("0100000005")
+	if len(a.Contacts) != 1 || !a.Contacts[0].OptOut {
+		t.Errorf("new account's contacts = %+v, want the STOP stored before the import kept", a.Contacts)
+	}
+	if changed, err := running.Refresh(ctx); err != nil || changed {
+		t.Errorf("second Refresh() = %v, %v; want false, nil", changed, err)
+	}
+
+	g1 := running.Generation()
+	mustImport(t, running, firstFile) // in-process: no refresh needed after it
+	if running.Generation() <= g1 {
+		t.Errorf("Generation() = %d after an in-process import, want > %d", running.Generation(), g1)
+	}
+	if changed, err := running.Refresh(ctx); err != nil || changed {
+		t.Errorf("Refresh() after an in-process import = %v, %v; want false, nil", changed, err)
+	}
+	if changed, err := other.Refresh(ctx); err != nil || !changed {
+		t.Errorf("the other registry's Refresh() = %v, %v; want true, nil", changed, err)
 	}
 }

@@ -185,6 +185,15 @@ func applyStates(ctx context.Context, q querier, ix *index) error {
 	return nil
 }
 
+// latestImport returns the id of the latest committed import, 0 for none.
+func latestImport(ctx context.Context, db *store.DB) (int64, error) {
+	var id int64
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM contacts_imports`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("cannot read the latest contacts import: %w", err)
+	}
+	return id, nil
+}
+
 func storeVerdict(ctx context.Context, db *store.DB, e164 string, v Verdict, reason string) error {
 	_, err := db.ExecContext(ctx, `INSERT INTO contacts_phone_state (phone, verdict, reason, opt_out, updated_at)
 		VALUES ($1, $2, $3, -1, $4)
