@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // RefStats counts what was sent about one ref (an outage, a billing event).
@@ -30,13 +31,32 @@ type accountState struct {
 // Stats reports, for ref, how many accounts were notified and delivered,
 // and each account's latest status.
 func (o *Outbox) Stats(ctx context.Context, ref string) (RefStats, error) {
+	return o.StatsOf(ctx, []string{ref})
+}
+
+// StatsOf is Stats over several refs taken as one: an outage record that
+// merged others keeps their ids as aliases, and what was sent under any of
+// them counts once per account.
+func (o *Outbox) StatsOf(ctx context.Context, refs []string) (RefStats, error) {
+	if len(refs) == 0 {
+		return RefStats{Accounts: map[string]string{}}, nil
+	}
+	ref := strings.Join(refs, ",")
+	in := make([]string, len(refs))
+	args := make([]any, 0, len(refs)+1)
+	args = append(args, StatusPending)
+	for i, r := range refs {
+		in[i] = fmt.Sprintf("$%d", i+2)
+		args = append(args, r)
+	}
+	list := strings.Join(in, ", ")
 	rows, err := o.db.QueryContext(ctx, `SELECT l.account, l.phone, l.created_at, l.status, l.reason,
 			COALESCE(m.status, ''), COALESCE(m.reason, '')
 		FROM notify_links l LEFT JOIN notify_messages m ON m.id = l.message_id
-		WHERE l.ref = $1 AND l.account <> ''
+		WHERE l.ref IN (`+list+`) AND l.account <> ''
 		UNION ALL
-		SELECT account, '', created_at, $2, '', '', '' FROM notify_intents
-		WHERE ref = $1 AND state = $2 AND account <> ''`, ref, StatusPending)
+		SELECT account, '', created_at, $1, '', '', '' FROM notify_intents
+		WHERE ref IN (`+list+`) AND state = $1 AND account <> ''`, args...)
 	if err != nil {
 		return RefStats{}, fmt.Errorf("cannot read sms stats of %s: %w", ref, err)
 	}

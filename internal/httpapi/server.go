@@ -37,7 +37,7 @@ type Outages interface {
 
 // Deliveries is what the API reads from the notify outbox.
 type Deliveries interface {
-	Stats(ctx context.Context, ref string) (notify.RefStats, error)
+	StatsOf(ctx context.Context, refs []string) (notify.RefStats, error)
 }
 
 // Quality is what the API reads from the contacts registry.
@@ -164,29 +164,19 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// stats sums notify's figures over an outage's id and its aliases: a record
-// first seen by meters and then joined by the OMS keeps the meters' id as an
-// alias, and the intents already sent carry that id.
+// stats reads notify's figures over an outage's id and its aliases: a
+// record first seen by meters and then joined by the OMS keeps the meters'
+// id as an alias, and the intents already sent carry that id.
 func (s *Server) stats(ctx context.Context, o rules.Outage) (notify.RefStats, bool) {
 	if s.deps.Deliveries == nil {
 		return notify.RefStats{}, false
 	}
-	sum := notify.RefStats{Accounts: map[string]string{}}
-	for _, ref := range append([]string{o.ID}, o.Aliases...) {
-		st, err := s.deps.Deliveries.Stats(ctx, ref)
-		if err != nil {
-			s.log.Warn().Err(err).Str("outage", ref).Msg("cannot read delivery figures")
-			return notify.RefStats{}, false
-		}
-		sum.Notified += st.Notified
-		sum.Delivered += st.Delivered
-		for a, v := range st.Accounts {
-			if _, seen := sum.Accounts[a]; !seen || ref == o.ID {
-				sum.Accounts[a] = v
-			}
-		}
+	st, err := s.deps.Deliveries.StatsOf(ctx, append([]string{o.ID}, o.Aliases...))
+	if err != nil {
+		s.log.Warn().Err(err).Str("outage", o.ID).Msg("cannot read delivery figures")
+		return notify.RefStats{}, false
 	}
-	return sum, true
+	return st, true
 }
 
 // withCounts fills the notify side of an outage's counts.
