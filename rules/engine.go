@@ -46,6 +46,7 @@ type Engine struct {
 	cfg  Config
 	db   *store.DB
 	dir  Directory
+	gens generationer // dir, when it says when its answers change; nil otherwise
 	sink IntentSink
 	clk  clock.Clock
 	log  zerolog.Logger
@@ -81,6 +82,7 @@ type Engine struct {
 	names      map[internKey]uint16
 	logSeq     int64   // last meter log row written
 	snapList   []int32 // meters logged but not checkpointed
+	dirGen     uint64  // directory generation the cached registry facts come from
 
 	// per batch; written by the writer only
 	firstDue      int64 // earliest momentary decision taken in the batch; 0 = none
@@ -111,6 +113,7 @@ func New(cfg Config, db *store.DB, dir Directory, sink IntentSink, clk clock.Clo
 		lag:        metrics.Default.Gauge("gridbell_rules_decision_lag_seconds", "from a momentary window closing to its decision committed, latest batch"),
 		maxLag:     metrics.Default.Gauge("gridbell_rules_decision_lag_max_seconds", "the largest gridbell_rules_decision_lag_seconds since start"),
 	}
+	e.gens, _ = dir.(generationer)
 	e.stormGauge.Set(0)
 	ctx := context.Background()
 	if err := db.Migrate(ctx, "rules", migrations); err != nil {
@@ -161,14 +164,19 @@ func (e *Engine) area(name string) int32 {
 	} else if len(e.areas[a].meters) > 0 || e.areas[a].loading {
 		return a
 	}
+	e.loadArea(a)
+	return a
+}
+
+// loadArea sets area a's meters from the registry. Lock: e.mu held.
+func (e *Engine) loadArea(a int32) {
 	e.areas[a].loading = true // interning its meters comes back here
-	ids := e.dir.AreaMeters(name)
+	ids := e.dir.AreaMeters(e.areas[a].name)
 	ms := make([]int32, 0, len(ids))
 	for _, id := range ids {
 		ms = append(ms, e.meter(id, ""))
 	}
 	e.areas[a].meters, e.areas[a].loading = ms, false
-	return a
 }
 
 func (e *Engine) emit(in event.Intent) {
@@ -269,6 +277,7 @@ func (e *Engine) process(batch []*request) {
 	ctx := context.Background()
 	began := time.Now()
 	e.mu.Lock()
+	e.followDirectory()
 	n := 0
 	for _, r := range batch {
 		if r.fn != nil {

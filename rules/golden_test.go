@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 	"gopkg.in/yaml.v3"
 
+	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/clock"
 	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/store"
@@ -34,6 +35,7 @@ type step struct {
 	OMS          *jsonOMS        `json:"oms"`
 	Billing      *jsonBilling    `json:"billing"`
 	Restart      bool            `json:"restart"`
+	Import       string          `json:"import"` // a contacts file another process imports into the store
 	Confirm      *struct{ ID, By string }
 	StillOut     *jsonStillOut     `json:"still_out"`
 	Assert       *assertion        `json:"assert"`
@@ -171,14 +173,15 @@ func (w want) matches(s sent) bool {
 
 // harness runs one engine over a store, restartable.
 type harness struct {
-	t      *testing.T
-	cfg    Config
-	db     *store.DB
-	dir    Directory
-	clk    *clock.Fake
-	e      *Engine
-	cancel context.CancelFunc
-	done   chan error
+	t       *testing.T
+	cfg     Config
+	db      *store.DB
+	dir     Directory
+	clk     *clock.Fake
+	caseDir string
+	e       *Engine
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 func newHarness(t *testing.T, driver string, cfg Config, csvPath string, start time.Time) *harness {
@@ -220,6 +223,8 @@ func (h *harness) step(s *step) {
 	case s.Restart:
 		h.stop()
 		h.start()
+	case s.Import != "":
+		h.reimport(filepath.Join(h.caseDir, s.Import))
 	case len(evs) > 0:
 		err = h.e.Handle(ctx, evs)
 	case s.Confirm != nil:
@@ -235,6 +240,18 @@ func (h *harness) step(s *step) {
 	}
 	if err := h.e.Tick(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// reimport imports a contacts file as gridbell contacts import would: a
+// registry of its own on the same store. The engine's registry sees it
+// through Refresh, as the running service's reload loop calls it.
+func (h *harness) reimport(path string) {
+	h.t.Helper()
+	openDirectory(h.t, h.db, path)
+	reg := h.dir.(*contacts.Registry)
+	if changed, err := reg.Refresh(context.Background()); err != nil || !changed {
+		h.t.Fatalf("Refresh() after importing %s = %v, %v; want true, nil", path, changed, err)
 	}
 }
 
@@ -354,6 +371,7 @@ func runGolden(t *testing.T, driver, dir string) {
 		csvPath = filepath.Join("testdata", "contacts.csv")
 	}
 	h := newHarness(t, driver, readCaseConfig(t, dir), csvPath, steps[0].At)
+	h.caseDir = dir
 	for i := range steps {
 		h.step(&steps[i])
 	}

@@ -287,6 +287,9 @@ func upsertSQL(table string, cols []string, keys, rows int) string {
 // Lock: e.mu held (or e not yet shared).
 func (e *Engine) load(ctx context.Context) error {
 	e.reset()
+	if e.gens != nil {
+		e.dirGen = e.gens.Generation() // before the first lookup: a later swap is seen
+	}
 	if err := e.loadMeters(ctx); err != nil {
 		return err
 	}
