@@ -239,7 +239,7 @@ func (fr *fileReader) mapColumns(header []string) error {
 		}
 	}
 	if missing != nil {
-		return fmt.Errorf("cannot import contacts: missing column %s", strings.Join(missing, ", "))
+		return fmt.Errorf("cannot import contacts: header lacks %s: %w", strings.Join(missing, ", "), ErrMissingColumns)
 	}
 	return nil
 }

@@ -21,6 +21,10 @@ import (
 // would retire every customer, so nothing is changed.
 var ErrNoRows = errors.New("no valid rows")
 
+// ErrMissingColumns is returned by Import and Check for a file whose header
+// lacks a required column (CONTRACT §3: account, meter, area, grid).
+var ErrMissingColumns = errors.New("required columns missing")
+
 // Registry is the customer registry: the store's tables and an in-memory
 // index rebuilt from them. Lookups are safe for concurrent use and take no
 // lock; Import and Refresh swap in a new index when it is complete.
@@ -148,7 +152,8 @@ func (r *Registry) ImportFile(ctx context.Context, path, rejectPath string) (Sum
 // bad rows go to rejects (CSV line,column,reason,raw) without stopping the
 // import. Accounts without a number that can take SMS are listed there too,
 // after the refused rows. On error the registry is left as it was; with
-// ErrNoRows the summary still counts the rows read and refused.
+// ErrNoRows the summary still counts the rows read and refused, and
+// rejects holds them.
 func (r *Registry) Import(ctx context.Context, src io.Reader, rejects io.Writer) (Summary, error) {
 	r.importMu.Lock()
 	defer r.importMu.Unlock()
@@ -169,7 +174,8 @@ func (r *Registry) Import(ctx context.Context, src io.Reader, rejects io.Writer)
 	rw := newRejectWriter(rejects)
 	sum, ix, err := im.run(fr, rw)
 	if errors.Is(err, ErrNoRows) {
-		return sum, err // what was read, to say why
+		rw.flush() // the refused rows say why; err says enough if they cannot be written
+		return sum, err
 	}
 	if err != nil {
 		return Summary{}, err

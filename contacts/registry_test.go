@@ -183,11 +183,16 @@ func testAtomic(t *testing.T, driver string) {
 	if _, err := r.Import(context.Background(), io.MultiReader(strings.NewReader(bad), &failingReader{strings.NewReader("")}), nil); err == nil {
 		t.Fatal("import of a failing reader succeeded")
 	}
-	if _, err := r.Import(context.Background(), strings.NewReader("account,meter,area,grid\n,,,\n"), nil); !errors.Is(err, ErrNoRows) {
+	var rej bytes.Buffer
+	sum, err := r.Import(context.Background(), strings.NewReader("account,meter,area,grid\n,,,\n"), &rej)
+	if !errors.Is(err, ErrNoRows) {
 		t.Fatalf("import of no good rows: %v, want ErrNoRows", err)
 	}
-	if _, err := r.Import(context.Background(), strings.NewReader("account,meter\n1,2\n"), nil); err == nil {
-		t.Fatal("import without required columns succeeded")
+	if sum.Rows != 1 || sum.Rejected != 1 || strings.Count(rej.String(), "\n") != 2 {
+		t.Errorf("import of no good rows: summary %+v, rejects %q; want the refused row counted and listed", sum, rej.String())
+	}
+	if _, err := r.Import(context.Background(), strings.NewReader("account,meter\n1,2\n"), nil); !errors.Is(err, ErrMissingColumns) {
+		t.Fatalf("import without required columns: %v, want ErrMissingColumns", err)
 	}
 	for _, reg := range []*Registry{r, reopen(t, db)} {
 		if got := reg.Quality(""); !reflect.DeepEqual(got, before) {
