@@ -120,6 +120,12 @@ func (a *App) buildNotifyAndRules(ctx context.Context) error {
 	a.components = append(a.components,
 		component{"notify", a.Outbox.Run},
 		component{"rules", a.Rules.Run})
+	if a.cfg.ContactsRefresh > 0 {
+		rl := newContactsReloader(a.Contacts, a.cfg.ContactsRefresh, logging.Component(a.log, "contacts-reload"))
+		a.components = append(a.components, component{"contacts-reload", rl.Run})
+	} else {
+		a.log.Info().Msg("contacts_refresh is 0: imports by other processes are seen only after a restart")
+	}
 	return nil
 }
 
@@ -161,6 +167,8 @@ func (a *App) buildHTTP() {
 		Outages:       a.Rules,
 		Deliveries:    a.Outbox,
 		Quality:       a.Contacts,
+		Contacts:      a.Contacts,
+		ContactsDir:   a.cfg.DataDir,
 		OMSEvents:     events.OMS(),
 		Billing:       events.Billing(),
 		TwilioStatus:  a.Outbox.StatusWebhook(),

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -21,28 +22,36 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
-	DataDir      string              `yaml:"data_dir"`
-	ContactsFile string              `yaml:"contacts_file"`
-	HTTP         httpapi.Config      `yaml:"http"`
-	MQTT         ingest.MQTTConfig   `yaml:"mqtt"`
-	Kafka        ingest.KafkaConfig  `yaml:"kafka"`
-	Influx       ingest.InfluxConfig `yaml:"influx"`
-	Ingest       ingest.Limits       `yaml:"ingest"`
-	Store        store.Config        `yaml:"store"`
-	SMS          notify.Config       `yaml:"sms"`
-	Rules        rules.Config        `yaml:"rules"`
-	Auth         httpapi.AuthConfig  `yaml:"auth"`
-	QuietHours   notify.QuietHours   `yaml:"quiet_hours"`
-	Log          struct {
+	DataDir      string `yaml:"data_dir"`
+	ContactsFile string `yaml:"contacts_file"`
+	// ContactsRefresh is how often the running service looks for a contacts
+	// import made by another process (gridbell contacts import); 0 = never.
+	ContactsRefresh time.Duration       `yaml:"contacts_refresh"`
+	HTTP            httpapi.Config      `yaml:"http"`
+	MQTT            ingest.MQTTConfig   `yaml:"mqtt"`
+	Kafka           ingest.KafkaConfig  `yaml:"kafka"`
+	Influx          ingest.InfluxConfig `yaml:"influx"`
+	Ingest          ingest.Limits       `yaml:"ingest"`
+	Store           store.Config        `yaml:"store"`
+	SMS             notify.Config       `yaml:"sms"`
+	Rules           rules.Config        `yaml:"rules"`
+	Auth            httpapi.AuthConfig  `yaml:"auth"`
+	QuietHours      notify.QuietHours   `yaml:"quiet_hours"`
+	Log             struct {
 		Level string `yaml:"level"` // debug, info, warn, error
 	} `yaml:"log"`
 }
+
+// DefaultContactsRefresh is contacts_refresh unless the file or the
+// environment says otherwise.
+const DefaultContactsRefresh = 30 * time.Second
 
 // Load reads the YAML file at path (none when empty), applies environment
 // overrides from environ (KEY=VALUE pairs), fills defaults and validates.
 func Load(path string, environ []string) (*Config, error) {
 	c := &Config{}
-	c.QuietHours.Enabled = true // on unless the file says otherwise
+	c.QuietHours.Enabled = true                // on unless the file says otherwise
+	c.ContactsRefresh = DefaultContactsRefresh // 0 in the file turns it off
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -95,6 +104,9 @@ func (c *Config) Validate() error {
 		if err := v(); err != nil {
 			return err
 		}
+	}
+	if c.ContactsRefresh < 0 {
+		return fmt.Errorf("contacts_refresh %s is negative: use 0 to turn it off", c.ContactsRefresh)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

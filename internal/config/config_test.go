@@ -43,6 +43,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"rules.planned_reminder", c.Rules.PlannedReminder, 24 * time.Hour},
 		{"rules.balance_low", c.Rules.BalanceLow, 30.0},
 		{"quiet_hours.enabled", c.QuietHours.Enabled, true},
+		{"contacts_refresh", c.ContactsRefresh, 30 * time.Second},
 		{"quiet_hours.start", c.QuietHours.Start, "22:00"},
 		{"quiet_hours.end", c.QuietHours.End, "07:00"},
 		{"quiet_hours.timezone", c.QuietHours.Timezone, "Asia/Shanghai"},
@@ -90,6 +91,33 @@ auth:
 	}
 }
 
+// TestContactsRefresh: 30s unless set; 0 in the file or the environment
+// turns the reload loop off.
+func TestContactsRefresh(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		env        []string
+		want       time.Duration
+	}{
+		{"default", "", nil, 30 * time.Second},
+		{"file", "contacts_refresh: 5m\n", nil, 5 * time.Minute},
+		{"off in the file", "contacts_refresh: 0s\n", nil, 0},
+		{"off in the environment", "", []string{"GRIDBELL_CONTACTS_REFRESH=0s"}, 0},
+		{"environment", "contacts_refresh: 5m\n", []string{"GRIDBELL_CONTACTS_REFRESH=10s"}, 10 * time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(writeFile(t, tc.yaml), tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.ContactsRefresh != tc.want {
+				t.Errorf("contacts_refresh = %s, want %s", c.ContactsRefresh, tc.want)
+			}
+		})
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	cases := []struct {
 		name, yaml string
@@ -106,6 +134,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad env duration", "", []string{"GRIDBELL_RULES_MOMENTARY=soon"}, "GRIDBELL_RULES_MOMENTARY"},
 		{"bad store", "store:\n  driver: oracle\n", nil, "oracle"},
 		{"bad timezone", "quiet_hours:\n  timezone: Mars/Olympus\n", nil, "timezone"},
+		{"negative contacts_refresh", "", []string{"GRIDBELL_CONTACTS_REFRESH=-1s"}, "contacts_refresh"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -51,10 +51,12 @@ type Deps struct {
 	Outages       Outages
 	Deliveries    Deliveries
 	Quality       Quality
-	OMSEvents     http.Handler // POST /api/v1/oms/events
-	Billing       http.Handler // POST /api/v1/billing/events
-	TwilioStatus  http.Handler // POST /twilio/status (signed by Twilio, no token)
-	TwilioInbound http.Handler // POST /twilio/inbound
+	Contacts      ContactsImporter // POST /api/v1/contacts/import
+	ContactsDir   string           // where an uploaded file is spooled and its reject file kept (data_dir)
+	OMSEvents     http.Handler     // POST /api/v1/oms/events
+	Billing       http.Handler     // POST /api/v1/billing/events
+	TwilioStatus  http.Handler     // POST /twilio/status (signed by Twilio, no token)
+	TwilioInbound http.Handler     // POST /twilio/inbound
 	DeadLetters   DeadLetters
 	Handler       ingest.Handler // where replayed dead letters go
 	Ready         func() error   // nil when ready, else what is not
@@ -95,6 +97,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/outages/{id}/verification", a.require(http.HandlerFunc(s.verification), RoleAdmin, RoleDispatcher, RoleManager))
 	mux.Handle("POST /api/v1/outages/{id}/confirm", a.require(http.HandlerFunc(s.confirm), RoleAdmin, RoleDispatcher))
 	mux.Handle("GET /api/v1/contacts/quality", a.require(http.HandlerFunc(s.quality), read...))
+	if s.deps.Contacts != nil {
+		mux.Handle("POST /api/v1/contacts/import", a.require(http.HandlerFunc(s.importContacts), RoleAdmin))
+	}
 	if s.deps.OMSEvents != nil {
 		mux.Handle("POST /api/v1/oms/events", a.require(s.deps.OMSEvents, RoleAdmin, RoleIngest))
 	}

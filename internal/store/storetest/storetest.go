@@ -29,36 +29,42 @@ func PostgresDSN() string {
 // except under CI=true where it fails.
 func Open(t testing.TB, driver string) *store.DB {
 	t.Helper()
-	ctx := context.Background()
-	if driver == "sqlite" {
-		db, err := store.Open(ctx, store.Config{Driver: "sqlite"}, t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db
+	dataDir := t.TempDir()
+	db, err := store.Open(context.Background(), Config(t, driver), dataDir)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// Config returns the configuration of a fresh, empty store of the given
+// driver, for tests that open it themselves, or twice (a service and a
+// second process on one store): SQLite's default file under the data_dir
+// they pass, or a PostgreSQL schema of its own, dropped at the end of the
+// test. Without a PostgreSQL server the test is skipped, except under
+// CI=true where it fails.
+func Config(t testing.TB, driver string) store.Config {
+	t.Helper()
+	if driver == "sqlite" {
+		return store.Config{Driver: "sqlite"}
+	}
+	ctx := context.Background()
 	admin, err := store.Open(ctx, store.Config{Driver: "postgres", DSN: PostgresDSN()}, "")
 	if err != nil {
 		Missing(t, "postgres", err)
-		return nil
+		return store.Config{}
 	}
 	schema := fmt.Sprintf("t_%x", rand.Uint64())
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
 		admin.Close()
 		t.Fatal(err)
 	}
-	dsn := PostgresDSN() + "&search_path=" + schema
-	db, err := store.Open(ctx, store.Config{Driver: "postgres", DSN: dsn}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		db.Close()
 		admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
 		admin.Close()
 	})
-	return db
+	return store.Config{Driver: "postgres", DSN: PostgresDSN() + "&search_path=" + schema}
 }
 
 // Missing skips the test for a server that is not running, or fails it when
