@@ -58,11 +58,13 @@ func (e *Engine) followDirectory() {
 type refreshStats struct{ added, changed, retired int }
 
 // refreshDirectory re-reads from the directory the facts cached for every
-// meter (known, account, area, grid, class) and the members of every area,
-// then recounts each area's dark meters. A retired meter becomes unknown:
-// its power state is kept, and it causes no intents. Outage records, their
-// members and what their customers were told are kept as they are: a meter
-// moved out of an outage's area stays its member until it is restored.
+// meter (known, account, area, grid, class, concentrator) and the members
+// of every area, then recounts each area's dark meters. A retired meter
+// becomes unknown: its power state is kept, and it causes no intents.
+// Outage records, their members and what their customers were told are
+// kept as they are: a meter moved out of an outage's area stays its member
+// until the outage closes, and an OMS message widens its scope to the
+// areas' new members.
 // Lock: e.mu held.
 func (e *Engine) refreshDirectory() refreshStats {
 	var st refreshStats
@@ -99,6 +101,7 @@ func (e *Engine) refreshMeter(i int32, st *refreshStats) {
 			st.retired++
 		}
 		m.known, m.account, m.area, m.grid, m.class = false, "", -1, 0, 0
+		e.setRegConc(i, "")
 		return
 	}
 	area := int32(-1)
@@ -114,5 +117,18 @@ func (e *Engine) refreshMeter(i int32, st *refreshStats) {
 		st.changed++
 	}
 	m.known, m.account, m.area, m.grid, m.class = true, info.Account, area, grid, class
-	e.learnConc(i, info.Concentrator)
+	e.setRegConc(i, info.Concentrator)
+}
+
+// setRegConc puts meter i behind concentrator c, as the registry now says,
+// and no longer behind the one it said before: that one's last gasp would
+// darken a meter no longer there. A meter still publishing on its topics
+// is learnt again from its next message. Lock: e.mu held.
+func (e *Engine) setRegConc(i int32, c string) {
+	id := e.concID(c)
+	if old := e.meters[i].regConc; old != 0 && old != id {
+		delete(e.concMeters[e.concNames[old]], i)
+	}
+	e.meters[i].regConc = id
+	e.learnConc(i, c)
 }

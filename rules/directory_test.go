@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,88 @@ import (
 	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/store/storetest"
 )
+
+// TestRefreshFacts: after another process imports a newer file and the
+// registry refreshes, the engine's cached facts, area members, dark counts
+// and concentrator links are those of the new file, on every backend.
+func TestRefreshFacts(t *testing.T) {
+	for _, driver := range storetest.Backends {
+		t.Run(driver, func(t *testing.T) {
+			db := storetest.Open(t, driver)
+			openSink(t, db)
+			reg := openDirectory(t, db, "testdata/contacts.csv").(*contacts.Registry)
+			clk := clock.NewFake(t0)
+			e, err := New(Config{}, db, reg, tableSink{}, clk, zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			step := func(d time.Duration, evs ...event.Event) {
+				t.Helper()
+				clk.Set(t0.Add(d))
+				r := &request{evs: evs, done: make(chan error, 1)}
+				e.process([]*request{r})
+				if err := <-r.done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			// M0102 and M0104 dark past the window: TA-01 and its meters are cached.
+			step(0, meterEv("M0102", event.PowerOff, 0), meterEv("M0104", event.PowerOff, 0), readingEv("M0201", 0, 50))
+			step(61 * time.Second)
+			openDirectory(t, db, "testdata/contacts_reimport/reimport.csv") // another process
+			if changed, err := reg.Refresh(context.Background()); err != nil || !changed {
+				t.Fatalf("Refresh() = %v, %v", changed, err)
+			}
+			step(62 * time.Second)
+
+			e.mu.RLock()
+			defer e.mu.RUnlock()
+			tests := []struct {
+				meter                      string
+				known                      bool
+				account, area, grid, class string
+				conc                       string // the concentrator it is behind; "" = none
+			}{
+				{"M0101", true, "A0101", "TA-01", "G1", "resident", "C-01"},
+				{"M0102", false, "", "", "", "", ""},                            // retired
+				{"M0104", true, "A0104", "TA-02", "G1", "life_support", "C-02"}, // moved
+				{"M0105", true, "A0105", "TA-01", "G1", "resident", "C-01"},     // new
+				{"M0201", true, "A0201", "TA-02", "G1", "resident", "C-02"},
+			}
+			for _, tt := range tests {
+				i, ok := e.meterIdx[tt.meter]
+				if !ok {
+					t.Errorf("%s is not interned", tt.meter)
+					continue
+				}
+				m := &e.meters[i]
+				area, conc := "", ""
+				if m.area >= 0 {
+					area = e.areas[m.area].name
+				}
+				for c, set := range e.concMeters {
+					if _, ok := set[i]; ok {
+						conc += c
+					}
+				}
+				got := []any{m.known, m.account, area, e.gridOf(m), e.classOf(m), conc}
+				want := []any{tt.known, tt.account, tt.area, tt.grid, tt.class, tt.conc}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("%s: known, account, area, grid, class, concentrator = %v, want %v", tt.meter, got, want)
+				}
+			}
+			for _, a := range []struct {
+				name    string
+				members int
+				dark    int
+			}{{"TA-01", 3, 0}, {"TA-02", 5, 1}} {
+				ar := e.areas[e.areaIdx[a.name]]
+				if len(ar.meters) != a.members || ar.dark != a.dark {
+					t.Errorf("%s: %d members, %d dark; want %d, %d", a.name, len(ar.meters), ar.dark, a.members, a.dark)
+				}
+			}
+		})
+	}
+}
 
 // TestRefreshWhileReading swaps the registry back and forth under a
 // running engine while callers send events and read its views: run with

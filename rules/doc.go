@@ -59,6 +59,11 @@
 //     re-armed above 0; the newer of reading and billing balance wins. A
 //     disconnect_scheduled whose time has passed, on an account in arrears,
 //     means the customer gets no outage intent until a payment.
-//   - Meters and areas are read from the registry when first seen; a contacts
-//     import after that reaches known meters' areas at the next restart.
+//   - Meters and areas are read from the registry when first seen and
+//     cached. When the registry's generation moves (an import, or a reload
+//     of one made by another process), the writer re-reads, before its next
+//     batch, every cached meter's account, area, grid, class and
+//     concentrator and every area's members: retired meters become unknown
+//     (state kept, no intents), new ones known. Outage records, their members
+//     and what customers were told are kept.
 package rules

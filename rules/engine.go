@@ -69,6 +69,8 @@ type Engine struct {
 	areas      []areaState
 	areaIdx    map[string]int32
 	concMeters map[string]map[int32]struct{}
+	concNames  []string          // concentrators the registry names; 0 = none
+	concIDs    map[string]uint32 // index into concNames
 	pending    dueHeap
 	outages    []*outage
 	outageIdx  map[string]int32 // ids and aliases
@@ -132,6 +134,7 @@ func (e *Engine) reset() {
 	e.names = map[internKey]uint16{{true, ""}: 0, {false, ""}: 0}
 	e.areas, e.areaIdx = nil, map[string]int32{}
 	e.concMeters = map[string]map[int32]struct{}{}
+	e.concNames, e.concIDs = []string{""}, map[string]uint32{"": 0}
 	e.pending = nil
 	e.outages, e.outageIdx, e.seq = nil, map[string]int32{}, 0
 	e.accounts, e.digests = map[string]*account{}, map[string]*digest{}

@@ -42,15 +42,16 @@ type meterState struct {
 	flags   uint8
 	known   bool
 	dirty   bool
-	since   int64 // when st began
-	seen    int64 // newest evidence of power (reading, power_on)
-	saved   int64 // seen as last persisted
-	lastTS  int64 // newest power event applied
-	onTS    int64 // newest power_on applied (a meter sends one only after losing power)
-	relayTS int64 // newest trip/close applied
-	due     int64 // pending momentary decision; 0 = none
-	ver     int64 // meter log seq of the state last written
-	snap    bool  // in Engine.snapList: logged, not yet checkpointed
+	since   int64  // when st began
+	seen    int64  // newest evidence of power (reading, power_on)
+	saved   int64  // seen as last persisted
+	lastTS  int64  // newest power event applied
+	onTS    int64  // newest power_on applied (a meter sends one only after losing power)
+	relayTS int64  // newest trip/close applied
+	due     int64  // pending momentary decision; 0 = none
+	ver     int64  // meter log seq of the state last written
+	snap    bool   // in Engine.snapList: logged, not yet checkpointed
+	regConc uint32 // index into Engine.concNames: its concentrator in the registry
 }
 
 func (m *meterState) tripped() bool { return m.flags&fTripped != 0 }
@@ -122,6 +123,7 @@ func (e *Engine) meter(id, conc string) int32 {
 		m := &e.meters[i]
 		m.known, m.account = true, info.Account
 		m.grid, m.class = e.intern(&e.gridNames, info.Grid), uint8(e.intern(&e.classNames, string(info.Class)))
+		m.regConc = e.concID(info.Concentrator)
 		if conc == "" {
 			conc = info.Concentrator
 		}
@@ -154,6 +156,18 @@ type internKey struct {
 
 func (e *Engine) gridOf(m *meterState) string  { return e.gridNames[m.grid] }
 func (e *Engine) classOf(m *meterState) string { return e.classNames[m.class] }
+
+// concID returns the index of concentrator c in e.concNames, appending it
+// on first sight. Lock: e.mu held.
+func (e *Engine) concID(c string) uint32 {
+	id, ok := e.concIDs[c]
+	if !ok {
+		id = uint32(len(e.concNames))
+		e.concNames = append(e.concNames, c)
+		e.concIDs[c] = id
+	}
+	return id
+}
 
 // learnConc remembers that meter i publishes behind concentrator c.
 func (e *Engine) learnConc(i int32, c string) {
