@@ -2,8 +2,6 @@ package notify
 
 import (
 	"context"
-	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -139,62 +137,6 @@ func NewOutbox(cfg Config, qh QuietHours, db *store.DB, dir Directory, sender Se
 // count adds one to gridbell_sms_total{kind,status}.
 func count(kind, status string) {
 	metrics.Default.Counter("gridbell_sms_total", "SMS by kind and status transition.", "kind", kind, "status", status).Inc()
-}
-
-// Enqueue stores intents inside the caller's transaction (nil tx: its own).
-// The idempotency key is unique: an intent already stored is ignored.
-func (o *Outbox) Enqueue(ctx context.Context, tx *sql.Tx, intents []event.Intent) error {
-	if tx == nil {
-		own, err := o.begin(ctx)
-		if err != nil {
-			return fmt.Errorf("cannot enqueue intents: %w", err)
-		}
-		defer own.Rollback()
-		if err := o.enqueue(ctx, own.Tx, intents); err != nil {
-			return err
-		}
-		if err := own.Commit(); err != nil {
-			return fmt.Errorf("cannot commit intents: %w", err)
-		}
-		o.Kick()
-		return nil
-	}
-	if err := o.enqueue(ctx, tx, intents); err != nil {
-		return err
-	}
-	// The caller commits later; the dispatcher's poll finds the intents
-	// within pollEvery even if this wake-up comes too early.
-	o.Kick()
-	return nil
-}
-
-func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, intents []event.Intent) error {
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO notify_intents
-		(key, kind, account, grid, to_phone, ref, vars, priority, not_before, created_at, enqueued_at, state)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (key) DO NOTHING`)
-	if err != nil {
-		return fmt.Errorf("cannot enqueue intents: %w", err)
-	}
-	defer stmt.Close()
-	now := o.clk.Now()
-	for _, in := range intents {
-		if err := checkIntent(in); err != nil {
-			return err
-		}
-		vars, err := json.Marshal(in.Vars)
-		if err != nil {
-			return fmt.Errorf("cannot encode vars of intent %s: %w", in.Key, err)
-		}
-		created := in.CreatedAt
-		if created.IsZero() {
-			created = now
-		}
-		if _, err := stmt.ExecContext(ctx, in.Key, string(in.Kind), in.Account, in.Grid, in.To, in.Ref,
-			string(vars), int(in.Priority), nanos(in.NotBefore), created.UnixNano(), now.UnixNano(), StatusPending); err != nil {
-			return fmt.Errorf("cannot enqueue intent %s: %w", in.Key, err)
-		}
-	}
-	return nil
 }
 
 // Kick wakes the dispatcher; the rules may call it after their commit.
