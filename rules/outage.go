@@ -295,7 +295,7 @@ func (e *Engine) meterBack(i int32) {
 		vars["area"] = e.areas[m.area].name
 	}
 	e.emit(event.Intent{Key: "restored/" + r.ID + "/" + m.account, Kind: event.KindRestored,
-		Account: m.account, Grid: e.gridOf(m), Ref: r.ID, Vars: vars, Priority: priority(e.classOf(m), event.PriorityOutage), CreatedAt: e.clk.Now()})
+		Account: m.account, Grid: e.gridOf(m), Ref: r.ID, Aliases: slices.Clone(r.Aliases), Vars: vars, Priority: priority(e.classOf(m), event.PriorityOutage), CreatedAt: e.clk.Now()})
 }
 
 // settle works out the restoration of the records touched in this batch.

@@ -11,10 +11,10 @@ import (
 // filled by the HTTP layer from notify; the rules leave them 0.
 type Counts struct {
 	Affected  int `json:"affected"`  // customers (accounts) in scope, plus meters not in the registry
-	Notified  int `json:"notified"`  // from notify
-	Delivered int `json:"delivered"` // from notify
-	Restored  int `json:"restored"`  // meters seen powered again
-	Dark      int `json:"dark"`      // meters still dark, or with no news since the outage began
+	Notified  int `json:"notified"`  // customers told (from notify)
+	Delivered int `json:"delivered"` // customers with a delivery receipt (from notify)
+	Restored  int `json:"restored"`  // customers whose every meter is seen powered again
+	Dark      int `json:"dark"`      // customers with a meter still dark, or with no news since the outage began
 }
 
 // Outage is one outage record as the API shows it (CONTRACT §6).
@@ -101,7 +101,10 @@ func (e *Engine) view(r *outage) Outage {
 	if r.Status == statusRestored {
 		v.RestoredAt = r.RestoredAt
 	}
-	accts := map[string]struct{}{}
+	// Counts are per customer, like notify's: an account is restored once
+	// all its meters in the outage are, and dark while any one is. A meter
+	// not in the registry counts as a customer of its own.
+	verdicts := map[string]string{}
 	for _, i := range r.members {
 		m := &e.meters[i]
 		if m.outage != r.idx {
@@ -110,25 +113,39 @@ func (e *Engine) view(r *outage) Outage {
 		if m.area >= 0 && !slices.Contains(v.Areas, e.areas[m.area].name) {
 			v.Areas = append(v.Areas, e.areas[m.area].name)
 		}
+		key := m.id
 		if m.known {
-			accts[m.account] = struct{}{}
-		} else {
-			v.Counts.Affected++
+			key = m.account
 		}
-		switch e.meterVerdict(r, i) {
-		case "restored":
-			v.Counts.Restored++
-		case "dark":
-			v.Counts.Dark++
-		}
+		verdicts[key] = worse(verdicts[key], e.meterVerdict(r, i))
 	}
 	for _, a := range r.Areas {
 		if !slices.Contains(v.Areas, a) {
 			v.Areas = append(v.Areas, a)
 		}
 	}
-	v.Counts.Affected += len(accts)
+	v.Counts.Affected = len(verdicts)
+	for _, vd := range verdicts {
+		switch vd {
+		case "restored":
+			v.Counts.Restored++
+		case "dark":
+			v.Counts.Dark++
+		}
+	}
 	return v
+}
+
+// verdictRank orders meter verdicts for worse ("" is no verdict yet).
+var verdictRank = map[string]int{"": 0, "restored": 1, "unknown": 2, "dark": 3}
+
+// worse combines the verdicts of one customer's meters: dark beats unknown
+// beats restored.
+func worse(a, b string) string {
+	if verdictRank[b] > verdictRank[a] {
+		return b
+	}
+	return a
 }
 
 // meterVerdict says whether meter i of r is restored (seen powered again),

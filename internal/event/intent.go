@@ -39,8 +39,9 @@ type Intent struct {
 	Kind      Kind
 	Account   string // the customer's account; empty for manager digests
 	Grid      string
-	To        string // an explicit E.164 recipient (manager digests); empty = the account's phones
-	Ref       string // outage id for outage kinds, billing event id for billing kinds
+	To        string   // an explicit E.164 recipient (manager digests); empty = the account's phones
+	Ref       string   // outage id for outage kinds, billing event id for billing kinds
+	Aliases   []string // other ids of the same outage (records merged into Ref): a customer told under one of them was told of Ref
 	Vars      map[string]string
 	Priority  Priority
 	NotBefore time.Time // zero = at once
