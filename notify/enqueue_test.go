@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -10,6 +11,7 @@ import (
 	"github.com/gridbell/gridbell/internal/clock"
 	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/store/storetest"
+	"github.com/gridbell/gridbell/notify/notifytest"
 )
 
 // TestEnqueueBulk stores more intents than one statement carries, with
@@ -104,4 +106,35 @@ func TestEnqueueRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExpandAcrossBatches: a message stored by an earlier expansion and
+// still unsent takes a later account on its phone, and an unsent outage
+// message stored earlier is folded into the restored one.
+func TestExpandAcrossBatches(t *testing.T) {
+	forBackends(t, func(t *testing.T, driver string) {
+		dir := notifytest.NewDirectory(
+			notifytest.Resident("0100000001", "TA-0101", "zh", "+8613800000001"),
+			notifytest.Resident("0100000002", "TA-0101", "zh", "+8613800000001"))
+		h := newHarness(t, driver, dir, at(10, 45), nil)
+		ctx := context.Background()
+		h.enqueue(intent("o1", event.KindOutage, "0100000001", "OMS-1", outageVars))
+		if _, err := h.o.expand(ctx); err != nil {
+			t.Fatal(err)
+		}
+		h.enqueue(intent("o2", event.KindOutage, "0100000002", "OMS-1", outageVars))
+		if _, err := h.o.expand(ctx); err != nil {
+			t.Fatal(err)
+		}
+		h.enqueue(intent("r1", event.KindRestored, "0100000001", "OMS-1", map[string]string{"area": "TA-0101", "end": "2026-11-26T10:40:00+08:00"}))
+		sent := h.run()
+		if len(sent) != 1 || sent[0].Kind != event.KindRestored || !strings.Contains(sent[0].Body, "现已恢复供电") ||
+			!strings.Contains(sent[0].Body, "****0001") || !strings.Contains(sent[0].Body, "****0002") {
+			t.Fatalf("sent %+v, want one consolidated message naming both accounts", sent)
+		}
+		st := h.stats("OMS-1")
+		if st.Accounts["0100000001"] != StatusSent || st.Accounts["0100000002"] != StatusSent {
+			t.Errorf("stats %+v, want both accounts sent", st)
+		}
+	})
 }

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -27,6 +26,11 @@ type msgRow struct {
 	accounts                                                        []string
 	vars                                                            map[string]string
 	priority                                                        int
+
+	// A message the expansion made and has not stored yet (see expTx).
+	fresh bool
+	body  string
+	due   time.Time
 }
 
 // expand turns due intents into messages, one per phone, applying the
@@ -38,16 +42,23 @@ func (o *Outbox) expand(ctx context.Context) (int, error) {
 	if err != nil || len(ins) == 0 {
 		return 0, err
 	}
-	tx, err := o.begin(ctx)
+	btx, err := o.begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("cannot expand intents: %w", err)
 	}
-	defer tx.Rollback()
+	defer btx.Rollback()
+	tx := newExpTx(btx, o.db.Postgres())
+	if err := tx.prefetch(ctx, o.msgKeys(ins)); err != nil {
+		return 0, err
+	}
 	var ev expandEvents
 	for _, in := range ins {
 		if err := o.expandOne(ctx, tx, in, now, &ev); err != nil {
 			return 0, fmt.Errorf("cannot expand intent %s: %w", in.Key, err)
 		}
+	}
+	if err := tx.flush(ctx, now); err != nil {
+		return 0, err
 	}
 	if err := markDone(ctx, tx, ins); err != nil {
 		return 0, err
@@ -59,15 +70,24 @@ func (o *Outbox) expand(ctx context.Context) (int, error) {
 	return len(ins), nil
 }
 
-func markDone(ctx context.Context, tx *cachedTx, ins []event.Intent) error {
-	for start := 0; start < len(ins); start += 100 {
-		chunk := ins[start:min(start+100, len(ins))]
-		args := make([]any, len(chunk))
-		ph := make([]string, len(chunk))
-		for i, in := range chunk {
-			args[i], ph[i] = in.Key, fmt.Sprintf("$%d", i+1)
+func markDone(ctx context.Context, tx *expTx, ins []event.Intent) error {
+	keys := make([]string, len(ins))
+	for i, in := range ins {
+		keys[i] = in.Key
+	}
+	if tx.pg {
+		if _, err := tx.ExecContext(ctx, `UPDATE notify_intents SET state = 'done' WHERE key = ANY($1)`, keys); err != nil {
+			return fmt.Errorf("cannot mark intents expanded: %w", err)
 		}
-		q := `UPDATE notify_intents SET state = 'done' WHERE key IN (` + strings.Join(ph, ",") + `)`
+		return nil
+	}
+	for start := 0; start < len(keys); start += 100 {
+		chunk := keys[start:min(start+100, len(keys))]
+		args := make([]any, len(chunk))
+		for i, k := range chunk {
+			args[i] = k
+		}
+		q := `UPDATE notify_intents SET state = 'done' WHERE key IN (` + marks(false, 0, len(chunk)) + `)`
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("cannot mark intents expanded: %w", err)
 		}
@@ -131,7 +151,7 @@ func kindRank(k event.Kind) int {
 	return 1
 }
 
-func (o *Outbox) expandOne(ctx context.Context, tx *cachedTx, in event.Intent, now time.Time, ev *expandEvents) error {
+func (o *Outbox) expandOne(ctx context.Context, tx *expTx, in event.Intent, now time.Time, ev *expandEvents) error {
 	if in.To != "" {
 		return o.place(ctx, tx, in, in.To, "zh", priority(in, nil), now, ev)
 	}
@@ -202,16 +222,14 @@ func contactReason(c contacts.Contact) string {
 }
 
 // suppress records that intent in sends nothing to phone ("" = the account).
-func (o *Outbox) suppress(ctx context.Context, tx *cachedTx, in event.Intent, phone, reason string, ev *expandEvents) error {
+func (o *Outbox) suppress(ctx context.Context, tx *expTx, in event.Intent, phone, reason string, ev *expandEvents) error {
 	ev.add(string(in.Kind), StatusSuppressed)
 	return o.link(ctx, tx, in, phone, "", StatusSuppressed, reason)
 }
 
-func (o *Outbox) link(ctx context.Context, tx *cachedTx, in event.Intent, phone, msgID, status, reason string) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO notify_links (intent_key, phone, account, ref, message_id, status, reason, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (intent_key, phone) DO NOTHING`,
-		in.Key, phone, in.Account, in.Ref, msgID, status, reason, in.CreatedAt.UnixNano())
-	return err
+func (o *Outbox) link(_ context.Context, tx *expTx, in event.Intent, phone, msgID, status, reason string) error {
+	tx.links = append(tx.links, in.Key, phone, in.Account, in.Ref, msgID, status, reason, in.CreatedAt.UnixNano())
+	return nil
 }
 
 // msgKey names the one message intent in becomes for phone. At most one
@@ -245,7 +263,7 @@ func shortHash(s string) string {
 // recognisable by its id.
 func msgID(key string) string { return "sms-" + shortHash(key) }
 
-func (o *Outbox) place(ctx context.Context, tx *cachedTx, in event.Intent, phone, lang string, prio event.Priority, now time.Time, ev *expandEvents) error {
+func (o *Outbox) place(ctx context.Context, tx *expTx, in event.Intent, phone, lang string, prio event.Priority, now time.Time, ev *expandEvents) error {
 	if in.Kind == event.KindRestored {
 		return o.placeRestored(ctx, tx, in, phone, lang, prio, now, ev)
 	}
@@ -254,7 +272,7 @@ func (o *Outbox) place(ctx context.Context, tx *cachedTx, in event.Intent, phone
 
 // upsert adds intent in to its message for phone, creating the message or,
 // while it is unsent, adding the account to it.
-func (o *Outbox) upsert(ctx context.Context, tx *cachedTx, in event.Intent, phone, lang string, prio event.Priority, tpl string, now time.Time, ev *expandEvents) error {
+func (o *Outbox) upsert(ctx context.Context, tx *expTx, in event.Intent, phone, lang string, prio event.Priority, tpl string, now time.Time, ev *expandEvents) error {
 	key := msgKey(in, phone)
 	// Most intents make a new message: try the insert first.
 	m := &msgRow{id: msgID(key), key: key, kind: string(in.Kind), template: tpl, ref: in.Ref, phone: phone,
@@ -266,7 +284,7 @@ func (o *Outbox) upsert(ctx context.Context, tx *cachedTx, in event.Intent, phon
 		}
 		return o.link(ctx, tx, in, phone, m.id, "", "")
 	}
-	if m, err = getMsg(ctx, tx, key); err != nil {
+	if m, err = tx.getMsg(ctx, key); err != nil {
 		return err
 	}
 	if target, ok := strings.CutPrefix(m.reason, consolidatedInto); ok && m.status == StatusSuppressed {
@@ -287,8 +305,8 @@ func (o *Outbox) upsert(ctx context.Context, tx *cachedTx, in event.Intent, phon
 
 // placeRestored sends restored only to a phone told of the outage, and
 // folds it into the outage message when that is still unsent.
-func (o *Outbox) placeRestored(ctx context.Context, tx *cachedTx, in event.Intent, phone, lang string, prio event.Priority, now time.Time, ev *expandEvents) error {
-	if m, err := getMsg(ctx, tx, msgKey(in, phone)); err != nil || m != nil {
+func (o *Outbox) placeRestored(ctx context.Context, tx *expTx, in event.Intent, phone, lang string, prio event.Priority, now time.Time, ev *expandEvents) error {
+	if m, err := tx.getMsg(ctx, msgKey(in, phone)); err != nil || m != nil {
 		if err != nil {
 			return err
 		}
@@ -296,7 +314,7 @@ func (o *Outbox) placeRestored(ctx context.Context, tx *cachedTx, in event.Inten
 	}
 	outage := in
 	outage.Kind = event.KindOutage
-	om, err := getMsg(ctx, tx, msgKey(outage, phone))
+	om, err := tx.getMsg(ctx, msgKey(outage, phone))
 	switch {
 	case err != nil:
 		return err
@@ -316,7 +334,7 @@ const consolidatedInto = "consolidated into "
 
 // consolidate replaces the unsent outage message om by one "was off from X
 // to Y and is back" message that inherits om's accounts and links.
-func (o *Outbox) consolidate(ctx context.Context, tx *cachedTx, in event.Intent, om *msgRow, prio event.Priority, now time.Time, ev *expandEvents) error {
+func (o *Outbox) consolidate(ctx context.Context, tx *expTx, in event.Intent, om *msgRow, prio event.Priority, now time.Time, ev *expandEvents) error {
 	vars := maps.Clone(om.vars)
 	if vars == nil {
 		vars = map[string]string{}
@@ -342,11 +360,17 @@ func (o *Outbox) consolidate(ctx context.Context, tx *cachedTx, in event.Intent,
 		}
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, updated_at = $3 WHERE id = $4`,
-		StatusSuppressed, consolidatedInto+m.id, now.UnixNano(), om.id); err != nil {
+	if !om.fresh {
+		if _, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, updated_at = $3 WHERE id = $4`,
+			StatusSuppressed, consolidatedInto+m.id, now.UnixNano(), om.id); err != nil {
+			return err
+		}
+	}
+	om.status, om.reason = StatusSuppressed, consolidatedInto+m.id
+	ev.add(om.kind, StatusSuppressed)
+	if err := tx.flushLinks(ctx); err != nil { // the links of om may wait in tx
 		return err
 	}
-	ev.add(om.kind, StatusSuppressed)
 	if _, err := tx.ExecContext(ctx, `UPDATE notify_links SET message_id = $1 WHERE message_id = $2`, m.id, om.id); err != nil {
 		return err
 	}
@@ -367,60 +391,63 @@ func nonEmpty(s string) []string {
 	return []string{s}
 }
 
-func getMsg(ctx context.Context, tx *cachedTx, key string) (*msgRow, error) {
-	m := &msgRow{key: key}
-	var accounts, vars string
-	err := tx.QueryRowContext(ctx, `SELECT id, kind, template, ref, phone, grid, lang, status, reason, accounts, vars, priority
-		FROM notify_messages WHERE msg_key = $1`, key).Scan(&m.id, &m.kind, &m.template, &m.ref, &m.phone, &m.grid,
-		&m.lang, &m.status, &m.reason, &accounts, &vars, &m.priority)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+// msgCols are the columns readMsgs scans.
+const msgCols = `id, msg_key, kind, template, ref, phone, grid, lang, status, reason, accounts, vars, priority`
+
+// readMsgs scans rows of msgCols.
+func readMsgs(rows *sql.Rows) ([]*msgRow, error) {
+	defer rows.Close()
+	var out []*msgRow
+	for rows.Next() {
+		m := &msgRow{}
+		var accounts, vars string
+		if err := rows.Scan(&m.id, &m.key, &m.kind, &m.template, &m.ref, &m.phone, &m.grid,
+			&m.lang, &m.status, &m.reason, &accounts, &vars, &m.priority); err != nil {
+			return nil, fmt.Errorf("cannot read messages: %w", err)
+		}
+		if accounts != "" {
+			m.accounts = strings.Split(accounts, ",")
+		}
+		if err := json.Unmarshal([]byte(vars), &m.vars); err != nil {
+			return nil, fmt.Errorf("cannot decode vars of message %s: %w", m.id, err)
+		}
+		out = append(out, m)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("cannot read message %s: %w", key, err)
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot read messages: %w", err)
 	}
-	if accounts != "" {
-		m.accounts = strings.Split(accounts, ",")
-	}
-	if err := json.Unmarshal([]byte(vars), &m.vars); err != nil {
-		return nil, fmt.Errorf("cannot decode vars of message %s: %w", m.id, err)
-	}
-	return m, nil
+	return out, nil
 }
 
-// insertMsg stores m unless a message with its key exists; it reports
-// whether it did.
-func (o *Outbox) insertMsg(ctx context.Context, tx *cachedTx, m *msgRow, now time.Time, ev *expandEvents) (bool, error) {
+// insertMsg adds m to the messages tx stores unless a message with its
+// key exists; it reports whether it did.
+func (o *Outbox) insertMsg(ctx context.Context, tx *expTx, m *msgRow, now time.Time, ev *expandEvents) (bool, error) {
+	if old, err := tx.getMsg(ctx, m.key); err != nil || old != nil {
+		return false, err
+	}
 	body, err := o.render(m)
 	if err != nil {
 		return false, err
 	}
-	vars, _ := json.Marshal(m.vars)
-	status, reason, due := StatusQueued, "", now
+	m.status, m.reason, m.due = StatusQueued, "", now
 	if until := o.qh.heldUntil(event.Kind(m.kind), now); !until.IsZero() {
-		status, reason, due = StatusHeld, "quiet hours", until
+		m.status, m.reason, m.due = StatusHeld, "quiet hours", until
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO notify_messages (id, msg_key, kind, template, ref, phone, accounts, grid,
-		lang, vars, body, priority, status, reason, attempts, due_at, queued_at, claimed_at, sent_at, provider_id, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 0, $15, $16, 0, 0, '', $16)
-		ON CONFLICT (msg_key) DO NOTHING`,
-		m.id, m.key, m.kind, m.template, m.ref, m.phone, strings.Join(m.accounts, ","), m.grid, m.lang,
-		string(vars), body, m.priority, status, reason, due.UnixNano(), now.UnixNano())
-	if err != nil {
-		return false, fmt.Errorf("cannot store message %s: %w", m.id, err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return false, err
-	}
-	ev.add(m.kind, status)
-	m.status = status
+	m.body, m.fresh = body, true
+	tx.known[m.key] = m
+	tx.fresh = append(tx.fresh, m)
+	ev.add(m.kind, m.status)
 	return true, nil
 }
 
-func (o *Outbox) updateMsg(ctx context.Context, tx *cachedTx, m *msgRow, now time.Time) error {
+func (o *Outbox) updateMsg(ctx context.Context, tx *expTx, m *msgRow, now time.Time) error {
 	body, err := o.render(m)
 	if err != nil {
 		return err
+	}
+	if m.fresh { // not stored yet: flush writes it as it is now
+		m.body = body
+		return nil
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE notify_messages SET accounts = $1, body = $2, priority = $3, updated_at = $4 WHERE id = $5`,
 		strings.Join(m.accounts, ","), body, m.priority, now.UnixNano(), m.id)
