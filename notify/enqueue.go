@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gridbell/gridbell/internal/event"
 )
@@ -52,7 +54,7 @@ func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, intents []event.Intent
 
 // intentRow returns the columns of in that are not stored as given.
 func (o *Outbox) intentRow(in event.Intent, now time.Time) (vars string, notBefore, created int64, err error) {
-	b, err := json.Marshal(in.Vars)
+	vars, err = encodeVars(in.Vars)
 	if err != nil {
 		return "", 0, 0, fmt.Errorf("cannot encode vars of intent %s: %w", in.Key, err)
 	}
@@ -60,7 +62,55 @@ func (o *Outbox) intentRow(in event.Intent, now time.Time) (vars string, notBefo
 	if c.IsZero() {
 		c = now
 	}
-	return string(b), nanos(in.NotBefore), c.UnixNano(), nil
+	return vars, nanos(in.NotBefore), c.UnixNano(), nil
+}
+
+// encodeVars returns what json.Marshal(vars) does, without reflection when
+// no key or value needs escaping (what the rules write): in a storm's
+// burst json.Marshal was a tenth of Enqueue.
+func encodeVars(vars map[string]string) (string, error) {
+	if vars == nil {
+		return "null", nil
+	}
+	var buf [16]string
+	keys := buf[:0]
+	n := 2
+	for k, v := range vars {
+		if !plainJSON(k) || !plainJSON(v) {
+			b, err := json.Marshal(vars)
+			return string(b), err
+		}
+		keys = append(keys, k)
+		n += len(k) + len(v) + 6
+	}
+	slices.Sort(keys)
+	b := make([]byte, 0, n)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, `":"`...)
+		b = append(b, vars[k]...)
+		b = append(b, '"')
+	}
+	return string(append(b, '}')), nil
+}
+
+// plainJSON reports whether encoding/json writes s between quotes as it is.
+func plainJSON(s string) bool {
+	high := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		case c >= 0x80:
+			high = true
+		}
+	}
+	return !high || utf8.ValidString(s) && !strings.Contains(s, "\u2028") && !strings.Contains(s, "\u2029")
 }
 
 const intentCols = 12
@@ -176,8 +226,9 @@ func insertIntentsSQL(rows int) string {
 const pgIntentRows = 10000
 
 // enqueuePG inserts intents from column arrays, pgIntentRows per statement.
-// WITH ORDINALITY keeps the caller's order, which is the expansion order
-// of intents created at the same instant.
+// The plan is a function scan feeding the insert, so rows go in in the
+// order unnest returns them, the caller's (an ORDER BY on WITH ORDINALITY
+// cost a tenth more for nothing).
 func (o *Outbox) enqueuePG(ctx context.Context, tx *sql.Tx, intents []event.Intent) error {
 	now := o.clk.Now()
 	for len(intents) > 0 {
@@ -195,8 +246,7 @@ func (o *Outbox) enqueuePG(ctx context.Context, tx *sql.Tx, intents []event.Inte
 			(key, kind, account, grid, to_phone, ref, vars, priority, not_before, created_at, enqueued_at, state)
 			SELECT k, kd, a, g, t, r, v, p, nb, c, $11, $12
 			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-				$8::int[], $9::bigint[], $10::bigint[]) WITH ORDINALITY AS i (k, kd, a, g, t, r, v, p, nb, c, n)
-			ORDER BY n
+				$8::int[], $9::bigint[], $10::bigint[]) AS i (k, kd, a, g, t, r, v, p, nb, c)
 			ON CONFLICT (key) DO NOTHING`,
 			c.key, c.kind, c.account, c.grid, c.to, c.ref, c.vars, c.prio, c.notBefore, c.created, now.UnixNano(), StatusPending)
 		if err != nil {

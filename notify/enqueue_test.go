@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -137,4 +138,22 @@ func TestExpandAcrossBatches(t *testing.T) {
 			t.Errorf("stats %+v, want both accounts sent", st)
 		}
 	})
+}
+
+func TestEncodeVars(t *testing.T) {
+	f := func(vars map[string]string) {
+		t.Helper()
+		want, _ := json.Marshal(vars)
+		got, err := encodeVars(vars)
+		if err != nil || got != string(want) {
+			t.Errorf("encodeVars(%q) = %s, %v; want %s", vars, got, err, want)
+		}
+	}
+	f(nil)
+	f(map[string]string{})
+	f(outageVars)
+	f(map[string]string{"area": "城东 TA-0101", "start": "2026-11-26T09:02:00+08:00", "": ""})
+	f(map[string]string{"a": `say "hi"`, "b": `c:\dir`, "c": "<b>&</b>", "d": "line\nbreak\t\x01"})
+	f(map[string]string{"x": "bad \xff utf-8", "y": "sep\u2028sep\u2029"})
+	f(map[string]string{"b": "2", "a": "1", "c": "3", "aa": "0"})
 }

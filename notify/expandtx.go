@@ -2,7 +2,6 @@ package notify
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -122,12 +121,12 @@ func (tx *expTx) flush(ctx context.Context, now time.Time) error {
 	vals := make([]any, 0, len(tx.fresh)*msgInsertCols)
 	at := now.UnixNano()
 	for _, m := range tx.fresh {
-		vars, err := json.Marshal(m.vars)
+		vars, err := encodeVars(m.vars)
 		if err != nil {
 			return fmt.Errorf("cannot encode vars of message %s: %w", m.id, err)
 		}
 		vals = append(vals, m.id, m.key, m.kind, m.template, m.ref, m.phone, strings.Join(m.accounts, ","), m.grid,
-			m.lang, string(vars), m.body, m.priority, m.status, m.reason, 0, m.due.UnixNano(), at, int64(0), int64(0), "", at)
+			m.lang, vars, m.body, m.priority, m.status, m.reason, 0, m.due.UnixNano(), at, int64(0), int64(0), "", at)
 		m.fresh = false
 	}
 	tx.fresh = tx.fresh[:0]
