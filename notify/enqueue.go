@@ -176,7 +176,7 @@ func (o *Outbox) enqueueSQLite(ctx context.Context, tx *sql.Tx, intents []event.
 const (
 	bulkCacheFrom      = 1024      // intents in one call from which the cache grows
 	bulkCachePerIntent = 4 << 10   // bytes
-	bulkCacheMax       = 256 << 20 // bytes
+	bulkCacheMax       = 128 << 20 // bytes
 )
 
 // growCache enlarges the page cache of tx's connection for n intents and
