@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -54,7 +55,16 @@ func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, intents []event.Intent
 
 // intentRow returns the columns of in that are not stored as given.
 func (o *Outbox) intentRow(in event.Intent, now time.Time) (vars string, notBefore, created int64, err error) {
-	vars, err = encodeVars(in.Vars)
+	v := in.Vars
+	if len(in.Aliases) > 0 {
+		// Aliases ride in the vars column under a key no template uses.
+		v = maps.Clone(v)
+		if v == nil {
+			v = map[string]string{}
+		}
+		v[aliasesVar] = strings.Join(in.Aliases, ",")
+	}
+	vars, err = encodeVars(v)
 	if err != nil {
 		return "", 0, 0, fmt.Errorf("cannot encode vars of intent %s: %w", in.Key, err)
 	}

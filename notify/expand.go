@@ -129,6 +129,10 @@ func (o *Outbox) dueIntents(ctx context.Context, now time.Time) ([]event.Intent,
 		if err := json.Unmarshal([]byte(vars), &in.Vars); err != nil {
 			return nil, fmt.Errorf("cannot decode vars of intent %s: %w", in.Key, err)
 		}
+		if a, ok := in.Vars[aliasesVar]; ok {
+			in.Aliases = strings.Split(a, ",")
+			delete(in.Vars, aliasesVar)
+		}
 		ins = append(ins, in)
 	}
 	// An outage expands before its restored when both are due at once.
@@ -312,9 +316,7 @@ func (o *Outbox) placeRestored(ctx context.Context, tx *expTx, in event.Intent, 
 		}
 		return o.upsert(ctx, tx, in, phone, lang, prio, m.template, now, ev)
 	}
-	outage := in
-	outage.Kind = event.KindOutage
-	om, err := tx.getMsg(ctx, msgKey(outage, phone))
+	om, err := o.outageMsg(ctx, tx, in, phone)
 	switch {
 	case err != nil:
 		return err
@@ -326,6 +328,25 @@ func (o *Outbox) placeRestored(ctx context.Context, tx *expTx, in event.Intent, 
 		return o.upsert(ctx, tx, in, phone, lang, prio, string(in.Kind), now, ev)
 	}
 	return o.suppress(ctx, tx, in, phone, "not told of the outage (outage sms "+om.status+")", ev)
+}
+
+// aliasesVar is the vars key that stores an intent's Aliases.
+const aliasesVar = "_aliases"
+
+// outageMsg finds the outage message phone got for in's outage: under its
+// ref, or under the id of a record merged into it (a customer told of an
+// outage first seen by meters was told of the merged one).
+func (o *Outbox) outageMsg(ctx context.Context, tx *expTx, in event.Intent, phone string) (*msgRow, error) {
+	outage := in
+	outage.Kind = event.KindOutage
+	for _, ref := range append([]string{in.Ref}, in.Aliases...) {
+		outage.Ref = ref
+		om, err := tx.getMsg(ctx, msgKey(outage, phone))
+		if err != nil || om != nil {
+			return om, err
+		}
+	}
+	return nil, nil
 }
 
 // consolidatedInto starts the reason of an outage message folded into a

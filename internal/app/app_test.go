@@ -314,6 +314,42 @@ func TestEndToEnd(t *testing.T) {
 	if one.Status == "active" {
 		t.Errorf("after the dispatcher's confirmation the outage is still active")
 	}
+	// The OMS now reports TA-1, which the meters found first, over HTTP:
+	// one record (source both), and each customer counted once.
+	body := fmt.Sprintf(`[{"outage_id":"OMS-E2E-2","kind":"fault","status":"started","areas":["TA-1"],
+		"start":%q,"etr":%q,"updated_at":%q},{"outage_id":"","status":"started"}]`, ts(0), ts(3*time.Hour), ts(30*time.Second))
+	req, _ := http.NewRequest("POST", "http://"+listen+"/api/v1/oms/events", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer admintok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("POST a batch with one bad element = %d, want 400 naming it", resp.StatusCode)
+	}
+	for _, m := range []string{"330000000001", "330000000002", "330000000003", "330000000004"} {
+		publish("C-1/"+m+"/event", map[string]any{"meter": m, "ts": ts(40 * time.Second), "type": "power_on"})
+	}
+	waitFor(t, "restored SMS for TA-1", 30*time.Second, func() bool {
+		return len(count(readOutbox(t, outbox), "restored", "")) >= 5
+	})
+	var merged struct {
+		Source string
+		Counts struct{ Affected, Notified, Restored, Dark int }
+	}
+	if code := get("/api/v1/outages/OMS-E2E-2", "admintok", &merged); code != 200 {
+		t.Fatalf("GET merged outage = %d", code)
+	}
+	if merged.Source != "both" || merged.Counts.Notified != 3 || merged.Counts.Dark != 0 {
+		t.Errorf("merged outage = %+v, want source both, 3 customers notified once each, none dark", merged)
+	}
+	var dls struct {
+		DeadLetters []struct{ Reason string } `json:"dead_letters"`
+	}
+	if code := get("/api/v1/deadletters", "admintok", &dls); code != 200 || len(dls.DeadLetters) == 0 {
+		t.Errorf("dead letters = %d %+v, want the bad OMS element kept", code, dls)
+	}
 	if code := get("/healthz", "", nil); code != 200 {
 		t.Errorf("/healthz = %d", code)
 	}
