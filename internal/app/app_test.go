@@ -350,6 +350,18 @@ func TestEndToEnd(t *testing.T) {
 	if code := get("/api/v1/deadletters", "admintok", &dls); code != 200 || len(dls.DeadLetters) == 0 {
 		t.Errorf("dead letters = %d %+v, want the bad OMS element kept", code, dls)
 	}
+	req, _ = http.NewRequest("POST", "http://"+listen+"/api/v1/deadletters/replay", strings.NewReader(`{"ids":[]}`))
+	req.Header.Set("Authorization", "Bearer admintok")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replay struct{ Requested, Replayed int }
+	json.NewDecoder(resp.Body).Decode(&replay)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || replay.Requested != len(dls.DeadLetters) || replay.Replayed != 0 {
+		t.Errorf("replay = %d %+v, want all %d requested and none replayed (still bad)", resp.StatusCode, replay, len(dls.DeadLetters))
+	}
 	if code := get("/healthz", "", nil); code != 200 {
 		t.Errorf("/healthz = %d", code)
 	}
