@@ -11,6 +11,7 @@ import (
 
 	twclient "github.com/twilio/twilio-go/client"
 
+	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/logging"
 )
 
@@ -89,7 +90,8 @@ func (o *Outbox) StatusWebhook() http.Handler {
 			return
 		}
 		reason := ""
-		if code := form.Get("ErrorCode"); code != "" {
+		code := form.Get("ErrorCode")
+		if code != "" {
 			reason = "twilio error " + code
 		}
 		if err := o.receipt(r.Context(), sid, status, reason); err != nil {
@@ -97,8 +99,22 @@ func (o *Outbox) StatusWebhook() http.Handler {
 			http.Error(w, "cannot record receipt", http.StatusServiceUnavailable)
 			return
 		}
+		if v, ok := deliveryVerdicts[code]; ok && form.Get("To") != "" {
+			if err := o.dir.SetVerdict(r.Context(), form.Get("To"), v, reason); err != nil {
+				o.log.Error().Err(err).Str("to", logging.Phone(form.Get("To"))).Msg("cannot record the number's verdict")
+			}
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+}
+
+// deliveryVerdicts are the carriers' delivery errors that say something
+// lasting about the number: Twilio 30005 (unknown destination handset) and
+// 30006 (landline or unreachable carrier). Passing errors (30003
+// unreachable, 30008 unknown) and blocks (30004) say nothing of the number.
+var deliveryVerdicts = map[string]contacts.Verdict{
+	"30005": contacts.Invalid,
+	"30006": contacts.Landline,
 }
 
 // receipt records a delivery status. A receipt can beat the record of the

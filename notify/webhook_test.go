@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/store/storetest"
 	"github.com/gridbell/gridbell/notify/notifytest"
@@ -76,6 +77,18 @@ func testStatusWebhook(t *testing.T, driver string) {
 		h.run()
 		if got := h.stats("OMS-1").Accounts["0100000002"]; got != "undelivered: twilio error 30003" {
 			t.Errorf("status after an early receipt: %q", got)
+		}
+		if v, ok := dir.Verdicts["+8613800000002"]; ok {
+			t.Errorf("a passing delivery error (30003) gave the number verdict %q", v)
+		}
+	})
+	t.Run("carrier says landline", func(t *testing.T) {
+		f := url.Values{"MessageSid": {sid}, "MessageStatus": {"undelivered"}, "ErrorCode": {"30006"}, "To": {"+8613800000001"}}
+		if code := post(wh, "/twilio/status", cb, testToken, f); code != http.StatusNoContent {
+			t.Fatalf("status %d", code)
+		}
+		if v := dir.Verdicts["+8613800000001"]; v != contacts.Landline {
+			t.Errorf("verdict after 30006 = %q, want landline", v)
 		}
 	})
 }
