@@ -26,11 +26,14 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Benchmarks: package benchmarks once each, then the load programs in bench/.
-# Results go to docs/benchmarks.md by hand, with the machine and the date.
-bench:
+# Benchmarks: package benchmarks once each, then the load programs in bench/,
+# each printing one table. docs/benchmarks.md records the results with the
+# machine and the date.
+bench: influxd
 	$(GO) test $(BENCHFLAGS) ./...
-	@for d in bench/*/; do if [ -f "$$d/main.go" ] && [ "$$d" != "bench/contactsgen/" ]; then echo "== $$d"; $(GO) run ./$$d || exit 1; fi; done
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) run ./bench/ingestload
+	$(GO) run ./bench/smsload -n 20000 -steady-rate 2000 -rules-tx
+	$(GO) run ./bench/storm -registry
 
 # influxd 1.8.10 for the InfluxDB integration tests (built once, then cached).
 influxd:
