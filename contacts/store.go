@@ -260,21 +260,7 @@ func newUpserter(ctx context.Context, db *store.DB, tx *sql.Tx, importID int64) 
 func upsertSQL(n int) string {
 	var sb strings.Builder
 	sb.WriteString(`INSERT INTO contacts_customers (` + customerCols + `, import_id) VALUES `)
-	p := 1
-	for i := range n {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		sb.WriteByte('(')
-		for j := range numCustomerCols {
-			if j > 0 {
-				sb.WriteByte(',')
-			}
-			fmt.Fprintf(&sb, "$%d", p)
-			p++
-		}
-		sb.WriteByte(')')
-	}
+	sb.WriteString(store.Values(true, n, numCustomerCols))
 	sb.WriteString(` ON CONFLICT (meter) DO UPDATE SET account = excluded.account, grid = excluded.grid,
 		record = excluded.record, retired = 0, seq = excluded.seq, line = excluded.line, import_id = excluded.import_id`)
 	return sb.String()

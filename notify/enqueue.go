@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/store"
 )
 
 // Enqueue stores intents inside the caller's transaction (nil tx: its own).
@@ -215,19 +216,7 @@ func insertIntentsSQL(rows int) string {
 	var b strings.Builder
 	b.WriteString(`INSERT OR IGNORE INTO notify_intents
 		(key, kind, account, grid, to_phone, ref, vars, priority, not_before, created_at, enqueued_at, state) VALUES `)
-	for r := range rows {
-		if r > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('(')
-		for c := range intentCols {
-			if c > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteByte('?')
-		}
-		b.WriteByte(')')
-	}
+	b.WriteString(store.Values(false, rows, intentCols))
 	return b.String()
 }
 

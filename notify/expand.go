@@ -15,6 +15,7 @@ import (
 
 	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/store"
 )
 
 // expandBatch is how many intents one expansion transaction takes.
@@ -87,7 +88,7 @@ func markDone(ctx context.Context, tx *expTx, ins []event.Intent) error {
 		for i, k := range chunk {
 			args[i] = k
 		}
-		q := `UPDATE notify_intents SET state = 'done' WHERE key IN (` + marks(false, 0, len(chunk)) + `)`
+		q := `UPDATE notify_intents SET state = 'done' WHERE key IN (` + store.Marks(false, 0, len(chunk)) + `)`
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("cannot mark intents expanded: %w", err)
 		}

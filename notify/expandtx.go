@@ -3,11 +3,11 @@ package notify
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/store"
 )
 
 // expTx is an expansion's transaction. It reads every message a batch of
@@ -74,7 +74,7 @@ func (tx *expTx) prefetch(ctx context.Context, keys []string) error {
 		for i, k := range part {
 			args[i] = k
 		}
-		if err := tx.read(ctx, `SELECT `+msgCols+` FROM notify_messages WHERE msg_key IN (`+marks(false, 0, len(part))+`)`, args...); err != nil {
+		if err := tx.read(ctx, `SELECT `+msgCols+` FROM notify_messages WHERE msg_key IN (`+store.Marks(false, 0, len(part))+`)`, args...); err != nil {
 			return err
 		}
 	}
@@ -183,32 +183,9 @@ func insertSQL(pg bool, table string, cols, rows int, conflict string) string {
 	} else {
 		b.WriteString("INSERT OR IGNORE INTO " + table + " VALUES ")
 	}
-	for r := range rows {
-		if r > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(" + marks(pg, r*cols, cols) + ")")
-	}
+	b.WriteString(store.Values(pg, rows, cols))
 	if pg {
 		b.WriteString(" ON CONFLICT (" + conflict + ") DO NOTHING")
 	}
 	return b.String()
-}
-
-// marks returns n placeholders after the first start: $start+1, … on
-// PostgreSQL, "?" on SQLite, whose driver looks "$n" up by name in time
-// linear in the statement's parameters.
-func marks(pg bool, start, n int) string {
-	if !pg {
-		return strings.Repeat("?,", n-1) + "?"
-	}
-	b := make([]byte, 0, n*6)
-	for i := range n {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '$')
-		b = strconv.AppendInt(b, int64(start+i+1), 10)
-	}
-	return string(b)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/gridbell/gridbell/internal/store"
 )
 
 // RefStats counts what was sent about one ref (an outage, a billing event).
@@ -42,14 +44,12 @@ func (o *Outbox) StatsOf(ctx context.Context, refs []string) (RefStats, error) {
 		return RefStats{Accounts: map[string]string{}}, nil
 	}
 	ref := strings.Join(refs, ",")
-	in := make([]string, len(refs))
 	args := make([]any, 0, len(refs)+1)
 	args = append(args, StatusPending)
-	for i, r := range refs {
-		in[i] = fmt.Sprintf("$%d", i+2)
+	for _, r := range refs {
 		args = append(args, r)
 	}
-	list := strings.Join(in, ", ")
+	list := store.Marks(true, 1, len(refs))
 	rows, err := o.db.QueryContext(ctx, `SELECT l.account, l.phone, l.created_at, l.status, l.reason,
 			COALESCE(m.status, ''), COALESCE(m.reason, '')
 		FROM notify_links l LEFT JOIN notify_messages m ON m.id = l.message_id

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/store"
 )
 
 // migrations are the rules' tables. Append, never edit.
@@ -258,21 +259,7 @@ func upsert(ctx context.Context, tx *sql.Tx, postgres bool, table string, cols [
 func upsertSQL(table string, cols []string, keys, rows int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", table, strings.Join(cols, ", "))
-	p := 1
-	for r := 0; r < rows; r++ {
-		if r > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('(')
-		for c := range cols {
-			if c > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, "$%d", p)
-			p++
-		}
-		b.WriteByte(')')
-	}
+	b.WriteString(store.Values(true, rows, len(cols)))
 	fmt.Fprintf(&b, " ON CONFLICT (%s) DO UPDATE SET ", strings.Join(cols[:keys], ", "))
 	for i, c := range cols[keys:] {
 		if i > 0 {

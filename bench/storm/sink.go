@@ -66,19 +66,7 @@ func (s *bulkSink) Enqueue(ctx context.Context, tx *sql.Tx, intents []event.Inte
 func bulkSQL(rows int) string {
 	var b strings.Builder
 	b.WriteString(`INSERT INTO storm_outbox (key, kind, account, grid, to_phone, ref, vars, priority, not_before, created_at) VALUES `)
-	for r := range rows {
-		if r > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('(')
-		for c := range bulkCols {
-			if c > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, "$%d", r*bulkCols+c+1)
-		}
-		b.WriteByte(')')
-	}
+	b.WriteString(store.Values(true, rows, bulkCols))
 	b.WriteString(` ON CONFLICT (key) DO NOTHING`)
 	return b.String()
 }
