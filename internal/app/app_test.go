@@ -97,6 +97,12 @@ func count(lines []outboxLine, kind, ref string) map[string]int {
 // TestEndToEnd runs the whole service: meter events over a real MQTT broker
 // (Mosquitto) and OMS events over Kafka (kfake) in, the outbox file out.
 func TestEndToEnd(t *testing.T) {
+	for _, driver := range storetest.Backends {
+		t.Run(driver, func(t *testing.T) { testEndToEnd(t, driver) })
+	}
+}
+
+func testEndToEnd(t *testing.T, driver string) {
 	const broker = "127.0.0.1:1883"
 	if c, err := net.DialTimeout("tcp", broker, time.Second); err != nil {
 		storetest.Missing(t, "mosquitto", err)
@@ -133,6 +139,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Store = storetest.Config(t, driver)
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
 	if err != nil {
