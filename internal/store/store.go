@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
 	_ "modernc.org/sqlite"             // registers "sqlite"
@@ -41,6 +43,10 @@ func (c Config) Validate() error {
 type DB struct {
 	*sql.DB
 	driver string
+
+	stop      chan struct{} // SQLite: ends checkpointLoop
+	stopped   chan struct{}
+	closeOnce sync.Once
 }
 
 // Driver reports "sqlite" or "postgres".
@@ -90,7 +96,11 @@ func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
 	}
 	// WAL lets readers (the HTTP API) run beside the single writer;
 	// immediate transactions avoid lock upgrades that fail under load.
-	path += sep + "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	// Checkpoints run in the background (checkpointLoop), not inside the
+	// commit that happens to pass the WAL's size limit: a storm's big
+	// transaction would otherwise copy the WAL back into the database
+	// before its callers hear it committed.
+	path += sep + "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 	sqldb, err := sql.Open("sqlite", path)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open sqlite store: %w", err)
@@ -100,7 +110,39 @@ func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
 		sqldb.Close()
 		return nil, fmt.Errorf("cannot open sqlite store %s: %w", path, err)
 	}
-	return &DB{DB: sqldb, driver: "sqlite"}, nil
+	db := &DB{DB: sqldb, driver: "sqlite", stop: make(chan struct{}), stopped: make(chan struct{})}
+	go db.checkpointLoop(time.Second)
+	return db, nil
+}
+
+// checkpointLoop copies the WAL back into the database every period without
+// blocking readers or the writer (PASSIVE), until Close.
+func (db *DB) checkpointLoop(period time.Duration) {
+	defer close(db.stopped)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.stop:
+			return
+		case <-t.C:
+			// A failed passive checkpoint is retried on the next tick;
+			// the WAL only grows meanwhile.
+			db.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
+}
+
+// Close stops the checkpointer, checkpoints what is left and closes the store.
+func (db *DB) Close() error {
+	if db.stop != nil {
+		db.closeOnce.Do(func() {
+			close(db.stop)
+			<-db.stopped
+			db.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")
+		})
+	}
+	return db.DB.Close()
 }
 
 // Migrate applies, in order, the statements of component that have not run

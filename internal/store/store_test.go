@@ -2,8 +2,13 @@ package store_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/gridbell/gridbell/internal/store"
 	"github.com/gridbell/gridbell/internal/store/storetest"
 )
 
@@ -32,5 +37,40 @@ func TestMigrateIsIdempotent(t *testing.T) {
 				t.Fatalf("v = %d, want 3 (migration ran twice or upsert failed)", v)
 			}
 		})
+	}
+}
+
+// TestCheckpointInBackground: automatic checkpoints are off (they would run
+// inside a big commit), so the loop must copy the WAL into the database file
+// while the store is open.
+func TestCheckpointInBackground(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	db, err := store.Open(ctx, store.Config{Driver: "sqlite"}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx, "test", []string{`CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL)`}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		if _, err := db.ExecContext(ctx, `INSERT INTO kv (k, v) VALUES ($1, $2)`, i, strings.Repeat("x", 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size := func() int64 {
+		fi, err := os.Stat(filepath.Join(dir, "gridbell.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for size() < 200*1000 {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file is %d bytes 10 s after 200 KB were written: the WAL was never checkpointed", size())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
