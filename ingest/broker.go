@@ -4,26 +4,34 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
+	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/rs/zerolog"
+	"go.etcd.io/bbolt"
 )
 
 // Broker is the embedded MQTT broker (mochi-mqtt), used when mqtt.brokers is
 // empty so that a single gridbell binary can take meter data with nothing
-// else installed. It keeps sessions in memory only: messages queued for a
-// persistent session do not survive a restart of gridbell itself.
+// else installed. With a state file it keeps sessions, subscriptions and
+// QoS 1 messages not yet acknowledged in it (bbolt), so a restart of
+// gridbell loses none of what the broker had accepted.
 type Broker struct {
 	srv *mochi.Server
 	tcp *listeners.TCP
 }
 
 // StartBroker starts an embedded broker listening on listen ("host:port";
-// port 0 picks a free one, see Addr). It accepts every client: bind it to
-// loopback or a trusted network.
-func StartBroker(listen string, log zerolog.Logger) (*Broker, error) {
+// port 0 picks a free one, see Addr), keeping its state in stateFile ("" =
+// memory only). It accepts every client: bind it to loopback or a trusted
+// network.
+func StartBroker(listen, stateFile string, log zerolog.Logger) (*Broker, error) {
 	srv := mochi.New(&mochi.Options{
 		InlineClient: false,
 		Logger:       slog.New(zerologHandler{log: log}),
@@ -31,16 +39,53 @@ func StartBroker(listen string, log zerolog.Logger) (*Broker, error) {
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, fmt.Errorf("cannot start embedded mqtt broker: %w", err)
 	}
+	if stateFile != "" {
+		opts := &bolt.Options{Path: stateFile, Options: &bbolt.Options{Timeout: 5 * time.Second}}
+		if err := srv.AddHook(&boltHook{Hook: new(bolt.Hook)}, opts); err != nil {
+			return nil, fmt.Errorf("cannot open embedded mqtt broker state %s: %w", stateFile, err)
+		}
+	}
 	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: listen})
 	if err := srv.AddListener(tcp); err != nil {
+		srv.Close()
 		return nil, fmt.Errorf("cannot start embedded mqtt broker on %s: %w", listen, err)
 	}
 	if err := srv.Serve(); err != nil {
 		srv.Close()
 		return nil, fmt.Errorf("cannot start embedded mqtt broker: %w", err)
 	}
-	log.Info().Str("listen", tcp.Address()).Msg("embedded mqtt broker started")
+	log.Info().Str("listen", tcp.Address()).Str("state", stateFile).Msg("embedded mqtt broker started")
 	return &Broker{srv: srv, tcp: tcp}, nil
+}
+
+// boltHook mends mochi's bolt storage, which keeps an inflight message's
+// packet id only in its key: restored without it, a queued message cannot
+// be resent ("missing packet id") and would be lost across a restart.
+type boltHook struct{ *bolt.Hook }
+
+// StoredInflightMessages restores the packet ids from the keys
+// ("…:<packet id>").
+func (h *boltHook) StoredInflightMessages() ([]storage.Message, error) {
+	v, err := h.Hook.StoredInflightMessages()
+	for i := range v {
+		if v[i].PacketID != 0 {
+			continue
+		}
+		if _, id, ok := cutLast(v[i].ID, ":"); ok {
+			if n, perr := strconv.ParseUint(id, 10, 16); perr == nil {
+				v[i].PacketID = uint16(n)
+			}
+		}
+	}
+	return v, err
+}
+
+func cutLast(s, sep string) (before, after string, ok bool) {
+	i := strings.LastIndex(s, sep)
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+len(sep):], true
 }
 
 // Addr returns the address the broker listens on.
@@ -59,6 +104,9 @@ type zerologHandler struct {
 func (h zerologHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
 
 func (h zerologHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "failed to get data" && hasAttr(r, "error", "key not found") {
+		return nil // a new state file has no system info yet: not an error
+	}
 	ev := h.log.Warn()
 	if r.Level >= slog.LevelError {
 		ev = h.log.Error()
@@ -72,6 +120,15 @@ func (h zerologHandler) Handle(_ context.Context, r slog.Record) error {
 	})
 	ev.Msg(r.Message)
 	return nil
+}
+
+func hasAttr(r slog.Record, key, value string) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		found = a.Key == key && a.Value.String() == value
+		return !found
+	})
+	return found
 }
 
 func (h zerologHandler) WithAttrs(attrs []slog.Attr) slog.Handler {

@@ -137,7 +137,7 @@ func (a *App) buildIngest(ctx context.Context) error {
 	a.Dead.SetRoutes(ingest.Routes{MQTTPrefix: a.cfg.MQTT.TopicPrefix, OMSTopic: a.cfg.Kafka.OMSTopic, BillingTopic: a.cfg.Kafka.BillingTopic})
 	mqttCfg := a.cfg.MQTT
 	if len(mqttCfg.Brokers) == 0 {
-		if a.Broker, err = ingest.StartBroker(mqttCfg.EmbeddedListen, logging.Component(a.log, "broker")); err != nil {
+		if a.Broker, err = ingest.StartBroker(mqttCfg.EmbeddedListen, filepath.Join(a.cfg.DataDir, "broker.db"), logging.Component(a.log, "broker")); err != nil {
 			return err
 		}
 		a.closers = append(a.closers, a.Broker.Close)
