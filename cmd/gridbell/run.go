@@ -7,11 +7,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
 	"github.com/gridbell/gridbell/internal/app"
+	"github.com/gridbell/gridbell/internal/config"
 	"github.com/gridbell/gridbell/internal/fleet"
+	"github.com/gridbell/gridbell/internal/httpapi"
 	"github.com/gridbell/gridbell/internal/logging"
 	"github.com/gridbell/gridbell/internal/sim"
 )
@@ -38,17 +41,8 @@ func runCmd(g *globals) *cobra.Command {
 			defer stop()
 			var f *fleet.Fleet
 			if demo {
-				if f, err = writeDemoContacts(cfg.DataDir); err != nil {
+				if f, err = prepareDemo(cfg, log); err != nil {
 					return err
-				}
-				if cfg.ContactsFile == "" {
-					cfg.ContactsFile = filepath.Join(cfg.DataDir, "demo-contacts.csv")
-				}
-				if cfg.QuietHours.Enabled {
-					// A demo must show every kind whatever the hour; in
-					// production balance_low and the like wait for 07:00.
-					cfg.QuietHours.Enabled = false
-					log.Info().Msg("demo: quiet hours off so that held kinds (balance_low, arrears) show at once")
 				}
 			}
 			a, err := app.New(ctx, cfg, log)
@@ -56,36 +50,7 @@ func runCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if demo {
-				outbox := cfg.SMS.OutboxFile
-				if outbox == "" {
-					outbox = filepath.Join(cfg.DataDir, "outbox.jsonl")
-				}
-				log.Info().Str("outbox", outbox).Str("web", "http://"+cfg.HTTP.Listen+"/").
-					Msg("demo: simulated fleet starting; watch the outbox file and the web page")
-				go func() {
-					opts := sim.Options{
-						Broker:   "tcp://" + cfg.MQTT.EmbeddedListen,
-						Prefix:   cfg.MQTT.TopicPrefix,
-						API:      "http://" + cfg.HTTP.Listen,
-						Fleet:    f,
-						Interval: 10 * time.Second,
-						Scenario: true,
-					}
-					if len(cfg.MQTT.Brokers) > 0 {
-						opts.Broker = cfg.MQTT.Brokers[0]
-					}
-					for _, t := range cfg.Auth.Tokens {
-						if t.Role == "admin" || t.Role == "ingest" {
-							opts.Token = t.Token.Reveal()
-							break
-						}
-					}
-					if err := waitReady(ctx, a); err == nil {
-						if err := sim.Run(ctx, opts, logging.Component(log, "simulate")); err != nil && ctx.Err() == nil {
-							log.Error().Err(err).Msg("demo simulator stopped")
-						}
-					}
-				}()
+				go playDemo(ctx, cfg, a, f, log)
 			}
 			return a.Run(ctx)
 		},
@@ -94,6 +59,59 @@ func runCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the effective configuration (secrets masked) and exit")
 	cmd.Flags().BoolVar(&demo, "demo", false, "import a demo fleet and play the demo scenario against this instance")
 	return cmd
+}
+
+// prepareDemo writes the demo fleet's contacts file, makes it the one to
+// import unless another is configured, and turns quiet hours off.
+func prepareDemo(cfg *config.Config, log zerolog.Logger) (*fleet.Fleet, error) {
+	f, err := writeDemoContacts(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ContactsFile == "" {
+		cfg.ContactsFile = filepath.Join(cfg.DataDir, "demo-contacts.csv")
+	}
+	if cfg.QuietHours.Enabled {
+		// A demo must show every kind whatever the hour; in production
+		// balance_low and the like wait for 07:00.
+		cfg.QuietHours.Enabled = false
+		log.Info().Msg("demo: quiet hours off so that held kinds (balance_low, arrears) show at once")
+	}
+	return f, nil
+}
+
+// playDemo plays the demo scenario against a once it is ready, until ctx
+// is done.
+func playDemo(ctx context.Context, cfg *config.Config, a *app.App, f *fleet.Fleet, log zerolog.Logger) {
+	outbox := cfg.SMS.OutboxFile
+	if outbox == "" {
+		outbox = filepath.Join(cfg.DataDir, "outbox.jsonl")
+	}
+	log.Info().Str("outbox", outbox).Str("web", "http://"+cfg.HTTP.Listen+"/").
+		Msg("demo: simulated fleet starting; watch the outbox file and the web page")
+	opts := sim.Options{
+		Broker:   "tcp://" + cfg.MQTT.EmbeddedListen,
+		Prefix:   cfg.MQTT.TopicPrefix,
+		API:      "http://" + cfg.HTTP.Listen,
+		Fleet:    f,
+		Interval: 10 * time.Second,
+		Scenario: true,
+	}
+	if len(cfg.MQTT.Brokers) > 0 {
+		opts.Broker = cfg.MQTT.Brokers[0]
+	}
+	for _, t := range cfg.Auth.Tokens {
+		if t.Role == httpapi.RoleAdmin || t.Role == httpapi.RoleIngest {
+			opts.Token = t.Token.Reveal()
+			break
+		}
+	}
+	if waitReady(ctx, a) != nil {
+		return
+	}
+	if err := sim.Run(ctx, opts, logging.Component(log, "simulate")); err != nil && ctx.Err() == nil {
+		log.Error().Err(err).Msg("demo simulator stopped")
+	}
 }
 
 // demoFleet is the fleet `make run` shows: about 2,000 customers in 20
