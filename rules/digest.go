@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,10 +92,20 @@ func (e *Engine) sendDigest(g string, d *digest, now time.Time) {
 		vars := map[string]string{"grid": g, "manager": info.Manager, "count": strconv.Itoa(d.Count),
 			"critical_count": strconv.Itoa(d.NCritical), "critical": strings.Join(d.Critical, "、"),
 			"areas": joinCapped(d.Areas, 10), "outages": joinCapped(d.Outages, 5), "storm": boolString(e.storm)}
-		e.emit(event.Intent{Key: fmt.Sprintf("digest/%s/%d", g, now.UnixNano()), Kind: event.KindManagerDigest,
+		e.emit(event.Intent{Key: digestKey(g, d, now), Kind: event.KindManagerDigest,
 			Grid: g, To: info.ManagerPhone, Ref: d.Outages[0], Vars: vars, Priority: event.PriorityCritical, CreatedAt: now})
 	}
 	*d = digest{LastSent: now, dirty: true}
+}
+
+// digestKey names one digest: its grid, time and contents, so two digests of
+// a grid taken at the same instant (a coarse or fake clock, two outages in
+// one batch) do not share a key and lose one to the outbox's idempotency.
+func digestKey(g string, d *digest, now time.Time) string {
+	h := fnv.New64a()
+	h.Write([]byte(strings.Join(d.Outages, ",")))
+	fmt.Fprintf(h, "|%d|%s", d.Count, strings.Join(d.Critical, ","))
+	return fmt.Sprintf("digest/%s/%d/%x", g, now.UnixNano(), h.Sum64())
 }
 
 func joinCapped(s []string, n int) string {

@@ -33,7 +33,9 @@
 //     they were sent with, so notify's counts for a merged outage are those
 //     of its id and its aliases. The OMS scope only grows.
 //   - Planned outages: customers told by planned_notice get no outage intent
-//     when it starts, but do get etr_update and restored. A cancelled outage
+//     when it starts, but do get etr_update and restored. When one is
+//     announced, each grid's manager gets a digest of its customers there,
+//     naming the critical ones (they need a call before the day). A cancelled outage
 //     sends nothing more.
 //   - restored: to customers told (outage or planned_notice), once each of
 //     their meters in the outage is powered after being seen dark, sent a

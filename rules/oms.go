@@ -205,6 +205,11 @@ func (e *Engine) planned(r *outage, meters []int32, flag uint8, notBefore time.T
 		}
 		e.emit(event.Intent{Key: key + r.ID + "/" + m.account, Kind: event.KindPlannedNotice, Account: m.account,
 			Grid: e.gridOf(m), Ref: r.ID, Vars: vars, Priority: priority(e.classOf(m), event.PriorityOutage), NotBefore: notBefore, CreatedAt: now})
+		if flag == lPlanned {
+			// Managers hear of a planned outage's customers when it is
+			// announced: critical ones need a call before the day.
+			e.digestAdd(m, r, vars["area"])
+		}
 	}
 	if r.ETRTold == nil && r.ETR != nil {
 		r.ETRTold = r.ETR
