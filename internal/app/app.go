@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -48,38 +47,41 @@ type App struct {
 	HTTP     *httpapi.Server
 
 	components []component
-	closeMu    sync.Mutex
-	closers    []func() error // guarded by closeMu
-	storeReady bool
+	closers    []func() error // run in reverse by close
 }
 
 // New opens the store, loads contacts and builds every component. Nothing
 // runs until Run.
-func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (a *App, err error) {
-	a = &App{cfg: cfg, log: log}
-	defer func() {
-		if err != nil {
-			a.close()
-		}
-	}()
+func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*App, error) {
+	a := &App{cfg: cfg, log: log}
+	if err := a.build(ctx); err != nil {
+		a.close() // what was opened before the failure
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) build(ctx context.Context) error {
+	cfg := a.cfg
+	var err error
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("cannot create data_dir: %w", err)
+		return fmt.Errorf("cannot create data_dir: %w", err)
 	}
 	if a.DB, err = store.Open(ctx, cfg.Store, cfg.DataDir); err != nil {
-		return nil, err
+		return err
 	}
 	a.closers = append(a.closers, a.DB.Close)
 	if err := a.openContacts(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if err := a.buildNotifyAndRules(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if err := a.buildIngest(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	a.buildHTTP()
-	return a, nil
+	return nil
 }
 
 func (a *App) openContacts(ctx context.Context) error {
@@ -115,7 +117,6 @@ func (a *App) buildNotifyAndRules(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.storeReady = true
 	// notify delivers what rules decide: start it first, stop it last.
 	a.components = append(a.components,
 		component{"notify", a.Outbox.Run},
@@ -183,12 +184,9 @@ func (a *App) buildHTTP() {
 // Ready reports nil once the store is open, contacts are loaded, MQTT
 // subscriptions are acknowledged and, with Kafka, the group has joined.
 func (a *App) Ready() error {
+	// The store is open and the contacts are loaded once New has returned.
 	switch {
-	case !a.storeReady:
-		return errors.New("store not open")
-	case a.Contacts == nil:
-		return errors.New("contacts not loaded")
-	case a.MQTT == nil || !a.MQTT.Ready():
+	case !a.MQTT.Ready():
 		return errors.New("mqtt subscriptions not acknowledged")
 	case a.Kafka != nil && !a.Kafka.Ready():
 		return errors.New("kafka consumer group not joined")
@@ -237,10 +235,8 @@ func (a *App) Run(ctx context.Context) error {
 	return runErr
 }
 
-// close releases the store and broker. Lock: closeMu.
+// close releases the store and broker, once: New on failure, else Run.
 func (a *App) close() {
-	a.closeMu.Lock()
-	defer a.closeMu.Unlock()
 	for i := len(a.closers) - 1; i >= 0; i-- {
 		if err := a.closers[i](); err != nil {
 			a.log.Warn().Err(err).Msg("close")

@@ -376,3 +376,35 @@ func testEndToEnd(t *testing.T, driver string) {
 		t.Errorf("/readyz = %d", code)
 	}
 }
+
+// TestNewFailsCleanly: a component that cannot start (the embedded broker's
+// port is taken) makes New return an error naming it, not panic, and what
+// was already open is closed again (the store can be reopened at once).
+func TestNewFailsCleanly(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	cfg, err := config.Load("", []string{
+		"GRIDBELL_DATA_DIR=" + dir,
+		"GRIDBELL_HTTP_LISTEN=" + freePort(t),
+		"GRIDBELL_MQTT_EMBEDDED_LISTEN=" + taken.Addr().String(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(context.Background(), cfg, zerolog.Nop())
+	if err == nil || a != nil || !strings.Contains(err.Error(), taken.Addr().String()) {
+		t.Fatalf("New() = %v, %v; want no app and an error naming %s", a, err, taken.Addr())
+	}
+	dl, closeFn, err := app.OpenDeadLetters(context.Background(), cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("store not released after the failed New: %v", err)
+	}
+	if _, err := dl.List(context.Background(), 1); err != nil {
+		t.Error(err)
+	}
+	closeFn()
+}
