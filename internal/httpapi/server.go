@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -233,9 +234,8 @@ func (s *Server) customers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := principalOf(r)
-	grid := r.URL.Query().Get("grid")
-	if grid != "" && !p.canSeeGrid(grid) {
-		writeError(w, http.StatusForbidden, "grid "+grid+" is not yours")
+	grid, ok := requestedGrid(w, r, p)
+	if !ok {
 		return
 	}
 	list, _ := s.deps.Outages.Customers(o.ID, grid)
@@ -274,14 +274,7 @@ func writeCustomersCSV(w http.ResponseWriter, list []rules.AffectedCustomer) {
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"account", "name", "meter", "area", "grid", "class", "phones", "status", "powered"})
 	for _, c := range list {
-		phones := ""
-		for i, p := range c.Phones {
-			if i > 0 {
-				phones += " "
-			}
-			phones += p
-		}
-		cw.Write([]string{c.Account, c.Name, c.Meter, c.Area, c.Grid, string(c.Class), phones, c.Status, strconv.FormatBool(c.Powered)})
+		cw.Write([]string{c.Account, c.Name, c.Meter, c.Area, c.Grid, string(c.Class), strings.Join(c.Phones, " "), c.Status, strconv.FormatBool(c.Powered)})
 	}
 	cw.Flush()
 }
@@ -329,9 +322,8 @@ func (s *Server) quality(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := principalOf(r)
-	grid := r.URL.Query().Get("grid")
-	if grid != "" && !p.canSeeGrid(grid) {
-		writeError(w, http.StatusForbidden, "grid "+grid+" is not yours")
+	grid, ok := requestedGrid(w, r, p)
+	if !ok {
 		return
 	}
 	rep := s.deps.Quality.Quality(grid)
@@ -339,6 +331,16 @@ func (s *Server) quality(w http.ResponseWriter, r *http.Request) {
 		rep = rep.Only(p.grids)
 	}
 	writeJSON(w, 200, rep)
+}
+
+// requestedGrid is the ?grid= of r, refused with 403 when p may not see it.
+func requestedGrid(w http.ResponseWriter, r *http.Request, p principal) (string, bool) {
+	grid := r.URL.Query().Get("grid")
+	if grid != "" && !p.canSeeGrid(grid) {
+		writeError(w, http.StatusForbidden, "grid "+grid+" is not yours")
+		return "", false
+	}
+	return grid, true
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
