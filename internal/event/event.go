@@ -101,20 +101,3 @@ type Event struct {
 	Received time.Time // arrival time at gridbell
 	Late     bool      // event time older than the lateness window
 }
-
-// Time returns the event time of whichever input e carries.
-func (e *Event) Time() time.Time {
-	switch {
-	case e.Reading != nil:
-		return e.Reading.TS
-	case e.Meter != nil:
-		return e.Meter.TS
-	case e.Concentrator != nil:
-		return e.Concentrator.TS
-	case e.Outage != nil:
-		return e.Outage.UpdatedAt
-	case e.Billing != nil:
-		return e.Billing.At
-	}
-	return time.Time{}
-}
