@@ -25,34 +25,35 @@ func checkDecoded(t *testing.T, evs []event.Event, err error) {
 			}
 		}
 	}
-	lim := testLimits()
+	horizon := testNow.Add(testLimits().MaxFuture)
 	for _, e := range evs {
-		if e.Time().IsZero() || e.Time().After(testNow.Add(lim.MaxFuture)) {
-			t.Fatalf("event time %v", e.Time())
-		}
+		var ts time.Time
 		switch {
 		case e.Reading != nil:
-			if e.Reading.Meter == "" || e.Reading.KWh < 0 {
+			if ts = e.Reading.TS; e.Reading.Meter == "" || e.Reading.KWh < 0 {
 				t.Fatalf("reading %+v", e.Reading)
 			}
 		case e.Meter != nil:
-			if e.Meter.Meter == "" || e.Meter.Type == "" {
+			if ts = e.Meter.TS; e.Meter.Meter == "" || e.Meter.Type == "" {
 				t.Fatalf("meter event %+v", e.Meter)
 			}
 		case e.Concentrator != nil:
-			if e.Concentrator.Concentrator == "" {
+			if ts = e.Concentrator.TS; e.Concentrator.Concentrator == "" {
 				t.Fatalf("concentrator event %+v", e.Concentrator)
 			}
 		case e.Outage != nil:
-			if e.Outage.OutageID == "" || e.Outage.Kind == "" || e.Outage.Status == "" {
+			if ts = e.Outage.UpdatedAt; e.Outage.OutageID == "" || e.Outage.Kind == "" || e.Outage.Status == "" {
 				t.Fatalf("outage %+v", e.Outage)
 			}
 		case e.Billing != nil:
-			if e.Billing.Account == "" || e.Billing.Type == "" {
+			if ts = e.Billing.At; e.Billing.Account == "" || e.Billing.Type == "" {
 				t.Fatalf("billing %+v", e.Billing)
 			}
 		default:
 			t.Fatalf("empty event %+v", e)
+		}
+		if ts.IsZero() || ts.After(horizon) {
+			t.Fatalf("event time %v of %+v", ts, e)
 		}
 	}
 }
