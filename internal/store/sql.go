@@ -1,6 +1,8 @@
 package store
 
 import (
+	"context"
+	"database/sql"
 	"strconv"
 	"strings"
 )
@@ -44,3 +46,40 @@ func Values(numbered bool, rows, cols int) string {
 
 // Values is the package Values in this store's fastest placeholder style.
 func (db *DB) Values(rows, cols int) string { return Values(db.Postgres(), rows, cols) }
+
+// ExecBatches runs a multi-row statement over n rows, per rows at most to a
+// statement: sqlFor(k) is the statement for k rows, and fill appends to args
+// the arguments of rows [from, to). Full batches share one prepared
+// statement; the last, shorter one runs unprepared. Rows are filled a batch
+// at a time, so a caller never holds every row's arguments at once.
+func ExecBatches(ctx context.Context, tx *sql.Tx, n, per int, sqlFor func(rows int) string,
+	fill func(args []any, from, to int) ([]any, error)) error {
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	var args []any
+	for from := 0; from < n; from += per {
+		to := min(from+per, n)
+		var err error
+		if args, err = fill(args[:0], from, to); err != nil {
+			return err
+		}
+		if to-from < per {
+			_, err = tx.ExecContext(ctx, sqlFor(to-from), args...)
+		} else {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, sqlFor(per)); err != nil {
+					return err
+				}
+			}
+			_, err = full.ExecContext(ctx, args...)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -74,3 +74,45 @@ func TestCheckpointInBackground(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestExecBatches(t *testing.T) {
+	for _, driver := range storetest.Backends {
+		t.Run(driver, func(t *testing.T) {
+			db := storetest.Open(t, driver)
+			ctx := context.Background()
+			if err := db.Migrate(ctx, "test", []string{`CREATE TABLE kv (k BIGINT PRIMARY KEY, v TEXT NOT NULL)`}); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []int{0, 1, 7, 8, 23} {
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var batches int
+				err = store.ExecBatches(ctx, tx, n, 8, func(rows int) string {
+					batches++
+					return `INSERT INTO kv (k, v) VALUES ` + db.Values(rows, 2)
+				}, func(args []any, from, to int) ([]any, error) {
+					for i := from; i < to; i++ {
+						args = append(args, n*100+i, strings.Repeat("x", i))
+					}
+					return args, nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := tx.Commit(); err != nil {
+					t.Fatal(err)
+				}
+				var got int
+				db.QueryRowContext(ctx, `SELECT COUNT(*) FROM kv WHERE k >= $1 AND k < $2`, n*100, n*100+100).Scan(&got)
+				if got != n {
+					t.Errorf("n=%d: %d rows stored", n, got)
+				}
+				if want := min(n/8, 1) + min(n%8, 1); batches != want {
+					t.Errorf("n=%d: %d statements built, want %d (one prepared for full batches, one for the rest)", n, batches, want)
+				}
+			}
+		})
+	}
+}
