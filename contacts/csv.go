@@ -372,7 +372,6 @@ func parseLanguage(s string) (string, bool) {
 // rejectWriter writes the reject file: a CSV with line,column,reason,raw.
 type rejectWriter struct {
 	w *csv.Writer
-	n int
 }
 
 func newRejectWriter(w io.Writer) *rejectWriter {
@@ -385,7 +384,6 @@ func newRejectWriter(w io.Writer) *rejectWriter {
 }
 
 func (rw *rejectWriter) add(r reject) {
-	rw.n++
 	if rw.w != nil {
 		rw.w.Write([]string{fmt.Sprint(r.line), r.column, r.reason, r.raw})
 	}

@@ -114,17 +114,3 @@ func (s *symtab) find(str string) (int32, bool) {
 		}
 	}
 }
-
-// lookup is find while building.
-func (s *symtab) lookup(str string) (int32, bool) {
-	mask := uint64(len(s.slots) - 1)
-	for i := maphash.String(s.seed, str) & mask; ; i = (i + 1) & mask {
-		v := s.slots[i]
-		if v == 0 {
-			return 0, false
-		}
-		if string(s.bytes(v-1)) == str {
-			return v - 1, true
-		}
-	}
-}
