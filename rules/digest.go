@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/event"
 )
 
@@ -51,7 +52,7 @@ func (e *Engine) digestAdd(m *meterState, r *outage, area string) {
 	if area != "" && !slices.Contains(d.Areas, area) {
 		d.Areas = append(d.Areas, area)
 	}
-	if priority(e.classOf(m), event.PriorityOutage) == event.PriorityCritical {
+	if contacts.Class(e.classOf(m)).Critical() {
 		d.NCritical++
 		if len(d.Critical) < maxNames {
 			name := m.account

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -434,21 +435,12 @@ func (e *Engine) reportOut(a string) {
 			continue
 		}
 		r := e.outages[e.meters[i].outage]
-		if !containsStr(r.ReportedOut, a) {
+		if !slices.Contains(r.ReportedOut, a) {
 			r.ReportedOut = append(r.ReportedOut, a)
 			e.touch(r)
 		}
 		return
 	}
-}
-
-func containsStr(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // StormMode reports whether the rules are in storm mode.

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"slices"
 	"time"
 
 	"github.com/gridbell/gridbell/internal/event"
@@ -351,7 +352,7 @@ func (e *Engine) decideDue(now int64) {
 	for a := range touched {
 		areas = append(areas, a)
 	}
-	sortInt32(areas)
+	slices.Sort(areas)
 	for _, a := range areas {
 		e.areaDark(a, touched[a])
 	}

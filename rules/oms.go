@@ -204,7 +204,7 @@ func (e *Engine) planned(r *outage, meters []int32, flag uint8, notBefore time.T
 			vars["area"] = e.areas[m.area].name
 		}
 		e.emit(event.Intent{Key: key + r.ID + "/" + m.account, Kind: event.KindPlannedNotice, Account: m.account,
-			Grid: e.gridOf(m), Ref: r.ID, Vars: vars, Priority: priority(e.classOf(m), event.PriorityOutage), NotBefore: notBefore, CreatedAt: now})
+			Grid: e.gridOf(m), Ref: r.ID, Vars: vars, Priority: priority(e.classOf(m)), NotBefore: notBefore, CreatedAt: now})
 		if flag == lPlanned {
 			// Managers hear of a planned outage's customers when it is
 			// announced: critical ones need a call before the day.
@@ -271,7 +271,7 @@ func (e *Engine) etrCheck(r *outage) {
 		e.setLedger(r, m.account, lETR)
 		e.emit(event.Intent{Key: key, Kind: event.KindETRUpdate, Account: m.account, Grid: e.gridOf(m), Ref: r.ID,
 			Vars:     map[string]string{"outage_id": r.ID, "etr": fmtTime(r.ETR), "previous_etr": prev, "start": fmtTime(r.Start)},
-			Priority: priority(e.classOf(m), event.PriorityOutage), CreatedAt: now})
+			Priority: priority(e.classOf(m)), CreatedAt: now})
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/event"
 )
 
@@ -249,7 +250,7 @@ func (e *Engine) tell(r *outage, meters []int32) {
 			vars["cause"] = r.Cause
 		}
 		e.emit(event.Intent{Key: "outage/" + r.ID + "/" + m.account, Kind: event.KindOutage,
-			Account: m.account, Grid: e.gridOf(m), Ref: r.ID, Vars: vars, Priority: priority(e.classOf(m), event.PriorityOutage), CreatedAt: now})
+			Account: m.account, Grid: e.gridOf(m), Ref: r.ID, Vars: vars, Priority: priority(e.classOf(m)), CreatedAt: now})
 		e.digestAdd(m, r, area)
 	}
 }
@@ -295,7 +296,7 @@ func (e *Engine) meterBack(i int32) {
 		vars["area"] = e.areas[m.area].name
 	}
 	e.emit(event.Intent{Key: "restored/" + r.ID + "/" + m.account, Kind: event.KindRestored,
-		Account: m.account, Grid: e.gridOf(m), Ref: r.ID, Aliases: slices.Clone(r.Aliases), Vars: vars, Priority: priority(e.classOf(m), event.PriorityOutage), CreatedAt: e.clk.Now()})
+		Account: m.account, Grid: e.gridOf(m), Ref: r.ID, Aliases: slices.Clone(r.Aliases), Vars: vars, Priority: priority(e.classOf(m)), CreatedAt: e.clk.Now()})
 }
 
 // settle works out the restoration of the records touched in this batch.
@@ -363,13 +364,11 @@ func (e *Engine) anyDark(r *outage) bool {
 	return false
 }
 
-// priority is p, or PriorityCritical for the classes served first.
-func priority(class string, p event.Priority) event.Priority {
-	switch class {
-	case "life_support", "high_risk", "important":
+// priority is an outage intent's priority for a customer of class:
+// PriorityCritical for the classes served first.
+func priority(class string) event.Priority {
+	if contacts.Class(class).Critical() {
 		return event.PriorityCritical
 	}
-	return p
+	return event.PriorityOutage
 }
-
-func sortInt32(s []int32) { slices.Sort(s) }
