@@ -49,12 +49,13 @@ func (o *Outbox) expand(ctx context.Context) (int, error) {
 	}
 	defer btx.Rollback()
 	tx := newExpTx(btx, o.db.Postgres())
-	if err := tx.prefetch(ctx, o.msgKeys(ins)); err != nil {
+	accts := o.lookupAccounts(ins)
+	if err := tx.prefetch(ctx, msgKeys(ins, accts)); err != nil {
 		return 0, err
 	}
 	var ev expandEvents
-	for _, in := range ins {
-		if err := o.expandOne(ctx, tx, in, now, &ev); err != nil {
+	for i, in := range ins {
+		if err := o.expandOne(ctx, tx, in, accts[i], now, &ev); err != nil {
 			return 0, fmt.Errorf("cannot expand intent %s: %w", in.Key, err)
 		}
 	}
@@ -156,18 +157,18 @@ func kindRank(k event.Kind) int {
 	return 1
 }
 
-func (o *Outbox) expandOne(ctx context.Context, tx *expTx, in event.Intent, now time.Time, ev *expandEvents) error {
+// expandOne places in for each phone of acct (nil: unknown, or in.To is set).
+func (o *Outbox) expandOne(ctx context.Context, tx *expTx, in event.Intent, acct *contacts.Account, now time.Time, ev *expandEvents) error {
 	if in.To != "" {
 		return o.place(ctx, tx, in, in.To, "zh", priority(in, nil), now, ev)
 	}
-	acct, ok := o.dir.Account(in.Account)
 	switch {
-	case !ok:
+	case acct == nil:
 		return o.suppress(ctx, tx, in, "", "unknown account", ev)
 	case acct.Retired:
 		return o.suppress(ctx, tx, in, "", "retired account", ev)
 	}
-	prio := priority(in, &acct)
+	prio := priority(in, acct)
 	var reasons []string
 	seen := map[string]bool{}
 	placed := 0

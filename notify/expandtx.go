@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/store"
 )
@@ -28,9 +29,25 @@ func newExpTx(tx *cachedTx, pg bool) *expTx {
 	return &expTx{cachedTx: tx, pg: pg, known: map[string]*msgRow{}}
 }
 
+// lookupAccounts returns each intent's account, nil for an intent with an
+// explicit recipient or an unknown account: the registry assembles an
+// account on every call, so expansion asks once an intent.
+func (o *Outbox) lookupAccounts(ins []event.Intent) []*contacts.Account {
+	accts := make([]*contacts.Account, len(ins))
+	for i, in := range ins {
+		if in.To != "" {
+			continue
+		}
+		if a, ok := o.dir.Account(in.Account); ok {
+			accts[i] = &a
+		}
+	}
+	return accts
+}
+
 // msgKeys returns the keys of the messages ins may become or join: what
 // prefetch reads. One it misses is read when asked for.
-func (o *Outbox) msgKeys(ins []event.Intent) []string {
+func msgKeys(ins []event.Intent, accts []*contacts.Account) []string {
 	var keys []string
 	add := func(in event.Intent, phone string) {
 		keys = append(keys, msgKey(in, phone))
@@ -39,12 +56,12 @@ func (o *Outbox) msgKeys(ins []event.Intent) []string {
 			keys = append(keys, msgKey(in, phone))
 		}
 	}
-	for _, in := range ins {
+	for i, in := range ins {
 		if in.To != "" {
 			add(in, in.To)
 			continue
 		}
-		if acct, ok := o.dir.Account(in.Account); ok && !acct.Retired {
+		if acct := accts[i]; acct != nil && !acct.Retired {
 			for _, c := range acct.Contacts {
 				if c.Phone != "" && contactReason(c) == "" {
 					add(in, c.Phone)
