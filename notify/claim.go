@@ -6,10 +6,10 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/store"
 )
 
 // execer is a *sql.Tx or *sql.DB.
@@ -61,7 +61,6 @@ func (o *Outbox) claim(ctx context.Context, limit int) ([]claimed, error) {
 // (status, priority, due_at) index in order instead of sorting the queue.
 func dueMessages(ctx context.Context, tx *cachedTx, now time.Time, limit int) ([]claimed, error) {
 	var all []claimed
-	prio := map[string]int{}
 	for _, status := range []string{StatusQueued, StatusHeld} {
 		rows, err := tx.QueryContext(ctx, `SELECT id, phone, accounts, kind, ref, body, queued_at, attempts, priority, due_at
 			FROM notify_messages WHERE status = $1 AND due_at <= $2 ORDER BY priority, due_at LIMIT $3`,
@@ -72,14 +71,12 @@ func dueMessages(ctx context.Context, tx *cachedTx, now time.Time, limit int) ([
 		for rows.Next() {
 			var c claimed
 			var kind string
-			var queued, due int64
-			var p int
-			if err := rows.Scan(&c.ID, &c.To, &c.Account, &kind, &c.Ref, &c.Body, &queued, &c.attempts, &p, &due); err != nil {
+			var queued int64
+			if err := rows.Scan(&c.ID, &c.To, &c.Account, &kind, &c.Ref, &c.Body, &queued, &c.attempts, &c.priority, &c.due); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("cannot read due messages: %w", err)
 			}
-			c.Kind, c.QueuedAt, c.due = event.Kind(kind), time.Unix(0, queued), due
-			prio[c.ID] = p
+			c.Kind, c.QueuedAt = event.Kind(kind), time.Unix(0, queued)
 			all = append(all, c)
 		}
 		rows.Close()
@@ -88,7 +85,7 @@ func dueMessages(ctx context.Context, tx *cachedTx, now time.Time, limit int) ([
 		}
 	}
 	slices.SortStableFunc(all, func(a, b claimed) int {
-		if c := cmp.Compare(prio[a.ID], prio[b.ID]); c != 0 {
+		if c := cmp.Compare(a.priority, b.priority); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.due, b.due)
@@ -129,14 +126,13 @@ func (o *Outbox) hold(ctx context.Context, tx *cachedTx, c claimed, now time.Tim
 func markSending(ctx context.Context, tx *cachedTx, cs []claimed, now time.Time) error {
 	for start := 0; start < len(cs); start += 200 {
 		chunk := cs[start:min(start+200, len(cs))]
-		args := []any{StatusSending, now.UnixNano()}
-		ph := make([]string, len(chunk))
-		for i, c := range chunk {
+		args := make([]any, 0, 2+len(chunk))
+		args = append(args, StatusSending, now.UnixNano())
+		for _, c := range chunk {
 			args = append(args, c.ID)
-			ph[i] = fmt.Sprintf("$%d", i+3)
 		}
 		q := `UPDATE notify_messages SET status = $1, reason = '', claimed_at = $2, updated_at = $2 WHERE id IN (` +
-			strings.Join(ph, ",") + `)`
+			store.Marks(true, 2, len(chunk)) + `)`
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("cannot mark messages sending: %w", err)
 		}

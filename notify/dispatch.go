@@ -28,6 +28,7 @@ const (
 type claimed struct {
 	Message
 	attempts int
+	priority int
 	due      int64 // unix ns
 }
 
