@@ -55,7 +55,6 @@ func (e *Engine) applyBilling(b *event.BillingEvent) {
 	if b.Account == "" {
 		return
 	}
-	ref := billingRef(b)
 	switch b.Type {
 	case event.BillingBalance:
 		if b.Balance != nil {
@@ -83,7 +82,7 @@ func (e *Engine) applyBilling(b *event.BillingEvent) {
 		if b.Amount != nil {
 			vars["amount"] = money(*b.Amount)
 		}
-		e.billingIntent(b.Account, event.KindArrears, ref, vars, time.Time{})
+		e.billingIntent(b.Account, event.KindArrears, billingRef(b), vars)
 	case event.BillingDisconnectScheduled:
 		a := e.acct(b.Account)
 		if !b.At.After(a.NoticeAt) || b.DisconnectAt == nil {
@@ -91,8 +90,8 @@ func (e *Engine) applyBilling(b *event.BillingEvent) {
 		}
 		a.NoticeAt, a.DisconnectAt = b.At, *b.DisconnectAt
 		a.Arrears = true
-		e.billingIntent(b.Account, event.KindDisconnectNotice, ref,
-			map[string]string{"disconnect_at": b.DisconnectAt.Format(time.RFC3339)}, time.Time{})
+		e.billingIntent(b.Account, event.KindDisconnectNotice, billingRef(b),
+			map[string]string{"disconnect_at": b.DisconnectAt.Format(time.RFC3339)})
 	}
 }
 
@@ -116,26 +115,30 @@ func (e *Engine) balance(id string, bal float64, at time.Time, ref string, payme
 	if bal > 0 {
 		a.ExhSent = false
 	}
-	ref = fmt.Sprintf("%s-%s", ref, at.UTC().Format("20060102T150405"))
-	vars := map[string]string{"balance": money(bal), "threshold": money(e.cfg.BalanceLow)}
+	var kind event.Kind
 	switch {
 	case payment:
+		return
 	case bal <= 0 && !a.ExhSent:
 		a.ExhSent, a.LowSent = true, true
-		e.billingIntent(id, event.KindBalanceExhausted, ref, vars, time.Time{})
+		kind = event.KindBalanceExhausted
 	case bal > 0 && bal < e.cfg.BalanceLow && !a.LowSent:
 		a.LowSent = true
-		e.billingIntent(id, event.KindBalanceLow, ref, vars, time.Time{})
+		kind = event.KindBalanceLow
+	default:
+		return // most prepaid readings: nothing to tell
 	}
+	e.billingIntent(id, kind, ref+"-"+at.UTC().Format("20060102T150405"),
+		map[string]string{"balance": money(bal), "threshold": money(e.cfg.BalanceLow)})
 }
 
 // billingIntent emits a billing intent for an account of the registry.
 // Lock: e.mu held.
-func (e *Engine) billingIntent(id string, kind event.Kind, ref string, vars map[string]string, notBefore time.Time) {
+func (e *Engine) billingIntent(id string, kind event.Kind, ref string, vars map[string]string) {
 	acct, ok := e.dir.Account(id)
 	if !ok || acct.Retired {
 		return
 	}
 	e.emit(event.Intent{Key: string(kind) + "/" + ref, Kind: kind, Account: id, Grid: acct.Grid, Ref: ref,
-		Vars: vars, Priority: event.PriorityBilling, NotBefore: notBefore, CreatedAt: e.clk.Now()})
+		Vars: vars, Priority: event.PriorityBilling, CreatedAt: e.clk.Now()})
 }
