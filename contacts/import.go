@@ -66,7 +66,7 @@ func (im *importer) run(fr *fileReader, rw *rejectWriter) (Summary, *index, erro
 	}
 	writeContactRejects(ix, rw)
 	sum.Accounts = ix.active
-	sum.Report = ix.report("")
+	sum.Report = ix.cachedReport() // counted once: publish reads the same cache
 	sum.Report.Encoding, sum.Report.Rejected = sum.Encoding, sum.Rejected
 	return sum, ix, im.record(&sum)
 }

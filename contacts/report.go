@@ -51,7 +51,7 @@ func Check(src io.Reader) (Report, error) {
 	if err := readRows(fr, b, newRejectWriter(nil), &sum, nil); err != nil {
 		return Report{}, err
 	}
-	rep := b.freeze().report("")
+	rep := b.freeze().report()
 	rep.Rejected, rep.Encoding = sum.Rejected, fr.encoding
 	return rep, nil
 }
@@ -81,7 +81,7 @@ func (ix *index) cachedReport() Report {
 	if c := ix.qualityCache.Load(); c != nil && c.version == v {
 		return c.report.clone()
 	}
-	rep := ix.report("")
+	rep := ix.report()
 	ix.qualityCache.Store(&cachedQuality{version: v, report: rep})
 	return rep.clone()
 }
@@ -125,7 +125,7 @@ func (ix *index) quality(a int32) acctQuality {
 }
 
 // report counts active customers per grid.
-func (ix *index) report(grid string) Report {
+func (ix *index) report() Report {
 	rows := make([]GridQuality, ix.grids.len())
 	for g := range rows {
 		rows[g].Grid, rows[g].Manager = ix.grids.get(int32(g)), ix.gridInfo[g].Manager
@@ -143,7 +143,7 @@ func (ix *index) report(grid string) Report {
 	}
 	rep := Report{Grids: []GridQuality{}}
 	for _, gq := range rows {
-		if gq.Rows > 0 && (grid == "" || gq.Grid == grid) {
+		if gq.Rows > 0 {
 			rep.Grids = append(rep.Grids, gq.withRate())
 			rep.Total.sum(gq)
 		}
