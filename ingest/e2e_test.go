@@ -73,14 +73,18 @@ func TestEndToEnd(t *testing.T) {
 
 	waitFor(t, 20*time.Second, "every event at the Handler", func() bool { return h.distinct() == readings+2 })
 	waitCount(t, srv, readings)
-	series, err := srv.Query(`SELECT COUNT("kwh") FROM "reading" GROUP BY "meter"`)
+	series, err := srv.Query(`SELECT COUNT("kwh") FROM "reading" GROUP BY "meter", "area"`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]float64{"M47": 30, "M55": 10} // M47: 20 in batches, 10 single, one of them resent
+	type want struct {
+		area   string
+		points float64
+	}
+	wants := map[string]want{"M47": {"TA-1", 30}, "M55": {"", 10}} // M47: 20 in batches, 10 single, one of them resent
 	for _, s := range series {
-		if w, ok := want[s.Tags["meter"]]; ok && s.Values[0][1] != w {
-			t.Errorf("meter %s has %v points, want %v", s.Tags["meter"], s.Values[0][1], w)
+		if w, ok := wants[s.Tags["meter"]]; ok && (s.Values[0][1] != w.points || s.Tags["area"] != w.area) {
+			t.Errorf("meter %s has %v points in area %q, want %v in %q", s.Tags["meter"], s.Values[0][1], s.Tags["area"], w.points, w.area)
 		}
 	}
 	if n, _ := dl.Count(ctx); n != 0 {

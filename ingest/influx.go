@@ -108,13 +108,18 @@ func (s *InfluxSink) Write(r event.Reading) {
 	if s.dir != nil {
 		area, _ = s.dir.MeterArea(r.Meter)
 	}
+	s.add(&r, area)
+}
+
+// add queues r with its meter's area, already looked up.
+func (s *InfluxSink) add(r *event.Reading, area string) {
 	s.mu.Lock()
 	if s.lines >= maxOpenBatches*s.cfg.BatchSize {
 		s.mu.Unlock()
 		s.drop(1, "the influx sink is behind")
 		return
 	}
-	s.buf = appendLine(s.buf, r, area)
+	s.buf = appendLine(s.buf, *r, area)
 	s.lines++
 	full := s.lines >= s.cfg.BatchSize
 	s.mu.Unlock()

@@ -55,7 +55,8 @@ type MQTT struct {
 }
 
 // NewMQTT returns an MQTT input; Run connects it. sink may be nil (Influx
-// off) and dir may be nil (no unknown-meter counts). With no brokers
+// off) and dir may be nil (no unknown-meter counts); when set, the sink
+// takes its readings' areas from dir, not from its own. With no brokers
 // configured it connects to the embedded broker at cfg.EmbeddedListen.
 func NewMQTT(cfg MQTTConfig, lim Limits, h Handler, sink *InfluxSink, dl *DeadLetters, dir Directory, log zerolog.Logger) *MQTT {
 	cfg.Defaults()
@@ -257,20 +258,25 @@ func (m *MQTT) process(ctx context.Context, topic string, payload []byte) error 
 	return nil
 }
 
-// afterHandle counts unknown meters and copies readings to Influx.
+// afterHandle counts unknown meters and copies readings to Influx. With a
+// Directory, one lookup per reading serves both: the sink is given the area.
 func (m *MQTT) afterHandle(evs []event.Event) {
 	for i := range evs {
 		r := evs[i].Reading
-		if r == nil {
-			continue
-		}
-		if m.dir != nil {
-			if _, ok := m.dir.MeterArea(r.Meter); !ok {
+		switch {
+		case r == nil:
+		case m.dir == nil:
+			if m.sink != nil {
+				m.sink.Write(*r)
+			}
+		default:
+			area, ok := m.dir.MeterArea(r.Meter)
+			if !ok {
 				m.unknownCounter(r.Concentrator).Inc()
 			}
-		}
-		if m.sink != nil {
-			m.sink.Write(*r)
+			if m.sink != nil {
+				m.sink.add(r, area)
+			}
 		}
 	}
 }
