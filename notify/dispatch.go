@@ -314,18 +314,11 @@ func recordSent(ctx context.Context, tx *cachedTx, sent []outcome, now time.Time
 	return nil
 }
 
+// recordOne records a failed send: rejected for good, or queued for a retry.
 func (o *Outbox) recordOne(ctx context.Context, tx execer, r outcome, now time.Time) (string, *verdictNote, error) {
 	var perm *PermanentError
 	var throttle *ThrottleError
 	switch {
-	case r.err == nil:
-		sentAt := r.res.SentAt
-		if sentAt.IsZero() {
-			sentAt = now
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = '', sent_at = $2, provider_id = $3,
-			attempts = attempts + 1, updated_at = $4 WHERE id = $5`, StatusSent, sentAt.UnixNano(), r.res.ProviderID, now.UnixNano(), r.ID)
-		return StatusSent, nil, err
 	case errors.As(r.err, &perm):
 		reason := fmt.Sprintf("code %d: %s", perm.Code, perm.Message)
 		_, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, attempts = attempts + 1, updated_at = $3
