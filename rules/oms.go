@@ -299,24 +299,12 @@ func (e *Engine) omsRestored(r *outage, o *event.OMSOutage) {
 
 // reminders sends planned reminders that are due. Lock: e.mu held.
 func (e *Engine) reminders(now time.Time) {
-	for _, o := range e.scheduled() {
-		r := e.outages[o]
-		if r.ReminderDue == nil || r.ReminderSent || now.Before(*r.ReminderDue) {
+	for _, r := range e.outages {
+		if r.Status != statusScheduled || r.ReminderDue == nil || r.ReminderSent || now.Before(*r.ReminderDue) {
 			continue
 		}
 		r.ReminderSent = true
 		e.touch(r)
 		e.planned(r, r.members, lReminded, *r.ReminderDue)
 	}
-}
-
-// scheduled lists scheduled records. Lock: e.mu held.
-func (e *Engine) scheduled() []int32 {
-	var out []int32
-	for _, r := range e.outages {
-		if r.Status == statusScheduled {
-			out = append(out, r.idx)
-		}
-	}
-	return out
 }
