@@ -239,12 +239,18 @@ func (ix *index) account(a int32) Account {
 	return out
 }
 
-// group returns the strings of group g of a grouped table, capped so a
-// caller's append cannot write into the next group.
-func group(off []int32, ids []string, g int32) []string {
-	lo, hi := off[g], off[g+1]
-	if lo == hi {
+// activeMeter returns the id of meter unless it is unknown or retired.
+func (ix *index) activeMeter(meter string) (int32, bool) {
+	m, ok := ix.meters.find(meter)
+	return m, ok && !ix.meter[m].flag(flagRetired)
+}
+
+// group returns the strings of the group named key in a grouped table whose
+// groups s names, capped so a caller's append cannot write into the next group.
+func group(s *symtab, off []int32, ids []string, key string) []string {
+	g, ok := s.find(key)
+	if !ok || off[g] == off[g+1] {
 		return nil
 	}
-	return ids[lo:hi:hi]
+	return ids[off[g]:off[g+1]:off[g+1]]
 }

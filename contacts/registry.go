@@ -247,8 +247,8 @@ func (r *Registry) Len() int { return r.ix.Load().activeMeters }
 // Meter returns an active meter.
 func (r *Registry) Meter(id string) (MeterInfo, bool) {
 	ix := r.ix.Load()
-	m, ok := ix.meters.find(id)
-	if !ok || ix.meter[m].flag(flagRetired) {
+	m, ok := ix.activeMeter(id)
+	if !ok {
 		return MeterInfo{}, false
 	}
 	return ix.meterInfo(m), true
@@ -257,8 +257,8 @@ func (r *Registry) Meter(id string) (MeterInfo, bool) {
 // MeterArea returns the transformer area of an active meter.
 func (r *Registry) MeterArea(id string) (area string, ok bool) {
 	ix := r.ix.Load()
-	m, ok := ix.meters.find(id)
-	if !ok || ix.meter[m].flag(flagRetired) {
+	m, ok := ix.activeMeter(id)
+	if !ok {
 		return "", false
 	}
 	return dim(ix.areas, ix.meter[m].area), true
@@ -268,22 +268,14 @@ func (r *Registry) MeterArea(id string) (area string, ok bool) {
 // shared: do not modify it.
 func (r *Registry) AreaMeters(area string) []string {
 	ix := r.ix.Load()
-	g, ok := ix.areas.find(area)
-	if !ok {
-		return nil
-	}
-	return group(ix.areaOff, ix.areaMeters, g)
+	return group(ix.areas, ix.areaOff, ix.areaMeters, area)
 }
 
 // ConcentratorMeters returns the active meters behind a concentrator. The
 // slice is shared: do not modify it.
 func (r *Registry) ConcentratorMeters(c string) []string {
 	ix := r.ix.Load()
-	g, ok := ix.concs.find(c)
-	if !ok {
-		return nil
-	}
-	return group(ix.concOff, ix.concMeters, g)
+	return group(ix.concs, ix.concOff, ix.concMeters, c)
 }
 
 // FeederAreas returns the transformer areas fed by a feeder, sorted. The
