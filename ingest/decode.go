@@ -132,15 +132,14 @@ func parseTopic(prefix, topic string) (form topicForm, conc, meter string, ok bo
 // meter or concentrator is rejected. On rejection the error is a
 // *DecodeError, and the valid elements of a batch are returned beside it.
 func DecodeMQTT(prefix, topic string, payload []byte, now time.Time, lim Limits) ([]event.Event, error) {
-	lim.Defaults()
-	if len(payload) > lim.MaxPayload {
-		return nil, wholeError(ReasonTooLarge, payload, "payload of %d bytes is over the limit of %d", len(payload), lim.MaxPayload)
+	v, err := newValidator(payload, now, lim)
+	if err != nil {
+		return nil, err
 	}
 	form, conc, meter, ok := parseTopic(prefix, topic)
 	if !ok {
 		return nil, wholeError(ReasonBadTopic, payload, "topic %q is not %s/{concentrator}/{meter}/reading|event or %s/{concentrator}/readings|event", topic, prefix, prefix)
 	}
-	v := validator{now: now, lim: lim}
 	switch form {
 	case formReading:
 		return decodeList(payload, false, func(r *rawReading, i int) (event.Event, *Rejection) {
@@ -164,23 +163,31 @@ func DecodeMQTT(prefix, topic string, payload []byte, now time.Time, lim Limits)
 // DecodeOMS decodes one OMS outage message or an array of them (CONTRACT §2).
 // Source is left empty for the caller to set.
 func DecodeOMS(payload []byte, now time.Time, lim Limits) ([]event.Event, error) {
-	lim.Defaults()
-	if len(payload) > lim.MaxPayload {
-		return nil, wholeError(ReasonTooLarge, payload, "payload of %d bytes is over the limit of %d", len(payload), lim.MaxPayload)
+	v, err := newValidator(payload, now, lim)
+	if err != nil {
+		return nil, err
 	}
-	v := validator{now: now, lim: lim}
 	return decodeList(payload, true, v.outage)
 }
 
 // DecodeBilling decodes one billing message or an array of them (CONTRACT §2).
 // Source is left empty for the caller to set.
 func DecodeBilling(payload []byte, now time.Time, lim Limits) ([]event.Event, error) {
+	v, err := newValidator(payload, now, lim)
+	if err != nil {
+		return nil, err
+	}
+	return decodeList(payload, true, v.billing)
+}
+
+// newValidator returns the validator of payload at time now under lim (its
+// zero fields defaulted), or the rejection of a payload over lim.MaxPayload.
+func newValidator(payload []byte, now time.Time, lim Limits) (validator, error) {
 	lim.Defaults()
 	if len(payload) > lim.MaxPayload {
-		return nil, wholeError(ReasonTooLarge, payload, "payload of %d bytes is over the limit of %d", len(payload), lim.MaxPayload)
+		return validator{}, wholeError(ReasonTooLarge, payload, "payload of %d bytes is over the limit of %d", len(payload), lim.MaxPayload)
 	}
-	v := validator{now: now, lim: lim}
-	return decodeList(payload, true, v.billing)
+	return validator{now: now, lim: lim}, nil
 }
 
 // decodeList decodes payload, one JSON object or (when arrays is set) an
