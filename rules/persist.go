@@ -286,14 +286,14 @@ func (e *Engine) load(ctx context.Context) error {
 	if err := e.loadLedger(ctx); err != nil {
 		return err
 	}
-	if err := e.loadJSON(ctx, `SELECT account, data FROM rules_accounts`, func(k string, b []byte) error {
+	if err := loadRows(ctx, e.db, `SELECT account, data FROM rules_accounts`, func(k string, b []byte) error {
 		a := &account{}
 		e.accounts[k] = a
 		return json.Unmarshal(b, a)
 	}); err != nil {
 		return err
 	}
-	if err := e.loadJSON(ctx, `SELECT grid, data FROM rules_digests`, func(k string, b []byte) error {
+	if err := loadRows(ctx, e.db, `SELECT grid, data FROM rules_digests`, func(k string, b []byte) error {
 		d := &digest{}
 		e.digests[k] = d
 		return json.Unmarshal(b, d)
@@ -340,22 +340,9 @@ func (e *Engine) loadMeters(ctx context.Context) error {
 }
 
 func (e *Engine) replayLog(ctx context.Context) error {
-	rows, err := e.db.QueryContext(ctx, `SELECT seq, data FROM rules_meter_log ORDER BY seq`)
-	if err != nil {
-		return fmt.Errorf("cannot load rules meter log: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var seq int64
-		var b []byte
-		if err := rows.Scan(&seq, &b); err != nil {
-			return fmt.Errorf("cannot load rules meter log: %w", err)
-		}
-		if err := decodeMeters(b, func(lm *loggedMeter) { e.restoreMeter(lm, seq, true) }); err != nil {
-			return fmt.Errorf("cannot load rules meter log %d: %w", seq, err)
-		}
-	}
-	return rows.Err()
+	return loadRows(ctx, e.db, `SELECT seq, data FROM rules_meter_log ORDER BY seq`, func(seq int64, b []byte) error {
+		return decodeMeters(b, func(lm *loggedMeter) { e.restoreMeter(lm, seq, true) })
+	})
 }
 
 // restoreMeter sets a meter's stored state written at ver, unless it
@@ -378,7 +365,7 @@ func (e *Engine) restoreMeter(lm *loggedMeter, ver int64, logged bool) {
 
 func (e *Engine) loadOutages(ctx context.Context) error {
 	var recs []*outage
-	err := e.loadJSON(ctx, `SELECT id, data FROM rules_outages`, func(_ string, b []byte) error {
+	err := loadRows(ctx, e.db, `SELECT id, data FROM rules_outages`, func(_ string, b []byte) error {
 		r := &outage{}
 		recs = append(recs, r)
 		return json.Unmarshal(b, r)
@@ -468,7 +455,7 @@ func (e *Engine) loadLedger(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("cannot load rules ledger: %w", err)
 	}
-	return e.loadJSON(ctx, `SELECT outage, data FROM rules_told`, func(id string, b []byte) error {
+	return loadRows(ctx, e.db, `SELECT outage, data FROM rules_told`, func(id string, b []byte) error {
 		var told map[string]uint8
 		if err := json.Unmarshal(b, &told); err != nil {
 			return err
@@ -482,20 +469,21 @@ func (e *Engine) loadLedger(ctx context.Context) error {
 	})
 }
 
-func (e *Engine) loadJSON(ctx context.Context, q string, f func(string, []byte) error) error {
-	rows, err := e.db.QueryContext(ctx, q)
+// loadRows runs q, whose rows are a key and its data, and calls f for each.
+func loadRows[K any](ctx context.Context, db *store.DB, q string, f func(K, []byte) error) error {
+	rows, err := db.QueryContext(ctx, q)
 	if err != nil {
 		return fmt.Errorf("cannot load rules state: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var k string
+		var k K
 		var b []byte
 		if err := rows.Scan(&k, &b); err != nil {
 			return fmt.Errorf("cannot load rules state: %w", err)
 		}
 		if err := f(k, b); err != nil {
-			return fmt.Errorf("cannot decode rules state %s: %w", k, err)
+			return fmt.Errorf("cannot decode rules state %v: %w", k, err)
 		}
 	}
 	return rows.Err()
