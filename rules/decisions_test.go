@@ -28,7 +28,7 @@ func newTestEngine(t *testing.T, cfg Config) *testEngine {
 	db := storetest.Open(t, "sqlite")
 	openSink(t, db)
 	clk := clock.NewFake(t0)
-	e, err := New(cfg, db, readTestDir(t, "testdata/contacts.csv"), tableSink{}, clk, zerolog.Nop())
+	e, err := New(cfg, db, openDirectory(t, db, "testdata/contacts.csv"), tableSink{}, clk, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

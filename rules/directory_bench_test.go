@@ -13,7 +13,7 @@ import (
 func BenchmarkRefreshDirectory(b *testing.B) {
 	for _, meters := range []int{10_000, 100_000} {
 		b.Run(fmt.Sprintf("meters=%d", meters), func(b *testing.B) {
-			dir := genDir(meters, 100)
+			dir := genDir(b, meters, 100)
 			e := benchEngine(b, dir, clock.NewFake(t0))
 			e.mu.Lock()
 			defer e.mu.Unlock()

@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -17,18 +19,26 @@ import (
 // reports the payload rate the rules keep up with.
 const meterEventBytes = len(`{"meter":"330001234567","ts":"2026-11-26T08:15:00+08:00","type":"power_off"}`)
 
-// genDir is an in-memory directory of n meters, perArea to an area, one
-// account each, 25 areas to a grid.
-func genDir(n, perArea int) *testDir {
-	d := newTestDir()
+// genDir imports n generated meters into the real registry (on a store of
+// its own): perArea to an area, one account each, 25 areas to a grid.
+func genDir(tb testing.TB, n, perArea int) Directory {
+	tb.Helper()
+	var csv bytes.Buffer
+	csv.WriteString("account,meter,concentrator,area,grid,manager,manager_phone,class,phone\n")
 	for k := 0; k < n; k++ {
 		a := k / perArea
-		g := fmt.Sprintf("G%03d", a/25)
-		d.add(contacts.MeterInfo{Meter: fmt.Sprintf("M%08d", k), Account: fmt.Sprintf("A%08d", k), Area: fmt.Sprintf("TA-%05d", a),
-			Concentrator: fmt.Sprintf("C-%05d", a), Grid: g, Class: contacts.Resident},
-			"", fmt.Sprintf("+86138%08d", k), "mgr", "+8613900000000")
+		fmt.Fprintf(&csv, "A%08d,M%08d,C-%05d,TA-%05d,G%03d,mgr,+8613900000000,resident,+86138%08d\n", k, k, a, a, a/25, k)
 	}
-	return d
+	db := storetest.Open(tb, "sqlite")
+	reg, err := contacts.Open(context.Background(), db, zerolog.Nop())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var rejects bytes.Buffer
+	if sum, err := reg.Import(context.Background(), &csv, &rejects); err != nil || sum.Rejected > 0 {
+		tb.Fatalf("contacts import: %v, %d rejected:\n%s", err, sum.Rejected, rejects.String())
+	}
+	return reg
 }
 
 func benchEngine(b *testing.B, dir Directory, clk *clock.Fake) *Engine {
@@ -53,7 +63,7 @@ func processBatch(b *testing.B, e *Engine, evs []event.Event) {
 // (momentary blips: state changes, stored decisions, no intents).
 func BenchmarkHandle(b *testing.B) {
 	const meters = 100_000
-	dir := genDir(meters, 100)
+	dir := genDir(b, meters, 100)
 	for _, size := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			clk := clock.NewFake(t0)
@@ -87,7 +97,7 @@ func BenchmarkHandle(b *testing.B) {
 func BenchmarkDecide(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
 		b.Run(fmt.Sprintf("meters=%d", n), func(b *testing.B) {
-			dir := genDir(n*2, 100)
+			dir := genDir(b, n*2, 100)
 			b.ReportAllocs()
 			for b.Loop() {
 				b.StopTimer()
@@ -114,7 +124,7 @@ func BenchmarkVerification(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
 		b.Run(fmt.Sprintf("meters=%d", n), func(b *testing.B) {
 			clk := clock.NewFake(t0)
-			e := benchEngine(b, genDir(n, 100), clk)
+			e := benchEngine(b, genDir(b, n, 100), clk)
 			var areas []string
 			for a := 0; a < n/100; a++ {
 				areas = append(areas, fmt.Sprintf("TA-%05d", a))

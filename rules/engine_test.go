@@ -54,7 +54,7 @@ func TestFailedCommitLosesNothing(t *testing.T) {
 			openSink(t, db)
 			clk := clock.NewFake(t0)
 			sink := &flakySink{}
-			e, err := New(Config{Tick: time.Hour}, db, readTestDir(t, "testdata/contacts.csv"), sink, clk, zerolog.Nop())
+			e, err := New(Config{Tick: time.Hour}, db, openDirectory(t, db, "testdata/contacts.csv"), sink, clk, zerolog.Nop())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -93,7 +93,7 @@ func TestGroupCommit(t *testing.T) {
 	db := storetest.Open(t, "sqlite")
 	openSink(t, db)
 	clk := clock.NewFake(t0)
-	e, err := New(Config{Tick: time.Hour}, db, genDir(2000, 100), tableSink{}, clk, zerolog.Nop())
+	e, err := New(Config{Tick: time.Hour}, db, genDir(t, 2000, 100), tableSink{}, clk, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

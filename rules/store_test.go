@@ -22,7 +22,7 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Run(driver, func(t *testing.T) {
 			db := storetest.Open(t, driver)
 			openSink(t, db)
-			dir := readTestDir(t, "testdata/contacts.csv")
+			dir := openDirectory(t, db, "testdata/contacts.csv")
 			clk := clock.NewFake(t0)
 			open := func() *Engine {
 				e, err := New(Config{}, db, dir, tableSink{}, clk, zerolog.Nop())
