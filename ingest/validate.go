@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"slices"
 	"time"
 
 	"github.com/gridbell/gridbell/internal/event"
@@ -94,6 +95,26 @@ func optTime(idx int, field, s string) (*time.Time, *Rejection) {
 	return &t, nil
 }
 
+// The values each enumerated field takes (CONTRACT §1, §2).
+var (
+	meterEventTypes        = []event.MeterEventType{event.PowerOff, event.PowerOn, event.RemoteTrip, event.RemoteClose}
+	concentratorEventTypes = []event.MeterEventType{event.PowerOff, event.PowerOn}
+	outageKinds            = []string{event.OutagePlanned, event.OutageFault}
+	outageStatuses         = []string{event.StatusScheduled, event.StatusStarted, event.StatusETRUpdated, event.StatusRestored, event.StatusCancelled}
+	billingTypes           = []string{event.BillingArrears, event.BillingBalance, event.BillingPayment, event.BillingDisconnectScheduled}
+)
+
+// checkEnum rejects v unless it is one of allowed; "" is a missing field.
+func checkEnum[S ~string](idx int, field string, v S, allowed []S) *Rejection {
+	switch {
+	case v == "":
+		return reject(idx, ReasonMissing, "field %s is required", field)
+	case slices.Contains(allowed, v):
+		return nil
+	}
+	return reject(idx, ReasonBadField, "%s %q is not one of %v", field, v, allowed)
+}
+
 func checkID(idx int, field, id string) *Rejection {
 	if id == "" {
 		return reject(idx, ReasonMissing, "field %s is required", field)
@@ -145,12 +166,8 @@ func (v *validator) meterEvent(r *rawMeterEvent, idx int, conc, topicMeter strin
 		return event.Event{}, rej
 	}
 	t := event.MeterEventType(r.Type)
-	switch t {
-	case event.PowerOff, event.PowerOn, event.RemoteTrip, event.RemoteClose:
-	case "":
-		return event.Event{}, reject(idx, ReasonMissing, "field type is required")
-	default:
-		return event.Event{}, reject(idx, ReasonBadField, "type %q is not power_off, power_on, remote_trip or remote_close", r.Type)
+	if rej := checkEnum(idx, "type", t, meterEventTypes); rej != nil {
+		return event.Event{}, rej
 	}
 	return event.Event{
 		Meter:  &event.MeterEvent{Meter: r.Meter, Concentrator: conc, TS: ts, Type: t},
@@ -167,12 +184,8 @@ func (v *validator) concentratorEvent(r *rawConcentratorEvent, idx int, conc str
 		return event.Event{}, rej
 	}
 	t := event.MeterEventType(r.Type)
-	switch t {
-	case event.PowerOff, event.PowerOn:
-	case "":
-		return event.Event{}, reject(idx, ReasonMissing, "field type is required")
-	default:
-		return event.Event{}, reject(idx, ReasonBadField, "concentrator event type %q is not power_off or power_on", r.Type)
+	if rej := checkEnum(idx, "type", t, concentratorEventTypes); rej != nil {
+		return event.Event{}, rej
 	}
 	return event.Event{
 		Concentrator: &event.ConcentratorEvent{Concentrator: conc, TS: ts, Type: t},
@@ -184,19 +197,11 @@ func (v *validator) outage(r *rawOutage, idx int) (event.Event, *Rejection) {
 	if rej := checkID(idx, "outage_id", r.OutageID); rej != nil {
 		return event.Event{}, rej
 	}
-	switch r.Kind {
-	case event.OutagePlanned, event.OutageFault:
-	case "":
-		return event.Event{}, reject(idx, ReasonMissing, "field kind is required")
-	default:
-		return event.Event{}, reject(idx, ReasonBadField, "kind %q is not planned or fault", r.Kind)
+	if rej := checkEnum(idx, "kind", r.Kind, outageKinds); rej != nil {
+		return event.Event{}, rej
 	}
-	switch r.Status {
-	case event.StatusScheduled, event.StatusStarted, event.StatusETRUpdated, event.StatusRestored, event.StatusCancelled:
-	case "":
-		return event.Event{}, reject(idx, ReasonMissing, "field status is required")
-	default:
-		return event.Event{}, reject(idx, ReasonBadField, "status %q is not scheduled, started, etr_updated, restored or cancelled", r.Status)
+	if rej := checkEnum(idx, "status", r.Status, outageStatuses); rej != nil {
+		return event.Event{}, rej
 	}
 	upd, late, rej := v.eventTime(idx, "updated_at", r.UpdatedAt)
 	if rej != nil {
@@ -245,6 +250,9 @@ func (v *validator) billing(r *rawBilling, idx int) (event.Event, *Rejection) {
 	if r.Amount != nil && *r.Amount < 0 {
 		return event.Event{}, reject(idx, ReasonBadField, "amount %g is negative", *r.Amount)
 	}
+	if rej := checkEnum(idx, "type", r.Type, billingTypes); rej != nil {
+		return event.Event{}, rej
+	}
 	var need string
 	switch r.Type {
 	case event.BillingArrears, event.BillingPayment:
@@ -259,10 +267,6 @@ func (v *validator) billing(r *rawBilling, idx int) (event.Event, *Rejection) {
 		if disc == nil {
 			need = "disconnect_at"
 		}
-	case "":
-		return event.Event{}, reject(idx, ReasonMissing, "field type is required")
-	default:
-		return event.Event{}, reject(idx, ReasonBadField, "type %q is not arrears, balance, payment or disconnect_scheduled", r.Type)
 	}
 	if need != "" {
 		return event.Event{}, reject(idx, ReasonMissing, "field %s is required for type %s", need, r.Type)
