@@ -64,11 +64,9 @@ func Open(ctx context.Context, db *store.DB, log zerolog.Logger) (*Registry, err
 	if err != nil {
 		return nil, err
 	}
-	if err := r.swap(ctx, ix); err != nil {
+	if err := r.swap(ctx, ix, id); err != nil {
 		return nil, err
 	}
-	r.importID = id
-	publish(ix)
 	r.log.Info().Int("meters", ix.activeMeters).Int("accounts", ix.active).
 		Dur("took", time.Since(start)).Msg("contacts loaded")
 	return r, nil
@@ -111,11 +109,9 @@ func (r *Registry) Refresh(ctx context.Context) (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if err := r.swap(ctx, ix); err != nil {
+	if err := r.swap(ctx, ix, id); err != nil {
 		return false, err
 	}
-	r.importID = id
-	publish(ix)
 	return true, nil
 }
 
@@ -186,12 +182,10 @@ func (r *Registry) Import(ctx context.Context, src io.Reader, rejects io.Writer)
 	if err := tx.Commit(); err != nil {
 		return Summary{}, fmt.Errorf("cannot commit contacts import: %w", err)
 	}
-	if err := r.swap(ctx, ix); err != nil {
+	if err := r.swap(ctx, ix, im.id); err != nil {
 		return Summary{}, err
 	}
-	r.importID = im.id
 	sum.Took = time.Since(start)
-	publish(ix)
 	importRows("imported").Add(uint64(sum.Imported))
 	importRows("rejected").Add(uint64(sum.Rejected))
 	r.log.Info().Int("rows", sum.Rows).Int("rejected", sum.Rejected).Int("added", sum.Added).
@@ -199,16 +193,22 @@ func (r *Registry) Import(ctx context.Context, src io.Reader, rejects io.Writer)
 	return sum, nil
 }
 
-// swap makes ix current with the phone states stored up to now and bumps
-// the generation.
-func (r *Registry) swap(ctx context.Context, ix *index) error {
+// swap makes ix, built from imports up to importID, current with the phone
+// states stored up to now, bumps the generation and publishes the gauges.
+// The caller holds importMu, or is Open.
+func (r *Registry) swap(ctx context.Context, ix *index, importID int64) error {
 	r.stateMu.Lock()
-	defer r.stateMu.Unlock()
-	if err := applyStates(ctx, r.db, ix); err != nil {
+	err := applyStates(ctx, r.db, ix)
+	if err == nil {
+		r.ix.Store(ix)
+		r.gen.Add(1)
+	}
+	r.stateMu.Unlock()
+	if err != nil {
 		return err
 	}
-	r.ix.Store(ix)
-	r.gen.Add(1)
+	r.importID = importID
+	publish(ix) // outside stateMu: it may count the report
 	return nil
 }
 
