@@ -40,14 +40,6 @@ import (
 
 type result struct{ name, value, target string }
 
-// directory is what the program needs of the contacts: the rules' and
-// notify's lookups, and a size.
-type directory interface {
-	rules.Directory
-	notify.Directory
-	Len() int
-}
-
 func main() {
 	customers := flag.Int("customers", 1_000_000, "meters in the fleet")
 	areas := flag.Int("areas", 10_000, "transformer areas")
@@ -58,7 +50,7 @@ func main() {
 	verify := flag.Int("verify", 100_000, "meters in the outage whose verification is timed")
 	paced := flag.Bool("paced", false, "feed the last gasps at their own pace on the wall clock (60 s) and let the engine's ticker close the windows, instead of all at once on a fake clock")
 	sinkName := flag.String("sink", "notify", "where intents go: notify (its outbox, one INSERT an intent) or bulk (multi-row INSERTs into a table of the program's own)")
-	registry := flag.Bool("registry", false, "import the fleet into the real contacts registry (slow for a million rows) instead of an in-memory directory")
+	flag.Bool("registry", true, "ignored, kept for old command lines: the fleet is always imported into the real contacts registry")
 	driver := flag.String("driver", "sqlite", "store driver: sqlite or postgres")
 	dsn := flag.String("dsn", "", "store DSN (postgres)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the storm run to this file")
@@ -72,14 +64,14 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*customers, *areas, *events, *share, *workers, *batch, *verify, *paced, *registry, *sinkName, *driver, *dsn); err != nil {
+	if err := run(*customers, *areas, *events, *share, *workers, *batch, *verify, *paced, *sinkName, *driver, *dsn); err != nil {
 		fmt.Fprintln(os.Stderr, "storm:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(customers, areas, events int, share float64, workers, batch, verify int, paced, registry bool, sinkName, driver, dsn string) error {
+func run(customers, areas, events int, share float64, workers, batch, verify int, paced bool, sinkName, driver, dsn string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "gridbell-storm-")
 	if err != nil {
@@ -104,18 +96,12 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 
 	start := time.Now()
 	f := fleet.Generate(fleet.Options{Customers: customers, Areas: areas, Seed: 1, PrepaidShare: 0.3})
-	var reg directory
-	what := "in-memory directory"
-	if registry {
-		what = "contacts registry import"
-		if reg, err = importFleet(ctx, db, f, log); err != nil {
-			return err
-		}
-	} else {
-		reg = newMemDir(f)
+	reg, err := importFleet(ctx, db, f, log)
+	if err != nil {
+		return err
 	}
 	f = nil
-	add(what, fmt.Sprintf("%d meters in %s", reg.Len(), time.Since(start).Round(time.Millisecond)), "")
+	add("contacts registry import", fmt.Sprintf("%d meters in %s", reg.Len(), time.Since(start).Round(time.Millisecond)), "")
 	runtime.GC()
 	debug.FreeOSMemory()
 	rssImport := peakRSS()
@@ -234,7 +220,7 @@ func importFleet(ctx context.Context, db *store.DB, f *fleet.Fleet, log zerolog.
 
 // gasps picks whole areas until events last gasps are drawn: share of each
 // area's meters gasps, stamped uniformly within 60 s, in time order.
-func gasps(reg directory, areas, events int, share float64, t0 time.Time) ([]event.Event, []string) {
+func gasps(reg *contacts.Registry, areas, events int, share float64, t0 time.Time) ([]event.Event, []string) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	var evs []event.Event
 	var out []string
@@ -336,7 +322,7 @@ func feed(ctx context.Context, eng *rules.Engine, evs []event.Event, workers, ba
 	}
 }
 
-func affectedAccounts(reg directory, areas []string) int {
+func affectedAccounts(reg *contacts.Registry, areas []string) int {
 	seen := map[string]bool{}
 	for _, a := range areas {
 		for _, m := range reg.AreaMeters(a) {
@@ -350,7 +336,7 @@ func affectedAccounts(reg directory, areas []string) int {
 
 // bigOutage has the OMS report one outage over enough whole areas to hold
 // n meters (absorbing the AMI records there) and returns its id.
-func bigOutage(ctx context.Context, eng *rules.Engine, reg directory, areas, n int, now time.Time) (string, int, error) {
+func bigOutage(ctx context.Context, eng *rules.Engine, reg *contacts.Registry, areas, n int, now time.Time) (string, int, error) {
 	var scope []string
 	total := 0
 	for a := 1; a <= areas && total < n; a++ {
