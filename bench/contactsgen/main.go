@@ -4,6 +4,11 @@
 //
 //	go run ./bench/contactsgen -n 1000000 -o /tmp/contacts-1m.csv
 //	gridbell contacts check /tmp/contacts-1m.csv
+//
+// It also writes the bundled demo file, the fleet `gridbell run --demo` and
+// `gridbell simulate` build:
+//
+//	go run ./bench/contactsgen -n 2000 -areas 20 -grids 4 -o deploy/demo/contacts.csv
 package main
 
 import (
@@ -21,21 +26,29 @@ import (
 
 func main() {
 	n := flag.Int("n", 100_000, "customers (rows)")
+	areas := flag.Int("areas", 0, "transformer areas (default n/200)")
+	grids := flag.Int("grids", 0, "service grids (default n/5000)")
 	seed := flag.Int64("seed", 20261126, "random seed: the same seed gives the same file")
 	out := flag.String("o", "-", "output file (- for stdout)")
 	zh := flag.Bool("zh", false, "Chinese headers and values, as a Chinese spreadsheet export")
 	gb := flag.Bool("gb18030", false, "encode the file in GB18030 instead of UTF-8")
 	clean := flag.Bool("clean", false, "clean phone numbers (default: typed the way clerks do)")
 	flag.Parse()
-	if err := run(*n, *seed, *out, *zh, *gb, !*clean); err != nil {
+	o := fleet.Options{Customers: *n, Areas: *areas, Grids: *grids, Seed: *seed, PrepaidShare: 0.2, Messy: !*clean}
+	if o.Areas <= 0 {
+		o.Areas = max(1, *n/200)
+	}
+	if o.Grids <= 0 {
+		o.Grids = max(1, *n/5000)
+	}
+	if err := run(o, *out, *zh, *gb); err != nil {
 		fmt.Fprintln(os.Stderr, "contactsgen:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, seed int64, out string, zh, gb, messy bool) error {
-	f := fleet.Generate(fleet.Options{Customers: n, Areas: max(1, n/200), Grids: max(1, n/5000),
-		Seed: seed, PrepaidShare: 0.2, Messy: messy})
+func run(o fleet.Options, out string, zh, gb bool) error {
+	f := fleet.Generate(o)
 	var w io.Writer = os.Stdout
 	if out != "-" {
 		file, err := os.Create(out)
