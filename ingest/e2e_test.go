@@ -33,10 +33,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Cleanup(func() { forgetSession(broker, cfg.ClientID) })
 	h := newRecorder()
 	m := NewMQTT(cfg, Limits{}, h, sink.s, dl, dir, testLog(t))
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(mctx) }()
-	defer func() { cancel(); <-done }()
+	defer goRun(m.Run).stop(t)
 	waitFor(t, 10*time.Second, "subscription", m.Ready)
 
 	pub := publisher(t, broker)

@@ -96,6 +96,34 @@ func testLog(t testing.TB) zerolog.Logger {
 	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 }
 
+// running is a component's Run on a goroutine of its own.
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// goRun starts run; stop ends it.
+func goRun(run func(context.Context) error) running {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := running{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- run(ctx) }()
+	return r
+}
+
+// stop cancels Run's context and fails t unless Run returns nil within 20 s.
+func (r running) stop(t testing.TB) {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return")
+	}
+}
+
 type mapDirectory map[string]string
 
 func (d mapDirectory) MeterArea(m string) (string, bool) { a, ok := d[m]; return a, ok }

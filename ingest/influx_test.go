@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"testing"
@@ -25,9 +24,8 @@ func testReading(i int) event.Reading {
 }
 
 type influxRun struct {
-	s      *InfluxSink
-	cancel context.CancelFunc
-	done   chan error
+	s *InfluxSink
+	running
 }
 
 func startInflux(t *testing.T, url, dataDir string, spoolMax int64, dir Directory) *influxRun {
@@ -37,18 +35,7 @@ func startInflux(t *testing.T, url, dataDir string, spoolMax int64, dir Director
 	if err != nil || s == nil {
 		t.Fatalf("NewInflux = %v, %v", s, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &influxRun{s: s, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- s.Run(ctx) }()
-	return r
-}
-
-func (r *influxRun) stop(t *testing.T) {
-	t.Helper()
-	r.cancel()
-	if err := <-r.done; err != nil {
-		t.Fatalf("InfluxSink.Run: %v", err)
-	}
+	return &influxRun{s: s, running: goRun(s.Run)}
 }
 
 func waitCount(t *testing.T, srv *influxtest.Server, want int) {

@@ -49,32 +49,15 @@ func billingRecord(acct string, i int) *kgo.Record {
 }
 
 type kafkaRun struct {
-	k      *Kafka
-	cancel context.CancelFunc
-	done   chan error
+	k *Kafka
+	running
 }
 
 func startKafka(t *testing.T, c *kfake.Cluster, group string, h Handler, dl *DeadLetters) *kafkaRun {
 	t.Helper()
 	cfg := KafkaConfig{Brokers: c.ListenAddrs(), Group: group}
 	k := NewKafka(cfg, Limits{}, h, dl, testLog(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &kafkaRun{k: k, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- k.Run(ctx) }()
-	return r
-}
-
-func (r *kafkaRun) stop(t *testing.T) {
-	t.Helper()
-	r.cancel()
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Kafka.Run did not return")
-	}
+	return &kafkaRun{k: k, running: goRun(k.Run)}
 }
 
 // outageState is what the rules would keep: the newest updated_at per outage.

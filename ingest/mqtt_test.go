@@ -67,28 +67,12 @@ func forgetSession(broker, clientID string) {
 	}
 }
 
-type mqttRun struct {
-	m      *MQTT
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func startMQTT(t testing.TB, cfg MQTTConfig, h Handler, dl *DeadLetters, dir Directory) *mqttRun {
+func startMQTT(t testing.TB, cfg MQTTConfig, h Handler, dl *DeadLetters, dir Directory) running {
 	t.Helper()
 	m := NewMQTT(cfg, Limits{}, h, nil, dl, dir, testLog(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &mqttRun{m: m, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- m.Run(ctx) }()
+	r := goRun(m.Run)
 	waitFor(t, 10*time.Second, "mqtt subscription", m.Ready)
 	return r
-}
-
-func (r *mqttRun) stop(t testing.TB) {
-	t.Helper()
-	r.cancel()
-	if err := <-r.done; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
 }
 
 func testMQTTConfig(broker string) MQTTConfig {
