@@ -52,6 +52,17 @@ func (te *testEngine) at(d time.Duration, evs ...event.Event) []string {
 	return kinds
 }
 
+// count is how many of kinds are k.
+func count(kinds []string, k string) int {
+	n := 0
+	for _, v := range kinds {
+		if v == k {
+			n++
+		}
+	}
+	return n
+}
+
 func meterEv(id string, typ event.MeterEventType, d time.Duration) event.Event {
 	return event.Event{Meter: &event.MeterEvent{Meter: id, Type: typ, TS: t0.Add(d)}}
 }
@@ -83,13 +94,7 @@ func TestMomentaryDecision(t *testing.T) {
 				got = append(got, te.at(tt.on, meterEv("M0202", event.PowerOn, tt.on))...)
 			}
 			got = append(got, te.at(tt.tick)...)
-			n := 0
-			for _, k := range got {
-				if k == "outage:A0202" {
-					n++
-				}
-			}
-			if n != tt.want {
+			if n := count(got, "outage:A0202"); n != tt.want {
 				t.Errorf("outage intents = %d (%v), want %d", n, got, tt.want)
 			}
 		})
@@ -240,13 +245,7 @@ func TestLateGaspWaitsForItsPowerOn(t *testing.T) {
 				got = append(got, te.at(91*s, meterEv("M0202", event.PowerOn, 30*s))...)
 			}
 			got = append(got, te.at(93*s)...)
-			n := 0
-			for _, k := range got {
-				if k == "outage:A0202" {
-					n++
-				}
-			}
-			if n != tt.want {
+			if n := count(got, "outage:A0202"); n != tt.want {
 				t.Errorf("outage intents = %d (%v), want %d", n, got, tt.want)
 			}
 		})

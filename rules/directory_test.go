@@ -125,19 +125,7 @@ func TestRefreshWhileReading(t *testing.T) {
 	ctx := context.Background()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() { // views
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			for _, o := range e.Outages("") {
-				e.Customers(o.ID, "")
-				e.Verification(o.ID)
-			}
-		}
-	})
+	wg.Go(func() { readViews(e, stop) })
 	wg.Go(func() { // events
 		for i := 0; ; i++ {
 			select {

@@ -87,6 +87,22 @@ func TestFailedCommitLosesNothing(t *testing.T) {
 	}
 }
 
+// readViews reads every view of e, as the HTTP API does, until stop closes.
+func readViews(e *Engine, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		for _, o := range e.Outages("") {
+			e.Verification(o.ID)
+			e.Customers(o.ID, "")
+		}
+		e.StormMode()
+	}
+}
+
 // TestGroupCommit: many concurrent callers share transactions, and each
 // returns only once its events are committed.
 func TestGroupCommit(t *testing.T) {
@@ -117,22 +133,7 @@ func TestGroupCommit(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	var readers sync.WaitGroup
-	readers.Add(1)
-	go func() { // the HTTP API reads while the writer writes
-		defer readers.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			for _, o := range e.Outages("") {
-				e.Verification(o.ID)
-				e.Customers(o.ID, "")
-			}
-			e.StormMode()
-		}
-	}()
+	readers.Go(func() { readViews(e, stop) }) // the HTTP API reads while the writer writes
 	for k := range 5 {
 		clk.Set(t0.Add(time.Duration(k) * time.Minute))
 		if err := e.Handle(context.Background(), []event.Event{meterEv(fmt.Sprintf("M%08d", k*100), event.PowerOff, time.Duration(k)*time.Minute)}); err != nil {
