@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"slices"
 	"time"
 
 	"github.com/gridbell/gridbell/internal/logging"
@@ -105,12 +104,14 @@ func (e *Engine) view(r *outage) Outage {
 	// all its meters in the outage are, and dark while any one is. A meter
 	// not in the registry counts as a customer of its own.
 	verdicts := map[string]string{}
+	areas := map[int32]bool{} // in v.Areas
 	for _, i := range r.members {
 		m := &e.meters[i]
 		if m.outage != r.idx {
 			continue
 		}
-		if m.area >= 0 && !slices.Contains(v.Areas, e.areas[m.area].name) {
+		if m.area >= 0 && !areas[m.area] {
+			areas[m.area] = true
 			v.Areas = append(v.Areas, e.areas[m.area].name)
 		}
 		key := m.id
@@ -120,7 +121,7 @@ func (e *Engine) view(r *outage) Outage {
 		verdicts[key] = worse(verdicts[key], e.meterVerdict(r, i))
 	}
 	for _, a := range r.Areas {
-		if !slices.Contains(v.Areas, a) {
+		if ai, ok := e.areaIdx[a]; !ok || !areas[ai] {
 			v.Areas = append(v.Areas, a)
 		}
 	}
