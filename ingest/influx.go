@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -159,15 +160,10 @@ func appendLine(b []byte, r event.Reading, area string) []byte {
 	return append(b, '\n')
 }
 
+// appendFloat appends a float field value. Line protocol reads a number
+// without the i or u suffix as a float, so 1 needs no ".0".
 func appendFloat(b []byte, v float64) []byte {
-	n := len(b)
-	b = strconv.AppendFloat(b, v, 'f', -1, 64)
-	for _, c := range b[n:] {
-		if c == '.' {
-			return b
-		}
-	}
-	return append(b, ".0"...) // keep the field a float: 1 would be read as a float anyway, this is explicit
+	return strconv.AppendFloat(b, v, 'f', -1, 64)
 }
 
 // appendTag escapes a tag value: commas, equals signs, spaces and newlines.
@@ -243,16 +239,15 @@ func (s *InfluxSink) flush() {
 // cutLines returns the byte length of the first n lines of b, and how many
 // lines that is.
 func cutLines(b []byte, n int) (int, int) {
-	seen := 0
-	for i, c := range b {
-		if c == '\n' {
-			seen++
-			if seen == n {
-				return i + 1, seen
-			}
+	cut := 0
+	for seen := 0; seen < n; seen++ {
+		i := bytes.IndexByte(b[cut:], '\n')
+		if i < 0 {
+			return len(b), seen
 		}
+		cut += i + 1
 	}
-	return len(b), seen
+	return cut, n
 }
 
 // send writes the oldest batch not taken by the other sender, retrying it
@@ -289,7 +284,7 @@ func (s *InfluxSink) send(ctx context.Context) {
 			return // the batch stays queued for the next run
 		}
 		wait = time.Second
-		s.settle(countLines(b.data), err)
+		s.settle(bytes.Count(b.data, []byte{'\n'}), err)
 		if err := s.spool.remove(b); err != nil {
 			s.log.Error().Err(err).Msg("cannot remove written batch from the spool")
 		}
@@ -329,14 +324,4 @@ func (s *InfluxSink) writeBatch(ctx context.Context, data []byte) error {
 func permanent(err error) bool {
 	var he *influxhttp.Error
 	return errors.As(err, &he) && he.StatusCode == 400
-}
-
-func countLines(b []byte) int {
-	n := 0
-	for _, c := range b {
-		if c == '\n' {
-			n++
-		}
-	}
-	return n
 }

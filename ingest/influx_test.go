@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"testing"
 	"time"
@@ -146,4 +147,17 @@ func TestInfluxSpoolCap(t *testing.T) {
 	if b := run.s.spool.bytes(); b > 20000 {
 		t.Errorf("spool holds %d bytes, over its cap of 20000", b)
 	}
+}
+
+func TestAppendLine(t *testing.T) {
+	f := func(r event.Reading, area, want string) {
+		t.Helper()
+		if got := string(appendLine(nil, r, area)); got != want+"\n" {
+			t.Errorf("appendLine(%+v, %q) = %q, want %q", r, area, got, want)
+		}
+	}
+	ts := time.UnixMilli(1764116100000)
+	f(event.Reading{Meter: "M1", TS: ts, KWh: 3}, "", `reading,meter=M1 kwh=3 1764116100000`)
+	f(event.Reading{Meter: "M 1,=", TS: ts, KWh: 0.5, Voltage: f64(220.5), Current: f64(math.NaN()), PowerKW: f64(1e21), Balance: f64(-3)},
+		"TA 1", `reading,area=TA\ 1,meter=M\ 1\,\= kwh=0.5,voltage=220.5,power_kw=1000000000000000000000,balance=-3 1764116100000`)
 }
