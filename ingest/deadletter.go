@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -240,8 +239,8 @@ func (r rejecter) keep(ctx context.Context, topic string, raw []byte, err error)
 			continue
 		}
 		reason := rj.Reason + ": " + rj.Detail
-		if len(rejs) > 1 || rj.Index >= 0 {
-			reason = strings.Replace(reason, ": ", fmt.Sprintf(": element %d: ", rj.Index), 1)
+		if rj.Index >= 0 {
+			reason = fmt.Sprintf("%s: element %d: %s", rj.Reason, rj.Index, rj.Detail)
 		}
 		if err := r.dl.Put(ctx, r.source, topic, reason, rj.Raw); err != nil {
 			return err
