@@ -83,7 +83,7 @@ func (x *HTTP) endpoint(topic string, decode decodeFunc) http.Handler {
 			x.accepted.Add(uint64(len(evs)))
 		}
 		switch {
-		case tooBig != nil || (len(a.Rejected) == 1 && a.Rejected[0].Reason == ReasonTooLarge):
+		case len(a.Rejected) == 1 && a.Rejected[0].Reason == ReasonTooLarge: // also when MaxBytesReader stopped the read
 			answer(w, http.StatusRequestEntityTooLarge, a)
 		case derr != nil:
 			answer(w, http.StatusBadRequest, a)
