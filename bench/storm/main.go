@@ -49,7 +49,7 @@ func main() {
 	batch := flag.Int("batch", 500, "events per Handle call")
 	verify := flag.Int("verify", 100_000, "meters in the outage whose verification is timed")
 	paced := flag.Bool("paced", false, "feed the last gasps at their own pace on the wall clock (60 s) and let the engine's ticker close the windows, instead of all at once on a fake clock")
-	sinkName := flag.String("sink", "notify", "where intents go: notify (its outbox, one INSERT an intent) or bulk (multi-row INSERTs into a table of the program's own)")
+	sinkName := flag.String("sink", "notify", "where intents go: notify (its outbox) or bulk (multi-row INSERTs into a table of the program's own, without the outbox's work)")
 	flag.Bool("registry", true, "ignored, kept for old command lines: the fleet is always imported into the real contacts registry")
 	driver := flag.String("driver", "sqlite", "store driver: sqlite or postgres")
 	dsn := flag.String("dsn", "", "store DSN (postgres)")

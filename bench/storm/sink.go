@@ -12,8 +12,8 @@ import (
 )
 
 // bulkSink writes intents with multi-row INSERTs into a table of its own:
-// -sink bulk shows what the rules sustain when the outbox insert is not
-// one statement an intent.
+// -sink bulk shows what the rules sustain without the outbox's own work
+// (its expansion into messages and its indexes).
 type bulkSink struct{ pg bool }
 
 func newBulkSink(ctx context.Context, db *store.DB) (*bulkSink, error) {
