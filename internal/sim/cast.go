@@ -3,6 +3,7 @@ package sim
 import (
 	"strings"
 
+	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/fleet"
 )
 
@@ -88,7 +89,7 @@ func (c *cast) stage(name string) bool {
 }
 
 // prepaidMeter picks the prepaid customer whose balance falls: one outside
-// the outage areas, with a single meter and a phone that looks like a mobile.
+// the outage areas, with a single meter and a phone that can take an SMS.
 func (c *cast) prepaidMeter() string {
 	cu := c.pick(func(cu fleet.Customer) bool { return cu.Prepaid && c.meterCount(cu.Account) == 1 })
 	if cu == nil {
@@ -115,7 +116,7 @@ func (c *cast) pick(ok func(fleet.Customer) bool) *fleet.Customer {
 		if cu.Meter == "" || c.stage(cu.Area) || !ok(*cu) {
 			continue
 		}
-		if !cu.OptOut && (looksMobile(cu.Phone) || looksMobile(cu.Phone2)) {
+		if !cu.OptOut && (canSMS(cu.Phone) || canSMS(cu.Phone2)) {
 			return cu
 		}
 		if fallback == nil {
@@ -135,21 +136,13 @@ func (c *cast) meterCount(account string) int {
 	return n
 }
 
-// looksMobile is a rough check, enough to pick a demo customer: the digits
-// end in a Chinese mobile number. The contacts package does the real cleaning.
-func looksMobile(raw string) bool {
-	var d []rune
-	for _, r := range raw {
-		switch {
-		case r >= '0' && r <= '9':
-			d = append(d, r)
-		case r >= '０' && r <= '９':
-			d = append(d, '0'+(r-'０'))
+// canSMS reports whether gridbell's cleaner finds a number in raw that can
+// take an SMS.
+func canSMS(raw string) bool {
+	for _, c := range contacts.Clean(raw) {
+		if c.Verdict.CanSMS() {
+			return true
 		}
 	}
-	if len(d) < 11 {
-		return false
-	}
-	m := d[len(d)-11:]
-	return m[0] == '1' && m[1] >= '3' && m[1] <= '9' && (len(d) == 11 || strings.HasSuffix(string(d[:len(d)-11]), "86"))
+	return false
 }

@@ -455,3 +455,20 @@ func TestRunReadingsOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestPickSkipsPlaceholders: the demo's billing customer is one gridbell can
+// text, not one whose number merely looks like a mobile (13900000000).
+func TestPickSkipsPlaceholders(t *testing.T) {
+	f := testFleet()
+	c := newCast(f)
+	var i int
+	for i = range f.Customers {
+		if cu := f.Customers[i]; !c.stage(cu.Area) && !cu.Prepaid {
+			break
+		}
+	}
+	f.Customers[i].Phone, f.Customers[i].Phone2, f.Customers[i].OptOut = "13900000000", "", false
+	if got := c.arrearsAccount(); got == f.Customers[i].Account {
+		t.Errorf("arrearsAccount() = %s, whose only number is a placeholder", got)
+	}
+}
