@@ -77,7 +77,7 @@ func (e *Engine) flushDigests(now time.Time) {
 	slices.Sort(grids)
 	for _, g := range grids {
 		d := e.digests[g]
-		if e.storm && now.Sub(d.LastSent) < e.cfg.StormDigest {
+		if e.stormFlag.Load() && now.Sub(d.LastSent) < e.cfg.StormDigest {
 			continue
 		}
 		e.sendDigest(g, d, now)
@@ -92,7 +92,7 @@ func (e *Engine) sendDigest(g string, d *digest, now time.Time) {
 	} else {
 		vars := map[string]string{"grid": g, "manager": info.Manager, "count": strconv.Itoa(d.Count),
 			"critical_count": strconv.Itoa(d.NCritical), "critical": strings.Join(d.Critical, "、"),
-			"areas": joinCapped(d.Areas, 10), "outages": joinCapped(d.Outages, 5), "storm": boolString(e.storm)}
+			"areas": joinCapped(d.Areas, 10), "outages": joinCapped(d.Outages, 5), "storm": strconv.FormatBool(e.stormFlag.Load())}
 		e.emit(event.Intent{Key: digestKey(g, d, now), Kind: event.KindManagerDigest,
 			Grid: g, To: info.ManagerPhone, Ref: d.Outages[0], Vars: vars, Priority: event.PriorityCritical, CreatedAt: now})
 	}
@@ -126,18 +126,19 @@ func (e *Engine) stormEval(now time.Time) {
 	}
 	e.stormHits = e.stormHits[cut:]
 	n := len(e.stormHits)
+	storm := e.stormFlag.Load()
 	switch {
-	case !e.storm && n > e.cfg.StormAreas:
-		e.storm = true
+	case !storm && n > e.cfg.StormAreas:
+		storm = true
 		e.log.Warn().Int("areas", n).Dur("window", e.cfg.StormWindow).Msg("storm mode on: manager digests go out once per grid")
-	case e.storm && n <= e.cfg.StormAreas/2:
-		e.storm = false
+	case storm && n <= e.cfg.StormAreas/2:
+		storm = false
 		e.log.Info().Int("areas", n).Msg("storm mode off")
 	default:
 		return
 	}
-	e.stormFlag.Store(e.storm)
-	if e.storm {
+	e.stormFlag.Store(storm)
+	if storm {
 		e.stormGauge.Set(1)
 	} else {
 		e.stormGauge.Set(0)

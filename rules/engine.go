@@ -55,7 +55,7 @@ type Engine struct {
 	reqs    chan *request
 	stopped chan struct{}
 
-	stormFlag  atomic.Bool
+	stormFlag  atomic.Bool // storm mode; written by the writer only
 	stormGauge *metrics.Gauge
 	eventsC    *metrics.Counter
 	intentsC   *metrics.Counter
@@ -78,7 +78,6 @@ type Engine struct {
 	seq        int64
 	accounts   map[string]*account
 	digests    map[string]*digest
-	storm      bool
 	stormHits  []time.Time
 	gridNames  []string
 	classNames []string

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/gridbell/gridbell/internal/event"
@@ -199,7 +200,7 @@ func (e *Engine) planned(r *outage, meters []int32, flag uint8, notBefore time.T
 		}
 		e.setLedger(r, m.account, flag|lETR)
 		vars := map[string]string{"outage_id": r.ID, "start": fmtTime(r.Start), "etr": fmtTime(r.ETR),
-			"cause": r.Cause, "reminder": boolString(flag == lReminded)}
+			"cause": r.Cause, "reminder": strconv.FormatBool(flag == lReminded)}
 		if m.area >= 0 {
 			vars["area"] = e.areas[m.area].name
 		}
@@ -214,13 +215,6 @@ func (e *Engine) planned(r *outage, meters []int32, flag uint8, notBefore time.T
 	if r.ETRTold == nil && r.ETR != nil {
 		r.ETRTold = r.ETR
 	}
-}
-
-func boolString(b bool) string {
-	if b {
-		return "true"
-	}
-	return "false"
 }
 
 // omsStarted opens (or keeps open) an outage: its customers are told, and
