@@ -166,14 +166,17 @@ func appendFloat(b []byte, v float64) []byte {
 	return strconv.AppendFloat(b, v, 'f', -1, 64)
 }
 
-// appendTag escapes a tag value: commas, equals signs, spaces and newlines.
+// appendTag escapes a tag value: commas, equals signs, spaces and
+// backslashes. Line protocol cannot escape a line break or a tab, so they
+// become escaped spaces; a bare one would end the line or the tag set, and
+// InfluxDB would refuse the reading.
 func appendTag(b []byte, v string) []byte {
 	for i := 0; i < len(v); i++ {
 		switch c := v[i]; c {
 		case ',', '=', ' ', '\\':
 			b = append(b, '\\', c)
 		case '\n', '\r', '\t':
-			b = append(b, ' ')
+			b = append(b, '\\', ' ')
 		default:
 			b = append(b, c)
 		}

@@ -160,4 +160,5 @@ func TestAppendLine(t *testing.T) {
 	f(event.Reading{Meter: "M1", TS: ts, KWh: 3}, "", `reading,meter=M1 kwh=3 1764116100000`)
 	f(event.Reading{Meter: "M 1,=", TS: ts, KWh: 0.5, Voltage: f64(220.5), Current: f64(math.NaN()), PowerKW: f64(1e21), Balance: f64(-3)},
 		"TA 1", `reading,area=TA\ 1,meter=M\ 1\,\= kwh=0.5,voltage=220.5,power_kw=1000000000000000000000,balance=-3 1764116100000`)
+	f(event.Reading{Meter: "M1\nX\tY", TS: ts, KWh: 1}, "", `reading,meter=M1\ X\ Y kwh=1 1764116100000`)
 }
