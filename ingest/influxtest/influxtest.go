@@ -33,7 +33,6 @@ const Database = "gridbell"
 // Server is a running influxd.
 type Server struct {
 	URL    string // http://127.0.0.1:port
-	DB     string // Database
 	Dir    string // config, data and log live here
 	bin    string
 	config string
@@ -99,7 +98,7 @@ func launch(bin, dir string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{URL: fmt.Sprintf("http://127.0.0.1:%d", httpPort), DB: Database, Dir: dir, bin: bin,
+	s := &Server{URL: fmt.Sprintf("http://127.0.0.1:%d", httpPort), Dir: dir, bin: bin,
 		config: filepath.Join(dir, "influxdb.conf")}
 	conf := fmt.Sprintf(configTemplate, rpc, dir, dir, dir, httpPort)
 	if err := os.WriteFile(s.config, []byte(conf), 0o644); err != nil {
@@ -211,7 +210,7 @@ type Series struct {
 // Query runs InfluxQL q against Database and returns every series of the
 // first statement's result.
 func (s *Server) Query(q string) ([]Series, error) {
-	form := url.Values{"q": {q}, "db": {s.DB}, "epoch": {"ms"}}
+	form := url.Values{"q": {q}, "db": {Database}, "epoch": {"ms"}}
 	resp, err := http.PostForm(s.URL+"/query", form)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query influxd: %w", err)
