@@ -71,21 +71,12 @@ func (h *boltHook) StoredInflightMessages() ([]storage.Message, error) {
 		if v[i].PacketID != 0 {
 			continue
 		}
-		if _, id, ok := cutLast(v[i].ID, ":"); ok {
-			if n, perr := strconv.ParseUint(id, 10, 16); perr == nil {
-				v[i].PacketID = uint16(n)
-			}
+		id := v[i].ID[strings.LastIndexByte(v[i].ID, ':')+1:]
+		if n, perr := strconv.ParseUint(id, 10, 16); perr == nil {
+			v[i].PacketID = uint16(n)
 		}
 	}
 	return v, err
-}
-
-func cutLast(s, sep string) (before, after string, ok bool) {
-	i := strings.LastIndex(s, sep)
-	if i < 0 {
-		return s, "", false
-	}
-	return s[:i], s[i+len(sep):], true
 }
 
 // Addr returns the address the broker listens on.
