@@ -143,6 +143,7 @@ func (e *Engine) reset() {
 	e.resetBatch()
 }
 
+// resetBatch empties the per-batch fields. Writer only.
 func (e *Engine) resetBatch() {
 	if cap(e.out) > 4096 {
 		e.out = nil // a storm's batch: let its intents go
@@ -320,9 +321,7 @@ func (e *Engine) process(batch []*request) {
 			e.maxLag.Set(max(lag, e.maxLag.Value()))
 		}
 	}
-	e.mu.Lock()
-	e.resetBatch()
-	e.mu.Unlock()
+	e.resetBatch() // the per-batch fields are the writer's: no lock
 	for _, r := range batch {
 		if err != nil {
 			r.done <- err
