@@ -3,13 +3,16 @@ package notify
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/clock"
 	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/store"
@@ -21,13 +24,21 @@ import (
 // dispatcher: GRIDBELL_NOTIFY_CRASH_CHILD=<data dir>|<twilio url>|<n>.
 const crashEnv = "GRIDBELL_NOTIFY_CRASH_CHILD"
 
-// loadDirectory has n resident accounts 01%08d with phones +86138%08d.
-func loadDirectory(n int) *notifytest.Directory {
-	d := notifytest.NewDirectory()
-	for i := range n {
-		d.Put(notifytest.Resident(fmt.Sprintf("01%08d", i), "TA-0101", "zh", fmt.Sprintf("+86138%08d", i)))
+// loadRegistry opens db's contacts registry and, when n > 0, imports
+// notifytest.Residents(n) into it.
+func loadRegistry(tb testing.TB, db *store.DB, n int) *contacts.Registry {
+	tb.Helper()
+	reg, err := contacts.Open(context.Background(), db, zerolog.Nop())
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return d
+	if n == 0 {
+		return reg
+	}
+	if _, err := reg.Import(context.Background(), strings.NewReader(notifytest.Residents(n)), io.Discard); err != nil {
+		tb.Fatal(err)
+	}
+	return reg
 }
 
 func loadIntents(n int, now time.Time) []event.Intent {
@@ -72,7 +83,7 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := NewOutbox(cfg, QuietHours{}, db, loadDirectory(n), snd, clock.Real{}, zerolog.Nop())
+	o, err := NewOutbox(cfg, QuietHours{}, db, loadRegistry(t, db, 0), snd, clock.Real{}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +118,7 @@ func TestSIGKILL(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	db := openCrashStore(t, dir)
-	o, err := NewOutbox(crashConfig(srv.URL), QuietHours{}, db, loadDirectory(n), &recorder{}, clock.Real{}, zerolog.Nop())
+	o, err := NewOutbox(crashConfig(srv.URL), QuietHours{}, db, loadRegistry(t, db, n), &recorder{}, clock.Real{}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +158,7 @@ func TestSIGKILL(t *testing.T) {
 	}
 	lost, dup := 0, 0
 	for i := range n {
-		switch c := seen[fmt.Sprintf("+86138%08d", i)]; {
+		switch c := seen[notifytest.Mobile(i)]; {
 		case c == 0:
 			lost++
 		case c > 1:

@@ -23,7 +23,8 @@ func TestEnqueueBulk(t *testing.T) {
 		t.Run(driver, func(t *testing.T) {
 			db := storetest.Open(t, driver)
 			clk := clock.NewFake(at(10, 0))
-			o, err := NewOutbox(Config{}, QuietHours{}, db, loadDirectory(0), &recorder{}, clk, zerolog.Nop())
+			// No directory: Enqueue never reads one.
+			o, err := NewOutbox(Config{}, QuietHours{}, db, nil, &recorder{}, clk, zerolog.Nop())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,7 +95,7 @@ func TestEnqueueBulk(t *testing.T) {
 func TestEnqueueRejects(t *testing.T) {
 	for _, driver := range storetest.Backends {
 		t.Run(driver, func(t *testing.T) {
-			h := newHarness(t, driver, loadDirectory(0), at(10, 0), nil)
+			h := newHarness(t, driver, nil, at(10, 0), nil) // Enqueue reads no directory
 			ins := loadIntents(100, h.clk.Now())
 			ins[60].Kind = "bogus"
 			if err := h.o.Enqueue(context.Background(), nil, ins); err == nil {

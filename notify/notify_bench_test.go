@@ -52,7 +52,8 @@ func BenchmarkEnqueue(b *testing.B) {
 		for _, batch := range []int{1, 100, 1000, 10000} {
 			b.Run(fmt.Sprintf("%s/batch-%d", driver, batch), func(b *testing.B) {
 				db := storetest.Open(b, driver)
-				o, err := NewOutbox(Config{}, QuietHours{}, db, loadDirectory(0), &recorder{}, clock.Real{}, zerolog.Nop())
+				// No directory: Enqueue never reads one.
+				o, err := NewOutbox(Config{}, QuietHours{}, db, nil, &recorder{}, clock.Real{}, zerolog.Nop())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -90,7 +91,7 @@ func BenchmarkDispatch(b *testing.B) {
 			cfg := crashConfig(srv.URL)
 			cfg.Workers = workers
 			snd, _ := NewSender(cfg, b.TempDir(), zerolog.Nop())
-			o, err := NewOutbox(cfg, QuietHours{}, db, loadDirectory(b.N), snd, clock.Real{}, zerolog.Nop())
+			o, err := NewOutbox(cfg, QuietHours{}, db, loadRegistry(b, db, b.N), snd, clock.Real{}, zerolog.Nop())
 			if err != nil {
 				b.Fatal(err)
 			}

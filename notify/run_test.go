@@ -31,7 +31,7 @@ func TestRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		o, err := NewOutbox(cfg, QuietHours{}, db, loadDirectory(n), snd, clock.Real{}, zerolog.Nop())
+		o, err := NewOutbox(cfg, QuietHours{}, db, loadRegistry(t, db, n), snd, clock.Real{}, zerolog.Nop())
 		if err != nil {
 			t.Fatal(err)
 		}

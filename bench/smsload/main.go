@@ -1,6 +1,7 @@
 // Command smsload measures notify end to end: intents stored in the durable
-// SQLite (or, with -pg, PostgreSQL) outbox, dispatched by the real twilio-go client to a local Twilio
-// test server. It prints one table: throughput of a burst (everything
+// SQLite (or, with -pg, PostgreSQL) outbox, expanded against the real
+// contacts registry and dispatched by the real twilio-go client to a local
+// Twilio test server. It prints one table: throughput of a burst (everything
 // enqueued first, as in a storm) and intent→API-call latency at a steady
 // intent rate.
 package main
@@ -9,6 +10,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/clock"
 	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/secret"
@@ -43,7 +46,7 @@ type result struct {
 }
 
 func main() {
-	n := flag.Int("n", 20000, "messages per run")
+	n := flag.Int("n", 20000, "messages per run (below 1,111,111: see notifytest.Mobile)")
 	steady := flag.Float64("steady-rate", 1500, "intents per second in the steady run (0 = skip)")
 	workers := flag.Int("workers", 32, "sms.workers")
 	rulesTx := flag.Bool("rules-tx", false, "enqueue in a transaction of the caller's, as the rules do, instead of Enqueue's own")
@@ -92,8 +95,8 @@ func main() {
 	w.Flush()
 }
 
-// rig is one run's world: the Twilio test server, a fresh SQLite store and
-// an outbox over it.
+// rig is one run's world: the Twilio test server, a fresh store with n
+// customers imported into the contacts registry, and an outbox over both.
 type rig struct {
 	srv     *twiliotest.Server
 	db      *store.DB
@@ -121,11 +124,16 @@ func newRig(n, workers int, rulesTx bool, pgDSN string) (*rig, error) {
 	if err != nil {
 		return nil, err
 	}
-	directory := notifytest.NewDirectory()
-	for i := range n {
-		directory.Put(notifytest.Resident(fmt.Sprintf("01%08d", i), "TA-0101", "zh", fmt.Sprintf("+86138%08d", i)))
+	// The real registry, as in production: expansion reads every account from it.
+	ctx := context.Background()
+	reg, err := contacts.Open(ctx, r.db, zerolog.Nop())
+	if err != nil {
+		return r, err
 	}
-	r.o, err = notify.NewOutbox(cfg, notify.QuietHours{}, r.db, directory, snd, clock.Real{}, zerolog.Nop())
+	if _, err := reg.Import(ctx, strings.NewReader(notifytest.Residents(n)), io.Discard); err != nil {
+		return r, err
+	}
+	r.o, err = notify.NewOutbox(cfg, notify.QuietHours{}, r.db, reg, snd, clock.Real{}, zerolog.Nop())
 	return r, err
 }
 
@@ -266,7 +274,7 @@ func (r *rig) measure(res *result, start time.Time) {
 		}
 		seen[m.To] = true
 		var i int
-		fmt.Sscanf(m.To, "+86138%d", &i)
+		fmt.Sscanf(m.To, "+861381%d", &i) // notifytest.Mobile(i)
 		lat = append(lat, m.At.Sub(r.created[i]))
 	}
 	res.distinct = len(seen)

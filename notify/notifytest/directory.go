@@ -1,13 +1,32 @@
-// Package notifytest helps tests and load programs drive notify: an
-// in-memory directory of accounts standing in for the contacts registry.
+// Package notifytest helps tests and load programs drive notify: a
+// contacts file of n residents for the real registry, and an in-memory
+// directory of hand-made accounts for policy tests.
 package notifytest
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/gridbell/gridbell/contacts"
 )
+
+// Residents is a contacts file of n resident accounts 01%08d, account i
+// with meter 33%010d in area TA-0101 of grid G01 and mobile Mobile(i).
+func Residents(n int) string {
+	var b strings.Builder
+	b.WriteString("account,meter,area,grid,phone\n")
+	for i := range n {
+		fmt.Fprintf(&b, "01%08d,33%010d,TA-0101,G01,%s\n", i, i, Mobile(i))
+	}
+	return b.String()
+}
+
+// Mobile is the phone of Residents' account i: +861381 and i in 7 digits.
+// The contacts cleaner takes +86138 0000000 (one digit repeated after the
+// prefix) for a placeholder, so i must stay below 1,111,111.
+func Mobile(i int) string { return fmt.Sprintf("+861381%07d", i) }
 
 // Directory is an in-memory notify.Directory. Safe for concurrent use.
 type Directory struct {
