@@ -28,7 +28,7 @@ func main() {
 	n := flag.Int("n", 100_000, "customers (rows)")
 	areas := flag.Int("areas", 0, "transformer areas (default n/200)")
 	grids := flag.Int("grids", 0, "service grids (default n/5000)")
-	seed := flag.Int64("seed", 20261126, "random seed: the same seed gives the same file")
+	seed := flag.Int64("seed", fleet.Demo.Seed, "random seed: the same seed gives the same file")
 	out := flag.String("o", "-", "output file (- for stdout)")
 	zh := flag.Bool("zh", false, "Chinese headers and values, as a Chinese spreadsheet export")
 	gb := flag.Bool("gb18030", false, "encode the file in GB18030 instead of UTF-8")

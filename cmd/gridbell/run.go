@@ -114,14 +114,8 @@ func playDemo(ctx context.Context, cfg *config.Config, a *app.App, f *fleet.Flee
 	}
 }
 
-// demoFleet is the fleet `make run` shows: about 2,000 customers in 20
-// transformer areas and 4 grids, with messy phone numbers.
-func demoFleet() *fleet.Fleet {
-	return fleet.Generate(fleet.Options{Customers: 2000, Areas: 20, Grids: 4, Seed: 20261126, PrepaidShare: 0.2, Messy: true})
-}
-
 func writeDemoContacts(dataDir string) (*fleet.Fleet, error) {
-	f := demoFleet()
+	f := fleet.Generate(fleet.Demo)
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create data_dir: %w", err)
 	}

@@ -53,12 +53,12 @@ func simulateCmd(g *globals) *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.IntVar(&opts.Customers, "customers", 2000, "customers in the fleet")
-	fl.IntVar(&opts.Areas, "areas", 20, "transformer areas")
-	fl.IntVar(&opts.Grids, "grids", 4, "service grids")
-	fl.Int64Var(&opts.Seed, "seed", 20261126, "random seed (the same seed gives the same fleet)")
-	fl.Float64Var(&opts.PrepaidShare, "prepaid", 0.2, "share of prepaid meters")
-	fl.BoolVar(&opts.Messy, "messy", true, "type phone numbers the way clerks do")
+	fl.IntVar(&opts.Customers, "customers", fleet.Demo.Customers, "customers in the fleet")
+	fl.IntVar(&opts.Areas, "areas", fleet.Demo.Areas, "transformer areas")
+	fl.IntVar(&opts.Grids, "grids", fleet.Demo.Grids, "service grids")
+	fl.Int64Var(&opts.Seed, "seed", fleet.Demo.Seed, "random seed (the same seed gives the same fleet)")
+	fl.Float64Var(&opts.PrepaidShare, "prepaid", fleet.Demo.PrepaidShare, "share of prepaid meters")
+	fl.BoolVar(&opts.Messy, "messy", fleet.Demo.Messy, "type phone numbers the way clerks do")
 	fl.StringVar(&contacts, "contacts", "", "write the fleet's contacts CSV to this file (with --broker - only write it)")
 	fl.StringVar(&o.Broker, "broker", "", "MQTT broker URL (default: the configured or embedded one)")
 	fl.StringVar(&o.Prefix, "prefix", "", "topic prefix (default: mqtt.topic_prefix)")

@@ -23,6 +23,11 @@ type Options struct {
 	Messy        bool    // type phones the way clerks do; some opt-outs and English speakers
 }
 
+// Demo is the fleet `make run` shows and `gridbell simulate` plays by
+// default: about 2,000 customers in 20 transformer areas and 4 grids, with
+// messy phone numbers (deploy/demo/contacts.csv is its contacts file).
+var Demo = Options{Customers: 2000, Areas: 20, Grids: 4, Seed: 20261126, PrepaidShare: 0.2, Messy: true}
+
 // Customer is one row of the contacts file: one meter of an account.
 type Customer struct {
 	Account, Name, Meter, Concentrator, Area, Feeder, Grid, Manager, ManagerPhone, Class string
