@@ -60,9 +60,9 @@ type DeadLetters struct {
 	routes Routes
 }
 
-// Routes tells Replay which decoder a dead letter's topic needs. NewMQTT and
-// NewKafka set it from their config; a command that replays without running
-// them (gridbell deadletter replay) sets it with SetRoutes.
+// Routes tells Replay which decoder a dead letter's topic needs. Whoever
+// wires the inputs sets it from their config with SetRoutes; until then the
+// defaults of CONTRACT §7 apply.
 type Routes struct {
 	MQTTPrefix   string
 	OMSTopic     string

@@ -64,8 +64,8 @@ func TestDeadLetters(t *testing.T) {
 	}
 }
 
-// Replay picks the decoder by source and topic, with the routes NewMQTT and
-// NewKafka (or SetRoutes) give it.
+// Replay picks the decoder by source and topic, with the routes SetRoutes
+// gives it.
 func TestDeadLetterReplayRoutes(t *testing.T) {
 	ctx := context.Background()
 	dl, err := OpenDeadLetters(ctx, storetest.Open(t, "sqlite"), Limits{})

@@ -56,9 +56,6 @@ type Kafka struct {
 func NewKafka(cfg KafkaConfig, lim Limits, h Handler, dl *DeadLetters, log zerolog.Logger) *Kafka {
 	cfg.Defaults()
 	lim.Defaults()
-	if dl != nil {
-		dl.SetRoutes(Routes{OMSTopic: cfg.OMSTopic, BillingTopic: cfg.BillingTopic})
-	}
 	return &Kafka{cfg: cfg, lim: lim, h: h, dl: dl, log: log,
 		rejects: rejecter{dl: dl, source: SourceKafka}, accepted: acceptedCounter(SourceKafka),
 		errThr: throttle{period: 10 * time.Second}, rejThr: throttle{period: 10 * time.Second}}

@@ -61,9 +61,6 @@ type MQTT struct {
 func NewMQTT(cfg MQTTConfig, lim Limits, h Handler, sink *InfluxSink, dl *DeadLetters, dir Directory, log zerolog.Logger) *MQTT {
 	cfg.Defaults()
 	lim.Defaults()
-	if dl != nil {
-		dl.SetRoutes(Routes{MQTTPrefix: cfg.TopicPrefix})
-	}
 	return &MQTT{cfg: cfg, lim: lim, h: h, sink: sink, dl: dl, dir: dir, log: log,
 		work:     make(chan paho.Message),
 		rejects:  rejecter{dl: dl, source: SourceMQTT},
