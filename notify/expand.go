@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -186,7 +187,7 @@ func (o *Outbox) expandOne(ctx context.Context, tx *expTx, in event.Intent, acct
 			}
 			continue
 		}
-		lang := cmpOr(c.Language, acct.Language, "zh")
+		lang := cmp.Or(c.Language, acct.Language, "zh")
 		if err := o.place(ctx, tx, in, c.Phone, lang, prio, now, ev); err != nil {
 			return err
 		}
@@ -199,15 +200,6 @@ func (o *Outbox) expandOne(ctx context.Context, tx *expTx, in event.Intent, acct
 		reasons = []string{"no phone"}
 	}
 	return o.suppress(ctx, tx, in, "", "no valid phone: "+strings.Join(slices.Compact(reasons), ", "), ev)
-}
-
-func cmpOr(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // contactReason says why contact c gets no SMS, or "" when it may.

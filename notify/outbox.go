@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,22 +152,13 @@ func checkIntent(in event.Intent) error {
 	if in.Key == "" {
 		return errors.New("cannot enqueue an intent without a key")
 	}
-	if templateFor(in.Kind) == "" {
+	if !slices.Contains(event.Kinds, in.Kind) {
 		return fmt.Errorf("cannot enqueue intent %s: unknown kind %q", in.Key, in.Kind)
 	}
 	if in.Account == "" && in.To == "" {
 		return fmt.Errorf("cannot enqueue intent %s: neither account nor to is set", in.Key)
 	}
 	return nil
-}
-
-func templateFor(k event.Kind) string {
-	for _, known := range event.Kinds {
-		if k == known {
-			return string(k)
-		}
-	}
-	return ""
 }
 
 func nanos(t time.Time) int64 {
