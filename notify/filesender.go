@@ -14,8 +14,6 @@ import (
 // becomes one JSON line of the outbox file. A Send returns only after its
 // line is fsync'd; concurrent sends share one fsync (group commit).
 type FileSender struct {
-	path string
-
 	mu      sync.Mutex // guards f, written, closed
 	f       *os.File
 	written uint64 // lines written
@@ -49,11 +47,8 @@ func OpenFileSender(path string) (*FileSender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot open outbox file: %w", err)
 	}
-	return &FileSender{path: path, f: f}, nil
+	return &FileSender{f: f}, nil
 }
-
-// Path returns the outbox file's path.
-func (s *FileSender) Path() string { return s.path }
 
 // Send appends m to the file and waits until it is on disk.
 func (s *FileSender) Send(ctx context.Context, m Message) (Result, error) {

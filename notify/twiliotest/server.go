@@ -58,8 +58,6 @@ type Server struct {
 	received []Received
 	byTo     map[string]Fault
 	next     []Fault
-	delay    time.Duration
-	requests int
 }
 
 // New starts a server for one account.
@@ -85,13 +83,6 @@ func (s *Server) FailNext(n int, f Fault) {
 	}
 }
 
-// SetDelay makes every answer wait d.
-func (s *Server) SetDelay(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.delay = d
-}
-
 // Received returns the accepted messages in arrival order.
 func (s *Server) Received() []Received {
 	s.mu.Lock()
@@ -104,13 +95,6 @@ func (s *Server) Count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.received)
-}
-
-// Requests returns how many requests reached the Messages endpoint.
-func (s *Server) Requests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests
 }
 
 var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
@@ -154,23 +138,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	writeMessage(w, s.AccountSID, m)
 }
 
-// fault picks the injected answer for a request to `to`, if any, and the
-// configured delay.
+// fault picks the injected answer for a request to `to`, if any; one
+// without a status only delays the answer.
 func (s *Server) fault(to string) (Fault, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.requests++
 	if len(s.next) > 0 {
 		f := s.next[0]
 		s.next = s.next[1:]
-		f.Delay = max(f.Delay, s.delay)
 		return f, f.Status != 0
 	}
-	if f, ok := s.byTo[to]; ok {
-		f.Delay = max(f.Delay, s.delay)
-		return f, true
-	}
-	return Fault{Delay: s.delay}, false
+	f, ok := s.byTo[to]
+	return f, ok
 }
 
 // validate checks fields the way Twilio does.
