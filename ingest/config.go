@@ -141,6 +141,9 @@ func (c InfluxConfig) Validate() error {
 	if c.Bucket == "" {
 		return errors.New("influx.bucket is required when influx.url is set")
 	}
+	if c.BatchSize < 0 || c.FlushEvery < 0 || c.SpoolMaxSize < 0 {
+		return errors.New("influx.batch_size, influx.flush_every and influx.spool_max_bytes must not be negative")
+	}
 	return nil
 }
 

@@ -60,6 +60,17 @@ func TestInfluxOff(t *testing.T) {
 	}
 }
 
+// A negative batch size or flush period would drop every reading or stop
+// Run with a panic: it is refused at start.
+func TestInfluxNegativeConfig(t *testing.T) {
+	for _, cfg := range []InfluxConfig{{BatchSize: -1}, {FlushEvery: -time.Second}, {SpoolMaxSize: -1}} {
+		cfg.URL, cfg.Bucket = "http://127.0.0.1:8086", "gridbell"
+		if s, err := NewInflux(cfg, t.TempDir(), nil, testLog(t)); err == nil {
+			t.Errorf("NewInflux(%+v) = %v, nil; want an error", cfg, s)
+		}
+	}
+}
+
 func TestInfluxSink(t *testing.T) {
 	srv := influxtest.Start(t)
 	run := startInflux(t, srv.URL, t.TempDir(), 1<<30, mapDirectory{"M1": "TA-0101"})
