@@ -38,7 +38,7 @@ type meterState struct {
 	area    int32  // -1 = none
 	grid    uint16 // index into Engine.gridNames
 	class   uint8  // index into Engine.classNames
-	outage  int32  // live outage record holding the meter; -1 = none
+	outage  int32  // latest outage record holding the meter, live or closed; -1 = none
 	st      uint8
 	flags   uint8
 	known   bool
@@ -230,7 +230,9 @@ func (e *Engine) powered(i int32, ts int64, on, byConc bool) {
 	}
 	if ts > m.seen {
 		m.seen = ts
-		if ts-m.saved > int64(seenPersistEvery) || m.outage >= 0 {
+		// a live outage decides on it; a closed one's meters are stored
+		// as any others
+		if ts-m.saved > int64(seenPersistEvery) || (m.outage >= 0 && e.outages[m.outage].live()) {
 			e.markDirty(i)
 		}
 	}
