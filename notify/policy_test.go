@@ -42,9 +42,8 @@ func TestQuietHours(t *testing.T) {
 				h.enqueue(intent("o", event.KindOutage, "0100000001", "R1", outageVars))
 				h.run()
 			}
-			sent := h.run()
 			h.enqueue(in)
-			sent = h.run()
+			sent := h.run()
 			if held := len(sent) == 0; held != tt.held {
 				t.Fatalf("held = %v, want %v", held, tt.held)
 			}
