@@ -80,12 +80,13 @@ func (e *Engine) flushDigests(now time.Time) {
 		if e.stormFlag.Load() && now.Sub(d.LastSent) < e.cfg.StormDigest {
 			continue
 		}
-		e.sendDigest(g, d, now)
+		e.sendDigest(g, now)
 	}
 }
 
-func (e *Engine) sendDigest(g string, d *digest, now time.Time) {
-	d = e.digestFor(g)
+// sendDigest sends grid g's gathered digest and empties it. Lock: e.mu held.
+func (e *Engine) sendDigest(g string, now time.Time) {
+	d := e.digestFor(g)
 	info, ok := e.dir.Grid(g)
 	if !ok || info.ManagerPhone == "" {
 		e.noManager.Inc()
