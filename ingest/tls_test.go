@@ -90,13 +90,12 @@ func TestMQTTTLSAndPassword(t *testing.T) {
 	bad := cfg
 	bad.Password, bad.ClientID = "wrong", cfg.ClientID+"-bad"
 	m := NewMQTT(bad, Limits{}, h, nil, nil, nil, testLog(t))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	go m.Run(ctx)
-	<-ctx.Done()
+	badRun := goRun(m.Run)
+	time.Sleep(time.Second)
 	if m.Ready() {
 		t.Error("subscribed with a wrong password")
 	}
+	badRun.stop(t)
 }
 
 func TestTLSConfigErrors(t *testing.T) {
@@ -139,10 +138,7 @@ func TestKafkaSASL(t *testing.T) {
 			cfg.SASL.Mechanism, cfg.SASL.Username, cfg.SASL.Password = mech, "gridbell", "s3cret"
 			h := newRecorder()
 			k := NewKafka(cfg, Limits{}, h, nil, testLog(t))
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- k.Run(ctx) }()
-			defer func() { cancel(); <-done }()
+			defer goRun(k.Run).stop(t)
 			waitFor(t, 20*time.Second, fmt.Sprintf("2 events over %s", mech), func() bool { return h.distinct() == 2 })
 			if !k.Ready() {
 				t.Error("not Ready")
