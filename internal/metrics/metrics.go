@@ -37,7 +37,12 @@ func (g *Gauge) Value() float64 { return math.Float64frombits(g.bits.Load()) }
 type family struct {
 	help   string
 	typ    string
-	series map[string]any // label string → *Counter or *Gauge
+	series map[string]*series // joined label values → series
+}
+
+type series struct {
+	labels string // {k="v",…} as exposed
+	metric any    // *Counter or *Gauge
 }
 
 // Registry holds metric families. The zero value is not usable; use New.
@@ -64,20 +69,22 @@ func (r *Registry) Gauge(name, help string, labels ...string) *Gauge {
 }
 
 func (r *Registry) get(name, help, typ string, labels []string, mk func() any) any {
-	key := labelString(labels)
+	// The lookup key only joins the labels; the exposed form is built once,
+	// when the series is created. Callers may ask on every event.
+	key := strings.Join(labels, "\xff")
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	f := r.families[name]
 	if f == nil {
-		f = &family{help: help, typ: typ, series: map[string]any{}}
+		f = &family{help: help, typ: typ, series: map[string]*series{}}
 		r.families[name] = f
 	}
-	m := f.series[key]
-	if m == nil {
-		m = mk()
-		f.series[key] = m
+	se := f.series[key]
+	if se == nil {
+		se = &series{labels: labelString(labels), metric: mk()}
+		f.series[key] = se
 	}
-	return m
+	return se.metric
 }
 
 func labelString(labels []string) string {
@@ -110,20 +117,20 @@ func (r *Registry) WriteText(w io.Writer) error {
 		if _, err := fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", n, f.help, n, f.typ); err != nil {
 			return err
 		}
-		keys := make([]string, 0, len(f.series))
-		for k := range f.series {
-			keys = append(keys, k)
+		list := make([]*series, 0, len(f.series))
+		for _, se := range f.series {
+			list = append(list, se)
 		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		sort.Slice(list, func(i, j int) bool { return list[i].labels < list[j].labels })
+		for _, se := range list {
 			var v string
-			switch m := f.series[k].(type) {
+			switch m := se.metric.(type) {
 			case *Counter:
 				v = fmt.Sprint(m.Value())
 			case *Gauge:
 				v = fmt.Sprint(m.Value())
 			}
-			if _, err := fmt.Fprintf(w, "%s%s %s\n", n, k, v); err != nil {
+			if _, err := fmt.Fprintf(w, "%s%s %s\n", n, se.labels, v); err != nil {
 				return err
 			}
 		}

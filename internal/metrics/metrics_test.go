@@ -26,3 +26,22 @@ func TestWriteText(t *testing.T) {
 		}
 	}
 }
+
+func TestSameSeries(t *testing.T) {
+	r := New()
+	a := r.Counter("c", "h", "k", "v")
+	if b := r.Counter("c", "h", "k", "v"); a != b {
+		t.Error("the same name and labels gave two counters")
+	}
+	if b := r.Counter("c", "h", "k", "w"); a == b {
+		t.Error("other labels gave the same counter")
+	}
+}
+
+func BenchmarkCounterLookup(b *testing.B) {
+	r := New()
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Counter("gridbell_sms_total", "SMS.", "kind", "outage", "status", "sent").Inc()
+	}
+}
