@@ -145,35 +145,20 @@ func (o *Outbox) enqueueSQLite(ctx context.Context, tx *sql.Tx, intents []event.
 		return fmt.Errorf("cannot enqueue intents: %w", err)
 	}
 	defer restore()
-	var full *sql.Stmt
-	args := make([]any, 0, sqliteIntentRows*intentCols)
-	for len(intents) > 0 {
-		n := min(sqliteIntentRows, len(intents))
-		args = args[:0]
-		for _, in := range intents[:n] {
-			vars, nb, created, err := o.intentRow(in, now)
-			if err != nil {
-				return err
-			}
-			args = append(args, in.Key, string(in.Kind), in.Account, in.Grid, in.To, in.Ref, vars, int(in.Priority),
-				nb, created, now.UnixNano(), StatusPending)
-		}
-		var err error
-		if n == sqliteIntentRows {
-			if full == nil {
-				if full, err = tx.PrepareContext(ctx, insertIntentsSQL(n)); err != nil {
-					return fmt.Errorf("cannot enqueue intents: %w", err)
+	err = store.ExecBatches(ctx, tx, len(intents), sqliteIntentRows, insertIntentsSQL,
+		func(args []any, from, to int) ([]any, error) {
+			for _, in := range intents[from:to] {
+				vars, nb, created, err := o.intentRow(in, now)
+				if err != nil {
+					return nil, err
 				}
-				defer full.Close()
+				args = append(args, in.Key, string(in.Kind), in.Account, in.Grid, in.To, in.Ref, vars, int(in.Priority),
+					nb, created, now.UnixNano(), StatusPending)
 			}
-			_, err = full.ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, insertIntentsSQL(n), args...)
-		}
-		if err != nil {
-			return fmt.Errorf("cannot enqueue intents: %w", err)
-		}
-		intents = intents[n:]
+			return args, nil
+		})
+	if err != nil {
+		return fmt.Errorf("cannot enqueue intents: %w", err)
 	}
 	return nil
 }

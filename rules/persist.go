@@ -232,26 +232,11 @@ func upsert(ctx context.Context, tx *sql.Tx, postgres bool, table string, cols [
 	if postgres {
 		rows = 1000
 	}
-	chunk := rows * nc
-	var full *sql.Stmt
-	for len(vals) > 0 {
-		n := min(chunk, len(vals))
-		var err error
-		if n == chunk {
-			if full == nil {
-				if full, err = tx.PrepareContext(ctx, upsertSQL(table, cols, keys, rows)); err != nil {
-					return fmt.Errorf("cannot write %s: %w", table, err)
-				}
-				defer full.Close()
-			}
-			_, err = full.ExecContext(ctx, vals[:n]...)
-		} else {
-			_, err = tx.ExecContext(ctx, upsertSQL(table, cols, keys, n/nc), vals[:n]...)
-		}
-		if err != nil {
-			return fmt.Errorf("cannot write %s: %w", table, err)
-		}
-		vals = vals[n:]
+	err := store.ExecBatches(ctx, tx, len(vals)/nc, rows,
+		func(n int) string { return upsertSQL(table, cols, keys, n) },
+		func(args []any, from, to int) ([]any, error) { return append(args, vals[from*nc:to*nc]...), nil })
+	if err != nil {
+		return fmt.Errorf("cannot write %s: %w", table, err)
 	}
 	return nil
 }

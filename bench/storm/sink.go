@@ -30,35 +30,22 @@ func (s *bulkSink) Enqueue(ctx context.Context, tx *sql.Tx, intents []event.Inte
 	if s.pg {
 		rows = 1000
 	}
-	var full *sql.Stmt
-	args := make([]any, 0, rows*bulkCols)
-	for len(intents) > 0 {
-		n := min(rows, len(intents))
-		args = args[:0]
-		for _, in := range intents[:n] {
-			vars, _ := json.Marshal(in.Vars)
+	err := store.ExecBatches(ctx, tx, len(intents), rows, bulkSQL, func(args []any, from, to int) ([]any, error) {
+		for _, in := range intents[from:to] {
+			vars, err := json.Marshal(in.Vars)
+			if err != nil {
+				return nil, err
+			}
 			var nb int64
 			if !in.NotBefore.IsZero() {
 				nb = in.NotBefore.UnixNano()
 			}
 			args = append(args, in.Key, string(in.Kind), in.Account, in.Grid, in.To, in.Ref, string(vars), int(in.Priority), nb, in.CreatedAt.UnixNano())
 		}
-		var err error
-		if n == rows {
-			if full == nil {
-				if full, err = tx.PrepareContext(ctx, bulkSQL(rows)); err != nil {
-					return err
-				}
-				defer full.Close()
-			}
-			_, err = full.ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, bulkSQL(n), args...)
-		}
-		if err != nil {
-			return fmt.Errorf("cannot enqueue intents: %w", err)
-		}
-		intents = intents[n:]
+		return args, nil
+	})
+	if err != nil {
+		return fmt.Errorf("cannot enqueue intents: %w", err)
 	}
 	return nil
 }
