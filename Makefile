@@ -33,7 +33,7 @@ bench: influxd
 	$(GO) test $(BENCHFLAGS) ./...
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) run ./bench/ingestload
 	$(GO) run ./bench/smsload -n 20000 -steady-rate 2000 -rules-tx
-	$(GO) run ./bench/storm -registry
+	$(GO) run ./bench/storm
 
 # influxd 1.8.10 for the InfluxDB integration tests (built once, then cached).
 influxd:

@@ -50,7 +50,6 @@ func main() {
 	verify := flag.Int("verify", 100_000, "meters in the outage whose verification is timed")
 	paced := flag.Bool("paced", false, "feed the last gasps at their own pace on the wall clock (60 s) and let the engine's ticker close the windows, instead of all at once on a fake clock")
 	sinkName := flag.String("sink", "notify", "where intents go: notify (its outbox) or bulk (multi-row INSERTs into a table of the program's own, without the outbox's work)")
-	flag.Bool("registry", true, "ignored, kept for old command lines: the fleet is always imported into the real contacts registry")
 	driver := flag.String("driver", "sqlite", "store driver: sqlite or postgres")
 	dsn := flag.String("dsn", "", "store DSN (postgres)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the storm run to this file")
