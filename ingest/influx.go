@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/logging"
 	"github.com/gridbell/gridbell/internal/metrics"
 )
 
@@ -64,7 +65,7 @@ type InfluxSink struct {
 
 	written, dropped, errors *metrics.Counter
 	spoolBytes               *metrics.Gauge
-	dropThr, errThr          throttle
+	dropThr, errThr          logging.Throttle
 }
 
 // NewInflux returns the sink, or nil, nil when cfg.URL is empty (the sink is
@@ -97,7 +98,7 @@ func NewInflux(cfg InfluxConfig, dataDir string, dir Directory, log zerolog.Logg
 			"Failed batch writes to InfluxDB (each is retried)."),
 		spoolBytes: metrics.Default.Gauge("gridbell_influx_spool_bytes",
 			"Bytes of readings waiting on disk for InfluxDB."),
-		dropThr: throttle{period: 10 * time.Second}, errThr: throttle{period: 10 * time.Second},
+		dropThr: logging.Throttle{Period: 10 * time.Second}, errThr: logging.Throttle{Period: 10 * time.Second},
 	}
 	s.spoolBytes.Set(float64(sp.bytes()))
 	return s, nil
@@ -186,7 +187,7 @@ func appendTag(b []byte, v string) []byte {
 
 func (s *InfluxSink) drop(n int, why string) {
 	s.dropped.Add(uint64(n))
-	if ok, held := s.dropThr.allow(); ok {
+	if ok, held := s.dropThr.Allow(); ok {
 		s.log.Error().Int("readings", n).Int("suppressed", held).Msg("influx readings dropped: " + why)
 	}
 }
@@ -274,7 +275,7 @@ func (s *InfluxSink) send(ctx context.Context) {
 		err = s.writeBatch(ctx, b.data)
 		for err != nil && ctx.Err() == nil && !permanent(err) {
 			s.errors.Inc()
-			if ok, n := s.errThr.allow(); ok {
+			if ok, n := s.errThr.Allow(); ok {
 				s.log.Warn().Err(err).Int("suppressed", n).Int64("spooled_bytes", s.spool.bytes()).
 					Msg("cannot write to influx; readings wait in the spool")
 			}

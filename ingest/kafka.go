@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/logging"
 	"github.com/gridbell/gridbell/internal/metrics"
 )
 
@@ -48,8 +49,8 @@ type Kafka struct {
 	ready    atomic.Bool
 	rejects  rejecter
 	accepted *metrics.Counter
-	errThr   throttle
-	rejThr   throttle
+	errThr   logging.Throttle
+	rejThr   logging.Throttle
 }
 
 // NewKafka returns a Kafka input; Run starts it.
@@ -58,7 +59,7 @@ func NewKafka(cfg KafkaConfig, lim Limits, h Handler, dl *DeadLetters, log zerol
 	lim.Defaults()
 	return &Kafka{cfg: cfg, lim: lim, h: h, dl: dl, log: log,
 		rejects: rejecter{dl: dl, source: SourceKafka}, accepted: acceptedCounter(SourceKafka),
-		errThr: throttle{period: 10 * time.Second}, rejThr: throttle{period: 10 * time.Second}}
+		errThr: logging.Throttle{Period: 10 * time.Second}, rejThr: logging.Throttle{Period: 10 * time.Second}}
 }
 
 // Ready reports whether the consumer group is joined and partitions assigned.
@@ -103,7 +104,7 @@ func (k *Kafka) run(ctx context.Context, r kafkaReader) error {
 			return nil
 		}
 		if err != nil {
-			if ok, n := k.errThr.allow(); ok {
+			if ok, n := k.errThr.Allow(); ok {
 				k.log.Error().Err(err).Int("suppressed", n).Msg("cannot fetch from kafka, retrying")
 			}
 			sleep(ctx, time.Second)
@@ -156,7 +157,7 @@ func (k *Kafka) process(ctx context.Context, msgs []kafka.Message) error {
 		}
 		got, err := decode(m.Value, now, k.lim)
 		if err != nil {
-			if ok, n := k.rejThr.allow(); ok {
+			if ok, n := k.rejThr.Allow(); ok {
 				k.log.Warn().Str("topic", m.Topic).Int("partition", m.Partition).Int64("offset", m.Offset).
 					Int("suppressed", n).Msg(err.Error())
 			}
@@ -197,7 +198,7 @@ func (k *Kafka) watchGroup(msg string, args ...any) {
 }
 
 func (k *Kafka) logError(msg string, args ...any) {
-	if ok, n := k.errThr.allow(); ok {
+	if ok, n := k.errThr.Allow(); ok {
 		k.log.Warn().Int("suppressed", n).Msg(fmt.Sprintf(msg, args...))
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/logging"
 	"github.com/gridbell/gridbell/internal/metrics"
 )
 
@@ -48,10 +49,10 @@ type MQTT struct {
 	ctx      atomic.Pointer[context.Context]
 	rejects  rejecter
 	accepted *metrics.Counter
-	errThr   throttle // "cannot hand on" log lines
-	rejThr   throttle // "rejected" log lines
-	connThr  throttle // failed connection attempts
-	unknown  sync.Map // concentrator → *metrics.Counter of unknown meters
+	errThr   logging.Throttle // "cannot hand on" log lines
+	rejThr   logging.Throttle // "rejected" log lines
+	connThr  logging.Throttle // failed connection attempts
+	unknown  sync.Map         // concentrator → *metrics.Counter of unknown meters
 }
 
 // NewMQTT returns an MQTT input; Run connects it. sink may be nil (Influx
@@ -65,9 +66,9 @@ func NewMQTT(cfg MQTTConfig, lim Limits, h Handler, sink *InfluxSink, dl *DeadLe
 		work:     make(chan paho.Message),
 		rejects:  rejecter{dl: dl, source: SourceMQTT},
 		accepted: acceptedCounter(SourceMQTT),
-		errThr:   throttle{period: 10 * time.Second},
-		rejThr:   throttle{period: 10 * time.Second},
-		connThr:  throttle{period: 30 * time.Second},
+		errThr:   logging.Throttle{Period: 10 * time.Second},
+		rejThr:   logging.Throttle{Period: 10 * time.Second},
+		connThr:  logging.Throttle{Period: 30 * time.Second},
 	}
 }
 
@@ -190,7 +191,7 @@ func (m *MQTT) onNotice(_ paho.Client, n paho.ConnectionNotification) {
 	if !ok {
 		return
 	}
-	if ok, held := m.connThr.allow(); ok {
+	if ok, held := m.connThr.Allow(); ok {
 		m.log.Warn().Err(f.Reason).Str("broker", f.Broker.Redacted()).Int("suppressed", held).Msg("cannot connect to mqtt broker; retrying")
 	}
 }
@@ -233,7 +234,7 @@ func (m *MQTT) worker(ctx, hctx context.Context) {
 func (m *MQTT) process(ctx context.Context, topic string, payload []byte) error {
 	evs, err := DecodeMQTT(m.cfg.TopicPrefix, topic, payload, time.Now(), m.lim)
 	if err != nil {
-		if ok, n := m.rejThr.allow(); ok {
+		if ok, n := m.rejThr.Allow(); ok {
 			m.log.Warn().Str("topic", topic).Int("suppressed", n).Msg(err.Error())
 		}
 		if err := retry(ctx, m.log, &m.errThr, "keep dead letter", func() error {

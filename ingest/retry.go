@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/gridbell/gridbell/internal/logging"
 )
 
 // Backoff bounds for retrying a store that is briefly unavailable.
@@ -17,7 +19,7 @@ const (
 // retry calls fn until it returns nil or ctx ends, waiting an exponential,
 // jittered backoff between tries. Failures are logged here, throttled by thr:
 // this loop owns them. The error returned is ctx's, or nil.
-func retry(ctx context.Context, log zerolog.Logger, thr *throttle, what string, fn func() error) error {
+func retry(ctx context.Context, log zerolog.Logger, thr *logging.Throttle, what string, fn func() error) error {
 	wait := retryFirst
 	for {
 		err := fn()
@@ -27,7 +29,7 @@ func retry(ctx context.Context, log zerolog.Logger, thr *throttle, what string, 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if ok, n := thr.allow(); ok {
+		if ok, n := thr.Allow(); ok {
 			log.Error().Err(err).Int("suppressed", n).Dur("retry_in", wait).Msg("cannot " + what + ", retrying")
 		}
 		t := time.NewTimer(wait/2 + rand.N(wait/2+1))

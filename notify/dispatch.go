@@ -151,8 +151,11 @@ func (o *Outbox) step(ctx context.Context, jobs chan<- claimed, inflight *atomic
 }
 
 func (o *Outbox) logErr(ctx context.Context, err error) {
-	if ctx.Err() == nil && o.errLog.allow() {
-		o.log.Error().Err(err).Msg("outbox dispatch failed; retrying")
+	if ctx.Err() != nil {
+		return
+	}
+	if ok, held := o.errLog.Allow(); ok {
+		o.log.Error().Err(err).Int("also_failed", held).Msg("outbox dispatch failed; retrying")
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/clock"
 	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/logging"
 	"github.com/gridbell/gridbell/internal/metrics"
 	"github.com/gridbell/gridbell/internal/store"
 )
@@ -103,7 +104,7 @@ type Outbox struct {
 	pausedUntil time.Time  // a provider throttle pauses every claim
 
 	depth  *metrics.Gauge
-	errLog throttledLog
+	errLog logging.Throttle // dispatch errors, once per 10 s
 }
 
 // NewOutbox migrates the notify tables, loads and validates the templates
@@ -126,8 +127,9 @@ func NewOutbox(cfg Config, qh QuietHours, db *store.DB, dir Directory, sender Se
 		return nil, err
 	}
 	o := &Outbox{cfg: cfg, qh: q, db: db, dir: dir, sender: sender, clk: clk, log: log, tpl: tpl,
-		kick:  make(chan struct{}, 1),
-		depth: metrics.Default.Gauge("gridbell_sms_queue_depth", "SMS intents and messages not yet sent (pending, queued, held, sending)."),
+		kick:   make(chan struct{}, 1),
+		errLog: logging.Throttle{Period: 10 * time.Second},
+		depth:  metrics.Default.Gauge("gridbell_sms_queue_depth", "SMS intents and messages not yet sent (pending, queued, held, sending)."),
 	}
 	if cfg.Sender == "twilio" && cfg.Twilio.Rate > 0 {
 		o.pace = newPacer(cfg.Twilio.Rate)
@@ -166,20 +168,4 @@ func nanos(t time.Time) int64 {
 		return 0
 	}
 	return t.UnixNano()
-}
-
-// throttledLog lets a loop log a repeating error at most once every 10 s.
-type throttledLog struct {
-	mu   sync.Mutex
-	last time.Time
-}
-
-func (t *throttledLog) allow() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if time.Since(t.last) < 10*time.Second {
-		return false
-	}
-	t.last = time.Now()
-	return true
 }

@@ -1,6 +1,9 @@
 package logging
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestPhone(t *testing.T) {
 	f := func(in, want string) {
@@ -14,4 +17,20 @@ func TestPhone(t *testing.T) {
 	f("+14155550100", "+14155****0100")
 	f("", "****")
 	f("12345", "****")
+}
+
+func TestThrottle(t *testing.T) {
+	th := Throttle{Period: time.Hour}
+	if ok, _ := th.Allow(); !ok {
+		t.Fatal("the first line was held back")
+	}
+	for range 3 {
+		if ok, _ := th.Allow(); ok {
+			t.Fatal("a line within the period went through")
+		}
+	}
+	th.Period = 0
+	if ok, held := th.Allow(); !ok || held != 3 {
+		t.Errorf("Allow() after the period = %v, %d; want true, 3 held back", ok, held)
+	}
 }
