@@ -280,7 +280,7 @@ func (m *MQTT) afterHandle(evs []event.Event) {
 }
 
 // unknownCounter returns the unknown-meter counter of a concentrator,
-// cached: the registry takes a lock per lookup.
+// cached: the metrics registry takes a lock per lookup.
 func (m *MQTT) unknownCounter(conc string) *metrics.Counter {
 	if c, ok := m.unknown.Load(conc); ok {
 		return c.(*metrics.Counter)
