@@ -221,9 +221,28 @@ func rejectedCounter(source, reason string) *metrics.Counter {
 		"Messages or array elements rejected by ingest, by source and reason.", "source", source, "reason", reason)
 }
 
-func acceptedCounter(source string) *metrics.Counter {
-	return metrics.Default.Counter("gridbell_ingest_events_total",
-		"Events decoded and handed on by ingest, by source.", "source", source)
+// acceptCounts counts one source's accepted events, and those among them
+// stamped older than Limits.LateAfter (accepted, marked late).
+type acceptCounts struct {
+	accepted, late *metrics.Counter
+}
+
+func newAcceptCounts(source string) acceptCounts {
+	return acceptCounts{
+		accepted: metrics.Default.Counter("gridbell_ingest_events_total",
+			"Events decoded and handed on by ingest, by source.", "source", source),
+		late: metrics.Default.Counter("gridbell_ingest_late_events_total",
+			"Events handed on although stamped older than ingest.late_after, by source.", "source", source),
+	}
+}
+
+func (c acceptCounts) add(evs []event.Event) {
+	c.accepted.Add(uint64(len(evs)))
+	for i := range evs {
+		if evs[i].Late {
+			c.late.Inc()
+		}
+	}
 }
 
 // keep counts and stores every rejection carried by err. A plain error (not a

@@ -10,7 +10,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gridbell/gridbell/internal/event"
-	"github.com/gridbell/gridbell/internal/metrics"
 )
 
 // HTTP takes OMS and billing events posted by sites without Kafka
@@ -26,14 +25,14 @@ type HTTP struct {
 	h        Handler
 	log      zerolog.Logger
 	rejects  rejecter
-	accepted *metrics.Counter
+	accepted acceptCounts
 }
 
 // NewHTTP returns the HTTP input.
 func NewHTTP(lim Limits, h Handler, dl *DeadLetters, log zerolog.Logger) *HTTP {
 	lim.Defaults()
 	return &HTTP{lim: lim, h: h, log: log,
-		rejects: rejecter{dl: dl, source: SourceHTTP}, accepted: acceptedCounter(SourceHTTP)}
+		rejects: rejecter{dl: dl, source: SourceHTTP}, accepted: newAcceptCounts(SourceHTTP)}
 }
 
 // OMS handles POST /api/v1/oms/events.
@@ -80,7 +79,7 @@ func (x *HTTP) endpoint(topic string, decode decodeFunc) http.Handler {
 				answer(w, http.StatusServiceUnavailable, httpAnswer{Error: "cannot store events now; retry", Rejected: a.Rejected})
 				return
 			}
-			x.accepted.Add(uint64(len(evs)))
+			x.accepted.add(evs)
 		}
 		switch {
 		case len(a.Rejected) == 1 && a.Rejected[0].Reason == ReasonTooLarge: // also when MaxBytesReader stopped the read

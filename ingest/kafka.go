@@ -16,7 +16,6 @@ import (
 
 	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/logging"
-	"github.com/gridbell/gridbell/internal/metrics"
 )
 
 // kafkaBatch bounds how many messages one Handle call takes; kafkaLinger is
@@ -48,7 +47,7 @@ type Kafka struct {
 
 	ready    atomic.Bool
 	rejects  rejecter
-	accepted *metrics.Counter
+	accepted acceptCounts
 	errThr   logging.Throttle
 	rejThr   logging.Throttle
 }
@@ -58,7 +57,7 @@ func NewKafka(cfg KafkaConfig, lim Limits, h Handler, dl *DeadLetters, log zerol
 	cfg.Defaults()
 	lim.Defaults()
 	return &Kafka{cfg: cfg, lim: lim, h: h, dl: dl, log: log,
-		rejects: rejecter{dl: dl, source: SourceKafka}, accepted: acceptedCounter(SourceKafka),
+		rejects: rejecter{dl: dl, source: SourceKafka}, accepted: newAcceptCounts(SourceKafka),
 		errThr: logging.Throttle{Period: 10 * time.Second}, rejThr: logging.Throttle{Period: 10 * time.Second}}
 }
 
@@ -180,7 +179,7 @@ func (k *Kafka) process(ctx context.Context, msgs []kafka.Message) error {
 	}); err != nil {
 		return err
 	}
-	k.accepted.Add(uint64(len(evs)))
+	k.accepted.add(evs)
 	return nil
 }
 

@@ -48,7 +48,7 @@ type MQTT struct {
 	wg       sync.WaitGroup // workers running
 	ctx      atomic.Pointer[context.Context]
 	rejects  rejecter
-	accepted *metrics.Counter
+	accepted acceptCounts
 	errThr   logging.Throttle // "cannot hand on" log lines
 	rejThr   logging.Throttle // "rejected" log lines
 	connThr  logging.Throttle // failed connection attempts
@@ -65,7 +65,7 @@ func NewMQTT(cfg MQTTConfig, lim Limits, h Handler, sink *InfluxSink, dl *DeadLe
 	return &MQTT{cfg: cfg, lim: lim, h: h, sink: sink, dl: dl, dir: dir, log: log,
 		work:     make(chan paho.Message),
 		rejects:  rejecter{dl: dl, source: SourceMQTT},
-		accepted: acceptedCounter(SourceMQTT),
+		accepted: newAcceptCounts(SourceMQTT),
 		errThr:   logging.Throttle{Period: 10 * time.Second},
 		rejThr:   logging.Throttle{Period: 10 * time.Second},
 		connThr:  logging.Throttle{Period: 30 * time.Second},
@@ -251,7 +251,7 @@ func (m *MQTT) process(ctx context.Context, topic string, payload []byte) error 
 	}); err != nil {
 		return err
 	}
-	m.accepted.Add(uint64(len(evs)))
+	m.accepted.add(evs)
 	m.afterHandle(evs)
 	return nil
 }
