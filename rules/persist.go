@@ -26,11 +26,13 @@ var migrations = []string{
 	`CREATE TABLE rules_digests (grid TEXT PRIMARY KEY, data TEXT NOT NULL)`,
 	// Meter changes are appended as one row a batch and checkpointed into
 	// rules_meters when the writer is idle; rules_ledger (3) gave way to one
-	// row an outage (rules_told) and is only read.
+	// row an outage (rules_told).
 	`CREATE TABLE rules_meter_log (seq BIGINT PRIMARY KEY, data BYTEA NOT NULL)`,
 	`ALTER TABLE rules_meters ADD COLUMN ver BIGINT NOT NULL DEFAULT 0`,
 	`CREATE TABLE rules_told (outage TEXT PRIMARY KEY, data TEXT NOT NULL)`,
 	`ALTER TABLE rules_meters ADD COLUMN on_ts BIGINT NOT NULL DEFAULT 0`,
+	// Nothing reads the per-account ledger since rules_told (8) replaced it.
+	`DROP TABLE rules_ledger`,
 }
 
 // checkpointChunk caps the meters copied from the log into rules_meters in
@@ -57,7 +59,7 @@ func (e *Engine) collect(idle bool) *writeSet {
 	if len(e.dirtyMeters) > 0 {
 		e.logSeq++
 		w.logSeq = e.logSeq
-		w.log = make([]byte, 1, 48*len(e.dirtyMeters)) // logFormat2
+		w.log = append(make([]byte, 0, 1+48*len(e.dirtyMeters)), logFormat2)
 		for _, i := range e.dirtyMeters {
 			m := &e.meters[i]
 			m.dirty, m.saved, m.ver = false, m.seen, e.logSeq
@@ -122,8 +124,8 @@ func encodeTold(l map[string]uint8) string {
 	return string(append(b, '}'))
 }
 
-// logFormat2 opens a log row whose entries carry onTS. A first-format row
-// opens with an entry's id length, never 0.
+// logFormat2 opens every log row: its entries carry onTS. (A first format,
+// without it, was written only before any release and is not read.)
 const logFormat2 = 0
 
 // appendMeter encodes one meter's state for the log.
@@ -147,10 +149,10 @@ type loggedMeter struct {
 var errCorruptLog = errors.New("corrupt meter log entry")
 
 func decodeMeters(b []byte, f func(*loggedMeter)) error {
-	v2 := len(b) > 0 && b[0] == logFormat2
-	if v2 {
-		b = b[1:]
+	if len(b) == 0 || b[0] != logFormat2 {
+		return errCorruptLog
 	}
+	b = b[1:]
 	for len(b) > 0 {
 		var lm loggedMeter
 		n, k := binary.Uvarint(b)
@@ -161,11 +163,7 @@ func decodeMeters(b []byte, f func(*loggedMeter)) error {
 		b = b[k+int(n):]
 		lm.st, lm.flags = b[0], b[1]
 		b = b[2:]
-		fields := []*int64{&lm.since, &lm.seen, &lm.lastTS, &lm.relayTS, &lm.due, &lm.onTS}
-		if !v2 {
-			fields = fields[:5]
-		}
-		for _, p := range fields {
+		for _, p := range [...]*int64{&lm.since, &lm.seen, &lm.lastTS, &lm.relayTS, &lm.due, &lm.onTS} {
 			v, k := binary.Varint(b)
 			if k <= 0 {
 				return errCorruptLog
@@ -420,26 +418,8 @@ func (e *Engine) rebuildMembers(r *outage) {
 }
 
 // loadLedger reads what each outage's customers were told: one row an
-// outage (rules_told), and the rows of stores written before it.
+// outage (rules_told).
 func (e *Engine) loadLedger(ctx context.Context) error {
-	rows, err := e.db.QueryContext(ctx, `SELECT outage, account, flags FROM rules_ledger`)
-	if err != nil {
-		return fmt.Errorf("cannot load rules ledger: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id, acct string
-		var f int64
-		if err := rows.Scan(&id, &acct, &f); err != nil {
-			return fmt.Errorf("cannot load rules ledger: %w", err)
-		}
-		if o, ok := e.outageIdx[id]; ok {
-			e.outages[o].ledger[acct] |= uint8(f)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("cannot load rules ledger: %w", err)
-	}
 	return loadRows(ctx, e.db, `SELECT outage, data FROM rules_told`, func(id string, b []byte) error {
 		var told map[string]uint8
 		if err := json.Unmarshal(b, &told); err != nil {

@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -93,24 +92,22 @@ func dump(e *Engine) string {
 	return string(b)
 }
 
-// TestMeterLogFirstFormat: log rows written before onTS still decode.
-func TestMeterLogFirstFormat(t *testing.T) {
-	var b []byte
-	b = append(b, 5)
-	b = append(b, "M0101"...)
-	b = append(b, stDark, fConfirmed)
-	for _, v := range []int64{10, 9, 10, 0, 70} {
-		b = binary.AppendVarint(b, v)
-	}
+// TestMeterLogFormat: a log row decodes to the meters appended to it, and a
+// truncated row or one without the format byte is an error, not a guess.
+func TestMeterLogFormat(t *testing.T) {
+	m := meterState{id: "M0101", st: stDark, flags: fConfirmed, since: 10, seen: 9, lastTS: 10, due: 70, onTS: 12}
+	b := appendMeter([]byte{logFormat2}, &m)
 	var got []loggedMeter
 	if err := decodeMeters(b, func(lm *loggedMeter) { got = append(got, *lm) }); err != nil {
 		t.Fatal(err)
 	}
-	want := loggedMeter{id: "M0101", st: stDark, flags: fConfirmed, since: 10, seen: 9, lastTS: 10, due: 70}
+	want := loggedMeter{id: "M0101", st: stDark, flags: fConfirmed, since: 10, seen: 9, lastTS: 10, due: 70, onTS: 12}
 	if len(got) != 1 || got[0] != want {
-		t.Errorf("decodeMeters(first format) = %+v, want [%+v]", got, want)
+		t.Errorf("decodeMeters() = %+v, want [%+v]", got, want)
 	}
-	if err := decodeMeters([]byte{logFormat2, 3, 'M'}, func(*loggedMeter) {}); err == nil {
-		t.Error("decodeMeters(truncated) = nil, want an error")
+	for _, bad := range [][]byte{{logFormat2, 3, 'M'}, b[1:], nil} {
+		if err := decodeMeters(bad, func(*loggedMeter) {}); err == nil {
+			t.Errorf("decodeMeters(%q) = nil, want an error", bad)
+		}
 	}
 }
