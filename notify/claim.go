@@ -133,6 +133,11 @@ func markSending(ctx context.Context, tx *cachedTx, cs []claimed, now time.Time)
 		}
 		q := `UPDATE notify_messages SET status = $1, reason = '', claimed_at = $2, updated_at = $2 WHERE id IN (` +
 			store.Marks(true, 2, len(chunk)) + `)`
+		if !tx.o.db.Postgres() {
+			// "?" after ?2 is numbered 3, 4, …: binds without a lookup by name
+			q = `UPDATE notify_messages SET status = ?1, reason = '', claimed_at = ?2, updated_at = ?2 WHERE id IN (` +
+				store.Marks(false, 0, len(chunk)) + `)`
+		}
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("cannot mark messages sending: %w", err)
 		}

@@ -221,17 +221,19 @@ func (e *Engine) commit(ctx context.Context, w *writeSet, intents []event.Intent
 }
 
 // upsert writes rows (len(cols) values each) with multi-row INSERT … ON
-// CONFLICT statements, prepared once per batch and executed per chunk. The
-// SQLite driver binds parameters in time quadratic in their number per
-// statement, so its chunks are small; PostgreSQL's are large (round trips).
+// CONFLICT statements, prepared once per batch and executed per chunk, in
+// each store's fastest placeholder style (store.Values): on SQLite "?",
+// which binds in time linear in the parameters (numbered ones are looked up
+// by name, quadratic per statement), so a chunk may be as large as
+// PostgreSQL's, where size saves round trips.
 func upsert(ctx context.Context, tx *sql.Tx, postgres bool, table string, cols []string, keys int, vals []any) error {
 	nc := len(cols)
-	rows := 32
+	rows := 100
 	if postgres {
 		rows = 1000
 	}
 	err := store.ExecBatches(ctx, tx, len(vals)/nc, rows,
-		func(n int) string { return upsertSQL(table, cols, keys, n) },
+		func(n int) string { return upsertSQL(postgres, table, cols, keys, n) },
 		func(args []any, from, to int) ([]any, error) { return append(args, vals[from*nc:to*nc]...), nil })
 	if err != nil {
 		return fmt.Errorf("cannot write %s: %w", table, err)
@@ -239,10 +241,10 @@ func upsert(ctx context.Context, tx *sql.Tx, postgres bool, table string, cols [
 	return nil
 }
 
-func upsertSQL(table string, cols []string, keys, rows int) string {
+func upsertSQL(postgres bool, table string, cols []string, keys, rows int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", table, strings.Join(cols, ", "))
-	b.WriteString(store.Values(true, rows, len(cols)))
+	b.WriteString(store.Values(postgres, rows, len(cols)))
 	fmt.Fprintf(&b, " ON CONFLICT (%s) DO UPDATE SET ", strings.Join(cols[:keys], ", "))
 	for i, c := range cols[keys:] {
 		if i > 0 {

@@ -1,7 +1,9 @@
 // Package store opens gridbell's state store, SQLite (the embedded default)
 // or PostgreSQL, and runs each component's schema migrations. Every stage
 // (contacts, rules, notify) keeps its tables here; queries use $1-style
-// placeholders and portable SQL so the same code runs on both.
+// placeholders and portable SQL so the same code runs on both, except
+// statements with many parameters (multi-row INSERTs, IN lists), which use
+// Values/Marks in each store's fastest style: "?" on SQLite.
 package store
 
 import (
