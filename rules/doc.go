@@ -68,4 +68,9 @@
 //     concentrator and every area's members: retired meters become unknown
 //     (state kept, no intents), new ones known. Outage records, their members
 //     and what customers were told are kept.
+//   - A record's counts come from the meters it holds while it is live. When
+//     it closes (restored, cancelled, confirmed) they are kept with it, so a
+//     newer outage that takes the same meters, in this run or after a
+//     restart, leaves them as they were; afterwards they only improve, as
+//     customers still dark at a confirmation come back.
 package rules

@@ -98,6 +98,7 @@ type assertion struct {
 	Unknown     []string             `json:"unknown"`
 	ReportedOut []string             `json:"reported_out"`
 	Affected    *int                 `json:"affected"`
+	Counts      *Counts              `json:"counts"` // the whole Counts (notified and delivered are notify's: 0 here)
 	Storm       *bool                `json:"storm"`
 	Customers   *int                 `json:"customers"`
 	LastSeen    map[string]time.Time `json:"last_seen"` // of dark meters
@@ -276,6 +277,9 @@ func (h *harness) check(a *assertion) {
 	}
 	if a.Affected != nil && o.Counts.Affected != *a.Affected {
 		t.Errorf("Outage(%q).Counts.Affected = %d, want %d", a.Outage, o.Counts.Affected, *a.Affected)
+	}
+	if a.Counts != nil && o.Counts != *a.Counts {
+		t.Errorf("Outage(%q).Counts = %+v, want %+v", a.Outage, o.Counts, *a.Counts)
 	}
 	v, _ := h.e.Verification(a.Outage)
 	var dark []string

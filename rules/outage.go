@@ -53,6 +53,10 @@ type outage struct {
 	ReportedOut  []string   `json:"reported_out,omitempty"`
 	Created      time.Time  `json:"created"`
 	Seq          int64      `json:"seq"` // creation order, so a reload rebuilds membership the same way
+	// Closed is the record's view as it closed (restored, cancelled): its
+	// meters may later join a newer outage, after which counting them
+	// against this record would show 0 affected. Nil while live.
+	Closed *closedView `json:"closed,omitempty"`
 
 	idx     int32
 	members []int32
@@ -61,6 +65,12 @@ type outage struct {
 }
 
 func (r *outage) live() bool { return r.Status == statusActive || r.Status == statusScheduled }
+
+// closedView is what a closed record shows: its counts and areas.
+type closedView struct {
+	Counts Counts   `json:"counts"`
+	Areas  []string `json:"areas"`
+}
 
 func (r *outage) start() int64 {
 	if r.Start == nil {
@@ -309,6 +319,7 @@ func (e *Engine) settle() {
 	for o := range e.touched {
 		r := e.outages[o]
 		if r.Status != statusActive {
+			e.closedBack(r)
 			continue
 		}
 		if r.RestoredAt == nil && r.Source == "ami" {
@@ -321,6 +332,24 @@ func (e *Engine) settle() {
 		e.touch(r)
 	}
 	clear(e.touched)
+}
+
+// closedBack counts the customers of closed record r who came back since
+// it closed (a dispatcher confirmed it while some were dark). Its counts
+// only improve: a meter that goes dark again belongs to a newer outage.
+// Lock: e.mu held.
+func (e *Engine) closedBack(r *outage) {
+	old := r.Closed
+	if old == nil || r.Status == statusMerged {
+		return
+	}
+	c := e.count(r).Counts
+	if c.Affected != old.Counts.Affected || c.Restored <= old.Counts.Restored {
+		return
+	}
+	old.Counts.Dark = max(0, old.Counts.Dark-(c.Restored-old.Counts.Restored))
+	old.Counts.Restored = c.Restored
+	e.touch(r)
 }
 
 // amiRestored sets an AMI record's restoration time when the last meter

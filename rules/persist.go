@@ -86,6 +86,7 @@ func (e *Engine) collect(idle bool) *writeSet {
 	for _, o := range e.dirtyOutages {
 		r := e.outages[o]
 		r.dirty = false
+		e.freeze(r)
 		b, _ := json.Marshal(r)
 		w.outages = append(w.outages, r.ID, r.Seq, r.Status, string(b))
 	}

@@ -96,13 +96,39 @@ func (e *Engine) Outage(id string) (Outage, bool) {
 func (e *Engine) view(r *outage) Outage {
 	v := Outage{ID: r.ID, Kind: r.Kind, Source: r.Source, Status: r.Status, Start: r.Start, ETR: r.ETR,
 		Aliases: r.Aliases, Cause: r.Cause, ConfirmedBy: r.ConfirmedBy, ConfirmedAt: r.ConfirmedAt,
-		Areas: []string{}, Feeders: append([]string{}, r.Feeders...)}
+		Feeders: append([]string{}, r.Feeders...)}
 	if r.Status == statusRestored {
 		v.RestoredAt = r.RestoredAt
 	}
+	if c := r.Closed; c != nil && !r.live() {
+		v.Counts, v.Areas = c.Counts, append([]string{}, c.Areas...)
+		return v
+	}
+	c := e.count(r)
+	v.Counts, v.Areas = c.Counts, c.Areas
+	return v
+}
+
+// freeze keeps a closed record's view, so that its counts survive its
+// meters joining a newer outage (in this run or after a restart), and
+// forgets it when the record opens again. Lock: e.mu held.
+func (e *Engine) freeze(r *outage) {
+	switch {
+	case r.live():
+		r.Closed = nil
+	case r.Closed == nil && r.Status != statusMerged:
+		c := e.count(r)
+		r.Closed = &c
+	}
+}
+
+// count works out r's counts and areas from the meters it holds now.
+// Lock: e.mu held (read).
+func (e *Engine) count(r *outage) closedView {
 	// Counts are per customer, like notify's: an account is restored once
 	// all its meters in the outage are, and dark while any one is. A meter
 	// not in the registry counts as a customer of its own.
+	v := closedView{Areas: []string{}}
 	verdicts := map[string]string{}
 	areas := map[int32]bool{} // in v.Areas
 	for _, i := range r.members {
