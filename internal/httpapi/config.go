@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"time"
 
 	"github.com/gridbell/gridbell/internal/secret"
 )
@@ -11,6 +12,18 @@ import (
 // Config is the http section (CONTRACT §7).
 type Config struct {
 	Listen string `yaml:"listen"`
+
+	// Limits on slow and idle clients (limits.go).
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // a request's headers
+	ReadTimeout       time.Duration `yaml:"read_timeout"`        // a whole request, body included
+	ImportReadTimeout time.Duration `yaml:"import_read_timeout"` // POST /api/v1/contacts/import, once its token is checked
+	WriteTimeout      time.Duration `yaml:"write_timeout"`       // from the end of the headers to the end of the answer
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // a kept-alive connection between requests
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	// TrustedProxies are the addresses (IPs or CIDRs) of reverse proxies
+	// whose X-Forwarded-* and Forwarded headers are believed; anyone
+	// else's are removed before a handler sees them.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // Roles a token may have (CONTRACT §6).
@@ -38,6 +51,7 @@ func (c *Config) Defaults() {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8080"
 	}
+	c.limitDefaults()
 }
 
 // Validate checks the listen address and that a non-loopback listener has
@@ -46,6 +60,9 @@ func Validate(c Config, a AuthConfig) error {
 	host, _, err := net.SplitHostPort(c.Listen)
 	if err != nil {
 		return fmt.Errorf("http.listen %q is not host:port: %w", c.Listen, err)
+	}
+	if err := c.validateLimits(); err != nil {
+		return err
 	}
 	for i, t := range a.Tokens {
 		if t.Token == "" {

@@ -8,14 +8,12 @@ package httpapi
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
-	"strings"
+	"net/netip"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -66,11 +64,12 @@ type Deps struct {
 
 // Server is the HTTP API.
 type Server struct {
-	cfg  Config
-	deps Deps
-	auth authenticator
-	log  zerolog.Logger
-	srv  *http.Server
+	cfg     Config
+	deps    Deps
+	auth    authenticator
+	proxies []netip.Prefix // http.trusted_proxies
+	log     zerolog.Logger
+	srv     *http.Server
 }
 
 // New returns a server; Run starts it.
@@ -78,8 +77,10 @@ func New(cfg Config, auth AuthConfig, deps Deps, log zerolog.Logger) *Server {
 	if deps.Metrics == nil {
 		deps.Metrics = metrics.Default
 	}
+	cfg.Defaults()
 	s := &Server{cfg: cfg, deps: deps, auth: authenticator{tokens: auth.Tokens}, log: log}
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.proxies, _ = parseProxies(cfg.TrustedProxies) // Validate has refused bad ones
+	s.srv = httpServer(cfg, s.Handler(), log)
 	return s
 }
 
@@ -99,7 +100,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /api/v1/outages/{id}/confirm", a.require(http.HandlerFunc(s.confirm), RoleAdmin, RoleDispatcher))
 	mux.Handle("GET /api/v1/contacts/quality", a.require(http.HandlerFunc(s.quality), read...))
 	if s.deps.Contacts != nil {
-		mux.Handle("POST /api/v1/contacts/import", a.require(http.HandlerFunc(s.importContacts), RoleAdmin))
+		mux.Handle("POST /api/v1/contacts/import", a.require(readFor(s.cfg.ImportReadTimeout, s.cfg.WriteTimeout, http.HandlerFunc(s.importContacts)), RoleAdmin))
 	}
 	if s.deps.OMSEvents != nil {
 		mux.Handle("POST /api/v1/oms/events", a.require(s.deps.OMSEvents, RoleAdmin, RoleIngest))
@@ -111,13 +112,14 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /api/v1/deadletters", a.require(http.HandlerFunc(s.listDeadLetters), RoleAdmin))
 		mux.Handle("POST /api/v1/deadletters/replay", a.require(http.HandlerFunc(s.replayDeadLetters), RoleAdmin))
 	}
+	hook := min(webhookReadTimeout, s.cfg.ReadTimeout)
 	if s.deps.TwilioStatus != nil {
-		mux.Handle("POST /twilio/status", s.deps.TwilioStatus)
+		mux.Handle("POST /twilio/status", readFor(hook, s.cfg.WriteTimeout, s.deps.TwilioStatus))
 	}
 	if s.deps.TwilioInbound != nil {
-		mux.Handle("POST /twilio/inbound", s.deps.TwilioInbound)
+		mux.Handle("POST /twilio/inbound", readFor(hook, s.cfg.WriteTimeout, s.deps.TwilioInbound))
 	}
-	return mux
+	return guard(s.proxies, mux)
 }
 
 // Run serves until ctx is done, then shuts down gracefully.
@@ -265,18 +267,6 @@ func (s *Server) withStatus(ctx context.Context, o rules.Outage, list []rules.Af
 		}
 	}
 	return list
-}
-
-func writeCustomersCSV(w http.ResponseWriter, list []rules.AffectedCustomer) {
-	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.Header().Set("Content-Disposition", `attachment; filename="customers.csv"`)
-	w.Write([]byte("\xEF\xBB\xBF")) // BOM: spreadsheets then read UTF-8
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"account", "name", "meter", "area", "grid", "class", "phones", "status", "powered"})
-	for _, c := range list {
-		cw.Write([]string{c.Account, c.Name, c.Meter, c.Area, c.Grid, string(c.Class), strings.Join(c.Phones, " "), c.Status, strconv.FormatBool(c.Powered)})
-	}
-	cw.Flush()
 }
 
 func (s *Server) verification(w http.ResponseWriter, r *http.Request) {
