@@ -21,15 +21,34 @@ type importer struct {
 }
 
 func newImport(ctx context.Context, db *store.DB, tx *sql.Tx, old *index) (*importer, error) {
-	var id int64
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) + 1 FROM contacts_imports`).Scan(&id); err != nil {
-		return nil, fmt.Errorf("cannot number contacts import: %w", err)
+	id, err := nextImportID(ctx, db, tx)
+	if err != nil {
+		return nil, err
 	}
 	up, err := newUpserter(ctx, db, tx, id)
 	if err != nil {
 		return nil, err
 	}
 	return &importer{ctx: ctx, tx: tx, old: old, id: id, up: up}, nil
+}
+
+// nextImportID numbers an import. Imports take turns (a lock on
+// PostgreSQL, the single writer on SQLite), so ids grow in commit order
+// and Refresh, which looks at the largest, sees every import; the sequence
+// keeps ids unique should anything write contacts_imports without the lock.
+func nextImportID(ctx context.Context, db *store.DB, tx *sql.Tx) (int64, error) {
+	if err := db.LockTx(ctx, tx, "contacts_import"); err != nil {
+		return 0, fmt.Errorf("cannot number contacts import: %w", err)
+	}
+	q := `SELECT COALESCE(MAX(id), 0) + 1 FROM contacts_imports`
+	if db.Postgres() {
+		q = `SELECT nextval('contacts_import_ids')`
+	}
+	var id int64
+	if err := tx.QueryRowContext(ctx, q).Scan(&id); err != nil {
+		return 0, fmt.Errorf("cannot number contacts import: %w", err)
+	}
+	return id, nil
 }
 
 // run stores the rows of fr, retires the customers it lacks and builds the

@@ -55,7 +55,7 @@ type Summary struct {
 
 // Open migrates the registry's tables and rebuilds the index from the store.
 func Open(ctx context.Context, db *store.DB, log zerolog.Logger) (*Registry, error) {
-	if err := db.Migrate(ctx, "contacts", migrations); err != nil {
+	if err := db.Migrate(ctx, "contacts", migrationsFor(db.Driver())); err != nil {
 		return nil, err
 	}
 	r := &Registry{db: db, log: logging.Component(log, "contacts")}

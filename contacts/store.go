@@ -63,6 +63,31 @@ var migrations = []string{
 		seq INTEGER NOT NULL,
 		line INTEGER NOT NULL,
 		import_id INTEGER NOT NULL)`,
+	// Instances sharing a PostgreSQL store number their imports from a
+	// sequence (MAX(id)+1 gave two of them the same id). SQLite numbers
+	// them under its single writer: there the steps do nothing.
+	postgresOnly + `CREATE SEQUENCE contacts_import_ids`,
+	postgresOnly + `SELECT setval('contacts_import_ids', (SELECT COALESCE(MAX(id), 0) + 1 FROM contacts_imports), false)`,
+	// changed_at (unix ns) lets every instance pick up the phone states
+	// another one stored (StateFeed).
+	`ALTER TABLE contacts_phone_state ADD COLUMN changed_at BIGINT NOT NULL DEFAULT 0`,
+	`CREATE INDEX contacts_phone_state_changed ON contacts_phone_state (changed_at)`,
+}
+
+// postgresOnly marks a migration that runs on PostgreSQL only; on SQLite
+// the step is kept, as a no-op, so that both stores share version numbers.
+const postgresOnly = "-- postgres only\n"
+
+// migrationsFor returns the migrations to run on a store of driver.
+func migrationsFor(driver string) []string {
+	out := make([]string, len(migrations))
+	for i, m := range migrations {
+		if strings.HasPrefix(m, postgresOnly) && driver != "postgres" {
+			m = "SELECT 1"
+		}
+		out[i] = m
+	}
+	return out
 }
 
 // customerCols are the stored columns. record holds the row's fields, in

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,6 +113,86 @@ func TestExecBatches(t *testing.T) {
 				if want := min(n/8, 1) + min(n%8, 1); batches != want {
 					t.Errorf("n=%d: %d statements built, want %d (one prepared for full batches, one for the rest)", n, batches, want)
 				}
+			}
+		})
+	}
+}
+
+// TestMigrateTogether: instances cold-started at once on an empty store
+// migrate the same components concurrently; each must succeed and every
+// statement must run once.
+func TestMigrateTogether(t *testing.T) {
+	for _, driver := range storetest.Backends {
+		t.Run(driver, func(t *testing.T) {
+			cfg := storetest.Config(t, driver)
+			dir := t.TempDir()
+			ctx := context.Background()
+			components := map[string][]string{
+				"a": {`CREATE TABLE a_kv (k TEXT PRIMARY KEY)`, `CREATE INDEX a_kv_k ON a_kv (k)`, `INSERT INTO a_kv (k) VALUES ('once')`},
+				"b": {`CREATE TABLE b_kv (k TEXT PRIMARY KEY)`, `INSERT INTO b_kv (k) VALUES ('once')`},
+				"c": {`CREATE TABLE c_kv (k TEXT PRIMARY KEY)`, `INSERT INTO c_kv (k) VALUES ('once')`},
+			}
+			const instances = 3
+			errs := make(chan error, instances*len(components))
+			var dbs []*store.DB
+			for range instances {
+				db, err := store.Open(ctx, cfg, dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer db.Close()
+				dbs = append(dbs, db)
+			}
+			start := make(chan struct{})
+			for _, db := range dbs {
+				for name, stmts := range components {
+					go func() {
+						<-start
+						errs <- db.Migrate(ctx, name, stmts)
+					}()
+				}
+			}
+			close(start)
+			for range instances * len(components) {
+				if err := <-errs; err != nil {
+					t.Errorf("concurrent migration failed: %v", err)
+				}
+			}
+			for _, table := range []string{"a_kv", "b_kv", "c_kv"} {
+				var n int
+				if err := dbs[0].QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				if n != 1 {
+					t.Errorf("%s holds %d rows, want 1: a migration ran more than once", table, n)
+				}
+			}
+		})
+	}
+}
+
+// TestMigrateRefusesNewerSchema: a binary that knows fewer migrations than
+// the store holds must not run on it.
+func TestMigrateRefusesNewerSchema(t *testing.T) {
+	for _, driver := range storetest.Backends {
+		t.Run(driver, func(t *testing.T) {
+			db := storetest.Open(t, driver)
+			ctx := context.Background()
+			newer := []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`, `ALTER TABLE kv ADD COLUMN v TEXT`, `CREATE INDEX kv_v ON kv (v)`}
+			if err := db.Migrate(ctx, "notify", newer); err != nil {
+				t.Fatal(err)
+			}
+			err := db.Migrate(ctx, "notify", newer[:2])
+			if !errors.Is(err, store.ErrSchemaNewer) {
+				t.Fatalf("Migrate with 2 of 3 known migrations = %v, want ErrSchemaNewer", err)
+			}
+			for _, want := range []string{"notify", "version 3", "up to 2"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			if err := db.Migrate(ctx, "rules", []string{`CREATE TABLE kv2 (k TEXT PRIMARY KEY)`}); err != nil {
+				t.Errorf("another component with its own versions: %v", err)
 			}
 		})
 	}
