@@ -9,7 +9,7 @@ import (
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	mochiauth "github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -29,14 +29,19 @@ type Broker struct {
 
 // StartBroker starts an embedded broker listening on listen ("host:port";
 // port 0 picks a free one, see Addr), keeping its state in stateFile ("" =
-// memory only). It accepts every client: bind it to loopback or a trusted
-// network.
-func StartBroker(listen, stateFile string, log zerolog.Logger) (*Broker, error) {
+// memory only). With ingest credentials in auth it takes only the clients
+// auth names, each in its role (see authHook); without, it accepts every
+// client, which MQTTConfig.Validate allows on loopback only.
+func StartBroker(listen, stateFile string, auth BrokerAuth, log zerolog.Logger) (*Broker, error) {
 	srv := mochi.New(&mochi.Options{
 		InlineClient: false,
 		Logger:       slog.New(zerologHandler{log: log}),
 	})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+	var hook mochi.Hook = new(mochiauth.AllowHook)
+	if len(auth.Ingest) > 0 {
+		hook = newAuthHook(auth, log)
+	}
+	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("cannot start embedded mqtt broker: %w", err)
 	}
 	if stateFile != "" {
@@ -54,7 +59,7 @@ func StartBroker(listen, stateFile string, log zerolog.Logger) (*Broker, error) 
 		srv.Close()
 		return nil, fmt.Errorf("cannot start embedded mqtt broker: %w", err)
 	}
-	log.Info().Str("listen", tcp.Address()).Str("state", stateFile).Msg("embedded mqtt broker started")
+	log.Info().Str("listen", tcp.Address()).Str("state", stateFile).Bool("auth", len(auth.Ingest) > 0).Msg("embedded mqtt broker started")
 	return &Broker{srv: srv, tcp: tcp}, nil
 }
 

@@ -16,7 +16,7 @@ import (
 func TestBrokerKeepsSessionsAcrossRestart(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "broker.db")
 	start := func(listen string) *Broker {
-		b, err := StartBroker(listen, state, testLog(t))
+		b, err := StartBroker(listen, state, BrokerAuth{}, testLog(t))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,6 +22,7 @@ type TLSConfig struct {
 type MQTTConfig struct {
 	Brokers        []string      `yaml:"brokers"` // empty = embedded broker
 	EmbeddedListen string        `yaml:"embedded_listen"`
+	EmbeddedAuth   EmbeddedAuth  `yaml:"embedded_auth"`
 	TopicPrefix    string        `yaml:"topic_prefix"`
 	SharedGroup    string        `yaml:"shared_group"`
 	ClientID       string        `yaml:"client_id"`
@@ -91,7 +92,17 @@ func (c MQTTConfig) Validate() error {
 	if c.MaxInflight < 1 {
 		return errors.New("mqtt.max_inflight must be at least 1")
 	}
-	return nil
+	if len(c.Brokers) > 0 {
+		return nil
+	}
+	if !c.EmbeddedAuth.On() && !isLoopback(c.EmbeddedListen) {
+		return fmt.Errorf("mqtt.embedded_listen %q is not a loopback address: anyone could read the meter traffic and publish outages; "+
+			"set mqtt.embedded_auth.ingest (the credentials head-ends publish with) or listen on 127.0.0.1", c.EmbeddedListen)
+	}
+	if c.EmbeddedAuth.On() && c.Username != "" && len(c.Password.Reveal()) < minBrokerPassword {
+		return fmt.Errorf("mqtt.password must have at least %d characters when mqtt.username is set for the embedded broker", minBrokerPassword)
+	}
+	return c.EmbeddedAuth.validate(c.Username)
 }
 
 // Defaults fills zero values with gridbell's defaults.

@@ -32,7 +32,7 @@ func mosquitto(t testing.TB) string {
 // embedded starts a mochi broker on a free port.
 func embedded(t testing.TB) string {
 	t.Helper()
-	b, err := StartBroker("127.0.0.1:0", "", testLog(t))
+	b, err := StartBroker("127.0.0.1:0", "", BrokerAuth{}, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,7 +90,7 @@ func playDemo(ctx context.Context, cfg *config.Config, a *app.App, f *fleet.Flee
 	log.Info().Str("outbox", outbox).Str("web", "http://"+cfg.HTTP.Listen+"/").
 		Msg("demo: simulated fleet starting; watch the outbox file and the web page")
 	opts := sim.Options{
-		Broker:   "tcp://" + cfg.MQTT.EmbeddedListen,
+		Broker:   cfg.MQTT.EmbeddedPublishURL(),
 		Prefix:   cfg.MQTT.TopicPrefix,
 		API:      "http://" + cfg.HTTP.Listen,
 		Fleet:    f,

@@ -38,7 +38,7 @@ func simulateCmd(g *globals) *cobra.Command {
 				}
 			}
 			if o.Broker == "" {
-				o.Broker = "tcp://" + cfg.MQTT.EmbeddedListen
+				o.Broker = cfg.MQTT.EmbeddedPublishURL()
 				if len(cfg.MQTT.Brokers) > 0 {
 					o.Broker = cfg.MQTT.Brokers[0]
 				}

@@ -138,7 +138,11 @@ func (a *App) buildIngest(ctx context.Context) error {
 	a.Dead.SetRoutes(ingest.Routes{MQTTPrefix: a.cfg.MQTT.TopicPrefix, OMSTopic: a.cfg.Kafka.OMSTopic, BillingTopic: a.cfg.Kafka.BillingTopic})
 	mqttCfg := a.cfg.MQTT
 	if len(mqttCfg.Brokers) == 0 {
-		if a.Broker, err = ingest.StartBroker(mqttCfg.EmbeddedListen, filepath.Join(a.cfg.DataDir, "broker.db"), logging.Component(a.log, "broker")); err != nil {
+		var auth ingest.BrokerAuth
+		if auth, mqttCfg, err = ingest.EmbeddedBrokerAuth(mqttCfg); err != nil {
+			return err
+		}
+		if a.Broker, err = ingest.StartBroker(mqttCfg.EmbeddedListen, filepath.Join(a.cfg.DataDir, "broker.db"), auth, logging.Component(a.log, "broker")); err != nil {
 			return err
 		}
 		a.closers = append(a.closers, a.Broker.Close)

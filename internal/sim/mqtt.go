@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -40,6 +41,9 @@ func dial(ctx context.Context, broker string, log zerolog.Logger) (mqtt.Client, 
 		SetConnectTimeout(5 * time.Second).
 		SetKeepAlive(30 * time.Second)
 	c := mqtt.NewClient(opts)
+	if u, err := url.Parse(broker); err == nil {
+		broker = u.Redacted() // user:password@ stays out of the log
+	}
 	for attempt := 1; ; attempt++ {
 		t := c.Connect()
 		t.WaitTimeout(10 * time.Second)
