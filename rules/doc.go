@@ -9,7 +9,12 @@
 // one writer goroutine (Run) applies many callers' events, then writes the
 // changes and the intents in one transaction (group commit). Meter changes
 // are appended as one log row a batch and copied into rules_meters when the
-// writer is idle. Timers — the momentary window, planned reminders, held
+// writer is idle. A reading that changes nothing but a meter's last-seen
+// time (no live outage, no balance change) writes nothing: last-seen times
+// are written by an hourly sweep, with the meter's next real change, or when
+// it joins an outage it was seen in; a crash may lose only last-seen times
+// newer than the last sweep, which no decision depends on (meter.go,
+// seenFlushEvery). Timers — the momentary window, planned reminders, held
 // storm digests — are stored due times compared with the clock on each tick,
 // so a restart neither loses nor repeats a decision. A failed commit makes
 // the engine reload its state from the store.

@@ -85,6 +85,8 @@ type Engine struct {
 	logSeq     int64   // last meter log row written
 	snapList   []int32 // meters logged but not checkpointed
 	dirGen     uint64  // directory generation the cached registry facts come from
+	sweepAt    int     // next meter the last-seen sweep looks at; -1 = no sweep running
+	nextSweep  int64   // when the next last-seen sweep starts (clock, Unix ns)
 
 	// per batch; written by the writer only
 	firstDue      int64 // earliest momentary decision taken in the batch; 0 = none
@@ -140,6 +142,7 @@ func (e *Engine) reset() {
 	e.accounts, e.digests = map[string]*account{}, map[string]*digest{}
 	e.stormHits = nil
 	e.logSeq, e.snapList = 0, nil
+	e.sweepAt, e.nextSweep = -1, e.clk.Now().Add(seenFlushEvery).UnixNano()
 	e.resetBatch()
 }
 

@@ -7,9 +7,26 @@ import (
 	"github.com/gridbell/gridbell/internal/event"
 )
 
-// seenPersistEvery is how stale a meter's stored last-seen time may grow:
-// readings alone do not rewrite a meter's row every time.
-const seenPersistEvery = 10 * time.Minute
+// Last-seen times are persisted coarsely. A reading of a meter with no live
+// outage that changes nothing but its last-seen time costs no store write:
+// the time stays in memory, and is written with the meter's next real
+// change, when the meter joins an outage it began before, or by the sweep
+// that starts every seenFlushEvery (by the engine's clock) and walks all
+// meters, seenSweepChunk per tick, marking those whose last-seen time moved.
+// A crash therefore loses at most the last-seen times newer than the last
+// sweep: a restarted engine may show a meter's last sign of power up to
+// seenFlushEvery (plus one sweep, about len(meters)/seenSweepChunk ticks)
+// older than it was. No decision depends on such a time: the rules decide
+// on last-seen only for members of a live outage, whose times are written
+// with every change (see powered and join); a stale one is older than the
+// outage's start either way, and only the last-seen time a verification
+// shows for a dark meter is older. The period is well above a meter's
+// reading interval (15 min), so a sweep writes each meter about once, not
+// each reading: 200k meters cost one write each per hour.
+const (
+	seenFlushEvery = time.Hour
+	seenSweepChunk = 20000
+)
 
 // lateGrace is the least a last gasp is held: one that arrives after its
 // window would have closed still waits this long for a power_on behind it.
@@ -230,9 +247,9 @@ func (e *Engine) powered(i int32, ts int64, on, byConc bool) {
 	}
 	if ts > m.seen {
 		m.seen = ts
-		// a live outage decides on it; a closed one's meters are stored
-		// as any others
-		if ts-m.saved > int64(seenPersistEvery) || (m.outage >= 0 && e.outages[m.outage].live()) {
+		// a live outage decides on it; otherwise the sweep writes it
+		// (seenFlushEvery)
+		if m.outage >= 0 && e.outages[m.outage].live() {
 			e.markDirty(i)
 		}
 	}
@@ -357,5 +374,27 @@ func (e *Engine) decideDue(now int64) {
 	slices.Sort(areas)
 	for _, a := range areas {
 		e.areaDark(a, touched[a])
+	}
+}
+
+// sweepSeen marks, on an idle tick, up to seenSweepChunk meters whose
+// last-seen time moved since it was written; a sweep starts every
+// seenFlushEvery. Lock: e.mu held.
+func (e *Engine) sweepSeen(now int64) {
+	if e.sweepAt < 0 {
+		if now < e.nextSweep {
+			return
+		}
+		e.sweepAt, e.nextSweep = 0, now+int64(seenFlushEvery)
+	}
+	end := min(e.sweepAt+seenSweepChunk, len(e.meters))
+	for i := e.sweepAt; i < end; i++ {
+		if m := &e.meters[i]; m.seen > m.saved {
+			e.markDirty(int32(i))
+		}
+	}
+	e.sweepAt = end
+	if end == len(e.meters) {
+		e.sweepAt = -1
 	}
 }

@@ -124,6 +124,11 @@ func (e *Engine) join(r *outage, i int32) bool {
 	if m.st == stDark {
 		m.flags |= fDarkSeen
 	}
+	if m.seen > m.saved && m.seen >= r.start() {
+		// seen since the outage began: the record decides on it (eligible,
+		// the verification), so it is stored with the record
+		e.markDirty(i)
+	}
 	r.members = append(r.members, i)
 	return true
 }

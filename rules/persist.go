@@ -56,6 +56,9 @@ type writeSet struct {
 // marks. idle batches also checkpoint logged meters. Lock: e.mu held.
 func (e *Engine) collect(idle bool) *writeSet {
 	w := &writeSet{}
+	if idle {
+		e.sweepSeen(e.clk.Now().UnixNano())
+	}
 	if len(e.dirtyMeters) > 0 {
 		e.logSeq++
 		w.logSeq = e.logSeq
@@ -176,8 +179,17 @@ func decodeMeters(b []byte, f func(*loggedMeter)) error {
 	return nil
 }
 
-// commit writes w and the intents in one transaction.
+// empty reports whether w writes nothing: a batch of plain readings.
+func (w *writeSet) empty() bool {
+	return w.logSeq == 0 && w.trimLog == 0 && len(w.snap)+len(w.outages)+len(w.told)+len(w.accounts)+len(w.digests) == 0
+}
+
+// commit writes w and the intents in one transaction; with nothing to
+// write it touches no store.
 func (e *Engine) commit(ctx context.Context, w *writeSet, intents []event.Intent) error {
+	if w.empty() && len(intents) == 0 {
+		return nil
+	}
 	tx, err := e.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("cannot begin rules transaction: %w", err)
