@@ -394,18 +394,22 @@ func (e *Engine) Confirm(ctx context.Context, id, by string) error {
 		if !ok {
 			return fmt.Errorf("cannot confirm outage %s: %w", id, ErrNotFound)
 		}
-		r := e.outages[o]
-		now := e.clk.Now()
-		r.ConfirmedBy, r.ConfirmedAt = by, &now
-		if r.Status == statusActive {
-			r.Status = statusRestored
-			if r.RestoredAt == nil {
-				r.RestoredAt = &now
-			}
-		}
-		e.touch(r)
-		return nil
+		return e.confirm(e.outages[o], by)
 	}})
+}
+
+// confirm records by's confirmation of r and closes it. Lock: e.mu held.
+func (e *Engine) confirm(r *outage, by string) error {
+	now := e.clk.Now()
+	r.ConfirmedBy, r.ConfirmedAt = by, &now
+	if r.Status == statusActive {
+		r.Status = statusRestored
+		if r.RestoredAt == nil {
+			r.RestoredAt = &now
+		}
+	}
+	e.touch(r)
+	return nil
 }
 
 // ReportStillOut records that a customer replied they are still out. Each

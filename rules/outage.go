@@ -31,28 +31,29 @@ const (
 // outage is one outage record, seen by meters (ami), the OMS, or both. The
 // exported fields are its stored form; members and ledger are rebuilt on load.
 type outage struct {
-	ID           string     `json:"id"`
-	Aliases      []string   `json:"aliases,omitempty"`
-	Kind         string     `json:"kind"`
-	Source       string     `json:"source"`
-	Status       string     `json:"status"`
-	Areas        []string   `json:"areas,omitempty"` // whole transformer areas in scope
-	Feeders      []string   `json:"feeders,omitempty"`
-	Meters       []string   `json:"meters,omitempty"` // single meters in scope
-	Start        *time.Time `json:"start,omitempty"`
-	ETR          *time.Time `json:"etr,omitempty"`
-	ETRTold      *time.Time `json:"etr_told,omitempty"`
-	RestoredAt   *time.Time `json:"restored_at,omitempty"`
-	OMSRestored  bool       `json:"oms_restored,omitempty"`
-	OMSUpdated   time.Time  `json:"oms_updated"`
-	Cause        string     `json:"cause,omitempty"`
-	ReminderDue  *time.Time `json:"reminder_due,omitempty"`
-	ReminderSent bool       `json:"reminder_sent,omitempty"`
-	ConfirmedBy  string     `json:"confirmed_by,omitempty"`
-	ConfirmedAt  *time.Time `json:"confirmed_at,omitempty"`
-	ReportedOut  []string   `json:"reported_out,omitempty"`
-	Created      time.Time  `json:"created"`
-	Seq          int64      `json:"seq"` // creation order, so a reload rebuilds membership the same way
+	ID            string     `json:"id"`
+	Aliases       []string   `json:"aliases,omitempty"`
+	Kind          string     `json:"kind"`
+	Source        string     `json:"source"`
+	Status        string     `json:"status"`
+	Areas         []string   `json:"areas,omitempty"` // whole transformer areas in scope
+	Feeders       []string   `json:"feeders,omitempty"`
+	Meters        []string   `json:"meters,omitempty"` // single meters in scope
+	Start         *time.Time `json:"start,omitempty"`
+	ETR           *time.Time `json:"etr,omitempty"`
+	ETRTold       *time.Time `json:"etr_told,omitempty"`
+	RestoredAt    *time.Time `json:"restored_at,omitempty"`
+	OMSRestored   bool       `json:"oms_restored,omitempty"`
+	OMSUpdated    time.Time  `json:"oms_updated"`
+	Cause         string     `json:"cause,omitempty"`
+	ReminderDue   *time.Time `json:"reminder_due,omitempty"`
+	ReminderSent  bool       `json:"reminder_sent,omitempty"`
+	ConfirmedBy   string     `json:"confirmed_by,omitempty"`
+	ConfirmedAt   *time.Time `json:"confirmed_at,omitempty"`
+	ConfirmReason string     `json:"confirm_reason,omitempty"`
+	ReportedOut   []string   `json:"reported_out,omitempty"`
+	Created       time.Time  `json:"created"`
+	Seq           int64      `json:"seq"` // creation order, so a reload rebuilds membership the same way
 	// Closed is the record's view as it closed (restored, cancelled): its
 	// meters may later join a newer outage, after which counting them
 	// against this record would show 0 affected. Nil while live.

@@ -32,6 +32,11 @@ type Outage struct {
 	Cause       string     `json:"cause,omitempty"`
 	ConfirmedBy string     `json:"confirmed_by,omitempty"`
 	ConfirmedAt *time.Time `json:"confirmed_at,omitempty"`
+	// ConfirmReason is why a dispatcher confirmed with meters still dark.
+	ConfirmReason string `json:"confirm_reason,omitempty"`
+	// NeedsAttention: confirmed while customers are still dark, and some
+	// still are. It clears by itself as their meters come back.
+	NeedsAttention bool `json:"needs_attention"`
 }
 
 // DarkMeter is a meter still dark, for dispatchers: a nested outage once
@@ -95,17 +100,18 @@ func (e *Engine) Outage(id string) (Outage, bool) {
 // view renders r. Lock: e.mu held (read).
 func (e *Engine) view(r *outage) Outage {
 	v := Outage{ID: r.ID, Kind: r.Kind, Source: r.Source, Status: r.Status, Start: r.Start, ETR: r.ETR,
-		Aliases: r.Aliases, Cause: r.Cause, ConfirmedBy: r.ConfirmedBy, ConfirmedAt: r.ConfirmedAt,
+		Aliases: r.Aliases, Cause: r.Cause, ConfirmedBy: r.ConfirmedBy, ConfirmedAt: r.ConfirmedAt, ConfirmReason: r.ConfirmReason,
 		Feeders: append([]string{}, r.Feeders...)}
 	if r.Status == statusRestored {
 		v.RestoredAt = r.RestoredAt
 	}
 	if c := r.Closed; c != nil && !r.live() {
 		v.Counts, v.Areas = c.Counts, append([]string{}, c.Areas...)
-		return v
+	} else {
+		c := e.count(r)
+		v.Counts, v.Areas = c.Counts, c.Areas
 	}
-	c := e.count(r)
-	v.Counts, v.Areas = c.Counts, c.Areas
+	v.NeedsAttention = r.ConfirmedBy != "" && v.Counts.Dark > 0
 	return v
 }
 

@@ -50,7 +50,7 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.configFile, "config", "", "YAML config file (default: the embedded default)")
-	root.AddCommand(runCmd(g), contactsCmd(g), simulateCmd(g), deadletterCmd(g), &cobra.Command{
+	root.AddCommand(runCmd(g), contactsCmd(g), simulateCmd(g), deadletterCmd(g), authCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "gridbell", version) },

@@ -80,8 +80,7 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildIngest(ctx); err != nil {
 		return err
 	}
-	a.buildHTTP()
-	return nil
+	return a.buildHTTP(ctx)
 }
 
 func (a *App) openContacts(ctx context.Context) error {
@@ -166,7 +165,11 @@ func (a *App) buildIngest(ctx context.Context) error {
 	return nil
 }
 
-func (a *App) buildHTTP() {
+func (a *App) buildHTTP(ctx context.Context) error {
+	sessions, err := httpapi.OpenStore(ctx, a.DB)
+	if err != nil {
+		return err
+	}
 	events := ingest.NewHTTP(a.cfg.Ingest, a.Rules, a.Dead, logging.Component(a.log, "http-ingest"))
 	a.HTTP = httpapi.New(a.cfg.HTTP, a.cfg.Auth, httpapi.Deps{
 		Outages:       a.Rules,
@@ -181,8 +184,10 @@ func (a *App) buildHTTP() {
 		DeadLetters:   a.Dead,
 		Handler:       a.Rules,
 		Ready:         a.Ready,
+		Store:         sessions,
 	}, logging.Component(a.log, "http"))
 	a.components = append(a.components, component{"http", a.HTTP.Run})
+	return nil
 }
 
 // Ready reports nil once the store is open, contacts are loaded, MQTT

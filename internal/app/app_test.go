@@ -133,7 +133,7 @@ func testEndToEnd(t *testing.T, driver string) {
 		"GRIDBELL_KAFKA_GROUP=" + prefix,
 		"GRIDBELL_RULES_MOMENTARY=2s",
 		"GRIDBELL_QUIET_HOURS_ENABLED=false",
-		"GRIDBELL_AUTH_TOKENS=admintok:admin,mgr1:manager:G01",
+		"GRIDBELL_AUTH_TOKENS=admintok-0123456789:admin,mgr1-token-0123456789:manager:G01",
 	}
 	cfg, err := config.Load("", env)
 	if err != nil {
@@ -254,7 +254,7 @@ func testEndToEnd(t *testing.T, driver string) {
 	var ver struct {
 		Dark []struct{ Meter, Account string } `json:"dark"`
 	}
-	if code := get("/api/v1/outages/OMS-E2E-1/verification", "admintok", &ver); code != 200 {
+	if code := get("/api/v1/outages/OMS-E2E-1/verification", "admintok-0123456789", &ver); code != 200 {
 		t.Fatalf("verification = %d", code)
 	}
 	var dark []string
@@ -268,17 +268,17 @@ func testEndToEnd(t *testing.T, driver string) {
 		Status string
 		Counts struct{ Affected, Notified, Dark int }
 	}
-	get("/api/v1/outages/OMS-E2E-1", "admintok", &one)
+	get("/api/v1/outages/OMS-E2E-1", "admintok-0123456789", &one)
 	if one.Status != "active" || one.Counts.Affected != 4 || one.Counts.Dark != 2 || one.Counts.Notified < 3 {
 		t.Errorf("outage = %+v, want active, 4 affected, 2 dark, ≥3 notified", one)
 	}
-	if code := get("/api/v1/outages/OMS-E2E-1/customers?grid=G02", "mgr1", nil); code != http.StatusForbidden {
+	if code := get("/api/v1/outages/OMS-E2E-1/customers?grid=G02", "mgr1-token-0123456789", nil); code != http.StatusForbidden {
 		t.Errorf("manager of G01 reading G02 = %d, want 403", code)
 	}
 	var q struct {
 		Grids []struct{ Grid string } `json:"grids"`
 	}
-	if code := get("/api/v1/contacts/quality", "mgr1", &q); code != 200 || len(q.Grids) != 1 || q.Grids[0].Grid != "G01" {
+	if code := get("/api/v1/contacts/quality", "mgr1-token-0123456789", &q); code != 200 || len(q.Grids) != 1 || q.Grids[0].Grid != "G01" {
 		t.Errorf("quality for the G01 manager = %d %+v, want G01 only", code, q.Grids)
 	}
 	var cust struct {
@@ -288,7 +288,7 @@ func testEndToEnd(t *testing.T, driver string) {
 			Powered         bool
 		} `json:"customers"`
 	}
-	if code := get("/api/v1/outages/OMS-E2E-1/customers", "admintok", &cust); code != 200 || len(cust.Customers) != 4 {
+	if code := get("/api/v1/outages/OMS-E2E-1/customers", "admintok-0123456789", &cust); code != 200 || len(cust.Customers) != 4 {
 		t.Fatalf("customers = %d, %d customers, want 4", code, len(cust.Customers))
 	}
 	for _, c := range cust.Customers {
@@ -301,8 +301,8 @@ func testEndToEnd(t *testing.T, driver string) {
 			t.Errorf("landline customer's status = %q, want it to say why nothing was sent", c.Status)
 		}
 	}
-	post := func(path, token string) int {
-		req, _ := http.NewRequest("POST", "http://"+listen+path, strings.NewReader(`{"by":"dispatcher 7"}`))
+	post := func(path, token, body string) int {
+		req, _ := http.NewRequest("POST", "http://"+listen+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -311,22 +311,31 @@ func testEndToEnd(t *testing.T, driver string) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if code := post("/api/v1/outages/OMS-E2E-1/confirm", "mgr1"); code != http.StatusForbidden {
+	if code := post("/api/v1/outages/OMS-E2E-1/confirm", "mgr1-token-0123456789", `{}`); code != http.StatusForbidden {
 		t.Errorf("a manager confirming = %d, want 403", code)
 	}
-	if code := post("/api/v1/outages/OMS-E2E-1/confirm", "admintok"); code != 200 {
-		t.Errorf("confirm = %d, want 200", code)
+	// Two meters are still dark: no confirmation without a reason.
+	if code := post("/api/v1/outages/OMS-E2E-1/confirm", "admintok-0123456789", `{"by":"dispatcher 7"}`); code != http.StatusConflict {
+		t.Errorf("confirm with meters dark and no reason = %d, want 409", code)
 	}
-	get("/api/v1/outages/OMS-E2E-1", "admintok", &one)
-	if one.Status == "active" {
-		t.Errorf("after the dispatcher's confirmation the outage is still active")
+	if code := post("/api/v1/outages/OMS-E2E-1/confirm", "admintok-0123456789", `{"by":"dispatcher 7","reason":"crew on site"}`); code != 200 {
+		t.Errorf("confirm with a reason = %d, want 200", code)
+	}
+	var confirmed struct {
+		Status         string
+		ConfirmedBy    string `json:"confirmed_by"`
+		NeedsAttention bool   `json:"needs_attention"`
+	}
+	get("/api/v1/outages/OMS-E2E-1", "admintok-0123456789", &confirmed)
+	if confirmed.Status == "active" || confirmed.ConfirmedBy != "admin-token-1" || !confirmed.NeedsAttention {
+		t.Errorf("after the confirmation = %+v, want closed, confirmed by the token's name (not the body's), needing attention", confirmed)
 	}
 	// The OMS now reports TA-1, which the meters found first, over HTTP:
 	// one record (source both), and each customer counted once.
 	body := fmt.Sprintf(`[{"outage_id":"OMS-E2E-2","kind":"fault","status":"started","areas":["TA-1"],
 		"start":%q,"etr":%q,"updated_at":%q},{"outage_id":"","status":"started"}]`, ts(0), ts(3*time.Hour), ts(30*time.Second))
 	req, _ := http.NewRequest("POST", "http://"+listen+"/api/v1/oms/events", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer admintok")
+	req.Header.Set("Authorization", "Bearer admintok-0123456789")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -345,7 +354,7 @@ func testEndToEnd(t *testing.T, driver string) {
 		Source string
 		Counts struct{ Affected, Notified, Restored, Dark int }
 	}
-	if code := get("/api/v1/outages/OMS-E2E-2", "admintok", &merged); code != 200 {
+	if code := get("/api/v1/outages/OMS-E2E-2", "admintok-0123456789", &merged); code != 200 {
 		t.Fatalf("GET merged outage = %d", code)
 	}
 	if merged.Source != "both" || merged.Counts.Notified != 3 || merged.Counts.Dark != 0 {
@@ -354,11 +363,11 @@ func testEndToEnd(t *testing.T, driver string) {
 	var dls struct {
 		DeadLetters []struct{ Reason string } `json:"dead_letters"`
 	}
-	if code := get("/api/v1/deadletters", "admintok", &dls); code != 200 || len(dls.DeadLetters) == 0 {
+	if code := get("/api/v1/deadletters", "admintok-0123456789", &dls); code != 200 || len(dls.DeadLetters) == 0 {
 		t.Errorf("dead letters = %d %+v, want the bad OMS element kept", code, dls)
 	}
 	req, _ = http.NewRequest("POST", "http://"+listen+"/api/v1/deadletters/replay", strings.NewReader(`{"ids":[]}`))
-	req.Header.Set("Authorization", "Bearer admintok")
+	req.Header.Set("Authorization", "Bearer admintok-0123456789")
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -68,7 +68,7 @@ func startService(t *testing.T, driver string) *service {
 		"GRIDBELL_HTTP_LISTEN=" + listen,
 		"GRIDBELL_MQTT_EMBEDDED_LISTEN=" + freePort(t),
 		"GRIDBELL_QUIET_HOURS_ENABLED=false",
-		"GRIDBELL_AUTH_TOKENS=admintok:admin,mgr2:manager:G02",
+		"GRIDBELL_AUTH_TOKENS=admintok-0123456789:admin,mgr2-token-0123456789:manager:G02",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +115,7 @@ func (s *service) oms(id, status string, at time.Duration) {
 	now := time.Now().Truncate(time.Second)
 	body := fmt.Sprintf(`{"outage_id":%q,"kind":"fault","status":%q,"areas":["TA-2"],"start":%q,"updated_at":%q}`,
 		id, status, now.Format(time.RFC3339), now.Add(at).Format(time.RFC3339))
-	if code := s.do("POST", "/api/v1/oms/events", "admintok", body, nil); code/100 != 2 {
+	if code := s.do("POST", "/api/v1/oms/events", "admintok-0123456789", body, nil); code/100 != 2 {
 		s.t.Fatalf("POST OMS %s %s = %d", id, status, code)
 	}
 }
@@ -126,7 +126,7 @@ func (s *service) customers(id string) []string {
 	var list struct {
 		Customers []struct{ Account string } `json:"customers"`
 	}
-	if code := s.do("GET", "/api/v1/outages/"+id+"/customers", "admintok", "", &list); code != 200 {
+	if code := s.do("GET", "/api/v1/outages/"+id+"/customers", "admintok-0123456789", "", &list); code != 200 {
 		s.t.Fatalf("GET customers of %s = %d", id, code)
 	}
 	var out []string
@@ -198,7 +198,7 @@ func testContactsReload(t *testing.T, driver string) {
 	s.oms("OMS-R2", "cancelled", 3*time.Second)
 
 	// A manager without shell access puts the old file back over HTTP.
-	if code := s.do("POST", "/api/v1/contacts/import", "mgr2", contactsCSV, nil); code != http.StatusForbidden {
+	if code := s.do("POST", "/api/v1/contacts/import", "mgr2-token-0123456789", contactsCSV, nil); code != http.StatusForbidden {
 		t.Errorf("import by a manager = %d, want 403", code)
 	}
 	var refused struct {
@@ -206,16 +206,16 @@ func testContactsReload(t *testing.T, driver string) {
 		Rejected int
 		Rejects  [][]string
 	}
-	if code := s.do("POST", "/api/v1/contacts/import", "admintok", "account,meter,area,grid\n,,TA-1,G01\n", &refused); code != http.StatusBadRequest ||
+	if code := s.do("POST", "/api/v1/contacts/import", "admintok-0123456789", "account,meter,area,grid\n,,TA-1,G01\n", &refused); code != http.StatusBadRequest ||
 		!strings.Contains(refused.Error, "no valid rows") || refused.Rejected != 1 || len(refused.Rejects) == 0 {
 		t.Errorf("import of no valid row = %d %+v, want 400 saying why", code, refused)
 	}
-	if code := s.do("POST", "/api/v1/contacts/import", "admintok", "account,meter\n1,2\n", &refused); code != http.StatusBadRequest ||
+	if code := s.do("POST", "/api/v1/contacts/import", "admintok-0123456789", "account,meter\n1,2\n", &refused); code != http.StatusBadRequest ||
 		!strings.Contains(refused.Error, "area") {
 		t.Errorf("import without required columns = %d %+v, want 400 naming them", code, refused)
 	}
 	var back contacts.Summary
-	if code := s.do("POST", "/api/v1/contacts/import", "admintok", contactsCSV, &back); code != 200 || back.Updated != 8 || back.Retired != 1 || back.Rows != 8 {
+	if code := s.do("POST", "/api/v1/contacts/import", "admintok-0123456789", contactsCSV, &back); code != 200 || back.Updated != 8 || back.Retired != 1 || back.Rows != 8 {
 		t.Errorf("import over HTTP = %d %+v, want 200, 8 rows updated (the removed meter comes back), 1 retired", code, back)
 	}
 	if _, err := os.Stat(filepath.Join(s.cfg.DataDir, "contacts-rejects.csv")); err != nil {

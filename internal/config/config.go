@@ -85,6 +85,7 @@ func (c *Config) Defaults() {
 		c.Log.Level = "info"
 	}
 	c.HTTP.Defaults()
+	c.Auth.Defaults()
 	c.MQTT.Defaults()
 	c.Kafka.Defaults()
 	c.Influx.Defaults()

@@ -64,13 +64,14 @@ rules:
   momentary: 90s
 quiet_hours: {enabled: false}
 auth:
-  tokens: [{token: abc, role: manager, grids: [G01]}]
+  tokens: [{token: abc-0123456789-abc, role: manager, grids: [G01]}]
 `)
 	env := []string{
 		"GRIDBELL_RULES_MOMENTARY=2m",
 		"GRIDBELL_KAFKA_BROKERS=k1:9092, k2:9092",
 		"GRIDBELL_SMS_TWILIO_RATE=25",
 		"GRIDBELL_SMS_TWILIO_AUTH_TOKEN=s3cret",
+		"GRIDBELL_AUTH_USERS=wang:" + testHash + ":manager:G01+G02:pii, li:" + testHash + ":dispatcher",
 		"PATH=/bin",
 	}
 	c, err := Load(p, env)
@@ -86,8 +87,34 @@ auth:
 	if c.SMS.Twilio.Rate != 25 || c.SMS.Twilio.AuthToken.Reveal() != "s3cret" {
 		t.Errorf("twilio overrides not applied: %+v", c.SMS.Twilio)
 	}
-	if len(c.Auth.Tokens) != 1 || c.Auth.Tokens[0].Grids[0] != "G01" {
+	if len(c.Auth.Tokens) != 1 || c.Auth.Tokens[0].Grids[0] != "G01" || c.Auth.Tokens[0].Name != "manager-token-1" {
 		t.Errorf("auth.tokens = %+v", c.Auth.Tokens)
+	}
+	u := c.Auth.Users
+	if len(u) != 2 || u[0].Name != "wang" || !u[0].PII || strings.Join(u[0].Grids, "+") != "G01+G02" || u[1].Role != "dispatcher" || u[1].PII {
+		t.Errorf("auth.users = %+v", u)
+	}
+}
+
+// testHash is a PBKDF2 hash of "secret-pass" (gridbell auth hash-password).
+const testHash = "pbkdf2-sha256$600000$psJQcHw7MwmHkkZFuiD9KA$T8BAexZcN94sRKzs2pNUpHSfXmMAZw3E7+MHcA2OvMM"
+
+// TestAuthRefused: short, duplicate and plain-text credentials stop the start.
+func TestAuthRefused(t *testing.T) {
+	cases := map[string]string{
+		"short token":     "auth: {tokens: [{token: abc, role: admin}]}",
+		"duplicate token": "auth: {tokens: [{token: abc-0123456789-abc, role: admin}, {token: abc-0123456789-abc, role: ingest}]}",
+		"duplicate name":  "auth: {tokens: [{name: ivr, token: abc-0123456789-abc, role: hotline}], users: [{name: ivr, password_hash: '" + testHash + "', role: admin}]}",
+		"plain password":  "auth: {users: [{name: wang, password: hunter22, role: admin}]}",
+		"not a hash":      "auth: {users: [{name: wang, password_hash: hunter22, role: admin}]}",
+		"weak hash":       "auth: {users: [{name: wang, password_hash: 'pbkdf2-sha256$1000$psJQcHw7MwmHkkZFuiD9KA$T8BAexZcN94sRKzs2pNUpHSfXmMAZw3E7+MHcA2OvMM', role: admin}]}",
+		"manager no grid": "auth: {users: [{name: wang, password_hash: '" + testHash + "', role: manager}]}",
+		"ingest person":   "auth: {users: [{name: wang, password_hash: '" + testHash + "', role: ingest}]}",
+	}
+	for name, yml := range cases {
+		if _, err := Load(writeFile(t, yml), nil); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }
 

@@ -18,7 +18,8 @@ const EnvPrefix = "GRIDBELL_"
 // applyEnv sets every field whose GRIDBELL_<PATH> variable is present. The
 // path is the field's YAML key path in capitals joined by "_"
 // (GRIDBELL_MQTT_BROKERS, GRIDBELL_RULES_MOMENTARY); lists are
-// comma-separated. auth.tokens takes TOKEN:ROLE[:GRID+GRID] items.
+// comma-separated. auth.tokens takes TOKEN:ROLE[:GRID+GRID] items, auth.users
+// NAME:PASSWORD_HASH:ROLE[:GRID+GRID][:pii] items.
 func applyEnv(c *Config, environ []string) error {
 	env := map[string]string{}
 	for _, kv := range environ {
@@ -36,6 +37,14 @@ func applyEnv(c *Config, environ []string) error {
 		}
 		c.Auth.Tokens = toks
 		delete(env, EnvPrefix+"AUTH_TOKENS")
+	}
+	if v, ok := env[EnvPrefix+"AUTH_USERS"]; ok {
+		users, err := parseUsers(v)
+		if err != nil {
+			return err
+		}
+		c.Auth.Users = users
+		delete(env, EnvPrefix+"AUTH_USERS")
 	}
 	return walk(reflect.ValueOf(c).Elem(), strings.TrimSuffix(EnvPrefix, "_"), env)
 }
@@ -146,4 +155,30 @@ func parseTokens(raw string) ([]httpapi.Token, error) {
 		toks = append(toks, t)
 	}
 	return toks, nil
+}
+
+// parseUsers reads GRIDBELL_AUTH_USERS: NAME:PASSWORD_HASH:ROLE[:GRID+GRID][:pii],...
+func parseUsers(raw string) ([]httpapi.User, error) {
+	var users []httpapi.User
+	for _, item := range strings.Split(raw, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		parts := strings.Split(item, ":")
+		if len(parts) < 3 || len(parts) > 5 {
+			return nil, fmt.Errorf("environment %sAUTH_USERS: item %d is not NAME:PASSWORD_HASH:ROLE[:GRID+GRID][:pii]", EnvPrefix, len(users)+1)
+		}
+		u := httpapi.User{Name: parts[0], PasswordHash: secret.String(parts[1]), Role: parts[2]}
+		for _, p := range parts[3:] {
+			switch {
+			case p == "pii":
+				u.PII = true
+			case p != "":
+				u.Grids = strings.Split(p, "+")
+			}
+		}
+		users = append(users, u)
+	}
+	return users, nil
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -11,7 +12,8 @@ import (
 
 // Config is the http section (CONTRACT §7).
 type Config struct {
-	Listen string `yaml:"listen"`
+	Listen   string `yaml:"listen"`
+	TimeZone string `yaml:"timezone"` // how the web page shows times; default Asia/Shanghai
 
 	// Limits on slow and idle clients (limits.go).
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // a request's headers
@@ -26,24 +28,42 @@ type Config struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
-// Roles a token may have (CONTRACT §6).
+// Roles a token or user may have (CONTRACT §6). Hotline is the 95598
+// call centre and its IVR: the customer lookup, nothing else.
 const (
 	RoleAdmin      = "admin"
 	RoleDispatcher = "dispatcher"
 	RoleManager    = "manager"
 	RoleIngest     = "ingest"
+	RoleHotline    = "hotline"
 )
 
-// Token is one API token and what it may do.
+// MinTokenLength is the shortest token accepted: a short token can be guessed.
+const MinTokenLength = 16
+
+// Token is one API token, for machines, and what it may do.
 type Token struct {
+	Name  string        `yaml:"name"` // who holds it, as the audit log names it; default <role>-token-<n>
 	Token secret.String `yaml:"token"`
 	Role  string        `yaml:"role"`
 	Grids []string      `yaml:"grids"` // managers only: the grids they may see
+	PII   bool          `yaml:"pii"`   // may see phone numbers in full
+}
+
+// User is one person who logs in to the web page.
+type User struct {
+	Name         string        `yaml:"name"`
+	PasswordHash secret.String `yaml:"password_hash"` // from `gridbell auth hash-password`; never a plain password
+	Role         string        `yaml:"role"`          // admin, dispatcher, manager or hotline
+	Grids        []string      `yaml:"grids"`         // managers only
+	PII          bool          `yaml:"pii"`           // may see phone numbers in full (each view is audited)
 }
 
 // AuthConfig is the auth section (CONTRACT §6, §7).
 type AuthConfig struct {
-	Tokens []Token `yaml:"tokens"`
+	Tokens     []Token       `yaml:"tokens"`
+	Users      []User        `yaml:"users"`
+	SessionTTL time.Duration `yaml:"session_ttl"` // a login lasts this long; default 12h
 }
 
 // Defaults fills zero values.
@@ -52,10 +72,29 @@ func (c *Config) Defaults() {
 		c.Listen = "127.0.0.1:8080"
 	}
 	c.limitDefaults()
+	if c.TimeZone == "" {
+		c.TimeZone = "Asia/Shanghai"
+	}
 }
 
+// Defaults names unnamed tokens and sets the session lifetime.
+func (a *AuthConfig) Defaults() {
+	for i := range a.Tokens {
+		if a.Tokens[i].Name == "" {
+			a.Tokens[i].Name = fmt.Sprintf("%s-token-%d", a.Tokens[i].Role, i+1)
+		}
+	}
+	if a.SessionTTL == 0 {
+		a.SessionTTL = 12 * time.Hour
+	}
+}
+
+// open reports whether no one is configured: the API is then open, which
+// Validate allows only on a loopback listener.
+func (a AuthConfig) open() bool { return len(a.Tokens) == 0 && len(a.Users) == 0 }
+
 // Validate checks the listen address and that a non-loopback listener has
-// tokens: the API is open only on loopback.
+// tokens or users: the API is open only on loopback.
 func Validate(c Config, a AuthConfig) error {
 	host, _, err := net.SplitHostPort(c.Listen)
 	if err != nil {
@@ -64,20 +103,78 @@ func Validate(c Config, a AuthConfig) error {
 	if err := c.validateLimits(); err != nil {
 		return err
 	}
+	if c.TimeZone != "" {
+		if _, err := time.LoadLocation(c.TimeZone); err != nil {
+			return fmt.Errorf("http.timezone %q: %w", c.TimeZone, err)
+		}
+	}
+	if err := validateAuth(a); err != nil {
+		return err
+	}
+	if a.open() && !Loopback(host) {
+		return fmt.Errorf("http.listen %q is not a loopback address and auth.tokens and auth.users are empty: refusing to serve an open API", c.Listen)
+	}
+	return nil
+}
+
+func validateAuth(a AuthConfig) error {
+	names := map[string]string{}
+	seen := map[string]int{}
 	for i, t := range a.Tokens {
-		if t.Token == "" {
-			return fmt.Errorf("auth.tokens[%d]: token is empty", i)
+		where := fmt.Sprintf("auth.tokens[%d]", i)
+		if len(t.Token.Reveal()) < MinTokenLength {
+			return fmt.Errorf("%s: token is shorter than %d characters", where, MinTokenLength)
 		}
-		if !slices.Contains([]string{RoleAdmin, RoleDispatcher, RoleManager, RoleIngest}, t.Role) {
-			return fmt.Errorf("auth.tokens[%d]: role %q is not admin, dispatcher, manager or ingest", i, t.Role)
+		if j, dup := seen[t.Token.Reveal()]; dup {
+			return fmt.Errorf("%s: same token as auth.tokens[%d]", where, j)
 		}
-		if t.Role == RoleManager && len(t.Grids) == 0 {
-			return fmt.Errorf("auth.tokens[%d]: a manager token needs grids", i)
+		seen[t.Token.Reveal()] = i
+		if err := checkRole(where, t.Role, t.Grids, RoleAdmin, RoleDispatcher, RoleManager, RoleIngest, RoleHotline); err != nil {
+			return err
+		}
+		if err := uniqueName(names, where, t.Name); err != nil {
+			return err
 		}
 	}
-	if len(a.Tokens) == 0 && !Loopback(host) {
-		return fmt.Errorf("http.listen %q is not a loopback address and auth.tokens is empty: refusing to serve an open API", c.Listen)
+	for i, u := range a.Users {
+		where := fmt.Sprintf("auth.users[%d]", i)
+		if u.Name == "" {
+			return fmt.Errorf("%s: name is empty", where)
+		}
+		if err := checkHash(u.PasswordHash.Reveal()); err != nil {
+			return fmt.Errorf("%s (%s): password_hash: %w", where, u.Name, err)
+		}
+		if err := checkRole(where, u.Role, u.Grids, RoleAdmin, RoleDispatcher, RoleManager, RoleHotline); err != nil {
+			return err
+		}
+		if err := uniqueName(names, where, u.Name); err != nil {
+			return err
+		}
 	}
+	if a.SessionTTL < 0 {
+		return errors.New("auth.session_ttl must not be negative")
+	}
+	return nil
+}
+
+func checkRole(where, role string, grids []string, allowed ...string) error {
+	if !slices.Contains(allowed, role) {
+		return fmt.Errorf("%s: role %q is not one of %v", where, role, allowed)
+	}
+	if role == RoleManager && len(grids) == 0 {
+		return fmt.Errorf("%s: a manager needs grids", where)
+	}
+	return nil
+}
+
+func uniqueName(names map[string]string, where, name string) error {
+	if name == "" {
+		return nil
+	}
+	if other, dup := names[name]; dup {
+		return fmt.Errorf("%s: name %q is also %s's", where, name, other)
+	}
+	names[name] = where
 	return nil
 }
 

@@ -25,9 +25,9 @@ func sheetCell(s string) string {
 
 // writeCSV writes a CSV answer: UTF-8 with a BOM (spreadsheets then show
 // Chinese), every cell neutralised.
-func writeCSV(w http.ResponseWriter, filename string, header []string, rows func(yield func([]string))) {
+func writeCSV(w http.ResponseWriter, disposition string, header []string, rows func(yield func([]string))) {
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.Header().Set("Content-Disposition", `attachment; filename="`+filename+`"`)
+	w.Header().Set("Content-Disposition", disposition)
 	w.Write([]byte("\xEF\xBB\xBF"))
 	cw := csv.NewWriter(w)
 	cw.Write(header)
@@ -40,9 +40,9 @@ func writeCSV(w http.ResponseWriter, filename string, header []string, rows func
 	cw.Flush()
 }
 
-func writeCustomersCSV(w http.ResponseWriter, list []rules.AffectedCustomer) {
+func writeCustomersCSV(w http.ResponseWriter, id string, list []rules.AffectedCustomer) {
 	header := []string{"account", "name", "meter", "area", "grid", "class", "phones", "status", "powered"}
-	writeCSV(w, "customers.csv", header, func(yield func([]string)) {
+	writeCSV(w, csvDisposition(id), header, func(yield func([]string)) {
 		for _, c := range list {
 			yield([]string{c.Account, c.Name, c.Meter, c.Area, c.Grid, c.Class, strings.Join(c.Phones, " "), c.Status, strconv.FormatBool(c.Powered)})
 		}

@@ -31,7 +31,7 @@ type Outages interface {
 	Outage(id string) (rules.Outage, bool)
 	Customers(id, grid string) ([]rules.AffectedCustomer, bool)
 	Verification(id string) (rules.Verification, bool)
-	Confirm(ctx context.Context, id, by string) error
+	ConfirmWithReason(ctx context.Context, id, by, reason string) error
 }
 
 // Deliveries is what the API reads from the notify outbox.
@@ -60,6 +60,7 @@ type Deps struct {
 	Handler       ingest.Handler // where replayed dead letters go
 	Ready         func() error   // nil when ready, else what is not
 	Metrics       *metrics.Registry
+	Store         *Store // sessions and the audit log; nil = no logins, nothing audited
 }
 
 // Server is the HTTP API.
@@ -67,6 +68,7 @@ type Server struct {
 	cfg     Config
 	deps    Deps
 	auth    authenticator
+	logins  throttle
 	proxies []netip.Prefix // http.trusted_proxies
 	log     zerolog.Logger
 	srv     *http.Server
@@ -78,7 +80,7 @@ func New(cfg Config, auth AuthConfig, deps Deps, log zerolog.Logger) *Server {
 		deps.Metrics = metrics.Default
 	}
 	cfg.Defaults()
-	s := &Server{cfg: cfg, deps: deps, auth: authenticator{tokens: auth.Tokens}, log: log}
+	s := &Server{cfg: cfg, deps: deps, auth: newAuthenticator(auth, deps.Store), log: log}
 	s.proxies, _ = parseProxies(cfg.TrustedProxies) // Validate has refused bad ones
 	s.srv = httpServer(cfg, s.Handler(), log)
 	return s
@@ -92,7 +94,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /metrics", s.metrics)
-	mux.HandleFunc("GET /{$}", servePage)
+	s.workspaceRoutes(mux)
 	mux.Handle("GET /api/v1/outages", a.require(http.HandlerFunc(s.listOutages), read...))
 	mux.Handle("GET /api/v1/outages/{id}", a.require(http.HandlerFunc(s.getOutage), read...))
 	mux.Handle("GET /api/v1/outages/{id}/customers", a.require(http.HandlerFunc(s.customers), read...))
@@ -133,8 +135,8 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Serve serves on ln until ctx is done.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if len(s.auth.tokens) == 0 {
-		s.log.Warn().Str("listen", ln.Addr().String()).Msg("no auth.tokens configured: the API is open, which is allowed only on a loopback address")
+	if s.auth.cfg.open() {
+		s.log.Warn().Str("listen", ln.Addr().String()).Msg("no auth.tokens or auth.users configured: the API is open, which is allowed only on a loopback address")
 	}
 	s.log.Info().Str("listen", ln.Addr().String()).Msg("http api serving")
 	errc := make(chan error, 1)
@@ -200,7 +202,7 @@ func (s *Server) listOutages(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"outages": []rules.Outage{}})
 		return
 	}
-	list := s.deps.Outages.Outages(r.URL.Query().Get("status"))
+	list := s.outageList(r.URL.Query().Get("status"))
 	for i := range list {
 		list[i] = s.withCounts(r.Context(), list[i])
 	}
@@ -249,7 +251,10 @@ func (s *Server) customers(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if r.URL.Query().Get("format") == "csv" {
-		writeCustomersCSV(w, out)
+		if !s.audit(w, r, AuditExport, o.ID, fmt.Sprintf("customers.csv grid=%q rows=%d", grid, len(out))) {
+			return
+		}
+		writeCustomersCSV(w, o.ID, out)
 		return
 	}
 	writeJSON(w, 200, map[string]any{"customers": out})
@@ -280,30 +285,6 @@ func (s *Server) verification(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, 200, v)
-}
-
-func (s *Server) confirm(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.outage(w, r); !ok {
-		return
-	}
-	var body struct {
-		By string `json:"by"`
-	}
-	if r.ContentLength > 0 {
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&body); err != nil {
-			writeError(w, http.StatusBadRequest, "cannot read body: "+err.Error())
-			return
-		}
-	}
-	if body.By == "" {
-		body.By = principalOf(r).role
-	}
-	if err := s.deps.Outages.Confirm(r.Context(), r.PathValue("id"), body.By); err != nil {
-		writeError(w, http.StatusConflict, err.Error())
-		return
-	}
-	o, _ := s.deps.Outages.Outage(r.PathValue("id"))
-	writeJSON(w, 200, s.withCounts(r.Context(), o))
 }
 
 func (s *Server) quality(w http.ResponseWriter, r *http.Request) {

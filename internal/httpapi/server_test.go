@@ -35,10 +35,10 @@ func registry(t *testing.T) *contacts.Registry {
 
 func TestAuth(t *testing.T) {
 	auth := httpapi.AuthConfig{Tokens: []httpapi.Token{
-		{Token: secret.String("adm"), Role: httpapi.RoleAdmin},
-		{Token: secret.String("disp"), Role: httpapi.RoleDispatcher},
-		{Token: secret.String("mgr"), Role: httpapi.RoleManager, Grids: []string{"G01"}},
-		{Token: secret.String("ing"), Role: httpapi.RoleIngest},
+		{Token: secret.String("adm-0123456789abcdef"), Role: httpapi.RoleAdmin},
+		{Token: secret.String("disp-0123456789abcdef"), Role: httpapi.RoleDispatcher},
+		{Token: secret.String("mgr-0123456789abcdef"), Role: httpapi.RoleManager, Grids: []string{"G01"}},
+		{Token: secret.String("ing-0123456789abcdef"), Role: httpapi.RoleIngest},
 	}}
 	posted := 0
 	events := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { posted++; w.WriteHeader(http.StatusAccepted) })
@@ -56,16 +56,16 @@ func TestAuth(t *testing.T) {
 		{"GET", "/", "", 200},
 		{"GET", "/api/v1/outages", "", 401},
 		{"GET", "/api/v1/outages", "wrong", 401},
-		{"GET", "/api/v1/outages", "mgr", 200},
-		{"GET", "/api/v1/outages", "ing", 403},
-		{"GET", "/api/v1/outages/X", "adm", 404},
-		{"POST", "/api/v1/outages/X/confirm", "mgr", 403},
-		{"POST", "/api/v1/outages/X/confirm", "disp", 404},
-		{"GET", "/api/v1/contacts/quality?grid=G02", "mgr", 403},
-		{"GET", "/api/v1/contacts/quality?grid=G02", "disp", 200},
-		{"POST", "/api/v1/oms/events", "disp", 403},
-		{"POST", "/api/v1/oms/events", "ing", 202},
-		{"POST", "/api/v1/oms/events", "adm", 202},
+		{"GET", "/api/v1/outages", "mgr-0123456789abcdef", 200},
+		{"GET", "/api/v1/outages", "ing-0123456789abcdef", 403},
+		{"GET", "/api/v1/outages/X", "adm-0123456789abcdef", 404},
+		{"POST", "/api/v1/outages/X/confirm", "mgr-0123456789abcdef", 403},
+		{"POST", "/api/v1/outages/X/confirm", "disp-0123456789abcdef", 404},
+		{"GET", "/api/v1/contacts/quality?grid=G02", "mgr-0123456789abcdef", 403},
+		{"GET", "/api/v1/contacts/quality?grid=G02", "disp-0123456789abcdef", 200},
+		{"POST", "/api/v1/oms/events", "disp-0123456789abcdef", 403},
+		{"POST", "/api/v1/oms/events", "ing-0123456789abcdef", 202},
+		{"POST", "/api/v1/oms/events", "adm-0123456789abcdef", 202},
 	}
 	for _, c := range cases {
 		req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader("{}"))
@@ -87,7 +87,7 @@ func TestAuth(t *testing.T) {
 
 	// A manager sees only the grids the token names, totals included.
 	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/contacts/quality", nil)
-	req.Header.Set("Authorization", "Bearer mgr")
+	req.Header.Set("Authorization", "Bearer mgr-0123456789abcdef")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
