@@ -47,7 +47,7 @@ func (o *Outbox) claim(ctx context.Context, limit int) ([]claimed, error) {
 		}
 		out = append(out, c)
 	}
-	if err := markSending(ctx, tx, out, now); err != nil {
+	if err := o.markSending(ctx, tx, out, now); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -62,9 +62,15 @@ func (o *Outbox) claim(ctx context.Context, limit int) ([]claimed, error) {
 func dueMessages(ctx context.Context, tx *cachedTx, now time.Time, limit int) ([]claimed, error) {
 	var all []claimed
 	for _, status := range []string{StatusQueued, StatusHeld} {
-		rows, err := tx.QueryContext(ctx, `SELECT id, phone, accounts, kind, ref, body, queued_at, attempts, priority, due_at
-			FROM notify_messages WHERE status = $1 AND due_at <= $2 ORDER BY priority, due_at LIMIT $3`,
-			status, now.UnixNano(), limit)
+		q := `SELECT id, phone, accounts, kind, ref, body, queued_at, attempts, priority, due_at
+			FROM notify_messages WHERE status = $1 AND due_at <= $2 ORDER BY priority, due_at LIMIT $3`
+		if tx.o.db.Postgres() {
+			// Instances sharing the outbox each claim other messages: rows
+			// another claim has locked are passed over, not waited for
+			// and then sent a second time.
+			q += ` FOR UPDATE SKIP LOCKED`
+		}
+		rows, err := tx.QueryContext(ctx, q, status, now.UnixNano(), limit)
 		if err != nil {
 			return nil, fmt.Errorf("cannot read due messages: %w", err)
 		}
@@ -123,24 +129,72 @@ func (o *Outbox) hold(ctx context.Context, tx *cachedTx, c claimed, now time.Tim
 	return false, "", time.Time{}, nil
 }
 
-func markSending(ctx context.Context, tx *cachedTx, cs []claimed, now time.Time) error {
+// markSending marks cs sending, claimed by this instance until its lease
+// ends: the dispatcher renews the lease while it runs (keepLeases), and
+// another instance takes the messages back once it lapses.
+func (o *Outbox) markSending(ctx context.Context, tx *cachedTx, cs []claimed, now time.Time) error {
 	for start := 0; start < len(cs); start += 200 {
 		chunk := cs[start:min(start+200, len(cs))]
-		args := make([]any, 0, 2+len(chunk))
-		args = append(args, StatusSending, now.UnixNano())
+		args := make([]any, 0, 4+len(chunk))
+		args = append(args, StatusSending, now.UnixNano(), o.instance, now.Add(o.lease).UnixNano())
 		for _, c := range chunk {
 			args = append(args, c.ID)
 		}
-		q := `UPDATE notify_messages SET status = $1, reason = '', claimed_at = $2, updated_at = $2 WHERE id IN (` +
-			store.Marks(true, 2, len(chunk)) + `)`
+		q := `UPDATE notify_messages SET status = $1, reason = '', claimed_at = $2, updated_at = $2, claimed_by = $3, lease_until = $4
+			WHERE id IN (` + store.Marks(true, 4, len(chunk)) + `)`
 		if !tx.o.db.Postgres() {
-			// "?" after ?2 is numbered 3, 4, …: binds without a lookup by name
-			q = `UPDATE notify_messages SET status = ?1, reason = '', claimed_at = ?2, updated_at = ?2 WHERE id IN (` +
-				store.Marks(false, 0, len(chunk)) + `)`
+			// "?" after ?4 is numbered 5, 6, …: binds without a lookup by name
+			q = `UPDATE notify_messages SET status = ?1, reason = '', claimed_at = ?2, updated_at = ?2, claimed_by = ?3, lease_until = ?4
+				WHERE id IN (` + store.Marks(false, 0, len(chunk)) + `)`
 		}
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("cannot mark messages sending: %w", err)
 		}
 	}
 	return nil
+}
+
+// keepLeases renews the leases of the messages this instance is sending
+// and queues again those whose holder let its lease lapse: an instance that
+// died, or lost the store for longer than a lease. Those may have reached
+// the provider before the holder died, so they are counted (status
+// "reclaimed") and logged.
+func (o *Outbox) keepLeases(ctx context.Context) error {
+	now := o.clk.Now()
+	if _, err := o.db.ExecContext(ctx, `UPDATE notify_messages SET lease_until = $1 WHERE status = $2 AND claimed_by = $3`,
+		now.Add(o.lease).UnixNano(), StatusSending, o.instance); err != nil {
+		return fmt.Errorf("cannot renew message leases: %w", err)
+	}
+	n, err := o.requeue(ctx, `claimed_by <> $5 AND lease_until < $6`, "lease lapsed; reclaimed from ", o.instance, now.UnixNano())
+	if err != nil {
+		return fmt.Errorf("cannot reclaim messages: %w", err)
+	}
+	if n > 0 {
+		o.log.Warn().Int("messages", n).Msg("reclaimed messages whose sender's lease lapsed; those it had handed to the provider go twice")
+	}
+	return nil
+}
+
+// requeue queues again the sending messages that match where (its
+// arguments from $5), with reason prefix followed by the former holder, and
+// counts them by kind with status "reclaimed".
+func (o *Outbox) requeue(ctx context.Context, where, prefix string, args ...any) (int, error) {
+	q := `UPDATE notify_messages SET status = $1, reason = $2 || claimed_by, claimed_by = '', lease_until = 0,
+		updated_at = $3 WHERE status = $4 AND ` + where + ` RETURNING kind`
+	all := append([]any{StatusQueued, prefix, o.clk.Now().UnixNano(), StatusSending}, args...)
+	rows, err := o.db.QueryContext(ctx, q, all...)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var kind string
+		if err := rows.Scan(&kind); err != nil {
+			return n, err
+		}
+		count(kind, "reclaimed")
+		n++
+	}
+	return n, rows.Err()
 }

@@ -44,6 +44,9 @@ type outcome struct {
 // configured rate and records each outcome. Messages a crash left
 // "sending" are queued again first: those that did reach the provider are
 // sent twice, which only the messages in flight at the crash can be.
+// Instances may share the outbox: each claims other messages, holds them
+// under a lease it renews, and takes back those of a peer whose lease
+// lapsed (keepLeases).
 // On cancel, in-flight sends finish and are recorded before Run returns.
 func (o *Outbox) Run(ctx context.Context) error {
 	if err := o.resume(ctx); err != nil {
@@ -82,15 +85,17 @@ func (o *Outbox) Run(ctx context.Context) error {
 	return nil
 }
 
-// resume queues again what a crash left "sending".
+// resume queues again what this instance left "sending" when it stopped
+// (a crash, or a stop that could not record), and what any instance left
+// with a lapsed lease. A live peer's messages are left to it.
 func (o *Outbox) resume(ctx context.Context) error {
-	res, err := o.db.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, updated_at = $3 WHERE status = $4`,
-		StatusQueued, "resumed after restart", o.clk.Now().UnixNano(), StatusSending)
+	n, err := o.requeue(ctx, `(claimed_by = $5 OR lease_until < $6)`, "resumed after restart; claimed by ",
+		o.instance, o.clk.Now().UnixNano())
 	if err != nil {
 		return fmt.Errorf("cannot resume the outbox: %w", err)
 	}
-	if n, _ := res.RowsAffected(); n > 0 {
-		o.log.Warn().Int64("messages", n).Msg("messages in flight at the last stop are sent again")
+	if n > 0 {
+		o.log.Warn().Int("messages", n).Msg("messages in flight at the last stop are sent again")
 	}
 	return nil
 }
@@ -98,12 +103,18 @@ func (o *Outbox) resume(ctx context.Context) error {
 func (o *Outbox) dispatchLoop(ctx context.Context, jobs chan<- claimed, inflight *atomic.Int64, inflightCap int) {
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
-	var lastDepth time.Time
+	var lastDepth, lastLease time.Time
 	for {
 		busy := o.step(ctx, jobs, inflight, inflightCap)
 		if time.Since(lastDepth) >= depthEvery {
 			lastDepth = time.Now()
 			o.refreshDepth(ctx)
+		}
+		if time.Since(lastLease) >= o.lease/3 {
+			lastLease = time.Now()
+			if err := o.keepLeases(ctx); err != nil {
+				o.logErr(ctx, err)
+			}
 		}
 		if busy {
 			if ctx.Err() != nil {

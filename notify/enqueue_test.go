@@ -59,7 +59,7 @@ func TestEnqueueBulk(t *testing.T) {
 			if rows != n {
 				t.Fatalf("%d rows stored, want %d", rows, n)
 			}
-			due, err := o.dueIntents(ctx, clk.Now())
+			due, err := o.dueIntents(ctx, db, clk.Now())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -40,7 +40,7 @@ type msgRow struct {
 // intents it took.
 func (o *Outbox) expand(ctx context.Context) (int, error) {
 	now := o.clk.Now()
-	ins, err := o.dueIntents(ctx, now)
+	ins, err := o.dueIntents(ctx, o.db, now)
 	if err != nil || len(ins) == 0 {
 		return 0, err
 	}
@@ -49,6 +49,18 @@ func (o *Outbox) expand(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("cannot expand intents: %w", err)
 	}
 	defer btx.Rollback()
+	if o.db.Postgres() {
+		// Instances sharing the outbox expand in turn: two expanding at
+		// once would each fold intents into the same message and one's
+		// accounts would be lost. The one that waits has nothing to do
+		// until the other commits; then it reads again under the lock.
+		if ok, err := o.db.TryLockTx(ctx, btx.Tx, "notify_expand"); err != nil || !ok {
+			return 0, err
+		}
+		if ins, err = o.dueIntents(ctx, btx, now); err != nil || len(ins) == 0 {
+			return 0, err
+		}
+	}
 	tx := newExpTx(btx, o.db.Postgres())
 	accts := o.lookupAccounts(ins)
 	if err := tx.prefetch(ctx, msgKeys(ins, accts)); err != nil {
@@ -108,8 +120,13 @@ func (e expandEvents) flush() {
 	}
 }
 
-func (o *Outbox) dueIntents(ctx context.Context, now time.Time) ([]event.Intent, error) {
-	rows, err := o.db.QueryContext(ctx, `SELECT key, kind, account, grid, to_phone, ref, vars, priority, not_before, created_at
+// queryer is a *store.DB or a transaction.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func (o *Outbox) dueIntents(ctx context.Context, q queryer, now time.Time) ([]event.Intent, error) {
+	rows, err := q.QueryContext(ctx, `SELECT key, kind, account, grid, to_phone, ref, vars, priority, not_before, created_at
 		FROM notify_intents WHERE state = $1 AND not_before <= $2 ORDER BY not_before, created_at LIMIT $3`,
 		StatusPending, now.UnixNano(), expandBatch)
 	if err != nil {

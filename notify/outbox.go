@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -80,7 +81,16 @@ var migrations = []string{
 	// not_before so those are never scanned, and still without a sort.
 	`CREATE INDEX notify_intents_due ON notify_intents (state, not_before, created_at)`,
 	`DROP INDEX notify_intents_order`,
+	// Instances sharing the outbox: who is sending a message, and until
+	// when its lease runs (unix ns) before another instance takes it back.
+	`ALTER TABLE notify_messages ADD COLUMN claimed_by TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE notify_messages ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0`,
 }
+
+// claimLease is how long a claimed message stays with its instance without
+// a renewal (every third of it): after that a surviving instance sends it.
+// CONTRACT §8 gives the others 30 s to carry a dead instance's share.
+const claimLease = 15 * time.Second
 
 // Outbox is the durable SMS outbox and its dispatcher.
 type Outbox struct {
@@ -93,6 +103,9 @@ type Outbox struct {
 	log    zerolog.Logger
 	tpl    *Templates
 	pace   *pacer // nil = unpaced (the outbox file)
+
+	instance string        // names this instance's claims; set before Run
+	lease    time.Duration // claimLease; shorter in tests
 
 	kick        chan struct{}
 	hasReceipts atomic.Bool
@@ -127,14 +140,33 @@ func NewOutbox(cfg Config, qh QuietHours, db *store.DB, dir Directory, sender Se
 		return nil, err
 	}
 	o := &Outbox{cfg: cfg, qh: q, db: db, dir: dir, sender: sender, clk: clk, log: log, tpl: tpl,
-		kick:   make(chan struct{}, 1),
-		errLog: logging.Throttle{Period: 10 * time.Second},
-		depth:  metrics.Default.Gauge("gridbell_sms_queue_depth", "SMS intents and messages not yet sent (pending, queued, held, sending)."),
+		kick:     make(chan struct{}, 1),
+		instance: defaultInstance(),
+		lease:    claimLease,
+		errLog:   logging.Throttle{Period: 10 * time.Second},
+		depth:    metrics.Default.Gauge("gridbell_sms_queue_depth", "SMS intents and messages not yet sent (pending, queued, held, sending)."),
 	}
 	if cfg.Sender == "twilio" && cfg.Twilio.Rate > 0 {
 		o.pace = newPacer(cfg.Twilio.Rate)
 	}
 	return o, nil
+}
+
+// SetInstance names this instance in the messages it claims (CONTRACT §8
+// cluster.instance, the host name by default). Call it before Run: at
+// start the outbox sends again what an earlier run of the same name left
+// in flight, so two running instances must not share a name.
+func (o *Outbox) SetInstance(name string) {
+	if name != "" {
+		o.instance = name
+	}
+}
+
+func defaultInstance() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "gridbell"
 }
 
 // count adds one to gridbell_sms_total{kind,status}.

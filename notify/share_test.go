@@ -1,0 +1,192 @@
+package notify
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gridbell/gridbell/internal/clock"
+	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/metrics"
+	"github.com/gridbell/gridbell/internal/store"
+	"github.com/gridbell/gridbell/internal/store/storetest"
+	"github.com/gridbell/gridbell/notify/twiliotest"
+)
+
+// countingSender counts what one instance handed to the provider.
+type countingSender struct {
+	Sender
+	n atomic.Int64
+}
+
+func (c *countingSender) Send(ctx context.Context, m Message) (Result, error) {
+	c.n.Add(1)
+	return c.Sender.Send(ctx, m)
+}
+
+// sharedOutboxes opens one outbox per instance name on a single fresh
+// store of driver, each over its own connections as separate processes
+// would, all sending to srv. The first imports n customers.
+func sharedOutboxes(t *testing.T, driver string, srv *twiliotest.Server, n int, names ...string) ([]*Outbox, []*countingSender) {
+	t.Helper()
+	cfg := storetest.Config(t, driver)
+	dir := t.TempDir()
+	var os []*Outbox
+	var snds []*countingSender
+	for i, name := range names {
+		db, err := store.Open(context.Background(), cfg, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		ocfg := crashConfig(srv.URL)
+		ocfg.Workers = 4
+		snd, err := NewSender(ocfg, t.TempDir(), zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs := &countingSender{Sender: snd}
+		customers := n
+		if i > 0 {
+			customers = 0 // already imported; the registry loads them
+		}
+		o, err := NewOutbox(ocfg, QuietHours{}, db, loadRegistry(t, db, customers), cs, clock.Real{}, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.SetInstance(name)
+		os = append(os, o)
+		snds = append(snds, cs)
+	}
+	return os, snds
+}
+
+// runUntil runs every outbox until done reports true (or 60 s pass), then
+// stops them.
+func runUntil(t *testing.T, os []*Outbox, done func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, o := range os {
+		wg.Go(func() {
+			if err := o.Run(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !done() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+}
+
+// checkOnce fails unless srv received exactly one message for each of n
+// phones.
+func checkOnce(t *testing.T, srv *twiliotest.Server, n int) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, m := range srv.Received() {
+		seen[m.To]++
+	}
+	twice := 0
+	for _, k := range seen {
+		if k > 1 {
+			twice++
+		}
+	}
+	if len(seen) != n || srv.Count() != n || twice > 0 {
+		t.Errorf("received %d messages to %d phones (%d phones more than once), want %d once each", srv.Count(), len(seen), twice, n)
+	}
+}
+
+// TestSharedOutbox: two instances dispatching one outbox send every
+// message exactly once between them.
+func TestSharedOutbox(t *testing.T) {
+	forBackends(t, func(t *testing.T, driver string) {
+		const n = 600
+		srv := twiliotest.New(testSID, testToken)
+		defer srv.Close()
+		os, snds := sharedOutboxes(t, driver, srv, n, "gridbell-a", "gridbell-b")
+		// Half the intents reach each instance, as the rules of two
+		// instances would enqueue them.
+		ins := loadIntents(n, time.Now())
+		for i, o := range os {
+			if err := o.Enqueue(context.Background(), nil, ins[i*n/2:(i+1)*n/2]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runUntil(t, os, func() bool { return srv.Count() >= n })
+		// Run both a second more: a message left claimed, or sent twice,
+		// shows now.
+		again := time.Now()
+		runUntil(t, os, func() bool { return srv.Count() > n || time.Since(again) > time.Second })
+		if !queueEmpty(t, os[0]) {
+			t.Error("messages left to send after every phone got one")
+		}
+		checkOnce(t, srv, n)
+		t.Logf("instance a sent %d, b sent %d", snds[0].n.Load(), snds[1].n.Load())
+	})
+}
+
+// TestReclaimLapsedLease: an instance dies holding claimed messages. A
+// peer starting meanwhile leaves them alone while the lease runs, then
+// takes them back and sends them, counted as reclaimed; every phone gets
+// one message.
+func TestReclaimLapsedLease(t *testing.T) {
+	forBackends(t, func(t *testing.T, driver string) {
+		const n, held = 200, 40
+		srv := twiliotest.New(testSID, testToken)
+		defer srv.Close()
+		os, _ := sharedOutboxes(t, driver, srv, n, "gridbell-dead", "gridbell-live")
+		dead, live := os[0], os[1]
+		dead.lease = 3 * time.Second
+		live.lease = 3 * time.Second
+		ctx := context.Background()
+		if err := dead.Enqueue(ctx, nil, loadIntents(n, time.Now())); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dead.expand(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// The dead instance claimed these and died before sending them:
+		// no record, no release.
+		cs, err := dead.claim(ctx, held)
+		if err != nil || len(cs) != held {
+			t.Fatalf("claim = %d messages, %v; want %d", len(cs), err, held)
+		}
+		reclaimed := func() uint64 {
+			return metrics.Default.Counter("gridbell_sms_total", "", "kind", string(event.KindOutage), "status", "reclaimed").Value()
+		}
+		before := reclaimed()
+
+		if err := live.resume(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var sending int
+		live.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM notify_messages WHERE status = 'sending' AND claimed_by = 'gridbell-dead'`).Scan(&sending)
+		if sending != held {
+			t.Fatalf("after a peer's start %d of the %d messages a live lease holds are still its own: resume took a live peer's messages", sending, held)
+		}
+
+		runUntil(t, []*Outbox{live}, func() bool { return srv.Count() >= n })
+		checkOnce(t, srv, n)
+		if got := reclaimed() - before; got != held {
+			t.Errorf("reclaimed counter rose by %d, want %d", got, held)
+		}
+	})
+}
+
+// queueEmpty reports whether o's store holds nothing left to send.
+func queueEmpty(t *testing.T, o *Outbox) bool {
+	var left int
+	if err := o.db.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM notify_messages WHERE status IN ('queued', 'held', 'sending')`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	return left == 0
+}
