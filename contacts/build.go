@@ -12,6 +12,7 @@ type builder struct {
 	areas, concs, feeders, grs *symtab
 	meter                      []meterRec
 	meterKey                   []int64 // retired<<40 | seq<<8
+	meterSum                   []uint64
 	acct                       []acctBuild
 	contacts                   []contactBuild
 	grid                       []gridBuild
@@ -72,6 +73,8 @@ func (b *builder) add(r *row) bool {
 	rec.setFlag(flagRetired, r.retired)
 	b.meter = append(b.meter, rec)
 	b.meterKey = append(b.meterKey, key)
+	r.sum = r.fingerprint()
+	b.meterSum = append(b.meterSum, r.sum)
 	b.addContacts(a, key, r)
 	return true
 }
@@ -131,9 +134,10 @@ func (b *builder) addContacts(a int32, key int64, r *row) {
 // freeze builds the index. The builder is spent.
 func (b *builder) freeze() *index {
 	ix := &index{meters: b.meters, accounts: b.accounts, phones: b.phones,
-		areas: b.areas, concs: b.concs, feeders: b.feeders, grids: b.grs, meter: slices.Clip(b.meter)}
+		areas: b.areas, concs: b.concs, feeders: b.feeders, grids: b.grs, meter: slices.Clip(b.meter), meterSum: slices.Clip(b.meterSum)}
 	if cap(b.meter) > len(b.meter)+len(b.meter)/8 {
 		ix.meter = slices.Clone(b.meter) // drop append slack: the index lives long
+		ix.meterSum = slices.Clone(b.meterSum)
 	}
 	for _, s := range []*symtab{ix.meters, ix.accounts, ix.phones, ix.areas, ix.concs, ix.feeders, ix.grids} {
 		s.freeze()

@@ -63,6 +63,7 @@ type row struct {
 	retired bool
 	class   Class
 	seq     int32     // position in the import that last saw it
+	sum     uint64    // fingerprint of f (set by builder.add): an unchanged row keeps it
 	line    int32     // line in that file
 	phones  []Contact // phone and phone2 cleaned, when done ahead of the builder
 }

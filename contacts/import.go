@@ -58,10 +58,13 @@ func (im *importer) run(fr *fileReader, rw *rejectWriter) (Summary, *index, erro
 	sum := Summary{Encoding: fr.encoding}
 	read := func(put func(*row) error) error {
 		return readRows(fr, b, rw, &sum, func(r *row) error {
-			if _, ok := im.old.meters.find(r.f[colMeter]); ok {
-				sum.Updated++
-			} else {
+			switch m, ok := im.old.meters.find(r.f[colMeter]); {
+			case !ok:
 				sum.Added++
+			case im.old.meter[m].flag(flagRetired) || im.old.meterSum[m] != r.sum:
+				sum.Updated++
+			default:
+				sum.Unchanged++
 			}
 			return put(r)
 		})

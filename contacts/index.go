@@ -13,6 +13,7 @@ type index struct {
 	meters, accounts, phones     *symtab
 	areas, concs, feeders, grids *symtab
 	meter                        []meterRec
+	meterSum                     []uint64 // per meter: its row's fingerprint, to tell a changed row from an unchanged one
 	acct                         []acctRec
 	acctMeterOff, acctMeters     []int32 // per account: meters, active first
 	names                        strtab  // per account

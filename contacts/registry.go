@@ -41,16 +41,17 @@ type Registry struct {
 
 // Summary is the outcome of one import.
 type Summary struct {
-	Encoding string        `json:"encoding"`
-	Rows     int           `json:"rows"`     // data rows read
-	Imported int           `json:"imported"` // rows stored
-	Rejected int           `json:"rejected"` // rows refused, each in the reject file
-	Added    int           `json:"added"`    // meters new to the registry
-	Updated  int           `json:"updated"`  // meters already known (retired ones come back)
-	Retired  int           `json:"retired"`  // meters missing from this file
-	Accounts int           `json:"accounts"` // active accounts after the import
-	Took     time.Duration `json:"took"`
-	Report   Report        `json:"report"` // quality of the imported file
+	Encoding  string        `json:"encoding"`
+	Rows      int           `json:"rows"`      // data rows read
+	Imported  int           `json:"imported"`  // rows stored
+	Rejected  int           `json:"rejected"`  // rows refused, each in the reject file
+	Added     int           `json:"added"`     // meters new to the registry
+	Updated   int           `json:"updated"`   // meters already known whose row changed (retired ones come back)
+	Unchanged int           `json:"unchanged"` // meters already known with the same row as before
+	Retired   int           `json:"retired"`   // meters missing from this file
+	Accounts  int           `json:"accounts"`  // active accounts after the import
+	Took      time.Duration `json:"took"`
+	Report    Report        `json:"report"` // quality of the imported file
 }
 
 // Open migrates the registry's tables and rebuilds the index from the store.

@@ -134,8 +134,16 @@ func testReimport(t *testing.T, driver string) {
 		"0100000005,新户,330000000006,C-0003,TA-0003,F-02,G02,赵经理,,居民,否,13512345678,,zh,否\n"
 	second = strings.Replace(second, "0100000001,张三,330000000002,C-0001", "0100000009,张三,330000000002,C-0001", 1)
 	sum, _ := mustImport(t, r, second)
-	if sum.Added != 1 || sum.Updated != 4 || sum.Retired != 1 {
-		t.Fatalf("summary = %+v", sum)
+	// Of the four meters kept, only 330000000002 changed (its account).
+	if sum.Added != 1 || sum.Updated != 1 || sum.Unchanged != 3 || sum.Retired != 1 {
+		t.Fatalf("summary = %+v, want 1 added, 1 updated, 3 unchanged, 1 retired", sum)
+	}
+	// The same file again, in this process and in one that loaded the
+	// registry from the store: nothing changed.
+	for _, reg := range []*Registry{r, reopen(t, db)} {
+		if sum, _ := mustImport(t, reg, second); sum.Added != 0 || sum.Updated != 0 || sum.Unchanged != 5 || sum.Retired != 0 {
+			t.Errorf("re-import of an unchanged file: summary = %+v, want 5 unchanged, nothing else", sum)
+		}
 	}
 	for _, reg := range []*Registry{r, reopen(t, db)} {
 		a, ok := reg.Account("0100000004")

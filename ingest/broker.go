@@ -2,10 +2,14 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -13,6 +17,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/zerolog"
 	"go.etcd.io/bbolt"
 )
@@ -23,8 +28,9 @@ import (
 // QoS 1 messages not yet acknowledged in it (bbolt), so a restart of
 // gridbell loses none of what the broker had accepted.
 type Broker struct {
-	srv *mochi.Server
-	tcp *listeners.TCP
+	srv     *mochi.Server
+	tcp     *listeners.TCP
+	closing *atomic.Bool // set by Close: clients dropping off is then expected
 }
 
 // StartBroker starts an embedded broker listening on listen ("host:port";
@@ -33,9 +39,10 @@ type Broker struct {
 // auth names, each in its role (see authHook); without, it accepts every
 // client, which MQTTConfig.Validate allows on loopback only.
 func StartBroker(listen, stateFile string, auth BrokerAuth, log zerolog.Logger) (*Broker, error) {
+	closing := new(atomic.Bool)
 	srv := mochi.New(&mochi.Options{
 		InlineClient: false,
-		Logger:       slog.New(zerologHandler{log: log}),
+		Logger:       slog.New(zerologHandler{log: log, closing: closing}),
 	})
 	var hook mochi.Hook = new(mochiauth.AllowHook)
 	if len(auth.Ingest) > 0 {
@@ -60,7 +67,7 @@ func StartBroker(listen, stateFile string, auth BrokerAuth, log zerolog.Logger) 
 		return nil, fmt.Errorf("cannot start embedded mqtt broker: %w", err)
 	}
 	log.Info().Str("listen", tcp.Address()).Str("state", stateFile).Bool("auth", len(auth.Ingest) > 0).Msg("embedded mqtt broker started")
-	return &Broker{srv: srv, tcp: tcp}, nil
+	return &Broker{srv: srv, tcp: tcp, closing: closing}, nil
 }
 
 // boltHook mends mochi's bolt storage, which keeps an inflight message's
@@ -87,14 +94,37 @@ func (h *boltHook) StoredInflightMessages() ([]storage.Message, error) {
 // Addr returns the address the broker listens on.
 func (b *Broker) Addr() string { return b.tcp.Address() }
 
-// Close stops the broker and disconnects its clients.
-func (b *Broker) Close() error { return b.srv.Close() }
+// closeWait caps how long Close waits for its clients to detach.
+const closeWait = 3 * time.Second
+
+// Close stops the broker and disconnects its clients. It stops accepting
+// and disconnects every client first, and waits (up to closeWait) until
+// their sessions are saved, before it closes the state file: mochi alone
+// closes the file while clients are still detaching, and each of them
+// then logs an error.
+func (b *Broker) Close() error {
+	b.closing.Store(true)
+	b.tcp.Close(func(id string) {
+		for _, cl := range b.srv.Clients.GetByListener(id) {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	})
+	detached := make(chan struct{})
+	go func() { b.srv.Listeners.ClientsWg.Wait(); close(detached) }()
+	select {
+	case <-detached:
+	case <-time.After(closeWait):
+	}
+	return b.srv.Close()
+}
 
 // zerologHandler passes mochi's slog warnings and errors to zerolog; its
-// info lines (one per client connect) stay out of the log.
+// info lines (one per client connect) stay out of the log, and so do the
+// connections it reports closed while the broker is closing.
 type zerologHandler struct {
-	log   zerolog.Logger
-	attrs []slog.Attr
+	log     zerolog.Logger
+	attrs   []slog.Attr
+	closing *atomic.Bool
 }
 
 func (h zerologHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
@@ -102,6 +132,9 @@ func (h zerologHandler) Enabled(_ context.Context, l slog.Level) bool { return l
 func (h zerologHandler) Handle(_ context.Context, r slog.Record) error {
 	if r.Message == "failed to get data" && hasAttr(r, "error", "key not found") {
 		return nil // a new state file has no system info yet: not an error
+	}
+	if h.closing.Load() && closedConn(r) {
+		return nil
 	}
 	ev := h.log.Warn()
 	if r.Level >= slog.LevelError {
@@ -118,6 +151,20 @@ func (h zerologHandler) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
+// closedConn reports whether r is about a connection that ended because it
+// was closed (by Close, or by the client as it saw the broker go).
+func closedConn(r slog.Record) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		if err, ok := a.Value.Any().(error); ok && a.Key == "error" {
+			found = errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) ||
+				errors.Is(err, packets.ErrServerShuttingDown) || errors.Is(err, mochi.ErrConnectionClosed)
+		}
+		return !found
+	})
+	return found
+}
+
 func hasAttr(r slog.Record, key, value string) bool {
 	found := false
 	r.Attrs(func(a slog.Attr) bool {
@@ -128,7 +175,7 @@ func hasAttr(r slog.Record, key, value string) bool {
 }
 
 func (h zerologHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return zerologHandler{log: h.log, attrs: append(append([]slog.Attr(nil), h.attrs...), attrs...)}
+	return zerologHandler{log: h.log, attrs: append(append([]slog.Attr(nil), h.attrs...), attrs...), closing: h.closing}
 }
 
 func (h zerologHandler) WithGroup(string) slog.Handler { return h }

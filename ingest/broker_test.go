@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rs/zerolog"
 )
 
 // TestBrokerKeepsSessionsAcrossRestart: QoS 1 messages the embedded broker
@@ -71,4 +73,53 @@ func TestBrokerKeepsSessionsAcrossRestart(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestBrokerCloseIsQuiet: closing the broker while clients (one with a
+// persistent session, one publishing) are still connected logs no warning
+// or error: a clean stop is not a fault.
+func TestBrokerCloseIsQuiet(t *testing.T) {
+	for i := range 10 {
+		var logs lockedBuffer
+		b, err := StartBroker("127.0.0.1:0", filepath.Join(t.TempDir(), "broker.db"), BrokerAuth{}, zerolog.New(&logs).Level(zerolog.WarnLevel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := paho.NewClientOptions().AddBroker("tcp://" + b.Addr()).SetClientID(fmt.Sprintf("persistent-%d", i)).
+			SetCleanSession(false).SetAutoReconnect(false)
+		sub := paho.NewClient(opts)
+		if tok := sub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("cannot connect subscriber: %v", tok.Error())
+		}
+		if tok := sub.Subscribe("ami/#", 1, func(paho.Client, paho.Message) {}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("subscribe: %v", tok.Error())
+		}
+		pub := publisher(t, "tcp://"+b.Addr())
+		for j := range 20 {
+			pub.Publish("ami/C-1/readings", 1, false, fmt.Sprintf("m%d", j))
+		}
+		b.Close()
+		time.Sleep(20 * time.Millisecond) // mochi's client goroutines end after Close returns
+		if s := logs.String(); s != "" {
+			t.Fatalf("closing the broker with clients connected logged:\n%s", s)
+		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
