@@ -13,6 +13,33 @@ type RefStats struct {
 	Notified  int               // accounts with a message sent or delivered
 	Delivered int               // accounts with a message delivered
 	Accounts  map[string]string // account → status of its latest message, with the reason when nothing went out ("suppressed: landline")
+	reached   map[string]uint8  // account → reachedNotified|reachedDelivered
+}
+
+const (
+	reachedNotified  = 1 << iota // a message was sent or delivered
+	reachedDelivered             // a message was delivered
+)
+
+// Within is st over the accounts keep accepts alone: a grid manager's
+// share of an outage.
+func (st RefStats) Within(keep func(account string) bool) RefStats {
+	out := RefStats{Accounts: map[string]string{}, reached: map[string]uint8{}}
+	for acct, status := range st.Accounts {
+		if !keep(acct) {
+			continue
+		}
+		out.Accounts[acct] = status
+		f := st.reached[acct]
+		out.reached[acct] = f
+		if f&reachedNotified != 0 {
+			out.Notified++
+		}
+		if f&reachedDelivered != 0 {
+			out.Delivered++
+		}
+	}
+	return out
 }
 
 // statusRank orders statuses from most to least useful to a customer; an
@@ -91,13 +118,15 @@ func (o *Outbox) StatsOf(ctx context.Context, refs []string) (RefStats, error) {
 	if err := rows.Err(); err != nil {
 		return RefStats{}, fmt.Errorf("cannot read sms stats of %s: %w", ref, err)
 	}
-	st := RefStats{Accounts: make(map[string]string, len(accts))}
+	st := RefStats{Accounts: make(map[string]string, len(accts)), reached: make(map[string]uint8, len(accts))}
 	for acct, a := range accts {
 		if a.notified {
 			st.Notified++
+			st.reached[acct] |= reachedNotified
 		}
 		if a.delivered {
 			st.Delivered++
+			st.reached[acct] |= reachedDelivered
 		}
 		st.Accounts[acct] = describe(a.status, a.reason)
 	}

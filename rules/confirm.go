@@ -28,7 +28,7 @@ func (e *Engine) ConfirmWithReason(ctx context.Context, id, by, reason string) e
 			return fmt.Errorf("cannot confirm outage %s: %w", id, ErrNotFound)
 		}
 		r := e.outages[o]
-		if dark := e.view(r).Counts.Dark; dark > 0 && reason == "" {
+		if dark := e.view(r, nil).Counts.Dark; dark > 0 && reason == "" {
 			return &StillDarkError{Outage: r.ID, Dark: dark}
 		}
 		r.ConfirmReason = reason

@@ -67,8 +67,16 @@ type outage struct {
 
 func (r *outage) live() bool { return r.Status == statusActive || r.Status == statusScheduled }
 
-// closedView is what a closed record shows: its counts and areas.
+// closedView is what a closed record shows: its counts and areas, and
+// each grid's for that grid's managers.
 type closedView struct {
+	Counts Counts              `json:"counts"`
+	Areas  []string            `json:"areas"`
+	Grids  map[string]gridView `json:"grids,omitempty"`
+}
+
+// gridView is one grid's share of an outage.
+type gridView struct {
 	Counts Counts   `json:"counts"`
 	Areas  []string `json:"areas"`
 }
@@ -349,13 +357,27 @@ func (e *Engine) closedBack(r *outage) {
 	if old == nil || r.Status == statusMerged {
 		return
 	}
-	c := e.count(r).Counts
-	if c.Affected != old.Counts.Affected || c.Restored <= old.Counts.Restored {
+	c := e.count(r, old.Grids != nil)
+	if !improve(&old.Counts, c.Counts) {
 		return
 	}
-	old.Counts.Dark = max(0, old.Counts.Dark-(c.Restored-old.Counts.Restored))
-	old.Counts.Restored = c.Restored
+	for g, gv := range old.Grids {
+		if now, ok := c.Grids[g]; ok && improve(&gv.Counts, now.Counts) {
+			old.Grids[g] = gv
+		}
+	}
 	e.touch(r)
+}
+
+// improve moves the kept counts old by the customers restored since, and
+// reports whether there were any.
+func improve(old *Counts, now Counts) bool {
+	if now.Affected != old.Affected || now.Restored <= old.Restored {
+		return false
+	}
+	old.Dark = max(0, old.Dark-(now.Restored-old.Restored))
+	old.Restored = now.Restored
+	return true
 }
 
 // amiRestored sets an AMI record's restoration time when the last meter

@@ -80,7 +80,7 @@ func (e *Engine) Outages(status string) []Outage {
 		if r.Status == statusMerged || r.Status == "" || (status != "" && r.Status != status) {
 			continue
 		}
-		out = append(out, e.view(r))
+		out = append(out, e.view(r, nil))
 	}
 	return out
 }
@@ -94,23 +94,24 @@ func (e *Engine) Outage(id string) (Outage, bool) {
 	if !ok {
 		return Outage{}, false
 	}
-	return e.view(e.outages[o]), true
+	return e.view(e.outages[o], nil), true
 }
 
-// view renders r. Lock: e.mu held (read).
-func (e *Engine) view(r *outage) Outage {
+// view renders r as seen from grids (nil: the whole record; see
+// scope.go). Lock: e.mu held (read).
+func (e *Engine) view(r *outage, grids []string) Outage {
 	v := Outage{ID: r.ID, Kind: r.Kind, Source: r.Source, Status: r.Status, Start: r.Start, ETR: r.ETR,
 		Aliases: r.Aliases, Cause: r.Cause, ConfirmedBy: r.ConfirmedBy, ConfirmedAt: r.ConfirmedAt, ConfirmReason: r.ConfirmReason,
 		Feeders: append([]string{}, r.Feeders...)}
 	if r.Status == statusRestored {
 		v.RestoredAt = r.RestoredAt
 	}
-	if c := r.Closed; c != nil && !r.live() {
-		v.Counts, v.Areas = c.Counts, append([]string{}, c.Areas...)
-	} else {
-		c := e.count(r)
-		v.Counts, v.Areas = c.Counts, c.Areas
+	c := r.Closed
+	if c == nil || r.live() {
+		fresh := e.count(r, grids != nil)
+		c = &fresh
 	}
+	v.Counts, v.Areas = c.in(grids)
 	v.NeedsAttention = r.ConfirmedBy != "" && v.Counts.Dark > 0
 	return v
 }
@@ -123,50 +124,86 @@ func (e *Engine) freeze(r *outage) {
 	case r.live():
 		r.Closed = nil
 	case r.Closed == nil && r.Status != statusMerged:
-		c := e.count(r)
+		c := e.count(r, true)
 		r.Closed = &c
 	}
 }
 
-// count works out r's counts and areas from the meters it holds now.
-// Lock: e.mu held (read).
-func (e *Engine) count(r *outage) closedView {
+// count works out r's counts and areas from the meters it holds now, and
+// with byGrid also each grid's (scope.go). Lock: e.mu held (read).
+func (e *Engine) count(r *outage, byGrid bool) closedView {
 	// Counts are per customer, like notify's: an account is restored once
 	// all its meters in the outage are, and dark while any one is. A meter
 	// not in the registry counts as a customer of its own.
 	v := closedView{Areas: []string{}}
-	verdicts := map[string]string{}
-	areas := map[int32]bool{} // in v.Areas
+	all := newTally()
+	grids := map[string]*tally{}
 	for _, i := range r.members {
 		m := &e.meters[i]
 		if m.outage != r.idx {
 			continue
 		}
-		if m.area >= 0 && !areas[m.area] {
-			areas[m.area] = true
-			v.Areas = append(v.Areas, e.areas[m.area].name)
-		}
 		key := m.id
 		if m.known {
 			key = m.account
 		}
-		verdicts[key] = worse(verdicts[key], e.meterVerdict(r, i))
+		vd := e.meterVerdict(r, i)
+		all.add(e, m, key, vd)
+		if byGrid && m.known {
+			g := grids[e.gridOf(m)]
+			if g == nil {
+				g = newTally()
+				grids[e.gridOf(m)] = g
+			}
+			g.add(e, m, key, vd)
+		}
 	}
+	v.Counts, v.Areas = all.counts(), all.areaNames
 	for _, a := range r.Areas {
-		if ai, ok := e.areaIdx[a]; !ok || !areas[ai] {
+		if ai, ok := e.areaIdx[a]; !ok || !all.areas[ai] {
 			v.Areas = append(v.Areas, a)
 		}
 	}
-	v.Counts.Affected = len(verdicts)
-	for _, vd := range verdicts {
-		switch vd {
-		case "restored":
-			v.Counts.Restored++
-		case "dark":
-			v.Counts.Dark++
+	if byGrid {
+		v.Grids = make(map[string]gridView, len(grids))
+		for g, t := range grids {
+			v.Grids[g] = gridView{Counts: t.counts(), Areas: t.areaNames}
 		}
 	}
 	return v
+}
+
+// tally gathers one scope's customers' verdicts and areas.
+type tally struct {
+	verdicts  map[string]string
+	areas     map[int32]bool // in areaNames
+	areaNames []string
+}
+
+func newTally() *tally {
+	return &tally{verdicts: map[string]string{}, areas: map[int32]bool{}, areaNames: []string{}}
+}
+
+// add counts meter m of customer key with verdict vd. Lock: e.mu held (read).
+func (t *tally) add(e *Engine, m *meterState, key, vd string) {
+	if m.area >= 0 && !t.areas[m.area] {
+		t.areas[m.area] = true
+		t.areaNames = append(t.areaNames, e.areas[m.area].name)
+	}
+	t.verdicts[key] = worse(t.verdicts[key], vd)
+}
+
+func (t *tally) counts() Counts {
+	c := Counts{Affected: len(t.verdicts)}
+	for _, vd := range t.verdicts {
+		switch vd {
+		case "restored":
+			c.Restored++
+		case "dark":
+			c.Dark++
+		}
+	}
+	return c
 }
 
 // verdictRank orders meter verdicts for worse ("" is no verdict yet).
@@ -199,35 +236,7 @@ func (e *Engine) meterVerdict(r *outage, i int32) string {
 // Verification answers which meters of outage id are powered again, still
 // dark (with their last-seen time) and unknown.
 func (e *Engine) Verification(id string) (Verification, bool) {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	o, ok := e.outageIdx[id]
-	if !ok {
-		return Verification{}, false
-	}
-	r := e.outages[o]
-	v := Verification{OutageID: r.ID, Restored: []string{}, Dark: []DarkMeter{}, Unknown: []string{},
-		ReportedOut: append([]string{}, r.ReportedOut...)}
-	for _, i := range r.members {
-		m := &e.meters[i]
-		if m.outage != r.idx {
-			continue
-		}
-		switch e.meterVerdict(r, i) {
-		case "restored":
-			v.Restored = append(v.Restored, m.id)
-		case "dark":
-			d := DarkMeter{Meter: m.id, Account: m.account}
-			if last := max(m.seen, m.since); last > 0 { // a last gasp is the last sign of power
-				t := time.Unix(0, last).UTC()
-				d.LastSeen = &t
-			}
-			v.Dark = append(v.Dark, d)
-		default:
-			v.Unknown = append(v.Unknown, m.id)
-		}
-	}
-	return v, true
+	return e.VerificationIn(id, nil)
 }
 
 // Customers lists every customer affected by outage id, in grid grid ("" =

@@ -52,18 +52,18 @@ func (s *Server) confirm(w http.ResponseWriter, r *http.Request) {
 	if !s.audit(w, r, AuditConfirm, o.ID, detail) {
 		return
 	}
-	o, _ = s.deps.Outages.Outage(o.ID)
-	writeJSON(w, 200, s.withCounts(r.Context(), o))
+	o, _ = s.deps.Outages.OutageIn(o.ID, principalOf(r).scope())
+	writeJSON(w, 200, s.withCounts(r.Context(), o, principalOf(r)))
 }
 
-// outageList is Outages(status), where status "attention" lists the
+// outageList is OutagesIn(status, grids), where status "attention" lists the
 // outages confirmed while customers were dark that still have some.
-func (s *Server) outageList(status string) []rules.Outage {
+func (s *Server) outageList(status string, grids []string) []rules.Outage {
 	if status != "attention" {
-		return s.deps.Outages.Outages(status)
+		return s.deps.Outages.OutagesIn(status, grids)
 	}
 	out := []rules.Outage{}
-	for _, o := range s.deps.Outages.Outages("") {
+	for _, o := range s.deps.Outages.OutagesIn("", grids) {
 		if o.NeedsAttention {
 			out = append(out, o)
 		}

@@ -26,11 +26,12 @@ import (
 )
 
 // Outages is what the API reads from the rules engine.
+// Views take the grids the caller may see (nil: all; scope.go).
 type Outages interface {
-	Outages(status string) []rules.Outage
-	Outage(id string) (rules.Outage, bool)
+	OutagesIn(status string, grids []string) []rules.Outage
+	OutageIn(id string, grids []string) (rules.Outage, bool)
 	Customers(id, grid string) ([]rules.AffectedCustomer, bool)
-	Verification(id string) (rules.Verification, bool)
+	VerificationIn(id string, grids []string) (rules.Verification, bool)
 	ConfirmWithReason(ctx context.Context, id, by, reason string) error
 }
 
@@ -40,8 +41,10 @@ type Deliveries interface {
 }
 
 // Quality is what the API reads from the contacts registry.
+// Account tells a manager's customers from others'.
 type Quality interface {
 	Quality(grid string) contacts.Report
+	Account(acct string) (contacts.Account, bool)
 }
 
 // Deps are the parts the server shows. Any handler may be nil when that
@@ -189,9 +192,11 @@ func (s *Server) stats(ctx context.Context, o rules.Outage) (notify.RefStats, bo
 	return st, true
 }
 
-// withCounts fills the notify side of an outage's counts.
-func (s *Server) withCounts(ctx context.Context, o rules.Outage) rules.Outage {
+// withCounts fills the notify side of an outage's counts, over p's
+// customers alone.
+func (s *Server) withCounts(ctx context.Context, o rules.Outage, p principal) rules.Outage {
 	if st, ok := s.stats(ctx, o); ok {
+		st = s.within(st, p)
 		o.Counts.Notified, o.Counts.Delivered = st.Notified, st.Delivered
 	}
 	return o
@@ -202,9 +207,10 @@ func (s *Server) listOutages(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"outages": []rules.Outage{}})
 		return
 	}
-	list := s.outageList(r.URL.Query().Get("status"))
+	p := principalOf(r)
+	list := s.outageList(r.URL.Query().Get("status"), p.scope())
 	for i := range list {
-		list[i] = s.withCounts(r.Context(), list[i])
+		list[i] = s.withCounts(r.Context(), list[i], p)
 	}
 	if list == nil {
 		list = []rules.Outage{}
@@ -217,15 +223,17 @@ func (s *Server) getOutage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, 200, s.withCounts(r.Context(), o))
+	writeJSON(w, 200, s.withCounts(r.Context(), o, principalOf(r)))
 }
 
+// outage is the outage the path names, as the caller may see it: 404 when
+// there is none, or none of the caller's customers are in it.
 func (s *Server) outage(w http.ResponseWriter, r *http.Request) (rules.Outage, bool) {
 	if s.deps.Outages == nil {
 		writeError(w, http.StatusNotFound, "no such outage")
 		return rules.Outage{}, false
 	}
-	o, ok := s.deps.Outages.Outage(r.PathValue("id"))
+	o, ok := s.deps.Outages.OutageIn(r.PathValue("id"), principalOf(r).scope())
 	if !ok {
 		writeError(w, http.StatusNotFound, "no such outage: "+r.PathValue("id"))
 	}
@@ -279,7 +287,7 @@ func (s *Server) verification(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such outage")
 		return
 	}
-	v, ok := s.deps.Outages.Verification(r.PathValue("id"))
+	v, ok := s.deps.Outages.VerificationIn(r.PathValue("id"), principalOf(r).scope())
 	if !ok {
 		writeError(w, http.StatusNotFound, "no such outage: "+r.PathValue("id"))
 		return

@@ -16,7 +16,7 @@ import (
 	"github.com/gridbell/gridbell/internal/store/storetest"
 )
 
-const csv = `account,meter,area,grid,manager,phone
+const contactsCSV = `account,meter,area,grid,manager,phone
 0100000001,330000000001,TA-1,G01,Wang,13812345601
 0100000002,330000000002,TA-2,G02,Sun,无
 `
@@ -27,7 +27,7 @@ func registry(t *testing.T) *contacts.Registry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reg.Import(context.Background(), strings.NewReader(csv), nil); err != nil {
+	if _, err := reg.Import(context.Background(), strings.NewReader(contactsCSV), nil); err != nil {
 		t.Fatal(err)
 	}
 	return reg
