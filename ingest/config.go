@@ -63,6 +63,19 @@ type Limits struct {
 	MaxFuture     time.Duration `yaml:"max_future"`      // default 24h
 	LateAfter     time.Duration `yaml:"late_after"`      // older events are accepted and marked late
 	DeadLetterRaw int           `yaml:"dead_letter_raw"` // raw bytes kept per dead letter
+	// MaxPast rejects any event time older than this: a year-old reading
+	// or a 1970 outage start is a broken clock, not news.
+	MaxPast time.Duration `yaml:"max_past"`
+	// MaxAhead bounds the times an OMS or billing event announces: a planned
+	// start, an ETR, a disconnection or a due date further ahead is not
+	// plausible (an ETR of 9999-12-31 would be told to customers).
+	MaxAhead time.Duration `yaml:"max_ahead"`
+	// Per OMS event: the scope lists and the cause's length in characters.
+	// One event naming 20,000 areas is an attack or a bug, not an outage.
+	MaxAreas   int `yaml:"max_areas"`
+	MaxFeeders int `yaml:"max_feeders"`
+	MaxMeters  int `yaml:"max_meters"`
+	MaxCause   int `yaml:"max_cause"`
 }
 
 // Defaults fills zero values with gridbell's defaults.
@@ -172,4 +185,31 @@ func (l *Limits) Defaults() {
 	if l.DeadLetterRaw == 0 {
 		l.DeadLetterRaw = 64 << 10
 	}
+	if l.MaxPast == 0 {
+		l.MaxPast = 365 * 24 * time.Hour
+	}
+	if l.MaxAhead == 0 {
+		l.MaxAhead = 90 * 24 * time.Hour
+	}
+	if l.MaxAreas == 0 {
+		l.MaxAreas = 2000
+	}
+	if l.MaxFeeders == 0 {
+		l.MaxFeeders = 500
+	}
+	if l.MaxMeters == 0 {
+		l.MaxMeters = 10000
+	}
+	if l.MaxCause == 0 {
+		l.MaxCause = 200
+	}
+}
+
+// Validate checks l without network I/O.
+func (l Limits) Validate() error {
+	if l.MaxPayload < 0 || l.MaxFuture < 0 || l.LateAfter < 0 || l.DeadLetterRaw < 0 || l.MaxPast < 0 || l.MaxAhead < 0 ||
+		l.MaxAreas < 0 || l.MaxFeeders < 0 || l.MaxMeters < 0 || l.MaxCause < 0 {
+		return errors.New("ingest limits must not be negative")
+	}
+	return nil
 }

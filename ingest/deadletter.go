@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,21 +32,27 @@ var migrations = map[string][]string{
 	"sqlite": {`CREATE TABLE ingest_dead_letters (
 		id INTEGER PRIMARY KEY AUTOINCREMENT,
 		source TEXT NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
-		raw BLOB NOT NULL, size INTEGER NOT NULL, received_at INTEGER NOT NULL)`},
+		raw BLOB NOT NULL, size INTEGER NOT NULL, received_at INTEGER NOT NULL)`,
+		`ALTER TABLE ingest_dead_letters ADD COLUMN elements INTEGER NOT NULL DEFAULT 1`},
 	"postgres": {`CREATE TABLE ingest_dead_letters (
 		id BIGSERIAL PRIMARY KEY,
 		source TEXT NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
-		raw BYTEA NOT NULL, size INTEGER NOT NULL, received_at BIGINT NOT NULL)`},
+		raw BYTEA NOT NULL, size INTEGER NOT NULL, received_at BIGINT NOT NULL)`,
+		`ALTER TABLE ingest_dead_letters ADD COLUMN elements INTEGER NOT NULL DEFAULT 1`},
 }
 
 // DeadLetter is one rejected message kept for inspection and replay.
 type DeadLetter struct {
-	ID         int64     `json:"id"`
-	Source     string    `json:"source"` // mqtt, kafka, http
-	Topic      string    `json:"topic"`  // MQTT topic, Kafka topic or HTTP path
-	Reason     string    `json:"reason"` // "<Reason constant>: detail"
-	Raw        []byte    `json:"raw"`    // cut to Limits.DeadLetterRaw
-	Size       int       `json:"size"`   // original size; > len(Raw) when cut
+	ID     int64  `json:"id"`
+	Source string `json:"source"` // mqtt, kafka, http
+	Topic  string `json:"topic"`  // MQTT topic, Kafka topic or HTTP path
+	Reason string `json:"reason"` // "<Reason constant>: detail"
+	Raw    []byte `json:"raw"`    // cut to Limits.DeadLetterRaw
+	Size   int    `json:"size"`   // original size; > len(Raw) when cut
+	// Elements is how many elements of the message were rejected. The
+	// letter keeps them all in Raw (a JSON array when more than one), not
+	// the message's good ones, which were handed on.
+	Elements   int       `json:"elements"`
 	ReceivedAt time.Time `json:"received_at"`
 }
 
@@ -96,6 +104,12 @@ func (d *DeadLetters) SetRoutes(r Routes) {
 
 // Put keeps one rejected message, its raw bytes cut to Limits.DeadLetterRaw.
 func (d *DeadLetters) Put(ctx context.Context, source, topic, reason string, raw []byte) error {
+	return d.put(ctx, source, topic, reason, raw, 1)
+}
+
+// put keeps one dead letter of n rejected elements: one INSERT, however
+// many elements a message had.
+func (d *DeadLetters) put(ctx context.Context, source, topic, reason string, raw []byte, n int) error {
 	size := len(raw)
 	if len(raw) > d.lim.DeadLetterRaw {
 		raw = raw[:d.lim.DeadLetterRaw]
@@ -103,8 +117,8 @@ func (d *DeadLetters) Put(ctx context.Context, source, topic, reason string, raw
 	if raw == nil {
 		raw = []byte{}
 	}
-	_, err := d.db.ExecContext(ctx, `INSERT INTO ingest_dead_letters (source, topic, reason, raw, size, received_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, source, topic, reason, raw, size, time.Now().UnixMilli())
+	_, err := d.db.ExecContext(ctx, `INSERT INTO ingest_dead_letters (source, topic, reason, raw, size, elements, received_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, source, topic, reason, raw, size, n, time.Now().UnixMilli())
 	if err != nil {
 		return fmt.Errorf("cannot store dead letter: %w", err)
 	}
@@ -116,7 +130,7 @@ func (d *DeadLetters) List(ctx context.Context, limit int) ([]DeadLetter, error)
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := d.db.QueryContext(ctx, `SELECT id, source, topic, reason, raw, size, received_at
+	rows, err := d.db.QueryContext(ctx, `SELECT id, source, topic, reason, raw, size, elements, received_at
 		FROM ingest_dead_letters ORDER BY id LIMIT $1`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list dead letters: %w", err)
@@ -126,7 +140,7 @@ func (d *DeadLetters) List(ctx context.Context, limit int) ([]DeadLetter, error)
 	for rows.Next() {
 		var l DeadLetter
 		var ms int64
-		if err := rows.Scan(&l.ID, &l.Source, &l.Topic, &l.Reason, &l.Raw, &l.Size, &ms); err != nil {
+		if err := rows.Scan(&l.ID, &l.Source, &l.Topic, &l.Reason, &l.Raw, &l.Size, &l.Elements, &ms); err != nil {
 			return nil, fmt.Errorf("cannot read dead letter: %w", err)
 		}
 		l.ReceivedAt = time.UnixMilli(ms)
@@ -245,25 +259,65 @@ func (c acceptCounts) add(evs []event.Event) {
 	}
 }
 
-// keep counts and stores every rejection carried by err. A plain error (not a
-// *DecodeError) is kept as one rejection of raw with reason bad_json.
+// keep counts every rejection carried by err and keeps the message's
+// rejected part as one dead letter. A plain error (not a *DecodeError) is
+// one rejection of raw with reason bad_json. However many elements of a
+// batch were bad, it is one row: their reasons summed up and their bytes
+// together in one JSON array, which replays as a batch.
 func (r rejecter) keep(ctx context.Context, topic string, raw []byte, err error) error {
 	rejs := Rejections(err)
 	if rejs == nil {
 		rejs = []Rejection{{Index: -1, Reason: ReasonBadJSON, Detail: err.Error(), Raw: raw}}
 	}
+	byReason := map[string]int{}
 	for _, rj := range rejs {
-		rejectedCounter(r.source, rj.Reason).Inc()
-		if r.dl == nil {
-			continue
-		}
-		reason := rj.Reason + ": " + rj.Detail
-		if rj.Index >= 0 {
-			reason = fmt.Sprintf("%s: element %d: %s", rj.Reason, rj.Index, rj.Detail)
-		}
-		if err := r.dl.Put(ctx, r.source, topic, reason, rj.Raw); err != nil {
-			return err
-		}
+		byReason[rj.Reason]++
 	}
-	return nil
+	for reason, n := range byReason {
+		rejectedCounter(r.source, reason).Add(uint64(n))
+	}
+	if r.dl == nil {
+		return nil
+	}
+	return r.dl.put(ctx, r.source, topic, letterReason(rejs, byReason), letterRaw(rejs), len(rejs))
+}
+
+// letterReason is "<reason>: <detail>" for one rejection; for several,
+// "<first reason>: 3 elements rejected (bad_field 2, future 1); first: …".
+func letterReason(rejs []Rejection, byReason map[string]int) string {
+	first := rejs[0]
+	detail := first.Detail
+	if first.Index >= 0 {
+		detail = fmt.Sprintf("element %d: %s", first.Index, first.Detail)
+	}
+	if len(rejs) == 1 {
+		return first.Reason + ": " + detail
+	}
+	reasons := make([]string, 0, len(byReason))
+	for reason, n := range byReason {
+		reasons = append(reasons, fmt.Sprintf("%s %d", reason, n))
+	}
+	slices.Sort(reasons)
+	return fmt.Sprintf("%s: %d elements rejected (%s); first: %s", first.Reason, len(rejs), strings.Join(reasons, ", "), detail)
+}
+
+// letterRaw is the rejected bytes: the one element or payload, or a JSON
+// array of the rejected elements.
+func letterRaw(rejs []Rejection) []byte {
+	if len(rejs) == 1 {
+		return rejs[0].Raw
+	}
+	n := 1
+	for _, rj := range rejs {
+		n += len(rj.Raw) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, rj := range rejs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, rj.Raw...)
+	}
+	return append(b, ']')
 }

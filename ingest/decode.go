@@ -15,13 +15,15 @@ import (
 // gridbell_ingest_rejected_total and the reason kept with a dead letter, so
 // the set is small and fixed; Rejection.Detail says what exactly was wrong.
 const (
-	ReasonTooLarge = "too_large"     // payload over Limits.MaxPayload
-	ReasonBadJSON  = "bad_json"      // not JSON, or not the object/array expected
-	ReasonBadTopic = "bad_topic"     // an MQTT topic that is none of the four forms
-	ReasonMissing  = "missing_field" // a required field is absent, null or empty
-	ReasonBadField = "bad_field"     // wrong type, unknown enum value, out of range
-	ReasonBadTime  = "bad_time"      // a time that is not RFC 3339
-	ReasonFuture   = "future"        // event time more than Limits.MaxFuture ahead
+	ReasonTooLarge  = "too_large"     // payload over Limits.MaxPayload
+	ReasonBadJSON   = "bad_json"      // not JSON, or not the object/array expected
+	ReasonBadTopic  = "bad_topic"     // an MQTT topic that is none of the four forms
+	ReasonMissing   = "missing_field" // a required field is absent, null or empty
+	ReasonBadField  = "bad_field"     // wrong type, unknown enum value, out of range
+	ReasonBadTime   = "bad_time"      // a time that is not RFC 3339
+	ReasonFuture    = "future"        // event time more than Limits.MaxFuture ahead, or a planned time beyond Limits.MaxAhead
+	ReasonPast      = "past"          // a time older than Limits.MaxPast
+	ReasonOverLimit = "over_limit"    // a list or text longer than its limit (Limits.MaxAreas, MaxCause…)
 )
 
 // Rejection is one rejected message, or one rejected element of an array.
@@ -63,8 +65,16 @@ func Rejections(err error) []Rejection {
 	return nil
 }
 
+// maxDetail bounds a rejection's detail, which quotes the sender's values:
+// a 1 MB "type" must not become a 1 MB log line and dead-letter reason.
+const maxDetail = 300
+
 func reject(idx int, reason, format string, args ...any) *Rejection {
-	return &Rejection{Index: idx, Reason: reason, Detail: fmt.Sprintf(format, args...)}
+	d := fmt.Sprintf(format, args...)
+	if len(d) > maxDetail {
+		d = strings.ToValidUTF8(d[:maxDetail], "") + "…"
+	}
+	return &Rejection{Index: idx, Reason: reason, Detail: d}
 }
 
 func wholeError(reason string, raw []byte, format string, args ...any) error {

@@ -16,8 +16,9 @@ import (
 // (CONTRACT §2). Authentication is the caller's job.
 //
 // Answers: 202 {"accepted":n} once every event is stored; 400
-// {"accepted":n,"rejected":[{"index","reason","detail"}]} when some elements
-// were rejected (the valid ones are stored all the same, and resending the
+// {"accepted":n,"rejected":[{"index","reason","detail"}],"rejected_count":m}
+// when some elements were rejected (the first 100 listed; the valid ones are
+// stored all the same, and resending the
 // whole array is harmless); 413 for a body over the size limit; 503 when the
 // store could not take the events (retry later).
 type HTTP struct {
@@ -45,9 +46,16 @@ type decodeFunc func(payload []byte, now time.Time, lim Limits) ([]event.Event, 
 
 type httpAnswer struct {
 	Accepted int         `json:"accepted"`
-	Rejected []Rejection `json:"rejected,omitempty"`
-	Error    string      `json:"error,omitempty"`
+	Rejected []Rejection `json:"rejected,omitempty"` // the first maxAnswerRejections
+	// RejectedCount is how many elements were rejected in all.
+	RejectedCount int    `json:"rejected_count,omitempty"`
+	Error         string `json:"error,omitempty"`
 }
+
+// maxAnswerRejections bounds the rejections listed in an answer: 20,000
+// bad elements in a 40 KB body must not make a 2 MB answer. All of them
+// are in the dead letter.
+const maxAnswerRejections = 100
 
 func (x *HTTP) endpoint(topic string, decode decodeFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -66,7 +74,8 @@ func (x *HTTP) endpoint(topic string, decode decodeFunc) http.Handler {
 		for i := range evs {
 			evs[i].Source = SourceHTTP
 		}
-		a := httpAnswer{Accepted: len(evs), Rejected: Rejections(derr)}
+		rejs := Rejections(derr)
+		a := httpAnswer{Accepted: len(evs), Rejected: rejs[:min(len(rejs), maxAnswerRejections)], RejectedCount: len(rejs)}
 		if derr != nil {
 			if err := x.rejects.keep(r.Context(), topic, body, derr); err != nil {
 				x.log.Error().Err(err).Str("path", topic).Msg("cannot keep rejected http events")

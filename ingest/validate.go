@@ -2,7 +2,10 @@ package ingest
 
 import (
 	"slices"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gridbell/gridbell/internal/event"
 )
@@ -59,6 +62,8 @@ type rawBilling struct {
 const (
 	maxVoltage = 1000.0
 	maxCurrent = 100000.0
+	maxKWh     = 1e10 // a register far beyond any meter's digits
+	maxMoney   = 1e9  // CNY: balances, amounts
 )
 
 // validator checks decoded wire objects against the limits at time now.
@@ -80,11 +85,15 @@ func (v *validator) eventTime(idx int, field, s string) (t time.Time, late bool,
 	if t.After(v.now.Add(v.lim.MaxFuture)) {
 		return t, false, reject(idx, ReasonFuture, "field %s %s is more than %s in the future", field, s, v.lim.MaxFuture)
 	}
+	if t.Before(v.now.Add(-v.lim.MaxPast)) {
+		return t, false, reject(idx, ReasonPast, "field %s %s is more than %s in the past", field, s, v.lim.MaxPast)
+	}
 	return t, t.Before(v.now.Add(-v.lim.LateAfter)), nil
 }
 
-// optTime parses an optional RFC 3339 time; "" is absent.
-func optTime(idx int, field, s string) (*time.Time, *Rejection) {
+// optTime parses an optional RFC 3339 time that may lie ahead (a planned
+// start, an ETR, a disconnection) up to Limits.MaxAhead; "" is absent.
+func (v *validator) optTime(idx int, field, s string) (*time.Time, *Rejection) {
 	if s == "" {
 		return nil, nil
 	}
@@ -92,7 +101,22 @@ func optTime(idx int, field, s string) (*time.Time, *Rejection) {
 	if err != nil {
 		return nil, reject(idx, ReasonBadTime, "field %s %q is not an RFC 3339 time", field, s)
 	}
+	if rej := v.plausible(idx, field, s, t); rej != nil {
+		return nil, rej
+	}
 	return &t, nil
+}
+
+// plausible rejects t unless it lies within Limits.MaxPast before now and
+// Limits.MaxAhead after.
+func (v *validator) plausible(idx int, field, s string, t time.Time) *Rejection {
+	if t.After(v.now.Add(v.lim.MaxAhead)) {
+		return reject(idx, ReasonFuture, "field %s %s is more than %s ahead (ingest.max_ahead)", field, s, v.lim.MaxAhead)
+	}
+	if t.Before(v.now.Add(-v.lim.MaxPast)) {
+		return reject(idx, ReasonPast, "field %s %s is more than %s in the past (ingest.max_past)", field, s, v.lim.MaxPast)
+	}
+	return nil
 }
 
 // The values each enumerated field takes (CONTRACT §1, §2).
@@ -122,7 +146,22 @@ func checkID(idx int, field, id string) *Rejection {
 	if len(id) > maxIDLen {
 		return reject(idx, ReasonBadField, "field %s is longer than %d bytes", field, maxIDLen)
 	}
+	if hasControl(id) {
+		return reject(idx, ReasonBadField, "field %s %q has control characters", field, id)
+	}
 	return nil
+}
+
+// hasControl reports whether s has an ASCII control character (a newline
+// in an id splits log lines and CSV rows) or a Unicode replacement
+// character (what invalid UTF-8 was decoded as).
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return true
+		}
+	}
+	return strings.ContainsRune(s, utf8.RuneError)
 }
 
 // reading checks a reading; topicMeter is "" on the batch topic.
@@ -142,6 +181,10 @@ func (v *validator) reading(r *rawReading, idx int, conc, topicMeter string) (ev
 		return event.Event{}, reject(idx, ReasonMissing, "field kwh is required")
 	case *r.KWh < 0:
 		return event.Event{}, reject(idx, ReasonBadField, "kwh %g is negative: it is the cumulative import register", *r.KWh)
+	case *r.KWh > maxKWh:
+		return event.Event{}, reject(idx, ReasonBadField, "kwh %g is over %g", *r.KWh, maxKWh)
+	case r.Balance != nil && (*r.Balance > maxMoney || *r.Balance < -maxMoney):
+		return event.Event{}, reject(idx, ReasonBadField, "balance %g is outside ±%g", *r.Balance, maxMoney)
 	case r.Voltage != nil && (*r.Voltage < 0 || *r.Voltage > maxVoltage):
 		return event.Event{}, reject(idx, ReasonBadField, "voltage %g V is outside 0..%g V", *r.Voltage, maxVoltage)
 	case r.Current != nil && (*r.Current < 0 || *r.Current > maxCurrent):
@@ -207,27 +250,65 @@ func (v *validator) outage(r *rawOutage, idx int) (event.Event, *Rejection) {
 	if rej != nil {
 		return event.Event{}, rej
 	}
-	start, rej := optTime(idx, "start", r.Start)
+	start, rej := v.optTime(idx, "start", r.Start)
 	if rej != nil {
 		return event.Event{}, rej
 	}
-	etr, rej := optTime(idx, "etr", r.ETR)
+	etr, rej := v.optTime(idx, "etr", r.ETR)
 	if rej != nil {
 		return event.Event{}, rej
 	}
-	for _, list := range [][]string{r.Areas, r.Feeders, r.Meters} {
-		for _, id := range list {
-			if id == "" || len(id) > maxIDLen {
-				return event.Event{}, reject(idx, ReasonBadField, "scope ids must be 1..%d bytes, got %q", maxIDLen, id)
-			}
-		}
+	if start != nil && etr != nil && etr.Before(*start) {
+		return event.Event{}, reject(idx, ReasonBadTime, "etr %s is before start %s", r.ETR, r.Start)
+	}
+	if rej := v.scope(idx, r); rej != nil {
+		return event.Event{}, rej
+	}
+	cause := cleanText(r.Cause)
+	if n := utf8.RuneCountInString(cause); n > v.lim.MaxCause {
+		return event.Event{}, reject(idx, ReasonOverLimit, "cause has %d characters, over the limit of %d (ingest.max_cause)", n, v.lim.MaxCause)
 	}
 	return event.Event{
 		Outage: &event.OMSOutage{OutageID: r.OutageID, Kind: r.Kind, Status: r.Status,
 			Areas: r.Areas, Feeders: r.Feeders, Meters: r.Meters,
-			Start: start, ETR: etr, Cause: r.Cause, UpdatedAt: upd},
+			Start: start, ETR: etr, Cause: cause, UpdatedAt: upd},
 		Received: v.now, Late: late,
 	}, nil
+}
+
+// scope checks an OMS event's areas, feeders and meters: each list within
+// its limit, each id 1..maxIDLen bytes without control characters.
+func (v *validator) scope(idx int, r *rawOutage) *Rejection {
+	for _, l := range []struct {
+		field string
+		ids   []string
+		max   int
+	}{{"areas", r.Areas, v.lim.MaxAreas}, {"feeders", r.Feeders, v.lim.MaxFeeders}, {"meters", r.Meters, v.lim.MaxMeters}} {
+		if len(l.ids) > l.max {
+			return reject(idx, ReasonOverLimit, "%s lists %d ids, over the limit of %d (ingest.max_%s)", l.field, len(l.ids), l.max, l.field)
+		}
+		for _, id := range l.ids {
+			if id == "" || len(id) > maxIDLen || hasControl(id) {
+				return reject(idx, ReasonBadField, "%s ids must be 1..%d bytes without control characters, got %q", l.field, maxIDLen, id)
+			}
+		}
+	}
+	return nil
+}
+
+// cleanText folds runs of white space (newlines, tabs) to one space and
+// drops other control characters: a cause is told in one line of an SMS.
+func cleanText(s string) string {
+	if s == "" {
+		return s
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 func (v *validator) billing(r *rawBilling, idx int) (event.Event, *Rejection) {
@@ -238,17 +319,26 @@ func (v *validator) billing(r *rawBilling, idx int) (event.Event, *Rejection) {
 	if rej != nil {
 		return event.Event{}, rej
 	}
-	disc, rej := optTime(idx, "disconnect_at", r.DisconnectAt)
+	disc, rej := v.optTime(idx, "disconnect_at", r.DisconnectAt)
 	if rej != nil {
 		return event.Event{}, rej
 	}
 	if r.Due != "" {
-		if _, err := time.Parse(time.DateOnly, r.Due); err != nil {
+		due, err := time.Parse(time.DateOnly, r.Due)
+		if err != nil {
 			return event.Event{}, reject(idx, ReasonBadTime, "field due %q is not a YYYY-MM-DD date", r.Due)
 		}
+		if rej := v.plausible(idx, "due", r.Due, due); rej != nil {
+			return event.Event{}, rej
+		}
 	}
-	if r.Amount != nil && *r.Amount < 0 {
+	switch {
+	case r.Amount != nil && *r.Amount < 0:
 		return event.Event{}, reject(idx, ReasonBadField, "amount %g is negative", *r.Amount)
+	case r.Amount != nil && *r.Amount > maxMoney:
+		return event.Event{}, reject(idx, ReasonBadField, "amount %g is over %g", *r.Amount, maxMoney)
+	case r.Balance != nil && (*r.Balance > maxMoney || *r.Balance < -maxMoney):
+		return event.Event{}, reject(idx, ReasonBadField, "balance %g is outside ±%g", *r.Balance, maxMoney)
 	}
 	if rej := checkEnum(idx, "type", r.Type, billingTypes); rej != nil {
 		return event.Event{}, rej

@@ -97,7 +97,9 @@ func (e *Engine) omsScope(r *outage, o *event.OMSOutage) []int32 {
 	for _, a := range r.Areas {
 		ar := &e.areas[e.area(a)]
 		counted := ar.rec >= 0 && (e.outages[ar.rec].live() || e.outages[ar.rec].Status == statusMerged)
-		if !counted && o.Status != event.StatusScheduled {
+		// An area no customer lives in (a typo, or made up) is no sign of a
+		// storm: 2,000 of them in one event must not switch storm mode on.
+		if !counted && o.Status != event.StatusScheduled && len(ar.meters) > 0 {
 			e.stormHits = append(e.stormHits, now) // an area newly out, as the OMS says
 		}
 		ar.rec = r.idx

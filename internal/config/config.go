@@ -98,7 +98,7 @@ func (c *Config) Defaults() {
 // Validate checks the whole configuration without network I/O.
 func (c *Config) Validate() error {
 	for _, v := range []func() error{
-		c.Store.Validate, c.MQTT.Validate, c.Kafka.Validate, c.Influx.Validate,
+		c.Store.Validate, c.MQTT.Validate, c.Kafka.Validate, c.Influx.Validate, c.Ingest.Validate,
 		c.SMS.Validate, c.Rules.Validate, c.QuietHours.Validate,
 		func() error { return httpapi.Validate(c.HTTP, c.Auth) },
 	} {
