@@ -64,7 +64,30 @@ type Engine struct {
 	lag        *metrics.Gauge
 	maxLag     *metrics.Gauge
 
-	mu         sync.RWMutex
+	mu    sync.RWMutex
+	state // guarded by mu; replaced whole by load
+
+	// reloading is set while memory may disagree with the store (a commit
+	// failed) until a load succeeds; the writer applies no input meanwhile.
+	reloading atomic.Bool
+	health    health
+
+	// per batch; written by the writer only
+	firstDue      int64 // earliest momentary decision taken in the batch; 0 = none
+	out           []event.Intent
+	batchKeys     map[string]struct{}
+	touched       map[int32]struct{}
+	dirtyMeters   []int32
+	dirtyOutages  []int32
+	dirtyLedger   map[int32]struct{} // records whose ledger changed
+	dirtyAccounts []string
+	dirtyDigests  []string
+}
+
+// state is everything the rules rebuild from the store. A reload builds a
+// new one and swaps it in only when whole, so the rules never act on a
+// partial state.
+type state struct {
 	meters     []meterState
 	meterIdx   map[string]int32
 	areas      []areaState
@@ -87,17 +110,6 @@ type Engine struct {
 	dirGen     uint64  // directory generation the cached registry facts come from
 	sweepAt    int     // next meter the last-seen sweep looks at; -1 = no sweep running
 	nextSweep  int64   // when the next last-seen sweep starts (clock, Unix ns)
-
-	// per batch; written by the writer only
-	firstDue      int64 // earliest momentary decision taken in the batch; 0 = none
-	out           []event.Intent
-	batchKeys     map[string]struct{}
-	touched       map[int32]struct{}
-	dirtyMeters   []int32
-	dirtyOutages  []int32
-	dirtyLedger   map[int32]struct{} // records whose ledger changed
-	dirtyAccounts []string
-	dirtyDigests  []string
 }
 
 // New migrates the rules' tables and loads their state, so a restart
@@ -119,6 +131,7 @@ func New(cfg Config, db *store.DB, dir Directory, sink IntentSink, clk clock.Clo
 	}
 	e.gens, _ = dir.(generationer)
 	e.stormGauge.Set(0)
+	e.health.init()
 	ctx := context.Background()
 	if err := db.Migrate(ctx, "rules", migrations); err != nil {
 		return nil, err
@@ -129,7 +142,8 @@ func New(cfg Config, db *store.DB, dir Directory, sink IntentSink, clk clock.Clo
 	return e, nil
 }
 
-// reset empties the in-memory state. Lock: e.mu held.
+// reset empties the in-memory state. Only loadState calls it, on a state
+// not yet shared.
 func (e *Engine) reset() {
 	e.meters, e.meterIdx = nil, map[string]int32{}
 	e.gridNames, e.classNames = []string{""}, []string{""}
@@ -278,9 +292,14 @@ func (e *Engine) drain() {
 }
 
 // process applies a batch and commits it in one transaction. If the
-// commit fails, memory is reloaded from the store, so state and store
-// never disagree, and every caller gets the error.
+// commit fails, every caller gets the error and the engine reloads its
+// state from the store before it applies anything more (see reload), so
+// state and store never disagree.
 func (e *Engine) process(batch []*request) {
+	if e.reloading.Load() && !e.reload() {
+		e.refuse(batch)
+		return
+	}
 	ctx := context.Background()
 	began := time.Now()
 	e.mu.Lock()
@@ -304,13 +323,9 @@ func (e *Engine) process(batch []*request) {
 
 	err := e.commit(ctx, w, intents)
 	if err != nil {
-		e.log.Error().Err(err).Int("events", n).Msg("cannot commit rules batch; reloading state from the store")
-		e.mu.Lock()
-		if lerr := e.load(ctx); lerr != nil {
-			e.log.Error().Err(lerr).Msg("cannot reload rules state")
-		}
-		e.mu.Unlock()
+		e.commitFailed(err, n)
 	} else {
+		e.health.committed()
 		e.eventsC.Add(uint64(n))
 		e.intentsC.Add(uint64(len(intents)))
 		e.batchesC.Inc()

@@ -268,9 +268,23 @@ func upsertSQL(postgres bool, table string, cols []string, keys, rows int) strin
 	return b.String()
 }
 
-// load replaces the in-memory state with what the store holds.
-// Lock: e.mu held (or e not yet shared).
+// load replaces the in-memory state with what the store holds: it builds
+// a new state and swaps it in only when whole. Writer only (or e not yet
+// shared); it takes e.mu for the swap.
 func (e *Engine) load(ctx context.Context) error {
+	f := &Engine{cfg: e.cfg, db: e.db, dir: e.dir, gens: e.gens, sink: e.sink, clk: e.clk, log: e.log}
+	if err := f.loadState(ctx); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.state = f.state
+	e.mu.Unlock()
+	e.resetBatch()
+	return nil
+}
+
+// loadState fills e's state from the store. e is not shared yet.
+func (e *Engine) loadState(ctx context.Context) error {
 	e.reset()
 	if e.gens != nil {
 		e.dirGen = e.gens.Generation() // before the first lookup: a later swap is seen
