@@ -46,6 +46,7 @@ type App struct {
 	Kafka    *ingest.Kafka // nil when Kafka is off
 	HTTP     *httpapi.Server
 
+	health     *healthProbe
 	components []component
 	closers    []func() error // run in reverse by close
 }
@@ -71,6 +72,10 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	a.closers = append(a.closers, a.DB.Close)
+	if a.health, err = newHealthProbe(ctx, a.DB, cfg.DataDir, logging.Component(a.log, "health")); err != nil {
+		return err
+	}
+	a.components = append(a.components, component{"health", a.health.Run})
 	if err := a.openContacts(ctx); err != nil {
 		return err
 	}
@@ -191,9 +196,17 @@ func (a *App) buildHTTP(ctx context.Context) error {
 }
 
 // Ready reports nil once the store is open, contacts are loaded, MQTT
-// subscriptions are acknowledged and, with Kafka, the group has joined.
+// subscriptions are acknowledged and, with Kafka, the group has joined; and
+// then while the store commits, the disk under data_dir has room and the
+// rules are not reloading their state. Otherwise it says why.
 func (a *App) Ready() error {
 	// The store is open and the contacts are loaded once New has returned.
+	if err := a.health.Err(); err != nil {
+		return err
+	}
+	if err := a.Rules.Ready(); err != nil {
+		return err
+	}
 	switch {
 	case !a.MQTT.Ready():
 		return errors.New("mqtt subscriptions not acknowledged")
