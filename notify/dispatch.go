@@ -201,7 +201,9 @@ func (o *Outbox) deliver(ctx context.Context, c claimed) outcome {
 			return outcome{claimed: c, err: err}
 		}
 	}
-	res, err := o.sender.Send(ctx, c.Message)
+	m := c.Message
+	m.Attempts = c.attempts
+	res, err := o.sender.Send(ctx, m)
 	return outcome{claimed: c, res: res, err: err}
 }
 
@@ -345,17 +347,25 @@ func (o *Outbox) recordOne(ctx context.Context, tx execer, r outcome, now time.T
 	case errors.As(r.err, &throttle):
 		o.pauseFor(throttle.RetryAfter)
 		due := now.Add(retryDelay(1, throttle.RetryAfter))
+		o.retries.note(retryThrottle, r, throttle.RetryAfter)
 		_, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, due_at = $3, updated_at = $4 WHERE id = $5`,
 			StatusQueued, "throttled by provider", due.UnixNano(), now.UnixNano(), r.ID)
 		return "retried", nil, err
 	}
 	attempts := r.attempts + 1
+	class, wait := retryTransient, retryDelay(attempts, 0)
+	if unknownOutcome(r.err) {
+		// Give the provider time to finish what it may be creating: the
+		// retry looks the message up first (Message.Attempts).
+		class, wait = retryUnknown, max(wait, o.cfg.Twilio.Timeout)
+	}
+	o.retries.note(class, r, wait)
 	if attempts >= o.cfg.MaxAttempts {
 		_, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, attempts = $3, updated_at = $4 WHERE id = $5`,
 			StatusRejected, fmt.Sprintf("gave up after %d attempts: %v", attempts, r.err), attempts, now.UnixNano(), r.ID)
 		return StatusRejected, nil, err
 	}
-	due := now.Add(retryDelay(attempts, 0))
+	due := now.Add(wait)
 	_, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, attempts = $3, due_at = $4, updated_at = $5
 		WHERE id = $6`, StatusQueued, truncate("retry: "+r.err.Error(), 200), attempts, due.UnixNano(), now.UnixNano(), r.ID)
 	return "retried", nil, err

@@ -116,8 +116,9 @@ type Outbox struct {
 	mu          sync.Mutex // guards pausedUntil
 	pausedUntil time.Time  // a provider throttle pauses every claim
 
-	depth  *metrics.Gauge
-	errLog logging.Throttle // dispatch errors, once per 10 s
+	depth   *metrics.Gauge
+	errLog  logging.Throttle // dispatch errors, once per 10 s
+	retries *retryLog
 }
 
 // NewOutbox migrates the notify tables, loads and validates the templates
@@ -144,6 +145,7 @@ func NewOutbox(cfg Config, qh QuietHours, db *store.DB, dir Directory, sender Se
 		instance: defaultInstance(),
 		lease:    claimLease,
 		errLog:   logging.Throttle{Period: 10 * time.Second},
+		retries:  newRetryLog(log),
 		depth:    metrics.Default.Gauge("gridbell_sms_queue_depth", "SMS intents and messages not yet sent (pending, queued, held, sending)."),
 	}
 	if cfg.Sender == "twilio" && cfg.Twilio.Rate > 0 {

@@ -22,6 +22,10 @@ type Message struct {
 	Ref      string
 	Body     string
 	QueuedAt time.Time
+	// Attempts counts earlier sends that did not end in a clean refusal (a
+	// timeout, a broken connection, a 5xx): the provider may hold the
+	// message already, and a sender that can look it up does so first.
+	Attempts int
 }
 
 // Result is what a Sender reports for an accepted message.
@@ -60,6 +64,20 @@ type ThrottleError struct {
 func (e *ThrottleError) Error() string {
 	return fmt.Sprintf("sms provider throttled (status %d), retry after %s", e.Status, e.RetryAfter)
 }
+
+// UnknownOutcomeError is a send whose request reached the provider but
+// whose answer never came (a timeout, a broken connection): the message may
+// or may not exist there. It is retried, and the retry first looks the
+// message up, so a slow provider does not double messages.
+type UnknownOutcomeError struct {
+	Err error
+}
+
+func (e *UnknownOutcomeError) Error() string {
+	return fmt.Sprintf("sms outcome unknown (no answer from the provider): %v", e.Err)
+}
+
+func (e *UnknownOutcomeError) Unwrap() error { return e.Err }
 
 // Twilio error codes that carry a verdict on the number.
 const (

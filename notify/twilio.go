@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -56,15 +57,22 @@ func NewTwilioSender(cfg TwilioConfig, log zerolog.Logger) (*TwilioSender, error
 		creds: twclient.NewCredentials(cfg.AccountSID, cfg.AuthToken.Reveal())}, nil
 }
 
-// Send creates one message.
+// Send creates one message. A message tried before whose outcome is not
+// known (m.Attempts > 0: a timeout, a broken connection, a 5xx) is first
+// looked up at Twilio: if Twilio holds it, that is the result, and it is
+// not sent twice.
 func (s *TwilioSender) Send(ctx context.Context, m Message) (Result, error) {
-	call := &callTransport{ctx: ctx, base: s.base, rt: s.rt}
-	c := &twclient.Client{Credentials: s.creds, HTTPClient: &http.Client{
-		Transport:     call,
-		Timeout:       s.cfg.Timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
-	c.SetAccountSid(s.cfg.AccountSID)
+	if m.Attempts > 0 {
+		res, found, err := s.lookup(ctx, m)
+		if err != nil {
+			return Result{}, err
+		}
+		if found {
+			s.log.Info().Str("message", m.ID).Str("sid", res.ProviderID).Msg("twilio already holds a message whose send timed out; not sending it again")
+			return res, nil
+		}
+	}
+	c, call := s.client(ctx)
 	p := &twapi.CreateMessageParams{}
 	p.SetTo(m.To)
 	p.SetBody(m.Body)
@@ -86,6 +94,54 @@ func (s *TwilioSender) Send(ctx context.Context, m Message) (Result, error) {
 	return Result{ProviderID: *msg.Sid, SentAt: time.Now()}, nil
 }
 
+// client builds one call's twilio-go client; see TwilioSender.
+func (s *TwilioSender) client(ctx context.Context) (*twclient.Client, *callTransport) {
+	call := &callTransport{ctx: ctx, base: s.base, rt: s.rt}
+	c := &twclient.Client{Credentials: s.creds, HTTPClient: &http.Client{
+		Transport:     call,
+		Timeout:       s.cfg.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+	c.SetAccountSid(s.cfg.AccountSID)
+	return c, call
+}
+
+// lookupDepth is how many of a phone's latest messages a lookup reads.
+const lookupDepth = 100
+
+// lookup asks Twilio whether it holds m already: a message to m.To with
+// m.Body created since m was queued (Twilio keeps no idempotency key).
+// Twilio lists a phone's messages newest first.
+func (s *TwilioSender) lookup(ctx context.Context, m Message) (Result, bool, error) {
+	c, call := s.client(ctx)
+	p := &twapi.ListMessageParams{}
+	p.SetTo(m.To)
+	p.SetPageSize(lookupDepth)
+	p.SetLimit(lookupDepth)
+	msgs, err := twapi.NewApiServiceWithClient(c).ListMessage(p)
+	if err != nil {
+		return Result{}, false, fmt.Errorf("cannot look message %s up at twilio before sending it again: %w", m.ID, classify(err, call))
+	}
+	since := m.QueuedAt.Add(-time.Minute) // clocks differ
+	for _, r := range msgs {
+		if r.Sid == nil || r.Body == nil || *r.Body != m.Body {
+			continue
+		}
+		var created time.Time
+		if r.DateCreated != nil {
+			created, _ = time.Parse(time.RFC1123Z, *r.DateCreated)
+		}
+		if !created.IsZero() && created.Before(since) {
+			continue
+		}
+		if created.IsZero() {
+			created = time.Now()
+		}
+		return Result{ProviderID: *r.Sid, SentAt: created}, true, nil
+	}
+	return Result{}, false, nil
+}
+
 // classify types a twilio-go error: throttles, permanent refusals (with
 // what they say of the number) and transient failures.
 func classify(err error, call *callTransport) error {
@@ -99,6 +155,9 @@ func classify(err error, call *callTransport) error {
 		return &ThrottleError{Status: status, RetryAfter: max(retryAfter, time.Second)}
 	case status >= 500 && retryAfter > 0:
 		return &ThrottleError{Status: status, RetryAfter: retryAfter}
+	case status == 0 && call.wroteRequest():
+		// Twilio may have created the message: only a lookup can tell.
+		return &UnknownOutcomeError{Err: err}
 	case status >= 500 || status == 0:
 		return fmt.Errorf("cannot reach twilio (status %d): %w", status, err)
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
@@ -116,13 +175,21 @@ type callTransport struct {
 	base *url.URL
 	rt   http.RoundTripper
 
-	mu         sync.Mutex // guards status, retryAfter
+	mu         sync.Mutex // guards status, retryAfter, wrote
 	status     int
 	retryAfter time.Duration
+	wrote      bool // the request reached the network whole
 }
 
 func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	r := req.Clone(t.ctx)
+	ctx := httptrace.WithClientTrace(t.ctx, &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+		if i.Err == nil {
+			t.mu.Lock()
+			t.wrote = true
+			t.mu.Unlock()
+		}
+	}})
+	r := req.Clone(ctx)
 	r.URL.Scheme = t.base.Scheme
 	r.URL.Host = t.base.Host
 	r.URL.Path = strings.TrimSuffix(t.base.Path, "/") + req.URL.Path
@@ -144,6 +211,12 @@ func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body = io.NopCloser(bytes.NewReader(b))
 	}
 	return resp, nil
+}
+
+func (t *callTransport) wroteRequest() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.wrote
 }
 
 func (t *callTransport) result() (int, time.Duration) {

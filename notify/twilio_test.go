@@ -89,7 +89,8 @@ func TestTwilioErrors(t *testing.T) {
 		}},
 		{"500", twiliotest.ServerError, transient},
 		{"502 html", twiliotest.Fault{Status: 502}, transient},
-		{"slow answer", slow, transient},
+		{"slow answer", slow, unknownOutcome},
+		{"connection broken after the request", twiliotest.Fault{Hangup: true}, unknownOutcome},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,6 +106,96 @@ func TestTwilioErrors(t *testing.T) {
 	s2, _ := NewTwilioSender(bad, zerolog.Nop())
 	if _, err := s2.Send(context.Background(), Message{ID: "m", To: "+8613812345678", Body: "x"}); !transient(err) {
 		t.Errorf("bad credentials: %T %v, want transient", err, err)
+	}
+}
+
+// TestTwilioLookupBeforeResend: a send that timed out reached Twilio (the
+// test server creates the message and answers late). The retry looks it up
+// and takes Twilio's message instead of sending a second one; a message
+// Twilio does not hold is sent.
+func TestTwilioLookupBeforeResend(t *testing.T) {
+	srv := twiliotest.New(testSID, testToken)
+	defer srv.Close()
+	cfg := twilioConfig(srv.URL)
+	cfg.Timeout = 200 * time.Millisecond
+	s, err := NewTwilioSender(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := Message{ID: "m1", To: "+8613812345678", Body: "停电通知", QueuedAt: time.Now()}
+	srv.FailNext(1, twiliotest.Fault{Delay: 500 * time.Millisecond})
+	if _, err := s.Send(context.Background(), m); !unknownOutcome(err) {
+		t.Fatalf("slow send: %v, want an unknown outcome", err)
+	}
+	time.Sleep(400 * time.Millisecond) // the slow answer is written
+	m.Attempts = 1
+	res, err := s.Send(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := srv.Received()
+	if len(got) != 1 || res.ProviderID != got[0].SID {
+		t.Errorf("after the lookup Twilio holds %d messages (result %s), want 1 (%+v)", len(got), res.ProviderID, got)
+	}
+	other := Message{ID: "m2", To: "+8613812345678", Body: "复电通知", QueuedAt: time.Now(), Attempts: 1}
+	if _, err := s.Send(context.Background(), other); err != nil || srv.Count() != 2 || srv.Lookups() != 2 {
+		t.Errorf("a retried message Twilio does not hold: err %v, %d messages after %d lookups; want sent, 2, 2", err, srv.Count(), srv.Lookups())
+	}
+}
+
+// TestTwilioSlowSendsOnce runs the dispatcher against a Twilio that answers
+// its first sends after sms.twilio.timeout, or breaks the connection: every
+// message goes out once, and the unknown outcomes are counted.
+func TestTwilioSlowSendsOnce(t *testing.T) {
+	const n = 40
+	srv := twiliotest.New(testSID, testToken)
+	defer srv.Close()
+	srv.FailNext(5, twiliotest.Fault{Delay: 400 * time.Millisecond})
+	srv.FailNext(5, twiliotest.Fault{Hangup: true})
+	db := storetest.Open(t, "sqlite")
+	cfg := crashConfig(srv.URL)
+	cfg.Workers = 4
+	cfg.Twilio.Timeout = 150 * time.Millisecond
+	snd, err := NewSender(cfg, t.TempDir(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := NewOutbox(cfg, QuietHours{}, db, loadRegistry(t, db, n), snd, clock.Real{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Enqueue(context.Background(), nil, loadIntents(n, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	unknown := o.retries.classes[retryUnknown].n
+	before := unknown.Value()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- o.Run(ctx) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		var left int
+		db.QueryRow(`SELECT COUNT(*) FROM notify_messages WHERE status <> 'sent'`).Scan(&left)
+		if left == 0 && srv.Count() >= n {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, m := range srv.Received() {
+		seen[m.To]++
+	}
+	dup := srv.Count() - len(seen)
+	t.Logf("%d messages, %d phones, %d unknown outcomes, %d lookups", srv.Count(), len(seen), unknown.Value()-before, srv.Lookups())
+	if len(seen) != n || dup != 0 {
+		t.Errorf("Twilio holds %d messages to %d phones, want %d once each", srv.Count(), len(seen), n)
+	}
+	if got := unknown.Value() - before; got != 10 {
+		t.Errorf("unknown outcomes counted %d, want 10", got)
 	}
 }
 

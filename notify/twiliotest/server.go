@@ -1,9 +1,13 @@
 // Package twiliotest is a test server that behaves like Twilio's Messages
-// API (POST /2010-04-01/Accounts/{sid}/Messages.json) on an httptest.Server:
-// it checks Basic auth, the form fields and E.164 numbers the way Twilio
-// does, answers Twilio-shaped JSON, records what it received, and can
-// inject Twilio's errors, throttling and slow answers. It also signs
-// webhook requests the way Twilio does.
+// API on an httptest.Server: it creates messages (POST
+// /2010-04-01/Accounts/{sid}/Messages.json), lists them newest first with
+// the To filter (GET on the same path) and fetches one (GET
+// .../Messages/{sid}.json). It checks Basic auth, the form fields and E.164
+// numbers the way Twilio does, answers Twilio-shaped JSON, records what it
+// received, and can inject Twilio's errors, throttling, slow answers and
+// broken connections. Like Twilio, a message whose answer is slow or never
+// arrives is created all the same. It also signs webhook requests the way
+// Twilio does.
 package twiliotest
 
 import (
@@ -31,13 +35,16 @@ type Received struct {
 }
 
 // Fault is an injected answer: an HTTP status with a Twilio error code, an
-// optional Retry-After, and an optional delay before answering.
+// optional Retry-After, and an optional delay before answering. A Fault
+// without a Status creates the message and then answers late (Delay) or
+// breaks the connection without answering (Hangup).
 type Fault struct {
 	Status     int
 	Code       int
 	Message    string
 	RetryAfter string
 	Delay      time.Duration
+	Hangup     bool
 }
 
 // Twilio's errors that notify handles.
@@ -58,6 +65,7 @@ type Server struct {
 	received []Received
 	byTo     map[string]Fault
 	next     []Fault
+	lookups  int
 }
 
 // New starts a server for one account.
@@ -90,6 +98,13 @@ func (s *Server) Received() []Received {
 	return append([]Received(nil), s.received...)
 }
 
+// Lookups returns how many list and fetch requests were answered.
+func (s *Server) Lookups() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lookups
+}
+
 // Count returns how many messages were accepted.
 func (s *Server) Count() int {
 	s.mu.Lock()
@@ -100,19 +115,78 @@ func (s *Server) Count() int {
 var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	want := "/2010-04-01/Accounts/" + s.AccountSID + "/Messages.json"
-	if r.URL.Path != want {
-		writeError(w, Fault{Status: 404, Code: 20404, Message: "The requested resource " + r.URL.Path + " was not found"})
-		return
-	}
-	if r.Method != http.MethodPost {
+	list := "/2010-04-01/Accounts/" + s.AccountSID + "/Messages.json"
+	one := strings.TrimSuffix(list, ".json") + "/"
+	switch {
+	case r.URL.Path == list && r.Method == http.MethodPost, r.URL.Path == list && r.Method == http.MethodGet,
+		strings.HasPrefix(r.URL.Path, one) && strings.HasSuffix(r.URL.Path, ".json") && r.Method == http.MethodGet:
+	case r.URL.Path == list || strings.HasPrefix(r.URL.Path, one):
 		writeError(w, Fault{Status: 405, Code: 20004, Message: "Method not allowed"})
+		return
+	default:
+		writeError(w, Fault{Status: 404, Code: 20404, Message: "The requested resource " + r.URL.Path + " was not found"})
 		return
 	}
 	if u, p, ok := r.BasicAuth(); !ok || u != s.AccountSID || p != s.AuthToken {
 		writeError(w, Fault{Status: 401, Code: 20003, Message: "Authenticate"})
 		return
 	}
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == list:
+		s.list(w, r)
+	case r.Method == http.MethodGet:
+		s.fetch(w, strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, one), ".json"))
+	default:
+		s.create(w, r)
+	}
+}
+
+// list answers a page of messages, newest first, filtered by To.
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	to := r.URL.Query().Get("To")
+	size, _ := strconv.Atoi(r.URL.Query().Get("PageSize"))
+	if size <= 0 || size > 1000 {
+		size = 50
+	}
+	s.mu.Lock()
+	s.lookups++
+	var page []map[string]any
+	for i := len(s.received) - 1; i >= 0 && len(page) < size; i-- {
+		if m := s.received[i]; to == "" || m.To == to {
+			page = append(page, messageJSON(s.AccountSID, m))
+		}
+	}
+	s.mu.Unlock()
+	if page == nil {
+		page = []map[string]any{}
+	}
+	uri := r.URL.RequestURI()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"messages": page, "page": 0, "page_size": size, "start": 0,
+		"end": max(len(page)-1, 0), "uri": uri, "first_page_uri": uri, "next_page_uri": nil, "previous_page_uri": nil})
+}
+
+// fetch answers one message by its sid.
+func (s *Server) fetch(w http.ResponseWriter, sid string) {
+	s.mu.Lock()
+	s.lookups++
+	var found *Received
+	for i := range s.received {
+		if s.received[i].SID == sid {
+			m := s.received[i]
+			found = &m
+		}
+	}
+	s.mu.Unlock()
+	if found == nil {
+		writeError(w, Fault{Status: 404, Code: 20404, Message: "The requested resource was not found"})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(messageJSON(s.AccountSID, *found))
+}
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
 		writeError(w, Fault{Status: 400, Code: 20001, Message: "Bad form"})
 		return
@@ -120,10 +194,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	m := Received{To: r.PostForm.Get("To"), From: r.PostForm.Get("From"), Body: r.PostForm.Get("Body"),
 		MessagingServiceSID: r.PostForm.Get("MessagingServiceSid"), StatusCallback: r.PostForm.Get("StatusCallback")}
 	f, faulty := s.fault(m.To)
-	if f.Delay > 0 {
-		time.Sleep(f.Delay)
-	}
 	if faulty {
+		time.Sleep(f.Delay)
 		writeError(w, f)
 		return
 	}
@@ -135,6 +207,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.received = append(s.received, m)
 	s.mu.Unlock()
+	// Created: what follows only delays or loses the answer.
+	time.Sleep(f.Delay)
+	if f.Hangup {
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+			return
+		}
+	}
 	writeMessage(w, s.AccountSID, m)
 }
 
@@ -149,7 +229,7 @@ func (s *Server) fault(to string) (Fault, bool) {
 		return f, f.Status != 0
 	}
 	f, ok := s.byTo[to]
-	return f, ok
+	return f, ok && f.Status != 0
 }
 
 // validate checks fields the way Twilio does.
@@ -190,20 +270,24 @@ func writeError(w http.ResponseWriter, f Fault) {
 }
 
 func writeMessage(w http.ResponseWriter, account string, m Received) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	json.NewEncoder(w).Encode(messageJSON(account, m))
+}
+
+func messageJSON(account string, m Received) map[string]any {
 	now := m.At.UTC().Format(time.RFC1123Z)
 	var svc any
 	if m.MessagingServiceSID != "" {
 		svc = m.MessagingServiceSID
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusCreated)
-	json.NewEncoder(w).Encode(map[string]any{
+	return map[string]any{
 		"sid": m.SID, "account_sid": account, "to": m.To, "from": m.From, "messaging_service_sid": svc,
 		"body": m.Body, "status": "queued", "num_segments": "1", "num_media": "0", "direction": "outbound-api",
 		"api_version": "2010-04-01", "price": nil, "price_unit": "USD", "error_code": nil, "error_message": nil,
 		"date_created": now, "date_updated": now, "date_sent": nil,
 		"uri": "/2010-04-01/Accounts/" + account + "/Messages/" + m.SID + ".json",
-	})
+	}
 }
 
 func newSID() string {
