@@ -116,9 +116,9 @@ func (e *Engine) reload() bool {
 	err := e.load(context.Background())
 	if err == nil {
 		e.reloading.Store(false)
-		h.mu.Lock()
-		h.loadErr = nil
-		h.mu.Unlock()
+		// Whether the store writes again is the next commit's to say (and
+		// the app's store probe's): a batch of plain readings commits nothing.
+		h.set(nil, nil)
 		h.reloads.Inc()
 		h.gauge.Set(0)
 		e.log.Warn().Int("attempts", h.tries).Dur("down", time.Since(h.down)).Msg("rules state reloaded from the store; applying input again")
