@@ -50,7 +50,8 @@ type Summary struct {
 	Unchanged int           `json:"unchanged"` // meters already known with the same row as before
 	Retired   int           `json:"retired"`   // meters missing from this file
 	Accounts  int           `json:"accounts"`  // active accounts after the import
-	Took      time.Duration `json:"took"`
+	Took      time.Duration `json:"-"`
+	Seconds   float64       `json:"took_seconds"` // Took, for JSON readers
 	Report    Report        `json:"report"` // quality of the imported file
 }
 
@@ -187,6 +188,7 @@ func (r *Registry) Import(ctx context.Context, src io.Reader, rejects io.Writer)
 		return Summary{}, err
 	}
 	sum.Took = time.Since(start)
+	sum.Seconds = sum.Took.Seconds()
 	importRows("imported").Add(uint64(sum.Imported))
 	importRows("rejected").Add(uint64(sum.Rejected))
 	r.log.Info().Int("rows", sum.Rows).Int("rejected", sum.Rejected).Int("added", sum.Added).

@@ -91,12 +91,18 @@ func New(cfg Config, auth AuthConfig, deps Deps, log zerolog.Logger) *Server {
 
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
+	return guard(s.proxies, s.mux())
+}
+
+// mux registers the routes.
+func (s *Server) mux() *routeMux {
+	mux := newRouteMux()
 	a := s.auth
 	read := []string{RoleAdmin, RoleDispatcher, RoleManager}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /metrics", s.metrics)
+	mux.HandleFunc("GET /api/v1/openapi.json", serveOpenAPI)
 	s.workspaceRoutes(mux)
 	mux.Handle("GET /api/v1/outages", a.require(http.HandlerFunc(s.listOutages), read...))
 	mux.Handle("GET /api/v1/outages/{id}", a.require(http.HandlerFunc(s.getOutage), read...))
@@ -124,7 +130,7 @@ func (s *Server) Handler() http.Handler {
 	if s.deps.TwilioInbound != nil {
 		mux.Handle("POST /twilio/inbound", readFor(hook, s.cfg.WriteTimeout, s.deps.TwilioInbound))
 	}
-	return guard(s.proxies, mux)
+	return mux
 }
 
 // Run serves until ctx is done, then shuts down gracefully.

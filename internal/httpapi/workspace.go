@@ -4,7 +4,7 @@ import "net/http"
 
 // workspaceRoutes adds the operators' workspace: the page, logins and the
 // audit log.
-func (s *Server) workspaceRoutes(mux *http.ServeMux) {
+func (s *Server) workspaceRoutes(mux *routeMux) {
 	a := s.auth
 	everyone := []string{RoleAdmin, RoleDispatcher, RoleManager, RoleHotline, RoleIngest}
 	mux.HandleFunc("GET /{$}", servePage)
