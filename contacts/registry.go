@@ -52,7 +52,7 @@ type Summary struct {
 	Accounts  int           `json:"accounts"`  // active accounts after the import
 	Took      time.Duration `json:"-"`
 	Seconds   float64       `json:"took_seconds"` // Took, for JSON readers
-	Report    Report        `json:"report"` // quality of the imported file
+	Report    Report        `json:"report"`       // quality of the imported file
 }
 
 // Open migrates the registry's tables and rebuilds the index from the store.
