@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
@@ -63,6 +64,10 @@ type InfluxSink struct {
 	lines int
 	full  chan struct{} // cap 1: buf reached BatchSize
 
+	failing atomic.Bool // the last write failed: waitRoom does not wait, batches spool to disk
+	roomMu  sync.Mutex
+	roomCh  chan struct{} // closed, and replaced, when a batch leaves the queue
+
 	written, dropped, errors *metrics.Counter
 	spoolBytes               *metrics.Gauge
 	dropThr, errThr          logging.Throttle
@@ -89,7 +94,7 @@ func NewInflux(cfg InfluxConfig, dataDir string, dir Directory, log zerolog.Logg
 	api := client.WriteAPIBlocking(cfg.Org, cfg.Bucket)
 	s := &InfluxSink{cfg: cfg, dir: dir, log: log, spool: sp, close: client.Close,
 		write: func(ctx context.Context, batch string) error { return api.WriteRecord(ctx, batch) },
-		full:  make(chan struct{}, 1),
+		full:  make(chan struct{}, 1), roomCh: make(chan struct{}),
 		written: metrics.Default.Counter("gridbell_influx_points_written_total",
 			"Readings written to InfluxDB (a retried batch counts once)."),
 		dropped: metrics.Default.Counter("gridbell_influx_points_dropped_total",
@@ -111,6 +116,50 @@ func (s *InfluxSink) Write(r event.Reading) {
 		area, _ = s.dir.MeterArea(r.Meter)
 	}
 	s.add(&r, area)
+}
+
+// waitBatches is how many batches may wait in memory (sealed, or being
+// filled) before waitRoom waits: half the spool's memory queue, so the
+// workers that passed it at once still fit there and nothing goes to disk
+// while InfluxDB keeps up.
+const waitBatches = memBatches / 2
+
+// waitRoom returns once fewer than waitBatches batches wait in memory, or
+// at once while InfluxDB is failing (the disk spool takes the readings
+// then: a dead InfluxDB never holds up the notification path). MQTT calls
+// it before handing readings on, so a slow but working InfluxDB slows the
+// intake instead of growing the queue.
+func (s *InfluxSink) waitRoom(ctx context.Context) error {
+	for {
+		s.roomMu.Lock()
+		room := s.roomCh
+		s.roomMu.Unlock()
+		if s.failing.Load() || s.queued() < waitBatches {
+			return nil
+		}
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// queued is how many batches wait in memory, the one being filled counted
+// by its lines.
+func (s *InfluxSink) queued() int {
+	s.mu.Lock()
+	open := (s.lines + s.cfg.BatchSize - 1) / s.cfg.BatchSize
+	s.mu.Unlock()
+	return open + s.spool.memLen()
+}
+
+// freed wakes the waitRoom callers: a batch left the queue.
+func (s *InfluxSink) freed() {
+	s.roomMu.Lock()
+	close(s.roomCh)
+	s.roomCh = make(chan struct{})
+	s.roomMu.Unlock()
 }
 
 // add queues r with its meter's area, already looked up.
@@ -274,6 +323,8 @@ func (s *InfluxSink) send(ctx context.Context) {
 		}
 		err = s.writeBatch(ctx, b.data)
 		for err != nil && ctx.Err() == nil && !permanent(err) {
+			s.failing.Store(true)
+			s.freed() // waitRoom callers go on: the disk takes their readings
 			s.errors.Inc()
 			if ok, n := s.errThr.Allow(); ok {
 				s.log.Warn().Err(err).Int("suppressed", n).Int64("spooled_bytes", s.spool.bytes()).
@@ -288,10 +339,12 @@ func (s *InfluxSink) send(ctx context.Context) {
 			return // the batch stays queued for the next run
 		}
 		wait = time.Second
+		s.failing.Store(false)
 		s.settle(bytes.Count(b.data, []byte{'\n'}), err)
 		if err := s.spool.remove(b); err != nil {
 			s.log.Error().Err(err).Msg("cannot remove written batch from the spool")
 		}
+		s.freed()
 		s.spoolBytes.Set(float64(s.spool.bytes()))
 	}
 }

@@ -28,12 +28,16 @@ type mqttClient interface {
 // subscription, and paho's automatic ack turned off. A message is
 // acknowledged only after its events were handed to the Handler and its
 // rejections kept as dead letters; a message not acknowledged is delivered
-// again by the broker on the next connection. paho runs each message's
-// callback on its own goroutine (order does not matter: rules are
-// idempotent and order-insensitive), so the network loop never waits for
-// the store; MaxInflight workers handle messages, so at most that many are
-// handled at once, and the callbacks waiting for a worker are bounded by the
-// broker's QoS 1 in-flight window, since unacknowledged messages hold it.
+// again by the broker on the next connection.
+//
+// Flow control: paho hands messages over one at a time on its network
+// goroutine (ordered), and at most MaxInflight messages are taken and not
+// yet acknowledged (the in-flight window). When the window is full the
+// hand-over waits, paho stops reading the connection, and the broker holds
+// what follows: a slow store, rules engine or InfluxDB slows the intake
+// instead of piling readings up in memory. A few long-lived workers take
+// what waits in the window, up to mqttBatchEvents events, decode it and hand
+// it on in one Handler call: one rules request for many one-reading messages.
 type MQTT struct {
 	cfg  MQTTConfig
 	lim  Limits
@@ -43,7 +47,8 @@ type MQTT struct {
 	dir  Directory
 	log  zerolog.Logger
 
-	work     chan paho.Message // unbuffered: taken by one of MaxInflight workers
+	work     chan paho.Message // taken from paho, not yet handled; cap MaxInflight
+	window   chan struct{}     // a token per message taken and not yet acknowledged; cap MaxInflight
 	ready    atomic.Bool
 	wg       sync.WaitGroup // workers running
 	ctx      atomic.Pointer[context.Context]
@@ -55,6 +60,14 @@ type MQTT struct {
 	unknown  sync.Map         // concentrator → *metrics.Counter of unknown meters
 }
 
+// mqttWorkers decode and hand on messages; while one waits for the
+// Handler's commit, the others decode.
+const mqttWorkers = 4
+
+// mqttBatchEvents bounds the events a worker hands on in one call: about
+// one InfluxDB batch.
+const mqttBatchEvents = 5000
+
 // NewMQTT returns an MQTT input; Run connects it. sink may be nil (Influx
 // off) and dir may be nil (no unknown-meter counts); when set, the sink
 // takes its readings' areas from dir, not from its own. With no brokers
@@ -63,7 +76,8 @@ func NewMQTT(cfg MQTTConfig, lim Limits, h Handler, sink *InfluxSink, dl *DeadLe
 	cfg.Defaults()
 	lim.Defaults()
 	return &MQTT{cfg: cfg, lim: lim, h: h, sink: sink, dl: dl, dir: dir, log: log,
-		work:     make(chan paho.Message),
+		work:     make(chan paho.Message, cfg.MaxInflight),
+		window:   make(chan struct{}, cfg.MaxInflight),
 		rejects:  rejecter{dl: dl, source: SourceMQTT},
 		accepted: newAcceptCounts(SourceMQTT),
 		errThr:   logging.Throttle{Period: 10 * time.Second},
@@ -102,7 +116,7 @@ func (m *MQTT) Run(ctx context.Context) error {
 func (m *MQTT) run(ctx context.Context, c mqttClient) error {
 	hctx, stop := graceful(ctx)
 	defer stop()
-	for range m.cfg.MaxInflight {
+	for range min(mqttWorkers, m.cfg.MaxInflight) {
 		m.wg.Add(1)
 		go m.worker(ctx, hctx)
 	}
@@ -135,7 +149,7 @@ func (m *MQTT) options() (*paho.ClientOptions, error) {
 	opts.SetClientID(m.cfg.ClientID).
 		SetCleanSession(false).
 		SetAutoAckDisabled(true).
-		SetOrderMatters(false).
+		SetOrderMatters(true). // onMessage waits for room in the window: flow control
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).
@@ -201,50 +215,127 @@ func (m *MQTT) onLost(_ paho.Client, err error) {
 	m.log.Warn().Err(err).Msg("mqtt connection lost; reconnecting")
 }
 
-// onMessage runs on a goroutine of its own (order does not matter), so it
-// may wait for a free worker without stalling paho's network loop.
+// onMessage runs on paho's network goroutine (ordered delivery) and waits
+// for room in the window: while it waits, paho reads nothing more and the
+// broker holds the rest. Acknowledgements travel on another goroutine, so a
+// full window drains.
 func (m *MQTT) onMessage(_ paho.Client, msg paho.Message) {
 	ctx := *m.ctx.Load()
 	select {
-	case m.work <- msg:
+	case m.window <- struct{}{}:
+		m.work <- msg // never waits: work has room for the whole window
 	case <-ctx.Done(): // not acknowledged: the broker sends it again
 	}
 }
 
-// worker handles messages until ctx ends. The workers are long-lived, so
-// their stacks have grown to what decoding needs once, not per message. A
-// message in hand when ctx ends is finished under hctx (see graceful).
+// worker handles messages until ctx ends: it takes one, then whatever else
+// waits in the window up to mqttBatchEvents, and hands them on together.
+// The workers are long-lived, so their stacks have grown to what decoding
+// needs once, not per message. Messages in hand when ctx ends are finished
+// under hctx (see graceful).
 func (m *MQTT) worker(ctx, hctx context.Context) {
 	defer m.wg.Done()
+	var b mqttBatch
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case msg := <-m.work:
-			if m.process(hctx, msg.Topic(), msg.Payload()) == nil {
+			b.msgs = append(b.msgs, msg)
+		}
+		m.fill(&b)
+		if m.handle(hctx, &b) == nil {
+			for _, msg := range b.msgs {
 				msg.Ack()
 			}
 		}
+		for range b.msgs {
+			<-m.window
+		}
+		b.reset()
 	}
 }
 
-// process decodes one message, keeps its rejections, hands its events on and
-// copies its readings to Influx. It returns nil once the message may be
-// acknowledged, or ctx's error.
-func (m *MQTT) process(ctx context.Context, topic string, payload []byte) error {
-	evs, err := DecodeMQTT(m.cfg.TopicPrefix, topic, payload, time.Now(), m.lim)
+// mqttBatch is what one worker hands on at once.
+type mqttBatch struct {
+	msgs []paho.Message
+	evs  []event.Event
+	rejs []mqttReject
+}
+
+// mqttReject is a message with rejected content, to keep as dead letters.
+type mqttReject struct {
+	topic   string
+	payload []byte
+	err     error
+}
+
+func (b *mqttBatch) reset() {
+	clear(b.msgs)
+	clear(b.evs)
+	clear(b.rejs)
+	b.msgs, b.evs, b.rejs = b.msgs[:0], b.evs[:0], b.rejs[:0]
+	if cap(b.evs) > 4*mqttBatchEvents {
+		b.evs = nil // one huge payload's: let it go
+	}
+}
+
+// fill decodes b's messages, taking more from the window while it has
+// them and b holds fewer than mqttBatchEvents events.
+func (m *MQTT) fill(b *mqttBatch) {
+	now := time.Now()
+	for i := 0; ; i++ {
+		if i == len(b.msgs) {
+			if len(b.evs) >= mqttBatchEvents {
+				return
+			}
+			select {
+			case msg := <-m.work:
+				b.msgs = append(b.msgs, msg)
+			default:
+				return
+			}
+		}
+		b.decode(m, b.msgs[i].Topic(), b.msgs[i].Payload(), now)
+	}
+}
+
+// decode appends the events of one message to b, and its rejections.
+func (b *mqttBatch) decode(m *MQTT, topic string, payload []byte, now time.Time) {
+	evs, err := DecodeMQTT(m.cfg.TopicPrefix, topic, payload, now, m.lim)
 	if err != nil {
+		b.rejs = append(b.rejs, mqttReject{topic, payload, err})
+	}
+	b.evs = append(b.evs, evs...)
+}
+
+// handle keeps the rejections of b's messages, hands its events on and
+// copies its readings to Influx. It returns nil once b's messages may be
+// acknowledged, or ctx's error.
+func (m *MQTT) handle(ctx context.Context, b *mqttBatch) error {
+	for _, r := range b.rejs {
 		if ok, n := m.rejThr.Allow(); ok {
-			m.log.Warn().Str("topic", topic).Int("suppressed", n).Msg(err.Error())
+			m.log.Warn().Str("topic", r.topic).Int("suppressed", n).Msg(r.err.Error())
 		}
 		if err := retry(ctx, m.log, &m.errThr, "keep dead letter", func() error {
-			return m.rejects.keep(ctx, topic, payload, err)
+			return m.rejects.keep(ctx, r.topic, r.payload, r.err)
 		}); err != nil {
 			return err
 		}
 	}
+	return m.handOn(ctx, b.evs)
+}
+
+// handOn hands evs to the Handler and then copies their readings to
+// Influx, waiting first while the sink is behind a healthy InfluxDB.
+func (m *MQTT) handOn(ctx context.Context, evs []event.Event) error {
 	if len(evs) == 0 {
 		return nil
+	}
+	if m.sink != nil {
+		if err := m.sink.waitRoom(ctx); err != nil {
+			return err
+		}
 	}
 	if err := retry(ctx, m.log, &m.errThr, "hand on mqtt events", func() error {
 		return m.h.Handle(ctx, evs)

@@ -194,3 +194,10 @@ func (s *spool) bytes() int64 {
 	defer s.mu.Unlock()
 	return s.diskBytes
 }
+
+// memLen returns how many batches wait in memory, taken ones included.
+func (s *spool) memLen() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mem)
+}
