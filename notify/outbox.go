@@ -85,6 +85,9 @@ var migrations = []string{
 	// when its lease runs (unix ns) before another instance takes it back.
 	`ALTER TABLE notify_messages ADD COLUMN claimed_by TEXT NOT NULL DEFAULT ''`,
 	`ALTER TABLE notify_messages ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0`,
+	// Twilio webhooks that took effect, by MessageSid (and status), so a
+	// replayed one takes none (CONTRACT §4).
+	`CREATE TABLE notify_webhooks (key TEXT PRIMARY KEY, at BIGINT NOT NULL)`,
 }
 
 // claimLease is how long a claimed message stays with its instance without

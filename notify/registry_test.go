@@ -105,7 +105,7 @@ func TestRegistry(t *testing.T) {
 				t.Errorf("contacts after 21211: %+v", a.Contacts)
 			}
 			// A signed STOP opts the number out in the registry.
-			form := url.Values{"From": {"+8613800000001"}, "Body": {"STOP"}}
+			form := url.Values{"From": {"+8613800000001"}, "Body": {"STOP"}, "MessageSid": {"SM00000000000000000000000000000001"}}
 			inbound := "https://gridbell.example/twilio/inbound"
 			o.cfg.Twilio.InboundURL = inbound
 			if code := post(o.InboundWebhook(nil), "/twilio/inbound", inbound, testToken, form); code != http.StatusOK {

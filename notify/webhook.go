@@ -2,8 +2,11 @@ package notify
 
 import (
 	"context"
+	"crypto/sha1"
 	"database/sql"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/logging"
+	"github.com/gridbell/gridbell/internal/metrics"
 )
 
 // ReportSink takes "still out" replies; the rules engine implements it and
@@ -21,52 +25,109 @@ type ReportSink interface {
 	ReportStillOut(ctx context.Context, phone string, accounts []string) error
 }
 
-// maxWebhookBody bounds what a webhook reads.
+// maxWebhookBody bounds what a webhook reads: Twilio posts well under 4 KiB.
 const maxWebhookBody = 64 << 10
 
-// verified reads r's form body and checks its X-Twilio-Signature against
-// the URL Twilio called (configured, or rebuilt from the request). Without
-// an auth token nothing can be verified, so everything is refused.
-func (o *Outbox) verified(r *http.Request, configured string) (url.Values, bool) {
-	if r.Method != http.MethodPost {
+// verified checks r as one of Twilio's and returns its form; otherwise it
+// answers the refusal itself. The signature header is checked first
+// (present, and base64 of an HMAC-SHA1), so a client without one costs no
+// body read; the body is bounded, then checked against the signature over
+// the URL Twilio called: configured, or rebuilt from the request. The HTTP
+// layer removes X-Forwarded-* unless they come from a trusted proxy
+// (http.trusted_proxies). Without an auth token nothing can be verified,
+// so everything is refused.
+func (o *Outbox) verified(w http.ResponseWriter, r *http.Request, configured string) (url.Values, bool) {
+	refuse := func(code int, msg string) (url.Values, bool) {
+		w.Header().Set("Connection", "close") // never wait for the body of a refused request
+		http.Error(w, msg, code)
 		return nil, false
 	}
 	token := o.cfg.Twilio.AuthToken.Reveal()
 	sig := r.Header.Get("X-Twilio-Signature")
-	if token == "" || sig == "" {
-		return nil, false
+	switch {
+	case r.Method != http.MethodPost:
+		return refuse(http.StatusMethodNotAllowed, "use POST")
+	case token == "":
+		return refuse(http.StatusForbidden, "bad signature: no sms.twilio.auth_token to check it with")
+	case !wellFormedSignature(sig):
+		return refuse(http.StatusForbidden, "bad signature: X-Twilio-Signature missing or malformed")
+	case r.ContentLength > maxWebhookBody:
+		return refuse(http.StatusRequestEntityTooLarge, "body too large")
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxWebhookBody))
-	if err != nil {
-		return nil, false
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return refuse(http.StatusRequestEntityTooLarge, "body too large")
+	case err != nil:
+		return refuse(http.StatusBadRequest, "cannot read body")
 	}
 	u := configured
 	if u == "" {
 		u = requestURL(r)
 	}
-	v := twclient.NewRequestValidator(token)
-	if !v.ValidateBody(u, body, sig) {
-		return nil, false
+	if v := twclient.NewRequestValidator(token); !v.ValidateBody(u, body, sig) {
+		return refuse(http.StatusForbidden, "bad signature")
 	}
 	form, err := url.ParseQuery(string(body))
-	return form, err == nil
+	if err != nil {
+		return refuse(http.StatusBadRequest, "cannot parse form")
+	}
+	return form, true
 }
 
-// requestURL rebuilds the URL a client called, honouring a reverse proxy's
-// X-Forwarded-Proto and X-Forwarded-Host.
+// wellFormedSignature reports whether sig can be an X-Twilio-Signature:
+// the base64 of a 20-byte HMAC-SHA1.
+func wellFormedSignature(sig string) bool {
+	if len(sig) != base64.StdEncoding.EncodedLen(sha1.Size) {
+		return false
+	}
+	b, err := base64.StdEncoding.DecodeString(sig)
+	return err == nil && len(b) == sha1.Size
+}
+
+// requestURL rebuilds the URL a client called, honouring a trusted reverse
+// proxy's X-Forwarded-Proto and X-Forwarded-Host (first value of each).
 func requestURL(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
-		scheme = p
+	if p, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ","); strings.TrimSpace(p) == "https" || strings.TrimSpace(p) == "http" {
+		scheme = strings.TrimSpace(p)
 	}
 	host := r.Host
-	if h := r.Header.Get("X-Forwarded-Host"); h != "" {
-		host = h
+	if h, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Host"), ","); strings.TrimSpace(h) != "" {
+		host = strings.TrimSpace(h)
 	}
 	return scheme + "://" + host + r.URL.RequestURI()
+}
+
+// once claims key for a webhook's effect, durably: true the first time,
+// false for a replay. Each MessageSid takes effect once (CONTRACT §4): a
+// captured START replayed after a STOP changes nothing.
+func (o *Outbox) once(ctx context.Context, key string) (bool, error) {
+	res, err := o.db.ExecContext(ctx, `INSERT INTO notify_webhooks (key, at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`,
+		key, o.clk.Now().UnixNano())
+	if err != nil {
+		return false, fmt.Errorf("cannot record webhook %s: %w", key, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("cannot record webhook %s: %w", key, err)
+	}
+	if n == 0 {
+		metrics.Default.Counter("gridbell_twilio_webhook_replays_total", "Twilio webhooks whose MessageSid had already taken effect, ignored.").Inc()
+	}
+	return n == 1, nil
+}
+
+// forget drops key's claim after its effect failed, so Twilio's retry
+// takes effect.
+func (o *Outbox) forget(ctx context.Context, key string) {
+	if _, err := o.db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM notify_webhooks WHERE key = $1`, key); err != nil {
+		o.log.Error().Err(err).Str("key", key).Msg("cannot forget a failed webhook; its retry will be ignored")
+	}
 }
 
 // receiptStatuses maps Twilio's callback statuses to ours; others are ignored.
@@ -78,9 +139,8 @@ var receiptStatuses = map[string]string{
 // StatusWebhook serves POST /twilio/status: Twilio's delivery receipts.
 func (o *Outbox) StatusWebhook() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		form, ok := o.verified(r, o.cfg.Twilio.StatusCallback)
+		form, ok := o.verified(w, r, o.cfg.Twilio.StatusCallback)
 		if !ok {
-			http.Error(w, "bad signature", http.StatusForbidden)
 			return
 		}
 		status, known := receiptStatuses[form.Get("MessageStatus")]
@@ -89,12 +149,18 @@ func (o *Outbox) StatusWebhook() http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
+		key := "status " + sid + " " + form.Get("MessageStatus")
+		if first, err := o.once(r.Context(), key); err != nil || !first {
+			o.answerOnce(w, err, http.StatusNoContent)
+			return
+		}
 		reason := ""
 		code := form.Get("ErrorCode")
 		if code != "" {
 			reason = "twilio error " + code
 		}
 		if err := o.receipt(r.Context(), sid, status, reason); err != nil {
+			o.forget(r.Context(), key)
 			o.log.Error().Err(err).Msg("cannot record delivery receipt")
 			http.Error(w, "cannot record receipt", http.StatusServiceUnavailable)
 			return
@@ -163,9 +229,18 @@ var (
 // passed to reports as "customer says still out".
 func (o *Outbox) InboundWebhook(reports ReportSink) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		form, ok := o.verified(r, o.cfg.Twilio.InboundURL)
+		form, ok := o.verified(w, r, o.cfg.Twilio.InboundURL)
 		if !ok {
-			http.Error(w, "bad signature", http.StatusForbidden)
+			return
+		}
+		sid := form.Get("MessageSid")
+		if sid == "" {
+			http.Error(w, "no MessageSid", http.StatusBadRequest)
+			return
+		}
+		key := "inbound " + sid
+		if first, err := o.once(r.Context(), key); err != nil || !first {
+			o.answerOnce(w, err, http.StatusOK)
 			return
 		}
 		from := form.Get("From")
@@ -181,15 +256,35 @@ func (o *Outbox) InboundWebhook(reports ReportSink) http.Handler {
 			err = reports.ReportStillOut(r.Context(), from, o.dir.AccountsByPhone(from))
 		}
 		if err != nil {
+			o.forget(r.Context(), key)
 			o.log.Error().Err(err).Str("phone", logging.Phone(from)).Msg("cannot handle sms reply")
 			http.Error(w, "cannot handle reply", http.StatusServiceUnavailable)
 			return
 		}
 		o.log.Info().Str("phone", logging.Phone(from)).Str("reply", word).Msg("sms reply")
 		w.Header().Set("Content-Type", "text/xml")
-		io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Response></Response>`)
+		io.WriteString(w, emptyTwiML)
 	})
 }
+
+// answerOnce answers a webhook that took no effect: 503 when its claim
+// could not be recorded (Twilio retries), else ok, a replay's answer.
+func (o *Outbox) answerOnce(w http.ResponseWriter, err error, ok int) {
+	if err != nil {
+		o.log.Error().Err(err).Msg("cannot record a twilio webhook")
+		http.Error(w, "cannot record webhook", http.StatusServiceUnavailable)
+		return
+	}
+	if ok == http.StatusOK {
+		w.Header().Set("Content-Type", "text/xml")
+		io.WriteString(w, emptyTwiML)
+		return
+	}
+	w.WriteHeader(ok)
+}
+
+// emptyTwiML answers a reply without answering the customer.
+const emptyTwiML = `<?xml version="1.0" encoding="UTF-8"?><Response></Response>`
 
 // optOut opts phone out in the directory and suppresses what is queued for it.
 func (o *Outbox) optOut(ctx context.Context, phone string) error {

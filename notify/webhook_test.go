@@ -2,6 +2,8 @@ package notify
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -113,12 +115,15 @@ func TestInboundWebhook(t *testing.T) {
 	wh := h.o.InboundWebhook(sink)
 	// Rebuilt URL: no inbound_url configured, behind a TLS proxy.
 	signURL := "https://gridbell.example/twilio/inbound"
+	n := 0
 	send := func(body, token string) int {
-		r := httptest.NewRequest(http.MethodPost, "http://gridbell.example/twilio/inbound", strings.NewReader(url.Values{"From": {phone}, "Body": {body}}.Encode()))
+		n++
+		form := url.Values{"From": {phone}, "Body": {body}, "MessageSid": {fmt.Sprintf("SM%032d", n)}}
+		r := httptest.NewRequest(http.MethodPost, "http://gridbell.example/twilio/inbound", strings.NewReader(form.Encode()))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		r.Header.Set("X-Forwarded-Proto", "https")
 		if token != "" {
-			r.Header.Set("X-Twilio-Signature", twiliotest.Sign(token, signURL, url.Values{"From": {phone}, "Body": {body}}))
+			r.Header.Set("X-Twilio-Signature", twiliotest.Sign(token, signURL, form))
 		}
 		w := httptest.NewRecorder()
 		wh.ServeHTTP(w, r)
@@ -148,4 +153,101 @@ func TestInboundWebhook(t *testing.T) {
 	if code := send("停电", testToken); code != http.StatusOK || sink.phone != phone || len(sink.accounts) != 1 || sink.accounts[0] != "0100000001" {
 		t.Fatalf("停电: %d, sink %+v", code, sink)
 	}
+}
+
+// Each MessageSid takes effect once (CONTRACT §4), on both stores: a
+// captured START replayed after a STOP does not opt the customer back in,
+// and a replayed receipt does not overwrite a newer one.
+func TestWebhookReplay(t *testing.T) {
+	for _, driver := range storetest.Backends {
+		t.Run(driver, func(t *testing.T) { testWebhookReplay(t, driver) })
+	}
+}
+
+func testWebhookReplay(t *testing.T, driver string) {
+	const phone = "+8613800000001"
+	dir := notifytest.NewDirectory(notifytest.Resident("0100000001", "TA-0101", "zh", phone),
+		notifytest.Resident("0100000002", "TA-0101", "zh", "+8613800000002"))
+	h := newHarness(t, driver, dir, at(10, 0), func(c *Config, _ *QuietHours) {
+		c.Twilio = twilioConfig("https://api.twilio.com")
+		c.Twilio.InboundURL = "https://gridbell.example/twilio/inbound"
+	})
+	sink := &stillOut{}
+	in := h.o.InboundWebhook(sink)
+	reply := func(sid, body string) url.Values {
+		return url.Values{"From": {phone}, "Body": {body}, "MessageSid": {sid}}
+	}
+	start := reply("SM00000000000000000000000000000001", "START")
+	steps := []struct {
+		name     string
+		form     url.Values
+		optedOut bool
+	}{
+		{"STOP", reply("SM00000000000000000000000000000000", "STOP"), true},
+		{"START", start, false},
+		{"STOP again", reply("SM00000000000000000000000000000002", "STOP"), true},
+		{"START replayed", start, true},
+	}
+	for _, s := range steps {
+		if code := post(in, "/twilio/inbound", h.o.cfg.Twilio.InboundURL, testToken, s.form); code != http.StatusOK {
+			t.Fatalf("%s: status %d", s.name, code)
+		}
+		if got := dir.OptedOut(phone); got != s.optedOut {
+			t.Fatalf("after %s: opted out %v, want %v", s.name, got, s.optedOut)
+		}
+	}
+	out := reply("SM00000000000000000000000000000003", "OUT")
+	post(in, "/twilio/inbound", h.o.cfg.Twilio.InboundURL, testToken, out)
+	sink.phone = ""
+	post(in, "/twilio/inbound", h.o.cfg.Twilio.InboundURL, testToken, out)
+	if sink.phone != "" {
+		t.Errorf("a replayed OUT was reported again")
+	}
+	if code := post(in, "/twilio/inbound", h.o.cfg.Twilio.InboundURL, testToken, url.Values{"From": {phone}, "Body": {"START"}}); code != http.StatusBadRequest || !dir.OptedOut(phone) {
+		t.Errorf("a reply without MessageSid: status %d, opted out %v; want 400 and no effect", code, dir.OptedOut(phone))
+	}
+
+	h.enqueue(intent("o1", event.KindOutage, "0100000002", "OMS-1", outageVars))
+	sid := "SM" + h.run()[0].ID
+	cb, st := h.o.cfg.Twilio.StatusCallback, h.o.StatusWebhook()
+	failed := url.Values{"MessageSid": {sid}, "MessageStatus": {"failed"}, "ErrorCode": {"30008"}}
+	for _, f := range []url.Values{failed, {"MessageSid": {sid}, "MessageStatus": {"delivered"}}, failed} {
+		if code := post(st, "/twilio/status", cb, testToken, f); code != http.StatusNoContent {
+			t.Fatalf("receipt %v: status %d", f, code)
+		}
+	}
+	if got := h.stats("OMS-1").Accounts["0100000002"]; got != StatusDelivered {
+		t.Errorf("after a replayed failed receipt the message is %q, want delivered", got)
+	}
+}
+
+// The signature header is judged before any body is read: a request
+// without a well-formed one is refused with its body unread.
+func TestWebhookSignatureBeforeBody(t *testing.T) {
+	h := newHarness(t, "sqlite", notifytest.NewDirectory(), at(10, 0), func(c *Config, _ *QuietHours) {
+		c.Twilio = twilioConfig("https://api.twilio.com")
+	})
+	for _, sig := range []string{"", "not base64!", "c2hvcnQ=", strings.Repeat("A", 44)} {
+		for _, wh := range []http.Handler{h.o.StatusWebhook(), h.o.InboundWebhook(nil)} {
+			body := &untouched{}
+			r := httptest.NewRequest(http.MethodPost, "/twilio/inbound", body)
+			if sig != "" {
+				r.Header.Set("X-Twilio-Signature", sig)
+			}
+			w := httptest.NewRecorder()
+			wh.ServeHTTP(w, r)
+			if w.Code != http.StatusForbidden || body.read || w.Header().Get("Connection") != "close" {
+				t.Errorf("signature %q: status %d, body read %v, Connection %q; want 403 unread, close",
+					sig, w.Code, body.read, w.Header().Get("Connection"))
+			}
+		}
+	}
+}
+
+// untouched is a request body that records whether anyone read it.
+type untouched struct{ read bool }
+
+func (u *untouched) Read(p []byte) (int, error) {
+	u.read = true
+	return 0, io.EOF
 }
