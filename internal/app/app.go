@@ -37,6 +37,7 @@ type App struct {
 	log zerolog.Logger
 
 	DB       *store.DB
+	Lease    *store.Lease // this process's hold on the store
 	Contacts *contacts.Registry
 	Outbox   *notify.Outbox
 	Rules    *rules.Engine
@@ -68,10 +69,16 @@ func (a *App) build(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("cannot create data_dir: %w", err)
 	}
+	if err := Supported(cfg); err != nil {
+		return err
+	}
 	if a.DB, err = store.Open(ctx, cfg.Store, cfg.DataDir); err != nil {
 		return err
 	}
 	a.closers = append(a.closers, a.DB.Close)
+	if err := a.takeLease(ctx); err != nil {
+		return err
+	}
 	if a.health, err = newHealthProbe(ctx, a.DB, cfg.DataDir, logging.Component(a.log, "health")); err != nil {
 		return err
 	}
@@ -117,6 +124,7 @@ func (a *App) buildNotifyAndRules(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.Outbox.SetInstance(a.cfg.Cluster.Instance)
 	a.Rules, err = rules.New(a.cfg.Rules, a.DB, a.Contacts, a.Outbox, clk, logging.Component(a.log, "rules"))
 	if err != nil {
 		return err

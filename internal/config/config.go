@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gridbell/gridbell/ingest"
+	"github.com/gridbell/gridbell/internal/cluster"
 	"github.com/gridbell/gridbell/internal/httpapi"
 	"github.com/gridbell/gridbell/internal/store"
 	"github.com/gridbell/gridbell/notify"
@@ -33,6 +34,7 @@ type Config struct {
 	Influx          ingest.InfluxConfig `yaml:"influx"`
 	Ingest          ingest.Limits       `yaml:"ingest"`
 	Store           store.Config        `yaml:"store"`
+	Cluster         cluster.Config      `yaml:"cluster"`
 	SMS             notify.Config       `yaml:"sms"`
 	Rules           rules.Config        `yaml:"rules"`
 	Auth            httpapi.AuthConfig  `yaml:"auth"`
@@ -84,6 +86,7 @@ func (c *Config) Defaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	c.Cluster.Defaults()
 	c.HTTP.Defaults()
 	c.Auth.Defaults()
 	c.MQTT.Defaults()
@@ -106,6 +109,9 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
+	if err := c.validateCluster(); err != nil {
+		return err
+	}
 	if c.ContactsRefresh < 0 {
 		return fmt.Errorf("contacts_refresh %s is negative: use 0 to turn it off", c.ContactsRefresh)
 	}
@@ -113,6 +119,25 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log.level %q is not debug, info, warn or error", c.Log.Level)
+	}
+	return nil
+}
+
+// validateCluster checks that distributed mode has what it runs on
+// (CONTRACT §8): the instances share their state in PostgreSQL and their
+// meter events on Kafka.
+func (c *Config) validateCluster() error {
+	if err := c.Cluster.Validate(); err != nil {
+		return err
+	}
+	if !c.Cluster.Enabled {
+		return nil
+	}
+	if c.Store.Driver != "postgres" {
+		return fmt.Errorf("cluster.enabled needs store.driver postgres, not %q: the instances share their state in PostgreSQL", c.Store.Driver)
+	}
+	if len(c.Kafka.Brokers) == 0 {
+		return errors.New("cluster.enabled needs kafka.brokers: each instance forwards MQTT input to cluster.meter_topic on Kafka")
 	}
 	return nil
 }

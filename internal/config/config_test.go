@@ -162,6 +162,11 @@ func TestLoadErrors(t *testing.T) {
 		{"bad store", "store:\n  driver: oracle\n", nil, "oracle"},
 		{"bad timezone", "quiet_hours:\n  timezone: Mars/Olympus\n", nil, "timezone"},
 		{"negative contacts_refresh", "", []string{"GRIDBELL_CONTACTS_REFRESH=-1s"}, "contacts_refresh"},
+		{"cluster on sqlite", "cluster:\n  enabled: true\nkafka:\n  brokers: [k:9092]\n", nil, "cluster.enabled needs store.driver postgres"},
+		{"cluster without kafka", "cluster:\n  enabled: true\nstore:\n  driver: postgres\n  dsn: postgres://db/g\n", nil, "cluster.enabled needs kafka.brokers"},
+		{"cluster from the environment", "", []string{"GRIDBELL_CLUSTER_ENABLED=true"}, "cluster.enabled needs store.driver postgres"},
+		{"bad meter topic", "cluster:\n  meter_topic: meter events\n", nil, "cluster.meter_topic"},
+		{"bad instance", "", []string{"GRIDBELL_CLUSTER_INSTANCE=node 1"}, "cluster.instance"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -170,5 +175,26 @@ func TestLoadErrors(t *testing.T) {
 				t.Fatalf("Load() error = %v, want one naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestCluster: the cluster keys of CONTRACT §8 parse, with the host name as
+// the default instance.
+func TestCluster(t *testing.T) {
+	c, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	if c.Cluster.Enabled || c.Cluster.MeterTopic != "gridbell.meter-events" || (host != "" && c.Cluster.Instance != host) {
+		t.Errorf("default cluster = %+v, want off, gridbell.meter-events, instance %q", c.Cluster, host)
+	}
+	c, err = Load(writeFile(t, "cluster:\n  enabled: true\n  instance: node-2\n  meter_topic: grid.meters\n"+
+		"store:\n  driver: postgres\n  dsn: postgres://db/g\nkafka:\n  brokers: [k1:9092]\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Cluster.Enabled || c.Cluster.Instance != "node-2" || c.Cluster.MeterTopic != "grid.meters" {
+		t.Errorf("cluster = %+v", c.Cluster)
 	}
 }

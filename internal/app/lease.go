@@ -1,0 +1,55 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gridbell/gridbell/internal/config"
+	"github.com/gridbell/gridbell/internal/store"
+)
+
+// ErrDistributedUnavailable is returned by New for a configuration with
+// cluster.enabled: the configuration is valid (CONTRACT §8), but the
+// partitioned rule workers it needs are not built, and running the
+// single-process stages on several instances would send SMS twice.
+var ErrDistributedUnavailable = errors.New("distributed mode is not available in this release")
+
+// Supported reports whether this release can run cfg: New refuses what it
+// cannot, and `gridbell run --check-config` says so too.
+func Supported(cfg *config.Config) error {
+	if cfg.Cluster.Enabled {
+		return fmt.Errorf("cannot run with cluster.enabled: run one instance with cluster.enabled false (see docs/deploy.md): %w", ErrDistributedUnavailable)
+	}
+	return nil
+}
+
+// singleLease names the lease a single-process gridbell holds on its store
+// while it runs, and singleLeaseTTL is how long it outlives the holder's
+// last heartbeat: a restart after a crash waits at most that long.
+const (
+	singleLease    = "single-process"
+	singleLeaseTTL = 15 * time.Second
+)
+
+// takeLease makes sure no other single-process gridbell runs on this
+// store: two would each handle every event and send each SMS twice. The
+// lease is renewed while the service runs (the first component, so it is
+// released last) and released on stop; the CLI's commands beside a running
+// service (contacts import, deadletter) take none.
+func (a *App) takeLease(ctx context.Context) error {
+	l, err := store.AcquireLease(ctx, a.DB, singleLease, store.LeaseHolder(a.cfg.Cluster.Instance), singleLeaseTTL)
+	var held *store.HeldError
+	if errors.As(err, &held) {
+		return fmt.Errorf("cannot start: another gridbell is running on this store, and two single-process instances would send every SMS twice; stop it first: %w", held)
+	}
+	if err != nil {
+		return err
+	}
+	a.Lease = l
+	a.closers = append(a.closers, func() error { return l.Release(context.Background()) })
+	a.components = append(a.components, component{"lease", l.Run})
+	a.log.Info().Str("holder", l.Holder()).Msg("holding the store's single-process lease")
+	return nil
+}

@@ -1,0 +1,70 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gridbell/gridbell/internal/store"
+	"github.com/gridbell/gridbell/internal/store/storetest"
+)
+
+// TestLease: a live holder keeps the lease from a second instance, which
+// is told who holds it; a clean stop hands it over at once; a holder that
+// dies without a word loses it when it expires, and learns so if it comes
+// back.
+func TestLease(t *testing.T) {
+	for _, driver := range storetest.Backends {
+		t.Run(driver, func(t *testing.T) {
+			cfg := storetest.Config(t, driver)
+			dir := t.TempDir()
+			ctx := context.Background()
+			open := func() *store.DB {
+				db, err := store.Open(ctx, cfg, dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { db.Close() })
+				return db
+			}
+			const ttl = 1500 * time.Millisecond
+			dbA, dbB := open(), open()
+			a, err := store.AcquireLease(ctx, dbA, "run", store.LeaseHolder("host-a"), ttl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runCtx, stop := context.WithCancel(ctx)
+			ran := make(chan error, 1)
+			go func() { ran <- a.Run(runCtx) }()
+
+			_, err = store.AcquireLease(ctx, dbB, "run", store.LeaseHolder("host-b"), ttl)
+			var held *store.HeldError
+			if !errors.As(err, &held) || held.Holder != a.Holder() || !strings.Contains(err.Error(), "host-a") {
+				t.Fatalf("second holder beside a live one: %v, want a HeldError naming %s", err, a.Holder())
+			}
+
+			stop()
+			if err := <-ran; err != nil {
+				t.Fatalf("Run at stop = %v", err)
+			}
+			b, err := store.AcquireLease(ctx, dbB, "run", store.LeaseHolder("host-b"), ttl)
+			if err != nil {
+				t.Fatalf("after a clean stop: %v", err)
+			}
+
+			// b dies: it never renews. c waits for the lease to expire.
+			c, err := store.AcquireLease(ctx, open(), "run", store.LeaseHolder("host-c"), ttl)
+			if err != nil {
+				t.Fatalf("after the holder died: %v", err)
+			}
+			if err := b.Run(ctx); !errors.Is(err, store.ErrLeaseLost) {
+				t.Errorf("the dead holder back: Run = %v, want ErrLeaseLost", err)
+			}
+			if err := c.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
