@@ -32,6 +32,9 @@ type Config struct {
 	Hotline      string       `yaml:"hotline"`
 	MaxAttempts  int          `yaml:"max_attempts"`
 	Workers      int          `yaml:"workers"`
+	// MaxSegments caps a message body; a longer one is shortened (the
+	// sender's free text first). Default DefaultMaxSegments.
+	MaxSegments int `yaml:"max_segments"`
 }
 
 // QuietHours is the quiet_hours section (CONTRACT §7).
@@ -68,6 +71,9 @@ func (c *Config) Defaults() {
 	if c.Workers == 0 {
 		c.Workers = 8
 	}
+	if c.MaxSegments == 0 {
+		c.MaxSegments = DefaultMaxSegments
+	}
 }
 
 // Validate checks c without network I/O.
@@ -93,6 +99,9 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 0 || c.MaxAttempts < 0 {
 		return errors.New("sms.workers and sms.max_attempts must not be negative")
+	}
+	if c.MaxSegments < maxSegments {
+		return fmt.Errorf("sms.max_segments %d is below %d, what a built-in template takes with typical values", c.MaxSegments, maxSegments)
 	}
 	return nil
 }

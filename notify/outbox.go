@@ -140,6 +140,7 @@ func NewOutbox(cfg Config, qh QuietHours, db *store.DB, dir Directory, sender Se
 	if err != nil {
 		return nil, err
 	}
+	tpl.SetLimits(clk.Now, cfg.MaxSegments)
 	if err := db.Migrate(context.Background(), "notify", migrations); err != nil {
 		return nil, err
 	}

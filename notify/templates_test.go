@@ -3,6 +3,7 @@ package notify
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBuiltinTemplates renders every built-in template in both languages
@@ -13,11 +14,11 @@ func TestBuiltinTemplates(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string][2]string{ // name → zh, en fragments
-		"outage":            {"TA-0101于11月26日09:02停电", "Expected back by Nov 26 12:00"},
+		"outage":            {"您所在区域于11月26日09:02因树木碰触线路停电，预计11月26日12:00恢复供电", "since Nov 26 09:02, caused by a tree touching a power line"},
 		"etr_update":        {"调整为11月26日12:00", "now expected back by Nov 26 12:00"},
 		"restored":          {"已于11月26日11:40恢复供电", "since Nov 26 11:40"},
 		"outage_restored":   {"于11月26日09:02至11月26日11:40停电，现已恢复供电", "from Nov 26 09:02 to Nov 26 11:40 and is back"},
-		"planned_notice":    {"温馨提醒", "Reminder: planned work"},
+		"planned_notice":    {"温馨提醒：户号****2345、****6789：因树木碰触线路，您所在区域计划于", "Reminder: power will be off at your address from Nov 26 09:02 to Nov 26 12:00"},
 		"arrears":           {"欠电费236.40元，缴费截止2026-11-20", "CNY 236.40 is overdue (due 2026-11-20)"},
 		"disconnect_notice": {"11月27日10:00起暂停", "from Nov 27 10:00"},
 		"balance_low":       {"余额为18.50元，已低于30.00元", "CNY 18.50, below CNY 30.00"},
@@ -42,20 +43,126 @@ func TestBuiltinTemplates(t *testing.T) {
 	}
 }
 
-// TestTemplatesWithoutArea: the rules leave area out when they do not know it.
-func TestTemplatesWithoutArea(t *testing.T) {
+// residentTemplates are the templates customers read.
+var residentTemplates = []string{"outage", "etr_update", "restored", "outage_restored", "planned_notice"}
+
+// TestTemplatesNoInternalCodes: the rules pass the internal area code, and
+// no template residents read shows it (they would not know "TA-0001"); the
+// OMS cause comes in the reader's language or not at all.
+func TestTemplatesNoInternalCodes(t *testing.T) {
 	tpl, err := LoadTemplates("", shanghai)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"outage", "etr_update", "restored", "outage_restored", "planned_notice"} {
+	for _, name := range residentTemplates {
 		for _, lang := range languages {
 			vars := typicalVars(lang)
-			delete(vars, "area")
+			vars["area"], vars["cause"] = "TA-0001", "CB-trip F12 relay 51N"
 			body, _ := tpl.Render(lang, name, vars)
-			if strings.Contains(body, "  ") || strings.Contains(body, " in (") || (lang == "zh" && !strings.Contains(body, "您所在区域")) {
-				t.Errorf("%s/%s without area: %q", lang, name, body)
+			if strings.Contains(body, "TA-0001") || strings.Contains(body, "  ") || strings.Contains(body, "()") || strings.Contains(body, "（）") {
+				t.Errorf("%s/%s: %q", lang, name, body)
+			}
+			if lang == "zh" && strings.Contains(body, "CB-trip") {
+				t.Errorf("zh/%s quotes the OMS's English cause: %q", name, body)
 			}
 		}
+	}
+}
+
+func TestLocalCause(t *testing.T) {
+	f := func(lang, in, want string) {
+		t.Helper()
+		if got := localCause(lang, in); got != want {
+			t.Errorf("localCause(%s, %q) = %q, want %q", lang, in, got, want)
+		}
+	}
+	f("zh", "cable fault", "电缆故障")
+	f("zh", "Cable_Fault", "电缆故障")
+	f("en", "cable  fault", "a cable fault")
+	f("zh", "tree contact", "树木碰触线路")
+	f("en", "树障", "a tree touching a power line")
+	f("zh", "雷击", "雷击")
+	f("en", "Planned-Maintenance", "planned maintenance")
+	f("zh", "CB trip at sub 12", "")                  // unknown English: not in a Chinese SMS
+	f("en", "CB trip at sub 12", "CB trip at sub 12") // but in an English one
+	f("zh", "10kV线路跳闸", "10kV线路跳闸")
+	f("en", "10kV线路跳闸", "")
+	f("en", "12345", "")
+	f("zh", "", "")
+	for _, c := range causes {
+		for _, lang := range languages {
+			if localCause(lang, c.keys[0]) == "" {
+				t.Errorf("cause %q has no %s phrase", c.keys[0], lang)
+			}
+		}
+	}
+}
+
+// TestDatesCarryTheYear: a date of another year says which.
+func TestDatesCarryTheYear(t *testing.T) {
+	tpl, err := LoadTemplates("", shanghai)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl.SetLimits(func() time.Time { return time.Date(2026, 12, 30, 12, 0, 0, 0, shanghai) }, 0)
+	f := func(lang, etr, want string) {
+		t.Helper()
+		vars := typicalVars(lang)
+		vars["etr"] = etr
+		body, _ := tpl.Render(lang, "etr_update", vars)
+		if !strings.Contains(body, want) {
+			t.Errorf("%s etr %s: %q, want %q in it", lang, etr, body, want)
+		}
+	}
+	f("zh", "2026-12-31T08:00:00+08:00", "调整为12月31日08:00")
+	f("zh", "2027-01-01T08:00:00+08:00", "调整为2027年1月1日08:00")
+	f("zh", "9999-12-31T23:00:00+08:00", "调整为9999年12月31日23:00")
+	f("en", "2027-01-01T08:00:00+08:00", "by Jan 1 2027 08:00")
+	f("en", "2026-12-31T23:59:00+08:00", "by Dec 31 23:59")
+	f("zh", "2026-12-31T17:00:00Z", "2027年1月1日01:00") // the year in Shanghai, not UTC
+}
+
+// TestBodyCap: free text that would make a long SMS is shortened so the
+// body fits the cap, and the hotline and times stay.
+func TestBodyCap(t *testing.T) {
+	tpl, err := LoadTemplates("", shanghai)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lang := range languages {
+		vars := typicalVars(lang)
+		vars["cause"] = strings.Repeat("电缆沟进水导致", 430)[:3000] // 3,000 bytes of Chinese
+		if lang == "en" {
+			vars["cause"] = strings.Repeat("water in the cable trench ", 116)
+		}
+		body, err := tpl.Render(lang, "outage", vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, enc := Segments(body)
+		t.Logf("%s (%d %s, %d characters): %s", lang, n, enc, len([]rune(body)), body)
+		if n > DefaultMaxSegments || !strings.Contains(body, "95598") || !strings.Contains(body, "12:00") ||
+			!strings.Contains(body, map[string]string{"zh": "…", "en": "..."}[lang]) || (lang == "en" && enc != GSM7) {
+			t.Errorf("%s: %d segments: %q", lang, n, body)
+		}
+		vars = typicalVars(lang)
+		vars["critical"] = strings.Repeat("市第一人民医院、", 400)
+		body, _ = tpl.Render(lang, "manager_digest", vars)
+		if n, _ := Segments(body); n > DefaultMaxSegments || !strings.Contains(body, "120") {
+			t.Errorf("%s digest: %d segments: %q", lang, n, body)
+		}
+	}
+	tpl.SetLimits(nil, 1)
+	body, _ := tpl.Render("zh", "outage", typicalVars("zh"))
+	// One segment cannot hold the template itself: the accounts go down to
+	// the first, and the end is cut.
+	if n, _ := Segments(body); n != 1 || !strings.Contains(body, "户号****2345…：") || !strings.HasSuffix(body, "…") {
+		t.Errorf("cap 1: %d segments: %q", n, body)
+	}
+	if got := cutToSegments(strings.Repeat("a", 1000), 2); len(got) != 2*153 || !strings.HasSuffix(got, "...") {
+		t.Errorf("cutToSegments(1000 a, 2) = %d bytes %q", len(got), got)
+	}
+	if got := cutToSegments(strings.Repeat("停", 1000), 2); len([]rune(got)) != 2*67 || !strings.HasSuffix(got, "…") {
+		t.Errorf("cutToSegments(1000 停, 2) = %d characters", len([]rune(got)))
 	}
 }
