@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -23,6 +22,12 @@ type recorder struct {
 	keys  map[string]int
 }
 
+// storeDown is what the rules answer while their store is down: temporary.
+type storeDown struct{}
+
+func (storeDown) Error() string   { return "store is down" }
+func (storeDown) Temporary() bool { return true }
+
 func newRecorder() *recorder { return &recorder{keys: map[string]int{}} }
 
 func (r *recorder) Handle(ctx context.Context, evs []event.Event) error {
@@ -31,7 +36,7 @@ func (r *recorder) Handle(ctx context.Context, evs []event.Event) error {
 	r.calls++
 	if r.fails > 0 {
 		r.fails--
-		return errors.New("store is down")
+		return storeDown{}
 	}
 	for _, e := range evs {
 		r.evs = append(r.evs, e)

@@ -145,11 +145,15 @@ func (k *Kafka) fetch(ctx context.Context, r kafkaReader) ([]kafka.Message, erro
 }
 
 // process decodes msgs, keeps their rejections and hands their events on.
-// It returns an error only when ctx ended first.
+// It returns an error only when ctx ended first. Events the handler keeps
+// refusing are offered message by message, and a message refused
+// poisonTries times alone goes to the dead letters with its partition and
+// offset, so its partition moves on.
 func (k *Kafka) process(ctx context.Context, msgs []kafka.Message) error {
+	parts := make([][]event.Event, len(msgs))
 	var evs []event.Event
 	now := time.Now()
-	for _, m := range msgs {
+	for i, m := range msgs {
 		decode := DecodeBilling
 		if m.Topic == k.cfg.OMSTopic {
 			decode = DecodeOMS
@@ -160,27 +164,57 @@ func (k *Kafka) process(ctx context.Context, msgs []kafka.Message) error {
 				k.log.Warn().Str("topic", m.Topic).Int("partition", m.Partition).Int64("offset", m.Offset).
 					Int("suppressed", n).Msg(err.Error())
 			}
-			if err := retry(ctx, k.log, &k.errThr, "keep dead letter", func() error {
-				return k.rejects.keep(ctx, m.Topic, m.Value, err)
-			}); err != nil {
+			if err := k.reject(ctx, m, err); err != nil {
 				return err
 			}
 		}
 		for i := range got {
 			got[i].Source = SourceKafka
 		}
+		parts[i] = got
 		evs = append(evs, got...)
 	}
 	if len(evs) == 0 {
 		return nil
 	}
-	if err := retry(ctx, k.log, &k.errThr, "hand on kafka events", func() error {
-		return k.h.Handle(ctx, evs)
-	}); err != nil {
+	err := offer(ctx, k.log, &k.errThr, "hand on kafka events", k.h, evs)
+	if err == nil {
+		k.accepted.add(evs)
+		return nil
+	}
+	if ctx.Err() != nil {
 		return err
 	}
-	k.accepted.add(evs)
+	for i, m := range msgs { // find the poison
+		if len(parts[i]) == 0 {
+			continue
+		}
+		err := err
+		if len(msgs) > 1 {
+			err = offer(ctx, k.log, &k.errThr, "hand on kafka events", k.h, parts[i])
+		}
+		switch {
+		case err == nil:
+			k.accepted.add(parts[i])
+		case ctx.Err() != nil:
+			return err
+		default:
+			where := fmt.Sprintf("partition %d offset %d", m.Partition, m.Offset)
+			k.log.Error().Err(err).Str("topic", m.Topic).Int("partition", m.Partition).Int64("offset", m.Offset).
+				Msg("kafka message refused by the rules every time: kept as a dead letter; the partition moves on")
+			if err := k.reject(ctx, m, unstorable(where, m.Value, err)); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+// reject keeps m as a dead letter for err, retrying while the store fails.
+func (k *Kafka) reject(ctx context.Context, m kafka.Message, err error) error {
+	return retry(ctx, k.log, &k.errThr, "keep dead letter", func() error {
+		return k.rejects.keep(ctx, m.Topic, m.Value, err)
+	})
 }
 
 // watchGroup follows kafka-go's informational log for group membership:

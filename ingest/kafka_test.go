@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -195,4 +196,58 @@ func TestKafkaRestartMidTopic(t *testing.T) {
 	waitFor(t, 30*time.Second, "every event after the restart", func() bool { return h.distinct() == total })
 	handled := h.total()
 	t.Logf("first run %d, total handled %d (duplicates %d)", first, handled, handled-total)
+}
+
+// poisonHandler refuses, every time, the events of one outage: an effect
+// that can never be stored. Everything else it records.
+type poisonHandler struct {
+	*recorder
+	poison string
+}
+
+func (p *poisonHandler) Handle(ctx context.Context, evs []event.Event) error {
+	for _, e := range evs {
+		if e.Outage != nil && e.Outage.OutageID == p.poison {
+			return fmt.Errorf("cannot store outage %s: invalid byte sequence", p.poison)
+		}
+	}
+	return p.recorder.Handle(ctx, evs)
+}
+
+// TestKafkaPoisonMessage: a message the rules refuse every time goes to the
+// dead letters after a bounded number of tries, with its partition and
+// offset, and the messages behind it on its partition are handled. A
+// handler that is only unavailable for a while (temporary errors) sends
+// nothing to the dead letters.
+func TestKafkaPoisonMessage(t *testing.T) {
+	ctx := context.Background()
+	c := kafkaCluster(t)
+	dl, err := OpenDeadLetters(ctx, storetest.Open(t, "sqlite"), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &poisonHandler{recorder: newRecorder(), poison: "OMS-POISON"}
+	h.fails = 7 // unavailable first: retried, not dead-lettered
+	rec := func(id string, i int) *kgo.Record {
+		r := outageRecord(id, i)
+		r.Key = []byte("one-partition")
+		return r
+	}
+	produce(t, c, rec("OMS-1", 1), rec("OMS-POISON", 2), rec("OMS-3", 3))
+	run := startKafka(t, c, "poison", h, dl)
+	defer run.stop(t)
+	waitFor(t, 60*time.Second, "the outage behind the poison", func() bool {
+		return h.has("o/OMS-3/" + fmt.Sprint(time.Date(2026, 11, 26, 9, 3, 0, 0, time.UTC).UnixMilli()))
+	})
+	letters, err := dl.List(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(letters) != 1 || !strings.HasPrefix(letters[0].Reason, ReasonUnstorable) || !strings.Contains(letters[0].Reason, "partition") ||
+		!strings.Contains(letters[0].Reason, "offset 1") || !strings.Contains(string(letters[0].Raw), "OMS-POISON") {
+		t.Fatalf("dead letters %+v, want the poison message, unstorable, with its partition and offset 1", letters)
+	}
+	if !h.has("o/OMS-1/" + fmt.Sprint(time.Date(2026, 11, 26, 9, 1, 0, 0, time.UTC).UnixMilli())) {
+		t.Error("the outage before the poison was not handled")
+	}
 }

@@ -147,6 +147,14 @@ func (e *Engine) refuse(batch []*request) {
 	}
 	h.mu.Unlock()
 	for _, r := range batch {
-		r.done <- fmt.Errorf("%w: %v", ErrReloading, cause)
+		r.done <- &reloadingError{cause: cause}
 	}
 }
+
+// reloadingError is ErrReloading with its cause. It is Temporary: the
+// input is not at fault, and ingest retries it for as long as it takes.
+type reloadingError struct{ cause error }
+
+func (e *reloadingError) Error() string   { return fmt.Sprintf("%v: %v", ErrReloading, e.cause) }
+func (e *reloadingError) Unwrap() []error { return []error{ErrReloading, e.cause} }
+func (e *reloadingError) Temporary() bool { return true }
