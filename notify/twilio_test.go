@@ -194,8 +194,10 @@ func TestTwilioSlowSendsOnce(t *testing.T) {
 	if len(seen) != n || dup != 0 {
 		t.Errorf("Twilio holds %d messages to %d phones, want %d once each", srv.Count(), len(seen), n)
 	}
-	if got := unknown.Value() - before; got != 10 {
-		t.Errorf("unknown outcomes counted %d, want 10", got)
+	// 10 are slow on purpose; on a loaded machine a few more may outlast
+	// the timeout too, and each must still be counted and sent once.
+	if got := unknown.Value() - before; got < 10 {
+		t.Errorf("unknown outcomes counted %d, want at least 10", got)
 	}
 }
 
