@@ -37,6 +37,7 @@ type Registry struct {
 	importMu sync.Mutex // one import or refresh at a time
 	importID int64      // latest contacts_imports id the index holds; guarded by importMu
 	stateMu  sync.Mutex // orders SetVerdict/SetOptOut against the index swap
+	feed     stateFeed  // other instances' phone states; guarded by stateMu
 }
 
 // Summary is the outcome of one import.
@@ -201,10 +202,12 @@ func (r *Registry) Import(ctx context.Context, src io.Reader, rejects io.Writer)
 // The caller holds importMu, or is Open.
 func (r *Registry) swap(ctx context.Context, ix *index, importID int64) error {
 	r.stateMu.Lock()
+	read := time.Now()
 	err := applyStates(ctx, r.db, ix)
 	if err == nil {
 		r.ix.Store(ix)
 		r.gen.Add(1)
+		r.feed.reset(read)
 	}
 	r.stateMu.Unlock()
 	if err != nil {
@@ -223,9 +226,11 @@ func (r *Registry) SetVerdict(ctx context.Context, e164 string, v Verdict, reaso
 	}
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
-	if err := storeVerdict(ctx, r.db, e164, v, reason); err != nil {
+	changed, err := storeVerdict(ctx, r.db, e164, v, reason)
+	if err != nil {
 		return err
 	}
+	r.feed.seen[e164] = changed
 	verdictsCounter(v).Inc()
 	if !r.ix.Load().setVerdict(e164, v, reason) {
 		r.log.Debug().Str("phone", logging.Phone(e164)).Msg("verdict for a number not in the registry")
@@ -237,9 +242,11 @@ func (r *Registry) SetVerdict(ctx context.Context, e164 string, v Verdict, reaso
 func (r *Registry) SetOptOut(ctx context.Context, e164 string, optOut bool) error {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
-	if err := storeOptOut(ctx, r.db, e164, optOut); err != nil {
+	changed, err := storeOptOut(ctx, r.db, e164, optOut)
+	if err != nil {
 		return err
 	}
+	r.feed.seen[e164] = changed
 	r.ix.Load().setOptOut(e164, optOut)
 	return nil
 }

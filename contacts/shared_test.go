@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -64,6 +65,65 @@ func TestImportsTogether(t *testing.T) {
 				t.Errorf("contacts_imports holds %d imports with %d ids, want %d each", n, ids, instances)
 			}
 			checkLookups(t, reopen(t, dbs[0]))
+		})
+	}
+}
+
+// TestStatesFollowed: an opt-out or a Twilio verdict one instance records
+// is heeded by another sharing the store at its next poll, without an
+// import; a poll with nothing new applies nothing.
+func TestStatesFollowed(t *testing.T) {
+	for _, driver := range storetest.Backends {
+		t.Run(driver, func(t *testing.T) {
+			ctx := context.Background()
+			dbs := openShared(t, driver, 2)
+			a := reopen(t, dbs[0])
+			mustImport(t, a, firstFile)
+			b := reopen(t, dbs[1])
+			optedOut := func(r *Registry, acct string) bool {
+				ac, _ := r.Account(acct)
+				return ac.Contacts[0].OptOut
+			}
+			poll := func(r *Registry, want int) {
+				t.Helper()
+				if n, err := r.PollStates(ctx); err != nil || n != want {
+					t.Fatalf("PollStates() = %d, %v; want %d", n, err, want)
+				}
+			}
+
+			if err := a.SetOptOut(ctx, "+8613812345678", true); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.SetVerdict(ctx, "+8613987654321", Invalid, "twilio error 21211"); err != nil {
+				t.Fatal(err)
+			}
+			if optedOut(b, "0100000001") {
+				t.Fatal("the other instance saw the STOP before polling")
+			}
+			poll(b, 2)
+			if !optedOut(b, "0100000001") {
+				t.Error("STOP recorded by one instance not heeded by the other after a poll")
+			}
+			if ac, _ := b.Account("0100000002"); ac.Contacts[0].Verdict != Invalid {
+				t.Errorf("verdict recorded by one instance: the other has %+v", ac.Contacts[0])
+			}
+			poll(b, 0)
+			poll(a, 0) // its own changes
+
+			// START from b; a follows on its own.
+			if err := b.SetOptOut(ctx, "+8613812345678", false); err != nil {
+				t.Fatal(err)
+			}
+			fctx, stop := context.WithCancel(ctx)
+			defer stop()
+			go a.FollowStates(fctx, 20*time.Millisecond)
+			deadline := time.Now().Add(10 * time.Second)
+			for optedOut(a, "0100000001") && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if optedOut(a, "0100000001") {
+				t.Error("START recorded by one instance not heeded by the following one within 10 s")
+			}
 		})
 	}
 }

@@ -213,17 +213,23 @@ func applyStates(ctx context.Context, q querier, ix *index) error {
 		if err := rows.Scan(&phone, &verdict, &reason, &optOut); err != nil {
 			return fmt.Errorf("cannot read phone states: %w", err)
 		}
-		if verdict != "" {
-			ix.setVerdict(phone, Verdict(verdict), reason)
-		}
-		if optOut >= 0 {
-			ix.setOptOut(phone, optOut == 1)
-		}
+		applyState(ix, phone, verdict, reason, optOut)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("cannot read phone states: %w", err)
 	}
 	return nil
+}
+
+// applyState sets one stored phone state on ix: verdict "" and optOut -1
+// mean none was recorded.
+func applyState(ix *index, phone, verdict, reason string, optOut int64) {
+	if verdict != "" {
+		ix.setVerdict(phone, Verdict(verdict), reason)
+	}
+	if optOut >= 0 {
+		ix.setOptOut(phone, optOut == 1)
+	}
 }
 
 // latestImport returns the id of the latest committed import, 0 for none.
@@ -235,30 +241,36 @@ func latestImport(ctx context.Context, db *store.DB) (int64, error) {
 	return id, nil
 }
 
-func storeVerdict(ctx context.Context, db *store.DB, e164 string, v Verdict, reason string) error {
-	_, err := db.ExecContext(ctx, `INSERT INTO contacts_phone_state (phone, verdict, reason, opt_out, updated_at)
-		VALUES ($1, $2, $3, -1, $4)
-		ON CONFLICT (phone) DO UPDATE SET verdict = excluded.verdict, reason = excluded.reason, updated_at = excluded.updated_at`,
-		e164, string(v), reason, now())
+// storeVerdict stores a verdict and returns the change's changed_at.
+func storeVerdict(ctx context.Context, db *store.DB, e164 string, v Verdict, reason string) (int64, error) {
+	changed := time.Now().UnixNano()
+	_, err := db.ExecContext(ctx, `INSERT INTO contacts_phone_state (phone, verdict, reason, opt_out, updated_at, changed_at)
+		VALUES ($1, $2, $3, -1, $4, $5)
+		ON CONFLICT (phone) DO UPDATE SET verdict = excluded.verdict, reason = excluded.reason, updated_at = excluded.updated_at,
+		changed_at = excluded.changed_at`,
+		e164, string(v), reason, now(), changed)
 	if err != nil {
-		return fmt.Errorf("cannot store phone verdict: %w", err)
+		return 0, fmt.Errorf("cannot store phone verdict: %w", err)
 	}
-	return nil
+	return changed, nil
 }
 
-func storeOptOut(ctx context.Context, db *store.DB, e164 string, optOut bool) error {
+// storeOptOut stores an opt-out or opt-in and returns the change's
+// changed_at.
+func storeOptOut(ctx context.Context, db *store.DB, e164 string, optOut bool) (int64, error) {
 	v := 0
 	if optOut {
 		v = 1
 	}
-	_, err := db.ExecContext(ctx, `INSERT INTO contacts_phone_state (phone, verdict, reason, opt_out, updated_at)
-		VALUES ($1, '', '', $2, $3)
-		ON CONFLICT (phone) DO UPDATE SET opt_out = excluded.opt_out, updated_at = excluded.updated_at`,
-		e164, v, now())
+	changed := time.Now().UnixNano()
+	_, err := db.ExecContext(ctx, `INSERT INTO contacts_phone_state (phone, verdict, reason, opt_out, updated_at, changed_at)
+		VALUES ($1, '', '', $2, $3, $4)
+		ON CONFLICT (phone) DO UPDATE SET opt_out = excluded.opt_out, updated_at = excluded.updated_at, changed_at = excluded.changed_at`,
+		e164, v, now(), changed)
 	if err != nil {
-		return fmt.Errorf("cannot store phone opt-out: %w", err)
+		return 0, fmt.Errorf("cannot store phone opt-out: %w", err)
 	}
-	return nil
+	return changed, nil
 }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }

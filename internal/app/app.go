@@ -139,8 +139,17 @@ func (a *App) buildNotifyAndRules(ctx context.Context) error {
 	} else {
 		a.log.Info().Msg("contacts_refresh is 0: imports by other processes are seen only after a restart")
 	}
+	// Opt-outs and Twilio verdicts recorded by another process on the store
+	// (gridbell contacts commands today, peer instances later) within seconds.
+	a.components = append(a.components, component{"contacts-states", func(ctx context.Context) error {
+		return a.Contacts.FollowStates(ctx, phoneStatesEvery)
+	}})
 	return nil
 }
+
+// phoneStatesEvery is how often the registry reads the phone states other
+// processes recorded: one indexed query on rows changed in the last minute.
+const phoneStatesEvery = 2 * time.Second
 
 func (a *App) buildIngest(ctx context.Context) error {
 	var err error
