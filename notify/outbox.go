@@ -88,6 +88,10 @@ var migrations = []string{
 	// Twilio webhooks that took effect, by MessageSid (and status), so a
 	// replayed one takes none (CONTRACT §4).
 	`CREATE TABLE notify_webhooks (key TEXT PRIMARY KEY, at BIGINT NOT NULL)`,
+	// Operators read one customer's messages (the hotline, history.go)
+	// and the last minutes' traffic (the storm overview).
+	`CREATE INDEX notify_links_account ON notify_links (account, created_at)`,
+	`CREATE INDEX notify_messages_queued ON notify_messages (queued_at)`,
 }
 
 // claimLease is how long a claimed message stays with its instance without

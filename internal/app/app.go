@@ -207,6 +207,9 @@ func (a *App) buildHTTP(ctx context.Context) error {
 		Handler:       a.Rules,
 		Ready:         a.Ready,
 		Store:         sessions,
+		Directory:     a.Contacts,
+		History:       a.Outbox,
+		Overview:      a.Rules,
 	}, logging.Component(a.log, "http"))
 	a.components = append(a.components, component{"http", a.HTTP.Run})
 	return nil

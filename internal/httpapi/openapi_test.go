@@ -13,6 +13,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/rs/zerolog"
 
+	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/ingest"
 	"github.com/gridbell/gridbell/internal/httpapi"
 	"github.com/gridbell/gridbell/internal/secret"
@@ -27,6 +28,9 @@ type everything struct {
 	importer
 	deadLetters
 	handler
+	directory
+	history
+	overview
 }
 
 // Local names, so that no embedded field shares a name with a method.
@@ -37,6 +41,12 @@ type (
 	importer    interface{ httpapi.ContactsImporter }
 	deadLetters interface{ httpapi.DeadLetters }
 	handler     interface{ ingest.Handler }
+	directory   interface { // Account comes with quality
+		AccountsByPhone(e164 string) []string
+		Grid(g string) (contacts.GridInfo, bool)
+	}
+	history  interface{ httpapi.History }
+	overview interface{ httpapi.Overview }
 )
 
 // fullDeps gives the server every part, so that Routes lists every route

@@ -1,17 +1,28 @@
 package httpapi
 
 import (
-	_ "embed"
+	"embed"
+	"io/fs"
 	"net/http"
 )
 
-//go:embed page.html
-var page []byte
+// web holds the operators' page: HTML, its script and its style sheet,
+// served from the binary. Nothing is fetched from anywhere else, and the
+// page runs under the Content-Security-Policy of every answer (scripts
+// from gridbell's own files only, nothing inline).
+//
+//go:embed web
+var web embed.FS
 
-// servePage serves the operators' page. It holds no data: the page calls the
-// API with the token the user types (kept in the browser's session storage).
-func servePage(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'")
-	w.Write(page)
+// pageRoutes serves the page at / and its two files under /static/.
+func pageRoutes(mux *routeMux) {
+	files, _ := fs.Sub(web, "web") // the directory is embedded: cannot fail
+	index, _ := fs.ReadFile(files, "index.html")
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(index)
+	})
+	static := http.StripPrefix("/static/", http.FileServerFS(files))
+	mux.Handle("GET /static/app.js", static)
+	mux.Handle("GET /static/app.css", static)
 }

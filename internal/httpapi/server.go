@@ -63,7 +63,10 @@ type Deps struct {
 	Handler       ingest.Handler // where replayed dead letters go
 	Ready         func() error   // nil when ready, else what is not
 	Metrics       *metrics.Registry
-	Store         *Store // sessions and the audit log; nil = no logins, nothing audited
+	Store         *Store    // sessions and the audit log; nil = no logins, nothing audited
+	Directory     Directory // customers' names, phones and grids (workspace.go)
+	History       History   // messages per customer and per minute
+	Overview      Overview  // areas' states, storm mode, a customer's meters
 }
 
 // Server is the HTTP API.
@@ -71,6 +74,7 @@ type Server struct {
 	cfg     Config
 	deps    Deps
 	auth    authenticator
+	live    *liveFeed // server-sent events (events.go)
 	logins  throttle
 	proxies []netip.Prefix // http.trusted_proxies
 	log     zerolog.Logger
@@ -85,6 +89,7 @@ func New(cfg Config, auth AuthConfig, deps Deps, log zerolog.Logger) *Server {
 	cfg.Defaults()
 	s := &Server{cfg: cfg, deps: deps, auth: newAuthenticator(auth, deps.Store), log: log}
 	s.proxies, _ = parseProxies(cfg.TrustedProxies) // Validate has refused bad ones
+	s.live = &liveFeed{s: s}
 	s.srv = httpServer(cfg, s.Handler(), log)
 	return s
 }

@@ -1,15 +1,268 @@
 package httpapi
 
-import "net/http"
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
 
-// workspaceRoutes adds the operators' workspace: the page, logins and the
-// audit log.
+	"github.com/gridbell/gridbell/contacts"
+	"github.com/gridbell/gridbell/internal/logging"
+	"github.com/gridbell/gridbell/notify"
+	"github.com/gridbell/gridbell/rules"
+)
+
+// Directory is what the workspace reads of the contacts registry.
+type Directory interface {
+	Account(acct string) (contacts.Account, bool)
+	AccountsByPhone(e164 string) []string
+	Grid(g string) (contacts.GridInfo, bool)
+}
+
+// History is what the workspace reads of the notify outbox.
+type History interface {
+	History(ctx context.Context, accounts []string, limit int) ([]notify.Sent, error)
+	Minutes(ctx context.Context, since time.Time, grids []string) ([]notify.Minute, error)
+}
+
+// Overview is what the storm overview and the hotline read of the rules.
+type Overview interface {
+	AreaStates() []rules.AreaState
+	StormMode() bool
+	MetersOf(account string) []rules.MeterOutage
+}
+
+// workspaceRoutes adds the operators' workspace: the page, logins, the
+// audit log, the outage workspace, the hotline, the storm overview and the
+// live feed.
 func (s *Server) workspaceRoutes(mux *routeMux) {
 	a := s.auth
 	everyone := []string{RoleAdmin, RoleDispatcher, RoleManager, RoleHotline, RoleIngest}
-	mux.HandleFunc("GET /{$}", servePage)
+	operators := []string{RoleAdmin, RoleDispatcher, RoleManager}
+	pageRoutes(mux)
 	mux.HandleFunc("POST /api/v1/login", s.login)
 	mux.HandleFunc("POST /api/v1/logout", s.logout)
 	mux.Handle("GET /api/v1/me", a.require(http.HandlerFunc(s.whoAmI), everyone...))
 	mux.Handle("GET /api/v1/audit", a.require(http.HandlerFunc(s.auditLog), RoleAdmin))
+	if s.deps.Outages == nil || s.deps.Directory == nil {
+		return
+	}
+	mux.Handle("GET /api/v1/outages/{id}/workspace", a.require(http.HandlerFunc(s.workspace), operators...))
+	mux.Handle("GET /api/v1/events", a.require(http.HandlerFunc(s.events), operators...))
+	if s.deps.History != nil && s.deps.Overview != nil {
+		mux.Handle("GET /api/v1/accounts/{account}/messages", a.require(http.HandlerFunc(s.accountMessages), RoleAdmin, RoleDispatcher, RoleManager, RoleHotline))
+		mux.Handle("GET /api/v1/hotline", a.require(http.HandlerFunc(s.hotline), RoleAdmin, RoleDispatcher, RoleManager, RoleHotline))
+		mux.Handle("GET /api/v1/storm", a.require(http.HandlerFunc(s.storm), operators...))
+	}
+}
+
+// Customer is one affected customer as the workspace shows it.
+type Customer struct {
+	Account string   `json:"account"`
+	Name    string   `json:"name"`
+	Meter   string   `json:"meter"`
+	Area    string   `json:"area"`
+	Grid    string   `json:"grid"`
+	Class   string   `json:"class"`
+	Phones  []string `json:"phones"` // in full for pii, masked otherwise; landlines too
+	Status  string   `json:"status"` // what notify did ("delivered", "suppressed: landline", …)
+	// Reach says why no SMS could reach the customer: landline, invalid,
+	// missing, opted_out or failed; "" when one could.
+	Reach   string `json:"reach"`
+	Powered bool   `json:"powered"`
+}
+
+// DarkCustomer is a still-dark meter with its customer, for dispatchers.
+type DarkCustomer struct {
+	Meter    string     `json:"meter"`
+	Account  string     `json:"account"`
+	Name     string     `json:"name"`
+	Class    string     `json:"class"`
+	Grid     string     `json:"grid"`
+	Phones   []string   `json:"phones"`
+	LastSeen *time.Time `json:"last_seen"`
+}
+
+// Workspace answers GET /api/v1/outages/{id}/workspace: what a manager and
+// a dispatcher need of one outage, in the asker's grids only.
+type Workspace struct {
+	Outage      rules.Outage   `json:"outage"`  // counts of the asker's grids
+	Classes     map[string]int `json:"classes"` // affected customers per class
+	Customers   []Customer     `json:"customers"`
+	CallList    []Customer     `json:"call_list"` // no SMS could reach them: phone them
+	Dark        []DarkCustomer `json:"dark"`
+	ReportedOut []Customer     `json:"reported_out"` // replied they are still out
+	PII         bool           `json:"pii"`          // phones are in full
+}
+
+// classRank puts life-support, high-risk and important customers first.
+var classRank = map[string]int{string(contacts.LifeSupport): 0, string(contacts.HighRisk): 1, string(contacts.Important): 2}
+
+func rankOf(class string) int {
+	if r, ok := classRank[class]; ok {
+		return r
+	}
+	return 3
+}
+
+func (s *Server) workspace(w http.ResponseWriter, r *http.Request) {
+	o, ok := s.outage(w, r)
+	if !ok {
+		return
+	}
+	p := principalOf(r)
+	ws, visible := s.buildWorkspace(r.Context(), p, o)
+	if !visible {
+		writeError(w, http.StatusNotFound, "no such outage in your grids: "+o.ID)
+		return
+	}
+	if p.pii && (len(ws.Customers) > 0 || len(ws.Dark) > 0) {
+		if !s.audit(w, r, AuditPIIView, o.ID, fmt.Sprintf("workspace: %d customers' numbers", len(ws.Customers))) {
+			return
+		}
+	}
+	writeJSON(w, 200, ws)
+}
+
+// buildWorkspace gathers o's workspace for p. It reports false when a
+// manager has no customer in o.
+func (s *Server) buildWorkspace(ctx context.Context, p principal, o rules.Outage) (Workspace, bool) {
+	list := s.visibleCustomers(ctx, p, o)
+	ver, _ := s.deps.Outages.VerificationIn(o.ID, p.scope())
+	ws := Workspace{Outage: s.withCounts(ctx, o, p), Classes: map[string]int{}, Customers: make([]Customer, 0, len(list)),
+		CallList: []Customer{}, Dark: []DarkCustomer{}, ReportedOut: []Customer{}, PII: p.pii}
+	if p.role == RoleManager && len(list) == 0 {
+		return ws, false
+	}
+	byAccount := map[string]*Customer{}
+	for _, c := range list {
+		cu := s.customer(p, c)
+		ws.Customers = append(ws.Customers, cu)
+	}
+	slices.SortStableFunc(ws.Customers, func(a, b Customer) int {
+		return cmp.Or(cmp.Compare(rankOf(a.Class), rankOf(b.Class)), boolFirst(!a.Powered, !b.Powered), cmp.Compare(a.Account, b.Account))
+	})
+	seen := map[string]bool{}
+	for i := range ws.Customers {
+		c := &ws.Customers[i]
+		byAccount[c.Account] = c
+		if seen[c.Account] {
+			continue
+		}
+		seen[c.Account] = true
+		ws.Classes[c.Class]++
+		if c.Reach != "" {
+			ws.CallList = append(ws.CallList, *c)
+		}
+	}
+	for _, d := range ver.Dark {
+		if c, ok := byAccount[d.Account]; ok {
+			ws.Dark = append(ws.Dark, DarkCustomer{Meter: d.Meter, Account: d.Account, Name: c.Name, Class: c.Class,
+				Grid: c.Grid, Phones: c.Phones, LastSeen: d.LastSeen})
+		}
+	}
+	for _, a := range ver.ReportedOut {
+		if c, ok := byAccount[a]; ok {
+			ws.ReportedOut = append(ws.ReportedOut, *c)
+		}
+	}
+	return ws, true
+}
+
+func boolFirst(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return -1
+	}
+	return 1
+}
+
+// visibleCustomers is o's customer list in p's grids, with notify's status.
+func (s *Server) visibleCustomers(ctx context.Context, p principal, o rules.Outage) []rules.AffectedCustomer {
+	var list []rules.AffectedCustomer
+	if p.role == RoleManager {
+		for _, g := range p.grids {
+			l, _ := s.deps.Outages.Customers(o.ID, g)
+			list = append(list, l...)
+		}
+	} else {
+		list, _ = s.deps.Outages.Customers(o.ID, "")
+	}
+	return s.withStatus(ctx, o, list)
+}
+
+// customer renders c for p: phones from the registry, in full for pii.
+func (s *Server) customer(p principal, c rules.AffectedCustomer) Customer {
+	cu := Customer{Account: c.Account, Name: c.Name, Meter: c.Meter, Area: c.Area, Grid: c.Grid, Class: c.Class,
+		Phones: []string{}, Status: c.Status, Powered: c.Powered}
+	acct, ok := s.deps.Directory.Account(c.Account)
+	if !ok {
+		cu.Phones, cu.Reach = c.Phones, "missing"
+		return cu
+	}
+	cu.Phones = phonesFor(p, acct.Contacts)
+	cu.Reach = reach(acct.Contacts, c.Status)
+	return cu
+}
+
+// phonesFor lists the numbers of cs that can be called, for p's eyes.
+func phonesFor(p principal, cs []contacts.Contact) []string {
+	out := []string{}
+	for _, ct := range cs {
+		if ct.Phone == "" {
+			continue
+		}
+		if p.pii {
+			out = append(out, ct.Phone)
+		} else {
+			out = append(out, logging.Phone(ct.Phone))
+		}
+	}
+	return out
+}
+
+// reach says why no SMS can reach a customer with contacts cs whose latest
+// message has status: "" when one can.
+func reach(cs []contacts.Contact, status string) string {
+	var landline, optedOut, invalid bool
+	for _, ct := range cs {
+		switch {
+		case ct.Verdict == contacts.Landline:
+			landline = true
+		case ct.Verdict == contacts.Invalid:
+			invalid = true
+		case ct.Verdict == contacts.Missing:
+		case ct.OptOut:
+			optedOut = true
+		default:
+			if failed(status) {
+				return "failed"
+			}
+			return ""
+		}
+	}
+	switch {
+	case optedOut:
+		return "opted_out"
+	case landline:
+		return "landline"
+	case invalid:
+		return "invalid"
+	}
+	return "missing"
+}
+
+// failed reports whether a notify status says the message did not arrive.
+func failed(status string) bool {
+	for _, p := range []string{notify.StatusFailed, notify.StatusUndelivered, notify.StatusRejected} {
+		if strings.HasPrefix(status, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -131,6 +131,7 @@ func newWorld(t *testing.T, driver, csvText string) *world {
 	w.srv = httptest.NewServer(httpapi.New(httpapi.Config{Listen: "127.0.0.1:0", TimeZone: "Asia/Shanghai", TrustedProxies: []string{"127.0.0.1"}}, worldAuth(), httpapi.Deps{
 		Outages: w.rules, Deliveries: w.outbox, Quality: w.reg, Store: w.store,
 		TwilioStatus: w.outbox.StatusWebhook(), TwilioInbound: w.outbox.InboundWebhook(w.rules),
+		Directory: w.reg, History: w.outbox, Overview: w.rules,
 	}, zerolog.Nop()).Handler())
 	t.Cleanup(func() {
 		w.srv.Close()
@@ -196,16 +197,27 @@ func (w *world) receipt(id, to, status, code string) {
 	if code != "" {
 		form.Set("ErrorCode", code)
 	}
-	req, _ := http.NewRequest("POST", w.srv.URL+"/twilio/status", strings.NewReader(form.Encode()))
+	w.twilio("/twilio/status", form, http.StatusNoContent)
+}
+
+// reply posts a customer's signed SMS reply.
+func (w *world) reply(from, body string) {
+	w.t.Helper()
+	w.twilio("/twilio/inbound", url.Values{"From": {from}, "Body": {body}, "MessageSid": {"SM" + from + body}}, 200)
+}
+
+func (w *world) twilio(path string, form url.Values, want int) {
+	w.t.Helper()
+	req, _ := http.NewRequest("POST", w.srv.URL+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Twilio-Signature", twiliotest.Sign(twilioToken, w.srv.URL+"/twilio/status", form))
+	req.Header.Set("X-Twilio-Signature", twiliotest.Sign(twilioToken, w.srv.URL+path, form))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		w.t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		w.t.Fatalf("receipt for %s = %d", id, resp.StatusCode)
+	if resp.StatusCode != want {
+		w.t.Fatalf("POST %s = %d, want %d", path, resp.StatusCode, want)
 	}
 }
 
