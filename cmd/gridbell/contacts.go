@@ -3,12 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gridbell/gridbell/contacts"
-	"github.com/gridbell/gridbell/internal/store"
 )
 
 func contactsCmd(g *globals) *cobra.Command {
@@ -25,24 +23,7 @@ func contactsCmd(g *globals) *cobra.Command {
 			}
 			ctx, stop := signalContext()
 			defer stop()
-			db, err := store.Open(ctx, cfg.Store, cfg.DataDir)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			reg, err := contacts.Open(ctx, db, log) // names itself "contacts"
-			if err != nil {
-				return err
-			}
-			if rejects == "" {
-				rejects = filepath.Join(cfg.DataDir, "contacts-rejects.csv")
-			}
-			sum, err := reg.ImportFile(ctx, args[0], rejects)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%+v\nrejects: %s\n", sum, rejects)
-			return nil
+			return importContacts(ctx, cmd.OutOrStdout(), cfg, log, args[0], rejects)
 		},
 	}
 	imp.Flags().StringVar(&rejects, "rejects", "", "reject file (default <data_dir>/contacts-rejects.csv)")

@@ -37,6 +37,11 @@ func deadletterCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if len(items) == 0 {
+				// on stderr: stdout stays JSON lines for scripts
+				fmt.Fprintln(cmd.ErrOrStderr(), "no dead letters: every message received so far was accepted")
+				return nil
+			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			for _, it := range items {
 				if err := enc.Encode(it); err != nil {

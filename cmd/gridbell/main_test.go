@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gridbell/gridbell/internal/store/storetest"
 )
 
 func execute(t *testing.T, args ...string) (string, error) {
@@ -52,5 +54,76 @@ func TestContactsCheck(t *testing.T) {
 	}
 	if !strings.Contains(out, "G01") || !strings.Contains(out, "0.5") {
 		t.Errorf("contacts check report lacks grid G01 with a 0.5 valid-list rate:\n%s", out)
+	}
+}
+
+const twoCustomers = "户号,表号,台区,网格,手机\n0100000001,330000000001,TA-1,G01,138 1234 5678\n0100000002,330000000002,TA-1,G01,无\n"
+
+// TestContactsImport: on each store, into a data_dir that does not exist
+// yet, an import prints a short summary (not a Go struct), writes the
+// reject file, and importing the same file again reports nothing changed.
+func TestContactsImport(t *testing.T) {
+	for _, driver := range storetest.Backends {
+		t.Run(driver, func(t *testing.T) {
+			dir := t.TempDir()
+			sc := storetest.Config(t, driver)
+			t.Setenv("GRIDBELL_DATA_DIR", filepath.Join(dir, "new", "data"))
+			t.Setenv("GRIDBELL_STORE_DRIVER", sc.Driver)
+			t.Setenv("GRIDBELL_STORE_DSN", sc.DSN)
+			f := filepath.Join(dir, "contacts.csv")
+			os.WriteFile(f, []byte(twoCustomers), 0o600)
+			out, err := execute(t, "contacts", "import", f)
+			if err != nil {
+				t.Fatalf("contacts import: %v\n%s", err, out)
+			}
+			for _, want := range []string{"imported 2 of 2 rows", "2 added, 0 updated, 0 unchanged", "1 fixed", "1 invalid"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("summary lacks %q:\n%s", want, out)
+				}
+			}
+			if strings.ContainsAny(out, "{}") || len(out) > 1000 {
+				t.Errorf("summary is not short prose (%d bytes):\n%s", len(out), out)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "new", "data", "contacts-rejects.csv")); err != nil {
+				t.Errorf("reject file: %v", err)
+			}
+			out, err = execute(t, "contacts", "import", f)
+			if err != nil || !strings.Contains(out, "0 added, 0 updated, 2 unchanged, 0 retired") {
+				t.Errorf("re-import of the same file = %v:\n%s\nwant 0 added, 0 updated, 2 unchanged", err, out)
+			}
+		})
+	}
+}
+
+// TestContactsImportMissingFile: a missing file is named before any store
+// is opened or data_dir made.
+func TestContactsImportMissingFile(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	t.Setenv("GRIDBELL_DATA_DIR", data)
+	_, err := execute(t, "contacts", "import", filepath.Join(t.TempDir(), "nope.csv"))
+	if err == nil || !strings.Contains(err.Error(), "nope.csv") {
+		t.Errorf("import of a missing file = %v, want an error naming it", err)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("data_dir after the failed import: %v, want it not made", err)
+	}
+}
+
+// TestDeadLetterListEmpty: an empty list says so.
+func TestDeadLetterListEmpty(t *testing.T) {
+	t.Setenv("GRIDBELL_DATA_DIR", t.TempDir())
+	out, err := execute(t, "deadletter", "list")
+	if err != nil || !strings.Contains(out, "no dead letters") {
+		t.Errorf("deadletter list on an empty store = %v, %q, want it to say there are none", err, out)
+	}
+}
+
+// TestUnknownEnvironment: a misspelt GRIDBELL_ variable stops the command
+// and suggests the key meant.
+func TestUnknownEnvironment(t *testing.T) {
+	t.Setenv("GRIDBELL_RULES_MOMENTRY", "90s")
+	_, err := execute(t, "run", "--check-config")
+	if err == nil || !strings.Contains(err.Error(), "GRIDBELL_RULES_MOMENTARY") {
+		t.Errorf("run --check-config with GRIDBELL_RULES_MOMENTRY = %v, want an error suggesting GRIDBELL_RULES_MOMENTARY", err)
 	}
 }

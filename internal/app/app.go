@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -105,13 +106,20 @@ func (a *App) openContacts(ctx context.Context) error {
 		a.log.Info().Int("customers", reg.Len()).Msg("no contacts_file configured: using the stored registry")
 		return nil
 	}
+	if _, err := os.Stat(a.cfg.ContactsFile); errors.Is(err, fs.ErrNotExist) {
+		// An optional file (a Kubernetes ConfigMap marked optional, a
+		// drop-in not there yet) must not stop the service: the registry
+		// holds the last import, and imports made later are picked up.
+		a.log.Warn().Str("file", a.cfg.ContactsFile).Int("customers", reg.Len()).
+			Msg("contacts_file does not exist: using the stored registry")
+		return nil
+	}
 	rejects := filepath.Join(a.cfg.DataDir, "contacts-rejects.csv")
-	sum, err := reg.ImportFile(ctx, a.cfg.ContactsFile, rejects)
-	if err != nil {
+	a.log.Info().Str("file", a.cfg.ContactsFile).Str("rejects", rejects).Msg("importing contacts_file")
+	if _, err := reg.ImportFile(ctx, a.cfg.ContactsFile, rejects); err != nil {
 		return fmt.Errorf("cannot import contacts_file: %w", err)
 	}
-	a.log.Info().Str("file", a.cfg.ContactsFile).Interface("summary", sum).Str("rejects", rejects).Msg("contacts imported")
-	return nil
+	return nil // the registry logged "contacts imported" with its figures
 }
 
 func (a *App) buildNotifyAndRules(ctx context.Context) error {

@@ -62,7 +62,7 @@ func Load(path string, environ []string) (*Config, error) {
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
 		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("cannot parse config %s: %w", path, err)
+			return nil, fmt.Errorf("cannot parse config %s: %w", path, explainYAML(b, err))
 		}
 	}
 	if err := applyEnv(c, environ); err != nil {

@@ -198,3 +198,64 @@ func TestCluster(t *testing.T) {
 		t.Errorf("cluster = %+v", c.Cluster)
 	}
 }
+
+// TestUnknownEnv: a GRIDBELL_ variable that names no key is an error that
+// suggests the key meant; the test suite's own GRIDBELL_TEST_* are not
+// configuration and pass.
+func TestUnknownEnv(t *testing.T) {
+	_, err := Load("", []string{"GRIDBELL_RULES_MOMENTRY=90s"})
+	if err == nil || !strings.Contains(err.Error(), "GRIDBELL_RULES_MOMENTRY") || !strings.Contains(err.Error(), "did you mean GRIDBELL_RULES_MOMENTARY?") {
+		t.Errorf("Load(GRIDBELL_RULES_MOMENTRY) = %v, want an error suggesting GRIDBELL_RULES_MOMENTARY", err)
+	}
+	_, err = Load("", []string{"GRIDBELL_FROBNICATE=1"})
+	if err == nil || strings.Contains(err.Error(), "did you mean") {
+		t.Errorf("Load(GRIDBELL_FROBNICATE) = %v, want an error without a far-fetched suggestion", err)
+	}
+	if _, err := Load("", []string{"GRIDBELL_TEST_PG=postgres://x", "GRIDBELL_RULES_MOMENTARY=90s"}); err != nil {
+		t.Errorf("Load with GRIDBELL_TEST_PG = %v, want nil", err)
+	}
+	for _, k := range EnvKeys() {
+		if k == "GRIDBELL_RULES_MOMENTARY" {
+			return
+		}
+	}
+	t.Errorf("EnvKeys() lacks GRIDBELL_RULES_MOMENTARY: %v", EnvKeys())
+}
+
+// TestYAMLErrors: a config error names the line where the problem is and
+// the key path, says what was expected in words (no Go type names), and
+// never shows a secret's characters.
+func TestYAMLErrors(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"unclosed list", "data_dir: ./x\nmqtt:\n  brokers: [tcp://x:1883\nhttp:\n  listen: 1\n", []string{"line 3:"}},
+		{"bad indent", "rules:\n  momentary: 60s\n    etr_change: 30m\n", []string{"line 3:"}},
+		{"bad duration", "data_dir: ./x\nrules:\n  momentary: soon\n", []string{"line 3:", "rules.momentary", `"soon"`, "duration like 60s"}},
+		{"bad number", "rules:\n  area_dark_ratio: abc\n", []string{"line 2:", "rules.area_dark_ratio", "is not a number"}},
+		{"unknown key", "mqtt:\n  brokerz: []\n", []string{"line 2:", "unknown key brokerz under mqtt", "did you mean brokers?"}},
+		{"secret of the wrong kind", "sms:\n  twilio:\n    auth_token: {a: s3cr3tXYZ}\n", []string{"line 3:", "sms.twilio.auth_token", "not text"}},
+		{"tokens of the wrong kind", "auth:\n  tokens: s3cr3tXYZ\n", []string{"line 2:", "auth.tokens", "is not a list"}},
+		{"unclosed secret", "sms:\n  twilio:\n    auth_token: \"s3cr3tXYZ\n", []string{"line"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(writeFile(t, tc.yaml), nil)
+			if err == nil {
+				t.Fatal("Load() = nil, want an error")
+			}
+			msg := err.Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("Load() error = %q, want it to contain %q", msg, w)
+				}
+			}
+			for _, bad := range []string{"s3cr3t", "time.Duration", "float64", "secret.String", "ingest.", "httpapi.", "[]"} {
+				if strings.Contains(msg, bad) {
+					t.Errorf("Load() error = %q, which shows %q", msg, bad)
+				}
+			}
+		})
+	}
+}

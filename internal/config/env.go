@@ -4,6 +4,7 @@ import (
 	"encoding"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,7 +47,98 @@ func applyEnv(c *Config, environ []string) error {
 		c.Auth.Users = users
 		delete(env, EnvPrefix+"AUTH_USERS")
 	}
-	return walk(reflect.ValueOf(c).Elem(), strings.TrimSuffix(EnvPrefix, "_"), env)
+	if err := walk(reflect.ValueOf(c).Elem(), strings.TrimSuffix(EnvPrefix, "_"), env); err != nil {
+		return err
+	}
+	return unknownEnv(env)
+}
+
+// envTestPrefix marks variables of gridbell's own test suite
+// (GRIDBELL_TEST_PG), which are no configuration keys.
+const envTestPrefix = EnvPrefix + "TEST_"
+
+// unknownEnv refuses the GRIDBELL_* variables walk did not use: a misspelt
+// override (GRIDBELL_RULES_MOMENTRY) silently ignored would leave the
+// default in force.
+func unknownEnv(left map[string]string) error {
+	var bad []string
+	for k := range left {
+		if !strings.HasPrefix(k, envTestPrefix) {
+			bad = append(bad, k)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	slices.Sort(bad)
+	known := EnvKeys()
+	msgs := make([]string, 0, len(bad))
+	for _, k := range bad {
+		m := k
+		if near := nearest(k, known); near != "" {
+			m += " (did you mean " + near + "?)"
+		}
+		msgs = append(msgs, m)
+	}
+	return fmt.Errorf("unknown environment variable %s: gridbell reads %s<KEY_PATH> for every config key and nothing else",
+		strings.Join(msgs, ", "), EnvPrefix)
+}
+
+// EnvKeys lists every environment variable gridbell reads.
+func EnvKeys() []string {
+	keys := []string{EnvPrefix + "AUTH_TOKENS"}
+	var list func(t reflect.Type, path string)
+	list = func(t reflect.Type, path string) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if tag == "" || tag == "-" || !f.IsExported() {
+				continue
+			}
+			key := path + "_" + strings.ToUpper(tag)
+			if f.Type.Kind() == reflect.Struct && f.Type != durationType {
+				list(f.Type, key)
+			} else if key != EnvPrefix+"AUTH_TOKENS" {
+				keys = append(keys, key)
+			}
+		}
+	}
+	list(reflect.TypeFor[Config](), strings.TrimSuffix(EnvPrefix, "_"))
+	slices.Sort(keys)
+	return keys
+}
+
+// nearest returns the key of known closest to k in edit distance, if it
+// is close enough to be a typo of it.
+func nearest(k string, known []string) string {
+	best, bestD := "", len(k)/4+2
+	for _, c := range known {
+		if d := editDistance(k, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 var (
@@ -75,6 +167,7 @@ func walk(v reflect.Value, path string, env map[string]string) error {
 		if !ok {
 			continue
 		}
+		delete(env, key) // what is left is unknown
 		if err := set(fv, raw); err != nil {
 			return fmt.Errorf("environment %s: %w", key, err)
 		}

@@ -12,6 +12,13 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// Every duration in gridbell's log (took, window, retry_in…) is a number of
+// seconds, with a fraction: one unit for every line, as in its metrics.
+func init() {
+	zerolog.DurationFieldUnit = time.Second
+	zerolog.DurationFieldInteger = false
+}
+
 // New returns the root logger writing to w (os.Stderr when nil).
 func New(w io.Writer, level zerolog.Level) zerolog.Logger {
 	if w == nil {

@@ -1,8 +1,11 @@
 package logging
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 func TestPhone(t *testing.T) {
@@ -32,5 +35,16 @@ func TestThrottle(t *testing.T) {
 	th.Period = 0
 	if ok, held := th.Allow(); !ok || held != 3 {
 		t.Errorf("Allow() after the period = %v, %d; want true, 3 held back", ok, held)
+	}
+}
+
+// TestDurationsInSeconds: a duration is logged as seconds, whatever the
+// component, so "took" reads the same on every line.
+func TestDurationsInSeconds(t *testing.T) {
+	var b strings.Builder
+	l := zerolog.New(&b)
+	l.Info().Dur("took", 1500*time.Millisecond).Msg("")
+	if !strings.Contains(b.String(), `"took":1.5`) {
+		t.Errorf("Dur(1.5s) logged as %s, want took 1.5 (seconds)", b.String())
 	}
 }

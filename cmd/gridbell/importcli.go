@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/gridbell/gridbell/contacts"
+	"github.com/gridbell/gridbell/internal/config"
+	"github.com/gridbell/gridbell/internal/store"
+)
+
+// importContacts runs gridbell contacts import: it checks the file before
+// it opens the store, shows a progress bar on a terminal, and prints a
+// short summary to out.
+func importContacts(ctx context.Context, out io.Writer, cfg *config.Config, log zerolog.Logger, file, rejects string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("cannot open contacts file: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("cannot open contacts file: %w", err)
+	}
+	if st.IsDir() {
+		return fmt.Errorf("cannot import contacts: %s is a directory", file)
+	}
+	if rejects == "" {
+		rejects = filepath.Join(cfg.DataDir, "contacts-rejects.csv")
+	}
+	// The store (SQLite's file, or nothing at all on PostgreSQL) does not
+	// make these directories; the reject file needs them.
+	for _, dir := range []string{cfg.DataDir, filepath.Dir(rejects)} {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("cannot create %s: %w", dir, err)
+		}
+	}
+	db, err := store.Open(ctx, cfg.Store, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	reg, err := contacts.Open(ctx, db, log) // names itself "contacts"
+	if err != nil {
+		return err
+	}
+	rf, err := os.Create(rejects)
+	if err != nil {
+		return fmt.Errorf("cannot create reject file: %w", err)
+	}
+	defer rf.Close()
+	var src io.Reader = f
+	var bar *rowBar
+	if isatty.IsTerminal(os.Stderr.Fd()) {
+		bar = newRowBar(f, st.Size(), os.Stderr)
+		src = bar
+	}
+	sum, err := reg.Import(ctx, src, rf)
+	bar.finish()
+	if cerr := rf.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("cannot write reject file: %w", cerr)
+	}
+	if err != nil {
+		if sum.Rejected > 0 {
+			fmt.Fprintf(out, "%d rows refused: see %s\n", sum.Rejected, rejects)
+		}
+		return err
+	}
+	writeImportSummary(out, file, rejects, sum)
+	return nil
+}
+
+// writeImportSummary prints what an import did, for people.
+func writeImportSummary(out io.Writer, file, rejects string, s contacts.Summary) {
+	fmt.Fprintf(out, "imported %d of %d rows from %s (%s) in %s\n", s.Imported, s.Rows, file, s.Encoding, s.Took.Round(time.Millisecond))
+	fmt.Fprintf(out, "  meters: %d added, %d updated, %d unchanged, %d retired; %d active accounts\n",
+		s.Added, s.Updated, s.Unchanged, s.Retired, s.Accounts)
+	t := s.Report.Total
+	fmt.Fprintf(out, "  phones: %d valid, %d fixed, %d landline only, %d invalid, %d missing, %d opted out (valid list rate %.1f%%)\n",
+		t.Valid, t.Fixed, t.LandlineOnly, t.Invalid, t.Missing, t.OptedOut, 100*t.ValidListRate)
+	if s.Rejected > 0 {
+		fmt.Fprintf(out, "  %d rows refused; they and the accounts no SMS can reach are listed in %s\n", s.Rejected, rejects)
+	} else {
+		fmt.Fprintf(out, "  no rows refused; accounts no SMS can reach are listed in %s\n", rejects)
+	}
+	fmt.Fprintln(out, "  per grid: gridbell contacts check FILE, or GET /api/v1/contacts/quality")
+}
+
+// rowBar reads a contacts file and moves a progress bar by rows (lines),
+// with the total estimated from the file size and the bytes a row took so
+// far, so that it shows rows/s and an ETA.
+type rowBar struct {
+	r           io.Reader
+	bar         *progressbar.ProgressBar
+	size, bytes int64
+	rows        int64
+	max         int64
+}
+
+func newRowBar(r io.Reader, size int64, w io.Writer) *rowBar {
+	bar := progressbar.NewOptions64(-1,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("importing"),
+		progressbar.OptionSetItsString("rows"),
+		progressbar.OptionShowIts(),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionClearOnFinish(),
+	)
+	return &rowBar{r: r, bar: bar, size: size, max: -1}
+}
+
+func (b *rowBar) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.bytes += int64(n)
+	b.rows += int64(bytes.Count(p[:n], []byte{'\n'}))
+	if b.rows > 0 && b.size > 0 {
+		if est := b.rows * b.size / b.bytes; est > b.max+b.max/50 || est < b.max-b.max/50 {
+			b.max = est
+			b.bar.ChangeMax64(est)
+		}
+	}
+	b.bar.Set64(b.rows)
+	return n, err
+}
+
+// finish clears the bar (nil when there is none).
+func (b *rowBar) finish() {
+	if b != nil {
+		b.bar.Finish()
+	}
+}
