@@ -418,3 +418,44 @@ func TestNewFailsCleanly(t *testing.T) {
 	}
 	closeFn()
 }
+
+// TestMissingContactsFileStarts: a contacts_file that is not there (a
+// Kubernetes ConfigMap marked optional) warns and starts with the stored
+// registry instead of stopping the service; a file that is there but
+// unreadable as contacts still stops it.
+func TestMissingContactsFileStarts(t *testing.T) {
+	dir := t.TempDir()
+	load := func(file string) *config.Config {
+		cfg, err := config.Load("", []string{
+			"GRIDBELL_DATA_DIR=" + dir,
+			"GRIDBELL_CONTACTS_FILE=" + file,
+			"GRIDBELL_HTTP_LISTEN=" + freePort(t),
+			"GRIDBELL_MQTT_EMBEDDED_LISTEN=" + freePort(t),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	var logs strings.Builder
+	a, err := app.New(context.Background(), load(filepath.Join(dir, "absent.csv")), zerolog.New(&logs))
+	if err != nil {
+		t.Fatalf("New() with a missing contacts_file = %v, want it to start", err)
+	}
+	a.Run(canceled()) // closes what New opened
+	if !strings.Contains(logs.String(), "contacts_file does not exist") {
+		t.Errorf("no warning about the missing contacts_file in:\n%s", logs.String())
+	}
+	bad := filepath.Join(dir, "bad.csv")
+	os.WriteFile(bad, []byte("no,such,columns\n1,2,3\n"), 0o600)
+	if a, err := app.New(context.Background(), load(bad), zerolog.Nop()); err == nil {
+		a.Run(canceled())
+		t.Error("New() with a contacts_file lacking the required columns started; want an error")
+	}
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
