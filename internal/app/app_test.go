@@ -453,9 +453,3 @@ func TestMissingContactsFileStarts(t *testing.T) {
 		t.Error("New() with a contacts_file lacking the required columns started; want an error")
 	}
 }
-
-func canceled() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}
