@@ -136,11 +136,15 @@ func (r *Registry) ImportFile(ctx context.Context, path, rejectPath string) (Sum
 	defer f.Close()
 	var rejects io.Writer
 	if rejectPath != "" {
-		rf, err := os.Create(rejectPath)
+		// Rejected rows carry names and phone numbers: owner only.
+		rf, err := os.OpenFile(rejectPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 		if err != nil {
 			return Summary{}, fmt.Errorf("cannot create reject file: %w", err)
 		}
 		defer rf.Close()
+		if err := rf.Chmod(0o600); err != nil { // a file from an older release was 0644
+			return Summary{}, fmt.Errorf("cannot create reject file: %w", err)
+		}
 		rejects = rf
 	}
 	return r.Import(ctx, f, rejects)

@@ -43,7 +43,7 @@ func (b spoolBatch) path(dir string) string {
 
 // openSpool opens dir, taking over the files a previous run left.
 func openSpool(dir string, maxDisk int64, maxMem int) (*spool, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create influx spool: %w", err)
 	}
 	s := &spool{dir: dir, maxDisk: maxDisk, maxMem: maxMem, ready: make(chan struct{}, 1)}
@@ -93,7 +93,7 @@ func (s *spool) push(data []byte) (bool, error) {
 // writeFile writes b whole or not at all. s.mu is held.
 func (s *spool) writeFile(b spoolBatch) error {
 	tmp := b.path(s.dir) + ".tmp"
-	if err := os.WriteFile(tmp, b.data, 0o644); err != nil {
+	if err := os.WriteFile(tmp, b.data, 0o600); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("cannot spool influx batch: %w", err)
 	}

@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -33,6 +35,16 @@ func TestSpoolOrder(t *testing.T) {
 	s.release(b0) // b0's write failed at shutdown
 	if err := s.spill(); err != nil {
 		t.Fatal(err)
+	}
+
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	if len(files) == 0 {
+		t.Fatal("nothing spilled to disk")
+	}
+	for _, f := range files {
+		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("spool file %s: %v, %v; want 0600 (it holds meter readings)", f, fi.Mode(), err)
+		}
 	}
 
 	s, err = openSpool(dir, 1<<20, 2) // the next run

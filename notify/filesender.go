@@ -40,10 +40,15 @@ const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // OpenFileSender opens (creating it and its directory) the outbox file at path.
 func OpenFileSender(path string) (*FileSender, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create outbox directory: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	// Full phone numbers: owner only, also for a file an older release
+	// made 0644.
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err == nil {
+		err = f.Chmod(0o600)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot open outbox file: %w", err)
 	}

@@ -119,10 +119,10 @@ func playDemo(ctx context.Context, cfg *config.Config, a *app.App, f *fleet.Flee
 
 func writeDemoContacts(dataDir string) (*fleet.Fleet, error) {
 	f := fleet.Generate(fleet.Demo)
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create data_dir: %w", err)
 	}
-	out, err := os.Create(filepath.Join(dataDir, "demo-contacts.csv"))
+	out, err := os.OpenFile(filepath.Join(dataDir, "demo-contacts.csv"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("cannot write demo contacts: %w", err)
 	}

@@ -71,7 +71,7 @@ func simulateCmd(g *globals) *cobra.Command {
 }
 
 func writeFleet(f *fleet.Fleet, path string) error {
-	out, err := os.Create(path)
+	out, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600) // phone numbers, if made up
 	if err != nil {
 		return fmt.Errorf("cannot write contacts: %w", err)
 	}

@@ -67,8 +67,12 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*App, err
 func (a *App) build(ctx context.Context) error {
 	cfg := a.cfg
 	var err error
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("cannot create data_dir: %w", err)
+	}
+	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		a.log.Warn().Str("data_dir", cfg.DataDir).Str("mode", fi.Mode().Perm().String()).
+			Msg("data_dir is open to other users; it holds phone numbers: chmod 700 it")
 	}
 	if err := Supported(cfg); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,8 +88,11 @@ func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
 		path = filepath.Join(dataDir, path)
 	}
 	if !strings.HasPrefix(path, "file:") && path != ":memory:" {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("cannot create store directory: %w", err)
+		}
+		if err := privateFile(path); err != nil {
+			return nil, err
 		}
 		path = "file:" + path
 	}
@@ -145,4 +149,22 @@ func (db *DB) Close() error {
 		})
 	}
 	return db.DB.Close()
+}
+
+// privateFile creates the SQLite file at path readable by its owner only,
+// or makes an existing one (and its WAL and shared-memory files) so: it
+// holds every customer's phone numbers. SQLite gives the files it creates
+// beside a database the database's mode.
+func privateFile(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("cannot create sqlite store: %w", err)
+	}
+	defer f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("cannot make the sqlite store private: %w", err)
+		}
+	}
+	return nil
 }
