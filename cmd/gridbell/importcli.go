@@ -40,7 +40,7 @@ func importContacts(ctx context.Context, out io.Writer, cfg *config.Config, log 
 	// The store (SQLite's file, or nothing at all on PostgreSQL) does not
 	// make these directories; the reject file needs them.
 	for _, dir := range []string{cfg.DataDir, filepath.Dir(rejects)} {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil { // phone numbers: owner only
 			return fmt.Errorf("cannot create %s: %w", dir, err)
 		}
 	}
@@ -53,7 +53,10 @@ func importContacts(ctx context.Context, out io.Writer, cfg *config.Config, log 
 	if err != nil {
 		return err
 	}
-	rf, err := os.Create(rejects)
+	rf, err := os.OpenFile(rejects, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600) // names and phone numbers
+	if err == nil {
+		err = rf.Chmod(0o600) // a file an older release made 0644
+	}
 	if err != nil {
 		return fmt.Errorf("cannot create reject file: %w", err)
 	}
