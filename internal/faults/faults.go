@@ -135,9 +135,12 @@ func (p *Postgres) run(name string, args ...string) error {
 	return nil
 }
 
-// Mosquitto is a private Mosquitto broker.
+// Mosquitto is a private Mosquitto broker that keeps sessions and queued
+// QoS 1 messages across a restart (persistence on), as a production broker
+// must for at-least-once delivery.
 type Mosquitto struct {
 	Port int
+	dir  string
 	cmd  *exec.Cmd
 	t    testing.TB
 }
@@ -162,7 +165,14 @@ func (m *Mosquitto) URL() string { return fmt.Sprintf("tcp://127.0.0.1:%d", m.Po
 // Start (re)starts the broker and waits until it accepts connections.
 func (m *Mosquitto) Start() {
 	m.t.Helper()
-	m.cmd = exec.Command("mosquitto", "-p", strconv.Itoa(m.Port))
+	if m.dir == "" {
+		m.dir = m.t.TempDir()
+		conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\npersistence_location %s/\nautosave_interval 1\nmax_queued_messages 0\n", m.Port, m.dir)
+		if err := os.WriteFile(filepath.Join(m.dir, "mosquitto.conf"), []byte(conf), 0o644); err != nil {
+			m.t.Fatal(err)
+		}
+	}
+	m.cmd = exec.Command("mosquitto", "-c", filepath.Join(m.dir, "mosquitto.conf"))
 	if err := m.cmd.Start(); err != nil {
 		m.t.Fatal(err)
 	}
