@@ -42,6 +42,10 @@ bench: influxd
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) run ./bench/ingestload
 	$(GO) run ./bench/smsload -n 20000 -steady-rate 2000 -rules-tx
 	$(GO) run ./bench/storm
+	# gridbell beside Telegraf on one workload (skipped, with the install
+	# line, when no telegraf binary is found)
+	$(GO) run ./bench/telegraf -mode batch -n 2000000
+	$(GO) run ./bench/telegraf -mode single -n 500000
 
 # influxd 1.8.10 for the InfluxDB integration tests (built once, then cached).
 influxd:
