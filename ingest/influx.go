@@ -29,7 +29,10 @@ import (
 const (
 	memBatches     = 8
 	maxOpenBatches = 16
-	influxTimeout  = 10 * time.Second
+	// influxTimeout is Telegraf's influxdb_v2 timeout: a 5,000-line batch
+	// that creates new series on a busy influxd may take over 10 s, and one
+	// given up on is sent again, whole.
+	influxTimeout  = 30 * time.Second
 	influxRetryMax = 30 * time.Second
 	// influxSenders is the number of batches written at once: while one
 	// waits for influxd's WAL fsync, the next is on its way.

@@ -65,7 +65,7 @@ func main() {
 		case "telegraf":
 			cons = &telegraf{bin: tg}
 		case "gridbell":
-			bin := filepath.Join(work, "gridbell")
+			bin := filepath.Join(work, "gridbell-bin")
 			if out, err := exec.Command("go", "build", "-o", bin, "./cmd/gridbell").CombinedOutput(); err != nil {
 				fail(fmt.Errorf("cannot build gridbell (run from the project root): %v: %s", err, out))
 			}
