@@ -71,7 +71,14 @@ func (s *FileSender) Send(ctx context.Context, m Message) (Result, error) {
 		s.mu.Unlock()
 		return Result{}, errClosed
 	}
-	if _, err := s.f.Write(line); err != nil {
+	if n, err := s.f.Write(line); err != nil {
+		// A full disk takes part of a line: cut it off, or the retry
+		// would follow a torn line that no reader can parse.
+		if n > 0 {
+			if st, serr := s.f.Stat(); serr == nil {
+				s.f.Truncate(st.Size() - int64(n))
+			}
+		}
 		s.mu.Unlock()
 		return Result{}, fmt.Errorf("cannot append to outbox file: %w", err)
 	}

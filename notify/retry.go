@@ -53,7 +53,7 @@ func (l *retryLog) note(class string, r outcome, wait time.Duration) {
 	if class == retryUnknown {
 		ev = l.log.Error()
 	}
-	ev.Err(r.err).Str("class", class).Str("message", r.ID).Str("kind", string(r.Kind)).
+	ev.Err(r.err).Str("class", class).Str("sms", r.ID).Str("kind", string(r.Kind)).
 		Int("attempts", r.attempts+1).Dur("retry_in", wait).Int("held_back", held).Msg("sms send to retry")
 }
 

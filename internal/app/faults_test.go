@@ -55,12 +55,15 @@ type faultRun struct {
 	prefix string
 }
 
-func startFaultRun(t *testing.T, st store.Config) *faultRun {
+func startFaultRun(t *testing.T, st store.Config, dataDir string) *faultRun {
 	t.Helper()
 	broker := faults.StartMosquitto(t)
 	dir := t.TempDir()
+	if dataDir == "" {
+		dataDir = filepath.Join(dir, "data")
+	}
 	env := []string{
-		"GRIDBELL_DATA_DIR=" + filepath.Join(dir, "data"),
+		"GRIDBELL_DATA_DIR=" + dataDir,
 		"GRIDBELL_CONTACTS_FILE=" + faultContacts(t, dir),
 		"GRIDBELL_HTTP_LISTEN=" + freePort(t),
 		"GRIDBELL_MQTT_BROKERS=" + broker.URL(),
@@ -199,7 +202,7 @@ func TestFaultPostgresRestart(t *testing.T) {
 	for _, mode := range []string{"fast", "immediate"} {
 		t.Run(mode, func(t *testing.T) {
 			pg := faults.StartPostgres(t)
-			r := startFaultRun(t, store.Config{Driver: "postgres", DSN: pg.DSN()})
+			r := startFaultRun(t, store.Config{Driver: "postgres", DSN: pg.DSN()}, "")
 			r.scenario(func(phase string) {
 				pg.Stop(mode)
 				time.Sleep(3 * time.Second)
@@ -217,11 +220,30 @@ func TestFaultPostgresRestart(t *testing.T) {
 // TestFaultMosquittoRestart restarts the MQTT broker (persistence on) in
 // the middle of both bursts and while SMS are sent.
 func TestFaultMosquittoRestart(t *testing.T) {
-	r := startFaultRun(t, store.Config{Driver: "sqlite"})
+	r := startFaultRun(t, store.Config{Driver: "sqlite"}, "")
 	r.scenario(func(phase string) {
 		r.broker.Stop()
 		time.Sleep(time.Second)
 		r.broker.Start()
 		t.Logf("%s: mosquitto restarted; ready again %s after", phase, r.readyAgain())
+	})
+}
+
+// TestFaultDiskFull puts data_dir (SQLite, the outbox file) on a small
+// tmpfs and fills it for 3 s during the power_off burst, while SMS are
+// sent and during the power_on burst. /readyz must say the disk is full;
+// the rules and the outbox resume by themselves once space returns.
+func TestFaultDiskFull(t *testing.T) {
+	disk := faults.SmallDisk(t, 64<<20)
+	r := startFaultRun(t, store.Config{Driver: "sqlite"}, filepath.Join(disk, "data"))
+	r.scenario(func(phase string) {
+		free := faults.Fill(t, disk)
+		time.Sleep(3 * time.Second)
+		notReady := r.app.Ready()
+		free()
+		t.Logf("%s: disk full for 3 s, readyz said %q; ready again %s after space returned", phase, notReady, r.readyAgain())
+		if notReady == nil {
+			t.Errorf("%s: ready while the disk was full", phase)
+		}
 	})
 }
