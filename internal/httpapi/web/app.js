@@ -91,7 +91,7 @@ const I18N = {
 const state = {
   me: null, token: sessionStorage.getItem('gridbell-token') || '', lang: localStorage.getItem('gridbell-lang') || 'zh',
   outages: [], filter: 'live', tab: 'outages', current: null, ws: null, es: null, lastHeard: 0, storm: false,
-  reloadTimer: 0, pollTimer: 0, stormTimer: 0,
+  reloadTimer: 0, pollTimer: 0, stormTimer: 0, loadedAt: 0,
 };
 window.gridbell = { timings: [] }; // read by the browser test
 
@@ -106,11 +106,20 @@ function t(key, vars) {
 function esc(v) {
   return String(v ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 }
+// Formatters are cached: building one costs more than formatting with it,
+// and a storm's lists format thousands of times.
+const formatters = new Map();
 function fmt(ts, withDate = true) {
   if (!ts) return '—';
-  const opts = { timeZone: state.me?.timezone || 'Asia/Shanghai', hour: '2-digit', minute: '2-digit', second: withDate ? undefined : '2-digit', hour12: false };
-  if (withDate) Object.assign(opts, { month: '2-digit', day: '2-digit' });
-  return new Intl.DateTimeFormat(state.lang === 'zh' ? 'zh-CN' : 'en-GB', opts).format(new Date(ts));
+  const key = state.lang + (state.me?.timezone || '') + withDate;
+  let f = formatters.get(key);
+  if (!f) {
+    const opts = { timeZone: state.me?.timezone || 'Asia/Shanghai', hour: '2-digit', minute: '2-digit', hour12: false };
+    Object.assign(opts, withDate ? { month: '2-digit', day: '2-digit' } : { second: '2-digit' });
+    f = new Intl.DateTimeFormat(state.lang === 'zh' ? 'zh-CN' : 'en-GB', opts);
+    formatters.set(key, f);
+  }
+  return f.format(new Date(ts));
 }
 const word = (prefix, v) => (v ? t(prefix + v) : '');
 const clsBadge = (c) => `<span class="cls cls-${esc(c)}">${esc(word('cls_', c) || c)}</span>`;
@@ -128,8 +137,10 @@ const power = (on) => (on ? `<span class="good">${t('powered')}</span>` : `<span
 
 // rows fills tbody with one <tr> per item; cells are [label key, html, class].
 function rows(tbody, list, cells, trAttrs) {
-  tbody.innerHTML = list.map((x) => `<tr ${trAttrs ? trAttrs(x) : ''}>` + cells(x).map(([label, html, cls]) =>
-    `<td data-label="${esc(t(label))}"${cls ? ` class="${cls}"` : ''}>${html}</td>`).join('') + '</tr>').join('');
+  const labels = new Map();
+  const label = (k) => { let v = labels.get(k); if (v === undefined) { v = esc(t(k)); labels.set(k, v); } return v; };
+  tbody.innerHTML = list.map((x) => `<tr ${trAttrs ? trAttrs(x) : ''}>` + cells(x).map(([k, html, cls]) =>
+    `<td data-label="${label(k)}"${cls ? ` class="${cls}"` : ''}>${html}</td>`).join('') + '</tr>').join('');
 }
 function empty(id, list) { $(id).hidden = list.length > 0; }
 
@@ -290,17 +301,28 @@ function recent(list) {
   const cut = Date.now() - 24 * 3600e3;
   return list.filter((o) => o.status === 'active' || o.status === 'scheduled' || o.needs_attention || (o.restored_at && Date.parse(o.restored_at) > cut));
 }
+// feed takes a live update. Counts of the open outage show at once; its
+// lists are fetched again when customers went out or came back (or, for
+// SMS figures alone, at most every 15 s: a storm sends thousands a minute).
 function feed(msg) {
   heard();
-  const before = JSON.stringify((state.outages.find((o) => o.id === state.current) || {}).counts);
+  const prev = state.outages.find((o) => o.id === state.current);
   state.outages = msg.outages || [];
   state.storm = !!msg.storm;
   $('#storm').hidden = !state.storm;
   renderOutages();
   const cur = state.outages.find((o) => o.id === state.current);
-  if (cur && JSON.stringify(cur.counts) !== before) { // counts moved: the lists did too
-    clearTimeout(state.reloadTimer);
-    state.reloadTimer = setTimeout(() => openOutage(state.current, true), 300);
+  if (cur && prev && state.ws) {
+    const power = (o) => [o.counts.affected, o.counts.restored, o.counts.dark, o.status, o.confirmed_by].join();
+    if (power(cur) !== power(prev)) {
+      clearTimeout(state.reloadTimer);
+      state.reloadTimer = setTimeout(() => openOutage(state.current, true), 300);
+    } else if (cur.counts.notified !== prev.counts.notified || cur.counts.delivered !== prev.counts.delivered) {
+      state.ws.outage.counts.notified = cur.counts.notified;
+      state.ws.outage.counts.delivered = cur.counts.delivered;
+      renderStats(state.ws.outage.counts);
+      if (Date.now() - state.loadedAt > 15000) openOutage(state.current, true);
+    }
   }
   if (state.tab === 'storm') loadStorm();
 }
@@ -337,23 +359,32 @@ async function openOutage(id, quiet) {
   try {
     const ws = await api('/api/v1/outages/' + encodeURIComponent(id) + '/workspace');
     if (state.current !== id) return;
+    const fetched = performance.now();
     state.ws = ws;
     renderWorkspace(ws);
-    window.gridbell.timings.push({ outage: id, customers: ws.customers.length, ms: performance.now() - began });
+    const rendered = performance.now();
+    requestAnimationFrame(() => setTimeout(() => { // after layout and paint
+      window.gridbell.timings.push({ outage: id, customers: ws.customers.length, fetch_ms: Math.round(fetched - began),
+        render_ms: Math.round(rendered - fetched), painted_ms: Math.round(performance.now() - began) });
+    }));
     if (!quiet) $('#detail').scrollIntoView({ block: 'start' });
   } catch (err) {
     $('#dTitle').textContent = id + ' — ' + t('error') + ' (' + err.message + ')';
   }
 }
 
+function renderStats(c) {
+  $('#dStats').innerHTML = ['affected', 'notified', 'delivered', 'restored', 'dark'].map((k) =>
+    `<div class="stat${k === 'dark' && c.dark ? ' alert' : ''}" data-stat="${k}"><b>${c[k]}</b><span>${t('stat_' + k)}</span></div>`).join('');
+}
+
 function renderWorkspace(ws) {
+  state.loadedAt = Date.now();
   const o = ws.outage;
   $('#dTitle').textContent = o.id + ' · ' + (word('k_', o.kind) || o.kind) + ' · ' + (word('s_', o.status) || o.status);
   $('#dMeta').textContent = [t('start') + ' ' + fmt(o.start), t('etr') + ' ' + fmt(o.etr), o.cause ? t('cause') + ' ' + o.cause : '',
     t('source') + ' ' + (word('src_', o.source) || o.source), (o.areas || []).join(' ')].filter(Boolean).join(' · ');
-  const c = o.counts;
-  $('#dStats').innerHTML = ['affected', 'notified', 'delivered', 'restored', 'dark'].map((k) =>
-    `<div class="stat${k === 'dark' && c.dark ? ' alert' : ''}" data-stat="${k}"><b>${c[k]}</b><span>${t('stat_' + k)}</span></div>`).join('');
+  renderStats(o.counts);
   $('#dConfirmed').hidden = !o.confirmed_by;
   $('#dConfirmed').textContent = o.confirmed_by ? t('confirmed_by', { who: o.confirmed_by, at: fmt(o.confirmed_at) }) +
     (o.confirm_reason ? ' · ' + t('confirmed_reason', { r: o.confirm_reason }) : '') : '';

@@ -1,0 +1,250 @@
+package httpapi_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// Browser test sizes: the storm outage covers bigCustomers customers of
+// grid G01 (and a few of G02, which G01's manager must not see).
+const (
+	bigCustomers = 2000
+	bigAreas     = 10
+)
+
+// bigCSV is a fleet of bigCustomers G01 customers over bigAreas areas and
+// two feeders, with every kind of class and contact, plus 50 of G02.
+func bigCSV() string {
+	var b strings.Builder
+	b.WriteString("account,name,meter,area,feeder,grid,manager,manager_phone,class,phone,opt_out\n")
+	row := func(i int, grid, area, feeder string) {
+		class, phone, opt := "resident", fmt.Sprintf("139%08d", i), ""
+		switch {
+		case i%97 == 0:
+			class = "life_support"
+		case i%53 == 0:
+			class = "high_risk"
+		case i%31 == 0:
+			class = "important"
+		}
+		switch {
+		case i%17 == 0:
+			phone = fmt.Sprintf("0571-8%07d", i)
+		case i%23 == 0:
+			phone = "无"
+		case i%29 == 0:
+			opt = "是"
+		}
+		fmt.Fprintf(&b, "01%08d,客户%d,33%010d,%s,%s,%s,王经理,13900000101,%s,%s,%s\n", i, i, i, area, feeder, grid, class, phone, opt)
+	}
+	for i := 1; i <= bigCustomers; i++ {
+		area := fmt.Sprintf("TA-%02d", (i-1)%bigAreas+1)
+		row(i, "G01", area, fmt.Sprintf("F-%d", (i-1)%bigAreas%2+1))
+	}
+	for i := bigCustomers + 1; i <= bigCustomers+50; i++ {
+		row(i, "G02", "TA-20", "F-9")
+	}
+	return b.String()
+}
+
+// chromium finds the browser; under CI=true a missing one fails the test.
+func chromium(t *testing.T) string {
+	for _, p := range []string{os.Getenv("GRIDBELL_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is required under CI=true (apt-get install chromium)")
+	}
+	t.Skip("chromium not installed")
+	return ""
+}
+
+// artefacts is where the screenshots go: $GRIDBELL_ARTIFACTS, else a
+// fixed directory under the system's temp dir, kept after the test.
+func artefacts(t *testing.T) string {
+	dir := os.Getenv("GRIDBELL_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "gridbell-artifacts")
+	}
+	dir = filepath.Join(dir, "browser")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshots in %s", dir)
+	return dir
+}
+
+// TestBrowser drives the page in headless Chromium during a simulated
+// storm: a manager sees only G01, the priority customers first and the
+// call list; a count changes live; the language switches; a dispatcher is
+// warned that meters are dark and confirms with a reason.
+func TestBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test: not in -short")
+	}
+	exe := chromium(t)
+	dir := artefacts(t)
+	w := newWorld(t, "sqlite", bigCSV())
+	var areas []string
+	for i := 1; i <= bigAreas; i++ {
+		areas = append(areas, fmt.Sprintf("TA-%02d", i))
+	}
+	w.outage("OMS-STORM-1", append(areas, "TA-20")...)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox,
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1366, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 6*time.Minute)
+	defer cancelTimeout()
+
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	eval := func(js string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+		if err != nil {
+			t.Fatalf("%s: %v", js, err)
+		}
+		return v
+	}
+	shot := func(name string) {
+		t.Helper()
+		eval(`window.scrollTo(0, 0); ''`)
+		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll := func(what, js string) {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingTimeout(60*time.Second))); err != nil {
+			t.Fatalf("%s (%s): %v", what, js, err)
+		}
+	}
+	login := func(name string) {
+		t.Helper()
+		do("login form", chromedp.WaitVisible("#loginName"))
+		eval(`document.querySelector('#loginName').value = ''; ''`)
+		do("login "+name, chromedp.SendKeys("#loginName", name), chromedp.SendKeys("#loginPassword", password),
+			chromedp.Click("#loginForm button[type=submit]"), chromedp.WaitVisible(`#outageTable tbody tr[data-id="OMS-STORM-1"]`))
+	}
+	rowsJS := func(table string) string { return `document.querySelectorAll('` + table + ` tbody tr').length` }
+
+	// The manager of G01, who may see numbers in full.
+	do("open page", chromedp.EmulateViewport(1366, 900), chromedp.Navigate(w.srv.URL))
+	login("wang")
+	eval(`window.noReload = "yes"`)
+	began := time.Now()
+	do("open outage", chromedp.Click(`#outageTable tbody tr[data-id="OMS-STORM-1"]`))
+	poll("the whole list shows", rowsJS("#custTable")+` === `+fmt.Sprint(bigCustomers))
+	shown := time.Since(began)
+	poll("the page timed itself", `window.gridbell.timings.length > 0`)
+	pageMs := eval(`JSON.stringify(window.gridbell.timings.at(-1))`)
+	apiBegan := time.Now()
+	w.login("zhao").do("GET", "/api/v1/outages/OMS-STORM-1/workspace", "", nil)
+	t.Logf("the workspace API alone answers in %v", time.Since(apiBegan).Round(time.Millisecond))
+	t.Logf("2,000-customer list shown %v after the click (the page's own figures: %s)", shown.Round(time.Millisecond), pageMs)
+
+	if g := eval(`[...new Set([...document.querySelectorAll('#custTable tbody td:nth-child(5)')].map(td => td.textContent))].join(',')`); g != "G01" {
+		t.Errorf("grids in the manager's list = %q, want G01 alone", g)
+	}
+	if c := eval(`[...document.querySelectorAll('#custTable tbody tr')].slice(0, 3).map(tr => tr.querySelector('.cls').className).join(' ')`); !strings.Contains(c, "cls-life_support") {
+		t.Errorf("first customers' classes = %q, want life support first", c)
+	}
+	if c := eval(`document.querySelector('#priorityTable tbody tr .cls').className`); c != "cls cls-life_support" {
+		t.Errorf("first priority customer = %q, want life support", c)
+	}
+	if n := eval(`String(` + rowsJS("#callTable") + `)`); n == "0" {
+		t.Error("call list is empty, want the landline, invalid and opted-out customers")
+	}
+	if tel := eval(`document.querySelector('#callTable a[href^="tel:+86571"]')?.textContent || ''`); !strings.HasPrefix(tel, "+86571") {
+		t.Errorf("call list landline = %q, want it in full, callable", tel)
+	}
+	shot("manager-desktop.png")
+
+	// A count arrives live: five meters come back, no reload.
+	darkJS := `document.querySelector('#outageTable tr[data-id="OMS-STORM-1"] td:last-child').textContent`
+	before := eval(darkJS)
+	var back []string
+	for i := 1; i <= 5; i++ {
+		back = append(back, fmt.Sprintf("33%010d", i))
+	}
+	w.powerOn(back...)
+	poll("dark count updates live", darkJS+` !== "`+before+`"`)
+	if got := eval(darkJS); got != fmt.Sprint(atoi(t, before)-5) {
+		t.Errorf("dark after 5 meters came back = %s, was %s", got, before)
+	}
+	if eval(`window.noReload`) != "yes" {
+		t.Error("the page reloaded")
+	}
+	poll("the page says when it last heard", `document.querySelector('#live').dataset.state === 'on'`)
+
+	// English, and a phone's width.
+	do("switch language", chromedp.Click("#lang"))
+	poll("labels in English", `document.querySelector('[data-tab=outages]').textContent === 'Outages'`)
+	if s := eval(`document.querySelector('[data-stat=dark] span').textContent`); s != "Still dark" {
+		t.Errorf("stat label = %q in English", s)
+	}
+	do("phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	poll("no sideways scrolling at 390 px", `document.documentElement.scrollWidth <= 392`)
+	shot("manager-390px-en.png")
+	do("back to Chinese", chromedp.Click("#lang"), chromedp.EmulateViewport(1366, 900))
+	poll("labels in Chinese", `document.querySelector('[data-tab=outages]').textContent === '停电事件'`)
+
+	// The dispatcher: confirm while meters are dark → warning → reason.
+	do("logout", chromedp.Click("#logout"))
+	login("li")
+	do("open outage", chromedp.Click(`#outageTable tbody tr[data-id="OMS-STORM-1"]`))
+	poll("dispatcher sees both grids", rowsJS("#custTable")+` === `+fmt.Sprint(bigCustomers+50))
+	do("confirm", chromedp.Click("#confirm"))
+	poll("warning shown", `!document.querySelector('#confirmWarn').hidden && document.querySelector('#confirmWarn').textContent.includes('2045')`)
+	do("confirm without reason", chromedp.Click("#confirmGo"))
+	poll("a reason is asked for", `document.querySelector('#confirmError').textContent !== ''`)
+	shot("dispatcher-warning.png")
+	do("give a reason", chromedp.SendKeys("#reason", "crew reports feeder F-1 live"), chromedp.Click("#confirmGo"))
+	poll("dialog closes", `!document.querySelector('#confirmDialog').open`)
+	poll("confirmation shown", `document.querySelector('#dConfirmed').textContent.includes('li')`)
+	var o struct {
+		ConfirmedBy    string `json:"confirmed_by"`
+		ConfirmReason  string `json:"confirm_reason"`
+		NeedsAttention bool   `json:"needs_attention"`
+	}
+	w.as(tokAdmin).do("GET", "/api/v1/outages/OMS-STORM-1", "", &o)
+	if o.ConfirmedBy != "li" || o.ConfirmReason != "crew reports feeder F-1 live" || !o.NeedsAttention {
+		t.Errorf("after the dispatcher's confirmation = %+v", o)
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		t.Fatalf("%q is not a number", s)
+	}
+	return n
+}
