@@ -29,7 +29,12 @@ type liveFeed struct {
 	subs    map[chan struct{}]struct{}
 	running bool
 	last    []byte
+	stop    chan struct{} // closed when the server shuts down
+	once    sync.Once
 }
+
+// close ends every stream: the server is shutting down.
+func (f *liveFeed) close() { f.once.Do(func() { close(f.stop) }) }
 
 // subscribe returns a channel that is signalled after a change, and its
 // cancel. The watcher runs while anyone is subscribed.
@@ -148,6 +153,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-s.live.stop:
 			return
 		case <-changed:
 			if !send() {

@@ -89,8 +89,9 @@ func New(cfg Config, auth AuthConfig, deps Deps, log zerolog.Logger) *Server {
 	cfg.Defaults()
 	s := &Server{cfg: cfg, deps: deps, auth: newAuthenticator(auth, deps.Store), log: log}
 	s.proxies, _ = parseProxies(cfg.TrustedProxies) // Validate has refused bad ones
-	s.live = &liveFeed{s: s}
+	s.live = &liveFeed{s: s, stop: make(chan struct{})}
 	s.srv = httpServer(cfg, s.Handler(), log)
+	s.srv.RegisterOnShutdown(s.live.close) // event streams end, so Shutdown need not wait them out
 	return s
 }
 

@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/gridbell/gridbell/internal/httpapi"
 	"github.com/gridbell/gridbell/internal/store/storetest"
@@ -375,5 +378,32 @@ func TestLiveEvents(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// TestShutdownEndsStreams: an open page does not hold up a shutdown.
+func TestShutdownEndsStreams(t *testing.T) {
+	w := newWorld(t, "sqlite", worldCSV)
+	srv := httpapi.New(httpapi.Config{Listen: "127.0.0.1:0"}, httpapi.AuthConfig{}, httpapi.Deps{
+		Outages: w.rules, Deliveries: w.outbox, Quality: w.reg, Directory: w.reg, History: w.outbox, Overview: w.rules,
+	}, zerolog.Nop())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/api/v1/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("shutdown with a page listening = %v, want a clean stop", err)
 	}
 }
