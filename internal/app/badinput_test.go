@@ -180,6 +180,24 @@ func TestBadInputCorpus(t *testing.T) {
 		t.Errorf("registry has %d customers after the refused imports, had %d", a.Contacts.Len(), customers)
 	}
 
+	// One OMS event naming 20,000 made-up areas is refused whole: no storm
+	// mode, nothing of it kept but its dead letter.
+	areas := make([]string, 20000)
+	for i := range areas {
+		areas[i] = fmt.Sprintf("TA-FAKE-%05d", i)
+	}
+	flood, _ := json.Marshal(map[string]any{"outage_id": "OMS-FLOOD", "kind": "fault", "status": "started", "areas": areas,
+		"start": time.Now().Format(time.RFC3339), "updated_at": time.Now().Format(time.RFC3339)})
+	if code, body := api("POST", "/api/v1/oms/events", "application/json", flood); code != http.StatusBadRequest || !bytes.Contains(body, []byte("ingest.max_areas")) {
+		t.Errorf("20,000 areas = %d %.300s, want 400 naming ingest.max_areas", code, body)
+	}
+	if a.Rules.StormMode() {
+		t.Error("storm mode on after an OMS event of made-up areas")
+	}
+	if _, body := api("GET", "/api/v1/outages/OMS-FLOOD", "", nil); bytes.Contains(body, []byte("TA-FAKE")) {
+		t.Errorf("the refused outage is kept: %.200s", body)
+	}
+
 	// Hostile text that is valid: stored, escaped in JSON, neutralised in CSV.
 	raw, _ := os.ReadFile(filepath.Join(corpus, "accept", "oms-hostile-text.json"))
 	now := time.Now()
