@@ -62,10 +62,11 @@ type InfluxSink struct {
 	close func() // the client's idle connections
 	spool *spool
 
-	mu    sync.Mutex // guards buf and lines
-	buf   []byte     // line protocol being filled
-	lines int
-	full  chan struct{} // cap 1: buf reached BatchSize
+	mu       sync.Mutex // guards buf, lines and reserved
+	buf      []byte     // line protocol being filled
+	lines    int
+	reserved int           // readings waitRoom let through, not yet added
+	full     chan struct{} // cap 1: buf reached BatchSize
 
 	failing atomic.Bool // the last write failed: waitRoom does not wait, batches spool to disk
 	roomMu  sync.Mutex
@@ -129,17 +130,24 @@ const waitBatches = memBatches / 2
 
 // waitRoom returns once fewer than waitBatches batches wait in memory, or
 // at once while InfluxDB is failing (the disk spool takes the readings
-// then: a dead InfluxDB never holds up the notification path). MQTT calls
-// it before handing readings on, so a slow but working InfluxDB slows the
-// intake instead of growing the queue.
-func (s *InfluxSink) waitRoom(ctx context.Context) error {
+// then: a dead InfluxDB never holds up the notification path), and
+// reserves room for n readings until unreserve. MQTT calls it before
+// handing readings on, so a slow but working InfluxDB slows the intake
+// instead of growing the queue; the reservation keeps workers that pass at
+// once from overfilling the memory queue, which would send batches to disk.
+func (s *InfluxSink) waitRoom(ctx context.Context, n int) error {
 	for {
 		s.roomMu.Lock()
 		room := s.roomCh
 		s.roomMu.Unlock()
-		if s.failing.Load() || s.queued() < waitBatches {
+		s.mu.Lock()
+		open := (s.lines + s.reserved + s.cfg.BatchSize - 1) / s.cfg.BatchSize
+		if s.failing.Load() || open+s.spool.memLen() < waitBatches {
+			s.reserved += n
+			s.mu.Unlock()
 			return nil
 		}
+		s.mu.Unlock()
 		select {
 		case <-room:
 		case <-ctx.Done():
@@ -148,13 +156,13 @@ func (s *InfluxSink) waitRoom(ctx context.Context) error {
 	}
 }
 
-// queued is how many batches wait in memory, the one being filled counted
-// by its lines.
-func (s *InfluxSink) queued() int {
+// unreserve gives back the room waitRoom reserved for n readings: they
+// were added, or were not handed on.
+func (s *InfluxSink) unreserve(n int) {
 	s.mu.Lock()
-	open := (s.lines + s.cfg.BatchSize - 1) / s.cfg.BatchSize
+	s.reserved -= n
 	s.mu.Unlock()
-	return open + s.spool.memLen()
+	s.freed()
 }
 
 // freed wakes the waitRoom callers: a batch left the queue.

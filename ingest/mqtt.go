@@ -333,9 +333,16 @@ func (m *MQTT) handOn(ctx context.Context, evs []event.Event) error {
 		return nil
 	}
 	if m.sink != nil {
-		if err := m.sink.waitRoom(ctx); err != nil {
+		n := 0
+		for i := range evs {
+			if evs[i].Reading != nil {
+				n++
+			}
+		}
+		if err := m.sink.waitRoom(ctx, n); err != nil {
 			return err
 		}
+		defer m.sink.unreserve(n)
 	}
 	if err := retry(ctx, m.log, &m.errThr, "hand on mqtt events", func() error {
 		return m.h.Handle(ctx, evs)
