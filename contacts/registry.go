@@ -194,8 +194,8 @@ func (r *Registry) Import(ctx context.Context, src io.Reader, rejects io.Writer)
 	}
 	sum.Took = time.Since(start)
 	sum.Seconds = sum.Took.Seconds()
-	importRows("imported").Add(uint64(sum.Imported))
-	importRows("rejected").Add(uint64(sum.Rejected))
+	importRows("imported").Add(float64(sum.Imported))
+	importRows("rejected").Add(float64(sum.Rejected))
 	r.log.Info().Str("encoding", sum.Encoding).Int("rows", sum.Rows).Int("rejected", sum.Rejected).Int("added", sum.Added).
 		Int("updated", sum.Updated).Int("unchanged", sum.Unchanged).Int("retired", sum.Retired).
 		Int("accounts", sum.Accounts).Dur("took", sum.Took).Msg("contacts imported")

@@ -230,28 +230,22 @@ type rejecter struct {
 	source string
 }
 
-func rejectedCounter(source, reason string) *metrics.Counter {
-	return metrics.Default.Counter("gridbell_ingest_rejected_total",
-		"Messages or array elements rejected by ingest, by source and reason.", "source", source, "reason", reason)
+func rejectedCounter(source, reason string) metrics.Counter {
+	return rejectedVec.WithLabelValues(source, reason)
 }
 
 // acceptCounts counts one source's accepted events, and those among them
 // stamped older than Limits.LateAfter (accepted, marked late).
 type acceptCounts struct {
-	accepted, late *metrics.Counter
+	accepted, late metrics.Counter
 }
 
 func newAcceptCounts(source string) acceptCounts {
-	return acceptCounts{
-		accepted: metrics.Default.Counter("gridbell_ingest_events_total",
-			"Events decoded and handed on by ingest, by source.", "source", source),
-		late: metrics.Default.Counter("gridbell_ingest_late_events_total",
-			"Events handed on although stamped older than ingest.late_after, by source.", "source", source),
-	}
+	return acceptCounts{accepted: acceptedVec.WithLabelValues(source), late: lateVec.WithLabelValues(source)}
 }
 
 func (c acceptCounts) add(evs []event.Event) {
-	c.accepted.Add(uint64(len(evs)))
+	c.accepted.Add(float64(len(evs)))
 	for i := range evs {
 		if evs[i].Late {
 			c.late.Inc()
@@ -274,7 +268,7 @@ func (r rejecter) keep(ctx context.Context, topic string, raw []byte, err error)
 		byReason[rj.Reason]++
 	}
 	for reason, n := range byReason {
-		rejectedCounter(r.source, reason).Add(uint64(n))
+		rejectedCounter(r.source, reason).Add(float64(n))
 	}
 	if r.dl == nil {
 		return nil

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/gridbell/gridbell/internal/store/storetest"
 )
 
@@ -40,14 +42,14 @@ func TestHTTP(t *testing.T) {
 		return resp.StatusCode, a
 	}
 	late := newAcceptCounts(SourceHTTP).late
-	lateBefore := late.Value()
+	lateBefore := testutil.ToFloat64(late)
 	oldStamp := time.Now().Add(-3 * time.Hour).Format(time.RFC3339)
 	oms := `{"outage_id":"OMS-1","kind":"fault","status":"started","areas":["TA-0101"],"updated_at":"` + oldStamp + `"}`
 	if code, a := post("/api/v1/oms/events", oms); code != 202 || a.Accepted != 1 {
 		t.Fatalf("one OMS event: %d %+v, want 202 accepted 1", code, a)
 	}
-	if n := late.Value() - lateBefore; n != 1 {
-		t.Errorf("an event stamped 3 h ago counted %d times as late, want once (accepted and marked late)", n)
+	if n := testutil.ToFloat64(late) - lateBefore; n != 1 {
+		t.Errorf("an event stamped 3 h ago counted %v times as late, want once (accepted and marked late)", n)
 	}
 	bill := `[{"account":"A1","type":"balance","balance":10,"at":"2026-11-26T08:00:00+08:00"},
 		{"account":"A2","type":"balance","at":"2026-11-26T08:00:00+08:00"},

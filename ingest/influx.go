@@ -72,8 +72,8 @@ type InfluxSink struct {
 	roomMu  sync.Mutex
 	roomCh  chan struct{} // closed, and replaced, when a batch leaves the queue
 
-	written, dropped, errors *metrics.Counter
-	spoolBytes               *metrics.Gauge
+	written, dropped, errors metrics.Counter
+	spoolBytes               metrics.Gauge
 	dropThr, errThr          logging.Throttle
 }
 
@@ -99,17 +99,11 @@ func NewInflux(cfg InfluxConfig, dataDir string, dir Directory, log zerolog.Logg
 	s := &InfluxSink{cfg: cfg, dir: dir, log: log, spool: sp, close: client.Close,
 		write: func(ctx context.Context, batch string) error { return api.WriteRecord(ctx, batch) },
 		full:  make(chan struct{}, 1), roomCh: make(chan struct{}),
-		written: metrics.Default.Counter("gridbell_influx_points_written_total",
-			"Readings written to InfluxDB (a retried batch counts once)."),
-		dropped: metrics.Default.Counter("gridbell_influx_points_dropped_total",
-			"Readings not written to InfluxDB: spool full, or rejected by InfluxDB."),
-		errors: metrics.Default.Counter("gridbell_influx_write_errors_total",
-			"Failed batch writes to InfluxDB (each is retried)."),
-		spoolBytes: metrics.Default.Gauge("gridbell_influx_spool_bytes",
-			"Bytes of readings waiting on disk for InfluxDB."),
+		written: influxWritten, dropped: influxDropped, errors: influxErrors, spoolBytes: influxSpool,
 		dropThr: logging.Throttle{Period: 10 * time.Second}, errThr: logging.Throttle{Period: 10 * time.Second},
 	}
 	s.spoolBytes.Set(float64(sp.bytes()))
+	influxSpoolMax.Set(float64(cfg.SpoolMaxSize))
 	return s, nil
 }
 
@@ -246,7 +240,7 @@ func appendTag(b []byte, v string) []byte {
 }
 
 func (s *InfluxSink) drop(n int, why string) {
-	s.dropped.Add(uint64(n))
+	s.dropped.Add(float64(n))
 	if ok, held := s.dropThr.Allow(); ok {
 		s.log.Error().Int("readings", n).Int("suppressed", held).Msg("influx readings dropped: " + why)
 	}
@@ -365,7 +359,7 @@ func (s *InfluxSink) send(ctx context.Context) {
 // but N of the lines.
 func (s *InfluxSink) settle(lines int, err error) {
 	if err == nil {
-		s.written.Add(uint64(lines))
+		s.written.Add(float64(lines))
 		return
 	}
 	refused := lines
@@ -375,7 +369,7 @@ func (s *InfluxSink) settle(lines int, err error) {
 			refused = n
 		}
 	}
-	s.written.Add(uint64(lines - refused))
+	s.written.Add(float64(lines - refused))
 	s.drop(refused, "influx refused them: "+msg)
 }
 

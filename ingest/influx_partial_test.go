@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/gridbell/gridbell/ingest/influxtest"
 )
 
@@ -21,7 +23,7 @@ func TestInfluxPartialWrite(t *testing.T) {
 	if err := run.s.write(ctx, "reading,meter=X kwh=\"text\" 1764115200000\n"); err != nil {
 		t.Fatal(err)
 	}
-	w0, d0 := run.s.written.Value(), run.s.dropped.Value()
+	w0, d0 := testutil.ToFloat64(run.s.written), testutil.ToFloat64(run.s.dropped)
 	batch := "reading,meter=Y kwh=1.5 1764115200000\n" + // conflicts
 		"reading,meter=Z kwh=2.5 1780272000000\n" + // 2026-06-01: another shard
 		"reading,meter=W kwh=3.5 1780272000000\n"
@@ -30,7 +32,7 @@ func TestInfluxPartialWrite(t *testing.T) {
 		t.Fatalf("write = %v, want a permanent partial write", err)
 	}
 	run.s.settle(3, err)
-	if w, d := run.s.written.Value()-w0, run.s.dropped.Value()-d0; w != 2 || d != 1 {
-		t.Fatalf("written %d, dropped %d; want 2 and 1", w, d)
+	if w, d := testutil.ToFloat64(run.s.written)-w0, testutil.ToFloat64(run.s.dropped)-d0; w != 2 || d != 1 {
+		t.Fatalf("written %v, dropped %v; want 2 and 1", w, d)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/gridbell/gridbell/ingest/influxtest"
 	"github.com/gridbell/gridbell/internal/event"
 )
@@ -105,7 +107,7 @@ func TestInfluxOutage(t *testing.T) {
 	srv := influxtest.Start(t)
 	data := t.TempDir()
 	run := startInflux(t, srv.URL, data, 1<<30, nil)
-	w0 := run.s.written.Value()
+	w0 := testutil.ToFloat64(run.s.written)
 	i := 0
 	write := func(n int) time.Duration {
 		start := time.Now()
@@ -136,8 +138,8 @@ func TestInfluxOutage(t *testing.T) {
 	}
 	waitCount(t, srv, i)
 	waitFor(t, 10*time.Second, "an empty spool", func() bool { return run.s.spool.bytes() == 0 })
-	if got := run.s.written.Value() - w0; got < uint64(i) {
-		t.Errorf("written counter %d, want at least %d", got, i)
+	if got := testutil.ToFloat64(run.s.written) - w0; got < float64(i) {
+		t.Errorf("written counter %v, want at least %d", got, i)
 	}
 }
 
@@ -150,11 +152,11 @@ func TestInfluxSpoolCap(t *testing.T) {
 	l.Close() // nothing listens: InfluxDB is down
 	run := startInflux(t, "http://"+l.Addr().String(), t.TempDir(), 20000, nil)
 	defer run.stop(t)
-	d0 := run.s.dropped.Value()
+	d0 := testutil.ToFloat64(run.s.dropped)
 	for i := range 20000 {
 		run.s.Write(testReading(i))
 	}
-	waitFor(t, 10*time.Second, "drops counted", func() bool { return run.s.dropped.Value() > d0 })
+	waitFor(t, 10*time.Second, "drops counted", func() bool { return testutil.ToFloat64(run.s.dropped) > d0 })
 	if b := run.s.spool.bytes(); b > 20000 {
 		t.Errorf("spool holds %d bytes, over its cap of 20000", b)
 	}

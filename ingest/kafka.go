@@ -46,6 +46,7 @@ type Kafka struct {
 	log zerolog.Logger
 
 	ready    atomic.Bool
+	lag      *lagTracker
 	rejects  rejecter
 	accepted acceptCounts
 	errThr   logging.Throttle
@@ -56,7 +57,7 @@ type Kafka struct {
 func NewKafka(cfg KafkaConfig, lim Limits, h Handler, dl *DeadLetters, log zerolog.Logger) *Kafka {
 	cfg.Defaults()
 	lim.Defaults()
-	return &Kafka{cfg: cfg, lim: lim, h: h, dl: dl, log: log,
+	return &Kafka{cfg: cfg, lim: lim, h: h, dl: dl, log: log, lag: newLagTracker(cfg.OMSTopic, cfg.BillingTopic),
 		rejects: rejecter{dl: dl, source: SourceKafka}, accepted: newAcceptCounts(SourceKafka),
 		errThr: logging.Throttle{Period: 10 * time.Second}, rejThr: logging.Throttle{Period: 10 * time.Second}}
 }
@@ -117,6 +118,9 @@ func (k *Kafka) run(ctx context.Context, r kafkaReader) error {
 			return r.CommitMessages(hctx, msgs...)
 		}); err != nil {
 			return nil
+		}
+		for _, m := range msgs { // in offset order per partition: the last one stands
+			k.lag.set(m.Topic, m.Partition, m.HighWaterMark-m.Offset-1)
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -227,6 +231,7 @@ func (k *Kafka) watchGroup(msg string, args ...any) {
 		}
 	case strings.HasPrefix(msg, "stopped commit for group"):
 		k.ready.Store(false) // the generation ended; a rebalance follows
+		k.lag.reset()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -249,5 +250,43 @@ func TestKafkaPoisonMessage(t *testing.T) {
 	}
 	if !h.has("o/OMS-1/" + fmt.Sprint(time.Date(2026, 11, 26, 9, 1, 0, 0, time.UTC).UnixMilli())) {
 		t.Error("the outage before the poison was not handled")
+	}
+}
+
+// lagWatcher records the largest consumer lag of topic seen while handling.
+type lagWatcher struct {
+	*recorder
+	topic string
+	mu    sync.Mutex
+	most  float64
+}
+
+func (w *lagWatcher) Handle(ctx context.Context, evs []event.Event) error {
+	w.mu.Lock()
+	w.most = max(w.most, testutil.ToFloat64(kafkaLag.WithLabelValues(w.topic)))
+	w.mu.Unlock()
+	return w.recorder.Handle(ctx, evs)
+}
+
+// TestKafkaLag: behind a backlog the lag gauge counts what is left after each
+// commit, and it is 0 once the topic is consumed.
+func TestKafkaLag(t *testing.T) {
+	c := kafkaCluster(t)
+	const n = 3 * kafkaBatch
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, billingRecord(fmt.Sprintf("A%d", i), i))
+	}
+	produce(t, c, recs...)
+	h := &lagWatcher{recorder: newRecorder(), topic: "billing.accounts"}
+	run := startKafka(t, c, "gridbell-lag", h, nil)
+	defer run.stop(t)
+	waitFor(t, 30*time.Second, "the backlog", func() bool { return h.distinct() == n })
+	lag := kafkaLag.WithLabelValues("billing.accounts")
+	waitFor(t, 10*time.Second, "lag 0", func() bool { return testutil.ToFloat64(lag) == 0 })
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.most <= 0 || h.most >= n {
+		t.Errorf("largest lag seen while consuming %d messages in batches of at most %d = %v, want between", n, kafkaBatch, h.most)
 	}
 }

@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gridbell/gridbell/internal/metrics"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/gridbell/gridbell/internal/store/storetest"
 )
 
@@ -113,8 +114,8 @@ func TestDeadLetterPerMessage(t *testing.T) {
 	for i := range 500 {
 		fmt.Fprintf(&b, `,{"meter":"M%d","ts":"%s","kwh":1}`, i, future)
 	}
-	counter := func(reason string) uint64 {
-		return metrics.Default.Counter("gridbell_ingest_rejected_total", "", "source", "mqtt", "reason", reason).Value()
+	counter := func(reason string) float64 {
+		return testutil.ToFloat64(rejectedCounter(SourceMQTT, reason))
 	}
 	miss0 := counter(ReasonMissing)
 	pub := publisher(t, broker)
@@ -136,7 +137,7 @@ func TestDeadLetterPerMessage(t *testing.T) {
 		t.Errorf("letter A: %d elements, reason %q, %d of %d bytes", la.Elements, la.Reason, len(la.Raw), la.Size)
 	}
 	if got := counter(ReasonMissing) - miss0; got != 20000 {
-		t.Errorf("missing_field counter rose by %d, want 20000", got)
+		t.Errorf("missing_field counter rose by %v, want 20000", got)
 	}
 	if h.total() != 2 {
 		t.Errorf("handed %d events, want the 2 good readings", h.total())

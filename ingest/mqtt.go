@@ -12,7 +12,6 @@ import (
 
 	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/logging"
-	"github.com/gridbell/gridbell/internal/metrics"
 )
 
 // mqttClient is the part of paho's client MQTT uses.
@@ -57,7 +56,6 @@ type MQTT struct {
 	errThr   logging.Throttle // "cannot hand on" log lines
 	rejThr   logging.Throttle // "rejected" log lines
 	connThr  logging.Throttle // failed connection attempts
-	unknown  sync.Map         // concentrator → *metrics.Counter of unknown meters
 }
 
 // mqttWorkers decode and hand on messages; while one waits for the
@@ -125,6 +123,7 @@ func (m *MQTT) run(ctx context.Context, c mqttClient) error {
 	c.Connect()
 	<-ctx.Done()
 	m.ready.Store(false)
+	defer mqttConnected.Set(0)
 	m.wg.Wait() // the messages in hand are stored and acknowledged first
 	c.Disconnect(250)
 	return nil
@@ -173,6 +172,7 @@ func (m *MQTT) options() (*paho.ClientOptions, error) {
 // session's queued messages; they reach the default handler, so none is lost
 // before the subscription is acknowledged.
 func (m *MQTT) onConnect(c paho.Client) {
+	mqttConnected.Set(1)
 	filter := m.Filter()
 	ctx := *m.ctx.Load()
 	err := retry(ctx, m.log, &m.errThr, "subscribe to "+filter, func() error {
@@ -212,6 +212,8 @@ func (m *MQTT) onNotice(_ paho.Client, n paho.ConnectionNotification) {
 
 func (m *MQTT) onLost(_ paho.Client, err error) {
 	m.ready.Store(false)
+	mqttConnected.Set(0)
+	mqttLost.Inc()
 	m.log.Warn().Err(err).Msg("mqtt connection lost; reconnecting")
 }
 
@@ -368,23 +370,11 @@ func (m *MQTT) afterHandle(evs []event.Event) {
 		default:
 			area, ok := m.dir.MeterArea(r.Meter)
 			if !ok {
-				m.unknownCounter(r.Concentrator).Inc()
+				unknownReadings.Inc()
 			}
 			if m.sink != nil {
 				m.sink.add(r, area)
 			}
 		}
 	}
-}
-
-// unknownCounter returns the unknown-meter counter of a concentrator,
-// cached: the metrics registry takes a lock per lookup.
-func (m *MQTT) unknownCounter(conc string) *metrics.Counter {
-	if c, ok := m.unknown.Load(conc); ok {
-		return c.(*metrics.Counter)
-	}
-	c := metrics.Default.Counter("gridbell_unknown_meter_readings_total",
-		"Readings from meters not in the contacts file, by concentrator.", "concentrator", conc)
-	m.unknown.Store(conc, c)
-	return c
 }

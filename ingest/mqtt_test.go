@@ -10,9 +10,9 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gridbell/gridbell/internal/event"
-	"github.com/gridbell/gridbell/internal/metrics"
 	"github.com/gridbell/gridbell/internal/store/storetest"
 )
 
@@ -104,8 +104,8 @@ func testMQTTRoundTrip(t *testing.T, broker string) {
 	defer run.stop(t)
 	p, pub := cfg.TopicPrefix, publisher(t, broker)
 
-	unknown := metrics.Default.Counter("gridbell_unknown_meter_readings_total", "", "concentrator", "C1")
-	u0 := unknown.Value()
+	unknown := unknownReadings
+	u0 := testutil.ToFloat64(unknown)
 	bad := []struct{ topic, payload string }{
 		{p + "/C1/M1/reading", `{"meter":"M1","ts":"2026-11-26T08:15:00Z"}`},         // missing kwh
 		{p + "/C1/M1/reading", `{"meter":"M1","ts":"yesterday","kwh":1}`},            // bad time
@@ -116,7 +116,7 @@ func testMQTTRoundTrip(t *testing.T, broker string) {
 		{p + "/C1/readings", `[{"meter":"M7","ts":"2026-11-26T08:15:00Z","kwh":"7"}]`},
 		{p + "/C1/readings", "[" + strings.Repeat(" ", 1<<20) + "]"}, // over the 1 MiB limit
 	}
-	rej0 := metrics.Default.Counter("gridbell_ingest_rejected_total", "", "source", "mqtt", "reason", ReasonMissing).Value()
+	rej0 := testutil.ToFloat64(rejectedCounter(SourceMQTT, ReasonMissing))
 	for _, b := range bad {
 		publish(t, pub, b.topic, b.payload)
 	}
@@ -134,11 +134,11 @@ func testMQTTRoundTrip(t *testing.T, broker string) {
 			t.Errorf("reading without its concentrator: %+v", e.Reading)
 		}
 	}
-	if got := unknown.Value() - u0; got != 2 {
-		t.Errorf("unknown meter readings on C1 = %d, want 2 (M2, M3)", got)
+	if got := testutil.ToFloat64(unknown) - u0; got != 2 {
+		t.Errorf("unknown meter readings = %v, want 2 (M2, M3)", got)
 	}
-	if got := metrics.Default.Counter("gridbell_ingest_rejected_total", "", "source", "mqtt", "reason", ReasonMissing).Value() - rej0; got != 1 {
-		t.Errorf("missing_field rejections = %d, want 1", got)
+	if got := testutil.ToFloat64(rejectedCounter(SourceMQTT, ReasonMissing)) - rej0; got != 1 {
+		t.Errorf("missing_field rejections = %v, want 1", got)
 	}
 	letters, _ := dl.List(ctx, 10)
 	for _, l := range letters {

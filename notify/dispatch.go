@@ -185,12 +185,31 @@ func (o *Outbox) pauseFor(d time.Duration) {
 }
 
 func (o *Outbox) refreshDepth(ctx context.Context) {
-	var n int64
-	err := o.db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM notify_intents WHERE state = $1) +
-		(SELECT COUNT(*) FROM notify_messages WHERE status IN ($2, $3, $4))`,
-		StatusPending, StatusQueued, StatusHeld, StatusSending).Scan(&n)
-	if err == nil {
-		o.depth.Set(float64(n))
+	depth := map[string]float64{StatusPending: 0, StatusQueued: 0, StatusHeld: 0, StatusSending: 0}
+	var pending int64
+	if err := o.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM notify_intents WHERE state = $1`, StatusPending).Scan(&pending); err != nil {
+		return
+	}
+	depth[StatusPending] = float64(pending)
+	rows, err := o.db.QueryContext(ctx, `SELECT status, COUNT(*) FROM notify_messages WHERE status IN ($1, $2, $3) GROUP BY status`,
+		StatusQueued, StatusHeld, StatusSending)
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var st string
+		var n int64
+		if rows.Scan(&st, &n) != nil {
+			return
+		}
+		depth[st] = float64(n)
+	}
+	if rows.Err() != nil {
+		return
+	}
+	for st, n := range depth {
+		queueDepth.WithLabelValues(st).Set(n)
 	}
 }
 
@@ -203,7 +222,9 @@ func (o *Outbox) deliver(ctx context.Context, c claimed) outcome {
 	}
 	m := c.Message
 	m.Attempts = c.attempts
+	t0 := time.Now()
 	res, err := o.sender.Send(ctx, m)
+	observeSend(time.Since(t0), err)
 	return outcome{claimed: c, res: res, err: err}
 }
 
@@ -292,6 +313,7 @@ func (o *Outbox) record(ctx context.Context, outs []outcome) error {
 	for _, c := range counts {
 		count(c[0], c[1])
 	}
+	observeSent(sent, now)
 	for _, n := range notes {
 		o.learn(ctx, n)
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/gridbell/gridbell/internal/clock"
 	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/logging"
-	"github.com/gridbell/gridbell/internal/metrics"
 	"github.com/gridbell/gridbell/internal/store"
 )
 
@@ -123,7 +122,6 @@ type Outbox struct {
 	mu          sync.Mutex // guards pausedUntil
 	pausedUntil time.Time  // a provider throttle pauses every claim
 
-	depth   *metrics.Gauge
 	errLog  logging.Throttle // dispatch errors, once per 10 s
 	retries *retryLog
 }
@@ -154,7 +152,6 @@ func NewOutbox(cfg Config, qh QuietHours, db *store.DB, dir Directory, sender Se
 		lease:    claimLease,
 		errLog:   logging.Throttle{Period: 10 * time.Second},
 		retries:  newRetryLog(log),
-		depth:    metrics.Default.Gauge("gridbell_sms_queue_depth", "SMS intents and messages not yet sent (pending, queued, held, sending)."),
 	}
 	if cfg.Sender == "twilio" && cfg.Twilio.Rate > 0 {
 		o.pace = newPacer(cfg.Twilio.Rate)
@@ -177,11 +174,6 @@ func defaultInstance() string {
 		return h
 	}
 	return "gridbell"
-}
-
-// count adds one to gridbell_sms_total{kind,status}.
-func count(kind, status string) {
-	metrics.Default.Counter("gridbell_sms_total", "SMS by kind and status transition.", "kind", kind, "status", status).Inc()
 }
 
 // Kick wakes the dispatcher; the rules may call it after their commit.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/gridbell/gridbell/contacts"
@@ -36,6 +37,8 @@ func TestOutboxFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			sent0 := testutil.ToFloat64(smsTotal.WithLabelValues("outage", StatusSent))
+			waited0 := metrics.Count(intentToSent.WithLabelValues("outage"))
 			ctx := context.Background()
 			tx, err := db.BeginTx(ctx, nil)
 			if err != nil {
@@ -85,10 +88,11 @@ func TestOutboxFile(t *testing.T) {
 			if st.Notified != 1 || st.Accounts["0100012345"] != StatusSent {
 				t.Errorf("Stats = %+v", st)
 			}
-			var metricsText strings.Builder
-			metrics.Default.WriteText(&metricsText)
-			if !strings.Contains(metricsText.String(), `gridbell_sms_total{kind="outage",status="sent"}`) {
-				t.Errorf("no sms_total metric:\n%s", metricsText.String())
+			if got := testutil.ToFloat64(smsTotal.WithLabelValues("outage", StatusSent)) - sent0; got != 1 {
+				t.Errorf("gridbell_sms_total{kind=outage,status=sent} rose by %v, want 1", got)
+			}
+			if got := metrics.Count(intentToSent.WithLabelValues("outage")) - waited0; got != 1 {
+				t.Errorf("gridbell_sms_intent_to_sent_seconds{kind=outage} got %d observations, want 1", got)
 			}
 		})
 	}

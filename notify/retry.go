@@ -29,14 +29,14 @@ type retryLog struct {
 
 type retryClass struct {
 	thr logging.Throttle
-	n   *metrics.Counter
+	n   metrics.Counter
 }
 
 func newRetryLog(log zerolog.Logger) *retryLog {
 	l := &retryLog{log: log, classes: map[string]*retryClass{}}
 	for _, c := range []string{retryThrottle, retryTransient, retryUnknown} {
 		l.classes[c] = &retryClass{thr: logging.Throttle{Period: retryLogEvery},
-			n: metrics.Default.Counter("gridbell_sms_retries_total", "SMS sends to retry, by class: throttled, transient, unknown_outcome (looked up before the resend).", "class", c)}
+			n: retriesVec.WithLabelValues(c)}
 	}
 	return l
 }

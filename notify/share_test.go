@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/gridbell/gridbell/internal/clock"
 	"github.com/gridbell/gridbell/internal/event"
-	"github.com/gridbell/gridbell/internal/metrics"
 	"github.com/gridbell/gridbell/internal/store"
 	"github.com/gridbell/gridbell/internal/store/storetest"
 	"github.com/gridbell/gridbell/notify/twiliotest"
@@ -160,8 +160,8 @@ func TestReclaimLapsedLease(t *testing.T) {
 		if err != nil || len(cs) != held {
 			t.Fatalf("claim = %d messages, %v; want %d", len(cs), err, held)
 		}
-		reclaimed := func() uint64 {
-			return metrics.Default.Counter("gridbell_sms_total", "", "kind", string(event.KindOutage), "status", "reclaimed").Value()
+		reclaimed := func() float64 {
+			return testutil.ToFloat64(smsTotal.WithLabelValues(string(event.KindOutage), "reclaimed"))
 		}
 		before := reclaimed()
 
@@ -176,8 +176,8 @@ func TestReclaimLapsedLease(t *testing.T) {
 
 		runUntil(t, []*Outbox{live}, func() bool { return srv.Count() >= n })
 		checkOnce(t, srv, n)
-		if got := reclaimed() - before; got != held {
-			t.Errorf("reclaimed counter rose by %d, want %d", got, held)
+		if got := reclaimed() - before; got != float64(held) {
+			t.Errorf("reclaimed counter rose by %v, want %d", got, held)
 		}
 	})
 }

@@ -188,10 +188,14 @@ var deliveryVerdicts = map[string]contacts.Verdict{
 func (o *Outbox) receipt(ctx context.Context, sid, status, reason string) error {
 	now := o.clk.Now().UnixNano()
 	var kind string
+	var sentAt int64
 	err := o.db.QueryRowContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, updated_at = $3
-		WHERE provider_id = $4 RETURNING kind`, status, reason, now, sid).Scan(&kind)
+		WHERE provider_id = $4 RETURNING kind, sent_at`, status, reason, now, sid).Scan(&kind, &sentAt)
 	if err == nil {
 		count(kind, status)
+		if status == StatusDelivered && sentAt > 0 {
+			sentToDelivered.WithLabelValues(kind).Observe(max(0, float64(now-sentAt)/1e9))
+		}
 		return nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {

@@ -89,7 +89,7 @@ func (e *Engine) sendDigest(g string, now time.Time) {
 	d := e.digestFor(g)
 	info, ok := e.dir.Grid(g)
 	if !ok || info.ManagerPhone == "" {
-		e.noManager.Inc()
+		digestNoManager.Inc()
 	} else {
 		vars := map[string]string{"grid": g, "manager": info.Manager, "count": strconv.Itoa(d.Count),
 			"critical_count": strconv.Itoa(d.NCritical), "critical": strings.Join(d.Critical, "、"),
@@ -140,8 +140,8 @@ func (e *Engine) stormEval(now time.Time) {
 	}
 	e.stormFlag.Store(storm)
 	if storm {
-		e.stormGauge.Set(1)
+		stormGauge.Set(1)
 	} else {
-		e.stormGauge.Set(0)
+		stormGauge.Set(0)
 	}
 }

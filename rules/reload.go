@@ -39,10 +39,10 @@ type health struct {
 	nextLoad time.Time
 	thr      logging.Throttle
 
-	commitFails *metrics.Counter
-	reloads     *metrics.Counter
-	reloadFails *metrics.Counter
-	gauge       *metrics.Gauge
+	commitFails metrics.Counter
+	reloads     metrics.Counter
+	reloadFails metrics.Counter
+	gauge       metrics.Gauge
 }
 
 func (h *health) init() {

@@ -15,12 +15,14 @@ import (
 
 	"github.com/gridbell/gridbell/internal/config"
 	"github.com/gridbell/gridbell/internal/logging"
+	"github.com/gridbell/gridbell/internal/metrics"
 )
 
 // version is set by the Makefile through -ldflags.
 var version = "dev"
 
 func main() {
+	metrics.SetVersion(version) // gridbell_build_info
 	if err := rootCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "gridbell:", err)
 		os.Exit(1)

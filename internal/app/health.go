@@ -39,7 +39,7 @@ type healthProbe struct {
 	storeErr error
 	diskErr  error
 
-	free *metrics.Gauge
+	free metrics.Gauge
 }
 
 func newHealthProbe(ctx context.Context, db *store.DB, dataDir string, log zerolog.Logger) (*healthProbe, error) {

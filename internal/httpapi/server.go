@@ -79,6 +79,8 @@ type Server struct {
 	proxies []netip.Prefix // http.trusted_proxies
 	log     zerolog.Logger
 	srv     *http.Server
+
+	metricsHandler http.Handler
 }
 
 // New returns a server; Run starts it.
@@ -90,6 +92,7 @@ func New(cfg Config, auth AuthConfig, deps Deps, log zerolog.Logger) *Server {
 	s := &Server{cfg: cfg, deps: deps, auth: newAuthenticator(auth, deps.Store), log: log}
 	s.proxies, _ = parseProxies(cfg.TrustedProxies) // Validate has refused bad ones
 	s.live = &liveFeed{s: s, stop: make(chan struct{})}
+	s.metricsHandler = deps.Metrics.Handler(promLog{log})
 	s.srv = httpServer(cfg, s.Handler(), log)
 	s.srv.RegisterOnShutdown(s.live.close) // event streams end, so Shutdown need not wait them out
 	return s
@@ -97,7 +100,7 @@ func New(cfg Config, auth AuthConfig, deps Deps, log zerolog.Logger) *Server {
 
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
-	return guard(s.proxies, s.mux())
+	return guard(s.proxies, instrument(s.mux()))
 }
 
 // mux registers the routes.
@@ -173,20 +176,30 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Ready != nil {
-		if err := s.deps.Ready(); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
-			return
-		}
+	if err := s.ready(); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+		return
 	}
 	writeJSON(w, 200, map[string]string{"status": "ready"})
 }
 
-func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	if err := s.deps.Metrics.WriteText(w); err != nil {
-		s.log.Debug().Err(err).Msg("cannot write metrics")
+// ready asks Deps.Ready and sets gridbell_ready to match.
+func (s *Server) ready() error {
+	var err error
+	if s.deps.Ready != nil {
+		err = s.deps.Ready()
 	}
+	up := 0.0
+	if err == nil {
+		up = 1
+	}
+	readyGauge.Set(up)
+	return err
+}
+
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	s.ready() // gridbell_ready as of this scrape
+	s.metricsHandler.ServeHTTP(w, r)
 }
 
 // stats reads notify's figures over an outage's id and its aliases: a

@@ -1,139 +1,198 @@
-// Package metrics keeps gridbell's counters and gauges and writes them in the
-// Prometheus text format for GET /metrics. It is deliberately tiny: atomic
-// counters keyed by name and a fixed label set, no dependencies.
+// Package metrics is gridbell's thin layer over prometheus/client_golang.
+// Every stage declares its metrics through it on the process-wide Default
+// registry, which also carries the Go runtime, process and build-info
+// collectors; GET /metrics serves Default. docs/metrics.md lists every
+// family.
+//
+// Declaring is idempotent: asking again for a metric that is already
+// registered with the same name, help and labels returns the one registered,
+// so components built several times in one process (tests, the
+// benchmarks) share their series instead of failing. A clash (same name,
+// other help, labels or type) is a programming error and panics.
 package metrics
 
 import (
+	"errors"
 	"fmt"
-	"io"
-	"math"
-	"sort"
-	"strings"
+	"net/http"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
-// Counter is a monotonically increasing value.
-type Counter struct{ v atomic.Uint64 }
+// The metric types the stages hold: client_golang's own.
+type (
+	Counter      = prometheus.Counter
+	Gauge        = prometheus.Gauge
+	Histogram    = prometheus.Histogram
+	CounterVec   = prometheus.CounterVec
+	GaugeVec     = prometheus.GaugeVec
+	HistogramVec = prometheus.HistogramVec
+)
 
-// Inc adds one.
-func (c *Counter) Inc() { c.v.Add(1) }
+// LatencyBuckets (seconds) suit the stages of a notification, from a rules
+// commit (milliseconds) to an SMS that waited behind a paced backlog
+// (hours).
+var LatencyBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200}
 
-// Add adds n.
-func (c *Counter) Add(n uint64) { c.v.Add(n) }
+// CallBuckets (seconds) suit one call to a server: an HTTP request, a send
+// to Twilio.
+var CallBuckets = prometheus.DefBuckets
 
-// Value returns the current count.
-func (c *Counter) Value() uint64 { return c.v.Load() }
-
-// Gauge is a value that goes up and down.
-type Gauge struct{ bits atomic.Uint64 }
-
-// Set sets the gauge.
-func (g *Gauge) Set(v float64) { g.bits.Store(math.Float64bits(v)) }
-
-// Value returns the gauge's value.
-func (g *Gauge) Value() float64 { return math.Float64frombits(g.bits.Load()) }
-
-type family struct {
-	help   string
-	typ    string
-	series map[string]*series // joined label values → series
-}
-
-type series struct {
-	labels string // {k="v",…} as exposed
-	metric any    // *Counter or *Gauge
-}
-
-// Registry holds metric families. The zero value is not usable; use New.
+// Registry is a Prometheus registry with idempotent declarations.
 type Registry struct {
-	mu       sync.Mutex
-	families map[string]*family
+	reg *prometheus.Registry
 }
 
-// New returns an empty registry.
-func New() *Registry { return &Registry{families: map[string]*family{}} }
+// New returns a registry holding the Go runtime, process and build-info
+// collectors.
+func New() *Registry {
+	r := &Registry{reg: prometheus.NewRegistry()}
+	r.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector(),
+		newBuildInfo(),
+	)
+	return r
+}
 
 // Default is the process-wide registry that /metrics serves.
 var Default = New()
 
-// Counter returns the counter name{labels}, creating it on first use.
-// labels alternate key, value.
-func (r *Registry) Counter(name, help string, labels ...string) *Counter {
-	return r.get(name, help, "counter", labels, func() any { return new(Counter) }).(*Counter)
+// Counter declares a counter without labels.
+func (r *Registry) Counter(name, help string) Counter {
+	return register(r, prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help}))
 }
 
-// Gauge returns the gauge name{labels}, creating it on first use.
-func (r *Registry) Gauge(name, help string, labels ...string) *Gauge {
-	return r.get(name, help, "gauge", labels, func() any { return new(Gauge) }).(*Gauge)
+// CounterVec declares a counter with labels. Callers create the series
+// they know of up front (WithLabelValues) so that each is 0 from the start.
+func (r *Registry) CounterVec(name, help string, labels ...string) *CounterVec {
+	return register(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels))
 }
 
-func (r *Registry) get(name, help, typ string, labels []string, mk func() any) any {
-	// The lookup key only joins the labels; the exposed form is built once,
-	// when the series is created. Callers may ask on every event.
-	key := strings.Join(labels, "\xff")
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	f := r.families[name]
-	if f == nil {
-		f = &family{help: help, typ: typ, series: map[string]*series{}}
-		r.families[name] = f
-	}
-	se := f.series[key]
-	if se == nil {
-		se = &series{labels: labelString(labels), metric: mk()}
-		f.series[key] = se
-	}
-	return se.metric
+// Gauge declares a gauge without labels.
+func (r *Registry) Gauge(name, help string) Gauge {
+	return register(r, prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help}))
 }
 
-func labelString(labels []string) string {
-	if len(labels) == 0 {
-		return ""
+// GaugeVec declares a gauge with labels.
+func (r *Registry) GaugeVec(name, help string, labels ...string) *GaugeVec {
+	return register(r, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels))
+}
+
+// Histogram declares a histogram without labels.
+func (r *Registry) Histogram(name, help string, buckets []float64) Histogram {
+	return register(r, prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}))
+}
+
+// HistogramVec declares a histogram with labels.
+func (r *Registry) HistogramVec(name, help string, buckets []float64, labels ...string) *HistogramVec {
+	return register(r, prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels))
+}
+
+// register registers c, or returns the equal collector registered before.
+func register[C prometheus.Collector](r *Registry, c C) C {
+	err := r.reg.Register(c)
+	if err == nil {
+		return c
 	}
-	var b strings.Builder
-	b.WriteByte('{')
-	for i := 0; i+1 < len(labels); i += 2 {
-		if i > 0 {
-			b.WriteByte(',')
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if old, ok := are.ExistingCollector.(C); ok {
+			return old
 		}
-		fmt.Fprintf(&b, "%s=%q", labels[i], labels[i+1])
+		err = fmt.Errorf("registered before as %T", are.ExistingCollector)
 	}
-	b.WriteByte('}')
-	return b.String()
+	panic(fmt.Sprintf("metrics: cannot register %T: %v", c, err))
 }
 
-// WriteText writes every metric in the Prometheus text exposition format.
-func (r *Registry) WriteText(w io.Writer) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	names := make([]string, 0, len(r.families))
-	for n := range r.families {
-		names = append(names, n)
+// Gatherer is the registry as client_golang reads it (tests, promlint).
+func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
+
+// Handler serves the registry in the Prometheus exposition formats. A
+// collector that fails is reported in the answer and the log of the caller,
+// not by a 500 for the whole scrape.
+func (r *Registry) Handler(log promhttp.Logger) http.Handler {
+	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{ErrorLog: log, ErrorHandling: promhttp.ContinueOnError})
+}
+
+// version is what gridbell_build_info reports; main sets it.
+var version atomic.Value
+
+// SetVersion sets the version gridbell_build_info reports (main's, from
+// -ldflags -X main.version).
+func SetVersion(v string) { version.Store(v) }
+
+// buildInfo exposes gridbell_build_info{version,revision,goversion} 1, the
+// usual way to join a version to other series.
+type buildInfo struct{ desc *prometheus.Desc }
+
+func newBuildInfo() buildInfo {
+	return buildInfo{desc: prometheus.NewDesc("gridbell_build_info",
+		"Always 1; its labels name the running gridbell's version, VCS revision and Go version.",
+		[]string{"version", "revision", "goversion"}, nil)}
+}
+
+func (b buildInfo) Describe(ch chan<- *prometheus.Desc) { ch <- b.desc }
+
+func (b buildInfo) Collect(ch chan<- prometheus.Metric) {
+	v, _ := version.Load().(string)
+	if v == "" {
+		v = "dev"
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		f := r.families[n]
-		if _, err := fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", n, f.help, n, f.typ); err != nil {
-			return err
-		}
-		list := make([]*series, 0, len(f.series))
-		for _, se := range f.series {
-			list = append(list, se)
-		}
-		sort.Slice(list, func(i, j int) bool { return list[i].labels < list[j].labels })
-		for _, se := range list {
-			var v string
-			switch m := se.metric.(type) {
-			case *Counter:
-				v = fmt.Sprint(m.Value())
-			case *Gauge:
-				v = fmt.Sprint(m.Value())
+	ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, 1, v, revision(), runtime.Version())
+}
+
+// revision is the VCS revision the binary was built from, or "unknown"
+// (builds with -buildvcs=false, and tests).
+var revision = sync.OnceValue(func() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && s.Value != "" {
+				return s.Value
 			}
-			if _, err := fmt.Fprintf(w, "%s%s %s\n", n, se.labels, v); err != nil {
-				return err
-			}
 		}
 	}
-	return nil
+	return "unknown"
+})
+
+// Count returns how many observations a histogram series holds, for tests
+// and the benchmark programs; 0 for anything else.
+func Count(h prometheus.Observer) uint64 {
+	m, ok := h.(prometheus.Metric)
+	if !ok {
+		return 0
+	}
+	var d dto.Metric
+	if m.Write(&d) != nil {
+		return 0
+	}
+	return d.GetHistogram().GetSampleCount()
+}
+
+// Sum returns the sum of every series of the counter or gauge family name
+// (0 when there is none), for the benchmark programs and tests that only
+// know the name.
+func (r *Registry) Sum(name string) float64 {
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
 }

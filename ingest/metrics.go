@@ -1,0 +1,93 @@
+package ingest
+
+import (
+	"sync"
+
+	"github.com/gridbell/gridbell/internal/metrics"
+)
+
+// ingest's metrics (docs/metrics.md). The series of every source and
+// reason exist from the start.
+var (
+	rejectedVec = metrics.Default.CounterVec("gridbell_ingest_rejected_total",
+		"Messages or array elements rejected by ingest (and kept as dead letters), by source and reason.", "source", "reason")
+	acceptedVec = metrics.Default.CounterVec("gridbell_ingest_events_total",
+		"Events decoded and handed on by ingest, by source.", "source")
+	lateVec = metrics.Default.CounterVec("gridbell_ingest_late_events_total",
+		"Events handed on although stamped older than ingest.late_after, by source.", "source")
+	unknownReadings = metrics.Default.Counter("gridbell_unknown_meter_readings_total",
+		"Readings from meters not in the contacts file (kept, written to InfluxDB, never an SMS).")
+	mqttConnected = metrics.Default.Gauge("gridbell_mqtt_connected",
+		"1 while the MQTT client is connected to a broker, else 0.")
+	mqttLost = metrics.Default.Counter("gridbell_mqtt_connection_lost_total",
+		"MQTT connections lost (each is retried).")
+	kafkaLag = metrics.Default.GaugeVec("gridbell_kafka_consumer_lag",
+		"Messages behind the newest offset, summed over the partitions this instance consumes, by topic; as of the last committed batch.", "topic")
+
+	influxWritten = metrics.Default.Counter("gridbell_influx_points_written_total",
+		"Readings written to InfluxDB (a retried batch counts once).")
+	influxDropped = metrics.Default.Counter("gridbell_influx_points_dropped_total",
+		"Readings not written to InfluxDB: spool full, or rejected by InfluxDB.")
+	influxErrors = metrics.Default.Counter("gridbell_influx_write_errors_total",
+		"Failed batch writes to InfluxDB (each is retried).")
+	influxSpool = metrics.Default.Gauge("gridbell_influx_spool_bytes",
+		"Bytes of readings waiting on disk for InfluxDB.")
+	influxSpoolMax = metrics.Default.Gauge("gridbell_influx_spool_max_bytes",
+		"The spool's cap (influx.spool_max_bytes); readings beyond it are dropped. 0 while the sink is off.")
+)
+
+var sources = []string{SourceMQTT, SourceKafka, SourceHTTP, SourceReplay}
+
+func init() {
+	for _, s := range sources {
+		for _, r := range []string{ReasonTooLarge, ReasonBadJSON, ReasonBadTopic, ReasonMissing, ReasonBadField, ReasonBadTime, ReasonFuture} {
+			rejectedVec.WithLabelValues(s, r)
+		}
+		acceptedVec.WithLabelValues(s)
+		lateVec.WithLabelValues(s)
+	}
+}
+
+// lagTracker keeps the lag of each partition a Kafka consumer read last and
+// publishes their sum per topic.
+type lagTracker struct {
+	mu  sync.Mutex // guards lag
+	lag map[string]map[int]int64
+}
+
+func newLagTracker(topics ...string) *lagTracker {
+	t := &lagTracker{lag: map[string]map[int]int64{}}
+	for _, topic := range topics {
+		t.lag[topic] = map[int]int64{}
+		kafkaLag.WithLabelValues(topic).Set(0)
+	}
+	return t
+}
+
+// set records that partition of topic is lag messages behind.
+func (t *lagTracker) set(topic string, partition int, lag int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.lag[topic]
+	if p == nil {
+		p = map[int]int64{}
+		t.lag[topic] = p
+	}
+	p[partition] = max(0, lag)
+	var sum int64
+	for _, v := range p {
+		sum += v
+	}
+	kafkaLag.WithLabelValues(topic).Set(float64(sum))
+}
+
+// reset forgets every partition: the group's generation ended, and the
+// next one may assign others.
+func (t *lagTracker) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for topic, p := range t.lag {
+		clear(p)
+		kafkaLag.WithLabelValues(topic).Set(0)
+	}
+}
