@@ -177,7 +177,7 @@ func TestMetricsOfAFreshApp(t *testing.T) {
 	for _, p := range problems {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
-	if path, err := exec.LookPath("promtool"); err == nil {
+	if path := promtool(t); path != "" {
 		cmd := exec.Command(path, "check", "metrics")
 		cmd.Stdin = bytes.NewReader(body)
 		if out, err := cmd.CombinedOutput(); err != nil {
