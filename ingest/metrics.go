@@ -40,7 +40,8 @@ var sources = []string{SourceMQTT, SourceKafka, SourceHTTP, SourceReplay}
 
 func init() {
 	for _, s := range sources {
-		for _, r := range []string{ReasonTooLarge, ReasonBadJSON, ReasonBadTopic, ReasonMissing, ReasonBadField, ReasonBadTime, ReasonFuture} {
+		for _, r := range []string{ReasonTooLarge, ReasonBadJSON, ReasonBadTopic, ReasonMissing, ReasonBadField, ReasonBadTime,
+			ReasonFuture, ReasonPast, ReasonOverLimit, ReasonUnstorable} {
 			rejectedVec.WithLabelValues(s, r)
 		}
 		acceptedVec.WithLabelValues(s)

@@ -23,6 +23,8 @@ var (
 	sentToDelivered = metrics.Default.HistogramVec("gridbell_sms_sent_to_delivered_seconds",
 		"From an SMS accepted by the provider to its delivery receipt, by kind.",
 		metrics.LatencyBuckets, "kind")
+	webhookReplays = metrics.Default.Counter("gridbell_twilio_webhook_replays_total",
+		"Twilio webhooks whose MessageSid had already taken effect, ignored.")
 	retriesVec = metrics.Default.CounterVec("gridbell_sms_retries_total",
 		"SMS sends to retry, by class: throttled, transient, unknown_outcome (looked up before the resend).", "class")
 	sendDuration = metrics.Default.HistogramVec("gridbell_sms_send_duration_seconds",

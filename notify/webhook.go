@@ -16,7 +16,6 @@ import (
 
 	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/logging"
-	"github.com/gridbell/gridbell/internal/metrics"
 )
 
 // ReportSink takes "still out" replies; the rules engine implements it and
@@ -117,7 +116,7 @@ func (o *Outbox) once(ctx context.Context, key string) (bool, error) {
 		return false, fmt.Errorf("cannot record webhook %s: %w", key, err)
 	}
 	if n == 0 {
-		metrics.Default.Counter("gridbell_twilio_webhook_replays_total", "Twilio webhooks whose MessageSid had already taken effect, ignored.").Inc()
+		webhookReplays.Inc()
 	}
 	return n == 1, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -170,6 +171,7 @@ func TestMetricsOfAFreshApp(t *testing.T) {
 			t.Errorf("lag of an empty topic: %v", m)
 		}
 	}
+	checkDocumented(t, fams)
 	problems, err := promlint.New(bytes.NewReader(body)).Lint()
 	if err != nil {
 		t.Fatal(err)
@@ -182,6 +184,37 @@ func TestMetricsOfAFreshApp(t *testing.T) {
 		cmd.Stdin = bytes.NewReader(body)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
+	}
+}
+
+// documentedMetric is a row of docs/metrics.md's tables.
+var documentedMetric = regexp.MustCompile("(?m)^\\| `(gridbell_[a-z0-9_]+)` \\| ([a-z]+) \\|")
+
+// checkDocumented: docs/metrics.md lists every gridbell family with its
+// type, and no family gridbell does not expose.
+func checkDocumented(t *testing.T, fams map[string]*dto.MetricFamily) {
+	t.Helper()
+	raw, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]string{}
+	for _, m := range documentedMetric.FindAllStringSubmatch(string(raw), -1) {
+		documented[m[1]] = m[2]
+		if fams[m[1]] == nil {
+			t.Errorf("docs/metrics.md lists %s, which gridbell does not expose", m[1])
+		}
+	}
+	for name, f := range fams {
+		if !strings.HasPrefix(name, "gridbell_") {
+			continue
+		}
+		want := strings.ToLower(f.GetType().String())
+		if got, ok := documented[name]; !ok {
+			t.Errorf("docs/metrics.md does not list %s", name)
+		} else if got != want {
+			t.Errorf("docs/metrics.md says %s is a %s, it is a %s", name, got, want)
 		}
 	}
 }
