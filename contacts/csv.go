@@ -24,7 +24,7 @@ const (
 // from GB18030.
 const peekSize = 1 << 20
 
-// column indexes a contacts file's columns (CONTRACT §3).
+// column indexes a contacts file's columns (docs/interfaces.md §3).
 type column int
 
 const (

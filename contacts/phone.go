@@ -25,7 +25,7 @@ const (
 const maxDigits = 24
 
 // Clean reads one raw phone field as typed by a clerk and returns its
-// numbers, cleaned to E.164 (CONTRACT §3). The field is first read as one
+// numbers, cleaned to E.164 (docs/interfaces.md §3). The field is first read as one
 // number with its junk stripped; only when that fails is it split on
 // "/ , ; 、" or spaces. An empty field gives one Missing contact, a field with
 // no usable number one Invalid contact carrying the reason.

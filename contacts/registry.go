@@ -22,7 +22,7 @@ import (
 var ErrNoRows = errors.New("no valid rows")
 
 // ErrMissingColumns is returned by Import and Check for a file whose header
-// lacks a required column (CONTRACT §3: account, meter, area, grid).
+// lacks a required column (docs/interfaces.md §3: account, meter, area, grid).
 var ErrMissingColumns = errors.New("required columns missing")
 
 // Registry is the customer registry: the store's tables and an in-memory

@@ -12,7 +12,7 @@ import (
 )
 
 // Report is the contact quality of a file or of the stored registry, per
-// service grid (issue 3, CONTRACT §6). Accounts are counted once, in the grid
+// service grid (issue 3, docs/interfaces.md §6). Accounts are counted once, in the grid
 // of their first meter, in the best column their numbers reach: valid, fixed,
 // landline_only, invalid or missing; these five add up to accounts. OptedOut
 // counts accounts whose SMS-capable numbers have all opted out (they are in

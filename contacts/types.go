@@ -20,7 +20,7 @@ const (
 // CanSMS reports whether a number with verdict v may be sent an SMS.
 func (v Verdict) CanSMS() bool { return v == Valid || v == Fixed }
 
-// Class is a customer class (CONTRACT §3).
+// Class is a customer class (docs/interfaces.md §3).
 type Class string
 
 // Customer classes.

@@ -18,7 +18,7 @@ type TLSConfig struct {
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 }
 
-// MQTTConfig is the mqtt section (CONTRACT §7).
+// MQTTConfig is the mqtt section (docs/interfaces.md §7).
 type MQTTConfig struct {
 	Brokers        []string      `yaml:"brokers"` // empty = embedded broker
 	EmbeddedListen string        `yaml:"embedded_listen"`
@@ -32,7 +32,7 @@ type MQTTConfig struct {
 	MaxInflight    int           `yaml:"max_inflight"` // messages being handled at once
 }
 
-// KafkaConfig is the kafka section (CONTRACT §7).
+// KafkaConfig is the kafka section (docs/interfaces.md §7).
 type KafkaConfig struct {
 	Brokers      []string  `yaml:"brokers"` // empty = Kafka off
 	Group        string    `yaml:"group"`
@@ -46,7 +46,7 @@ type KafkaConfig struct {
 	} `yaml:"sasl"`
 }
 
-// InfluxConfig is the influx section (CONTRACT §7).
+// InfluxConfig is the influx section (docs/interfaces.md §7).
 type InfluxConfig struct {
 	URL          string        `yaml:"url"` // empty = sink off
 	Token        secret.String `yaml:"token"`
@@ -57,7 +57,7 @@ type InfluxConfig struct {
 	SpoolMaxSize int64         `yaml:"spool_max_bytes"` // disk spool cap while InfluxDB is down
 }
 
-// Limits bound what ingest accepts (CONTRACT §1).
+// Limits bound what ingest accepts (docs/interfaces.md §1).
 type Limits struct {
 	MaxPayload    int           `yaml:"max_payload"`     // bytes; default 1 MiB
 	MaxFuture     time.Duration `yaml:"max_future"`      // default 24h

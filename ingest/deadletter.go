@@ -70,7 +70,7 @@ type DeadLetters struct {
 
 // Routes tells Replay which decoder a dead letter's topic needs. Whoever
 // wires the inputs sets it from their config with SetRoutes; until then the
-// defaults of CONTRACT §7 apply.
+// defaults of docs/interfaces.md §7 apply.
 type Routes struct {
 	MQTTPrefix   string
 	OMSTopic     string

@@ -136,7 +136,7 @@ func parseTopic(prefix, topic string) (form topicForm, conc, meter string, ok bo
 }
 
 // DecodeMQTT decodes one MQTT message of any of the four topic forms under
-// prefix (CONTRACT §1). The batch topic takes an array (a single object is
+// prefix (docs/interfaces.md §1). The batch topic takes an array (a single object is
 // accepted too); the others take one object. The concentrator, and the meter
 // where the topic names one, come from the topic; a payload naming another
 // meter or concentrator is rejected. On rejection the error is a
@@ -170,7 +170,7 @@ func DecodeMQTT(prefix, topic string, payload []byte, now time.Time, lim Limits)
 	}
 }
 
-// DecodeOMS decodes one OMS outage message or an array of them (CONTRACT §2).
+// DecodeOMS decodes one OMS outage message or an array of them (docs/interfaces.md §2).
 // Source is left empty for the caller to set.
 func DecodeOMS(payload []byte, now time.Time, lim Limits) ([]event.Event, error) {
 	v, err := newValidator(payload, now, lim)
@@ -180,7 +180,7 @@ func DecodeOMS(payload []byte, now time.Time, lim Limits) ([]event.Event, error)
 	return decodeList(payload, true, v.outage)
 }
 
-// DecodeBilling decodes one billing message or an array of them (CONTRACT §2).
+// DecodeBilling decodes one billing message or an array of them (docs/interfaces.md §2).
 // Source is left empty for the caller to set.
 func DecodeBilling(payload []byte, now time.Time, lim Limits) ([]event.Event, error) {
 	v, err := newValidator(payload, now, lim)

@@ -13,7 +13,7 @@ import (
 )
 
 // HTTP takes OMS and billing events posted by sites without Kafka
-// (CONTRACT §2). Authentication is the caller's job.
+// (docs/interfaces.md §2). Authentication is the caller's job.
 //
 // Answers: 202 {"accepted":n} once every event is stored; 400
 // {"accepted":n,"rejected":[{"index","reason","detail"}],"rejected_count":m}

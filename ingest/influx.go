@@ -39,7 +39,7 @@ const (
 	influxSenders = 2
 )
 
-// InfluxSink copies readings to InfluxDB (CONTRACT §1) as measurement
+// InfluxSink copies readings to InfluxDB (docs/interfaces.md §1) as measurement
 // "reading", tags meter and area, fields kwh, voltage, current, power_kw and
 // balance where present, millisecond timestamps. Line protocol cannot carry
 // an empty tag value, so a reading of an unknown meter has no area tag.

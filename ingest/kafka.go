@@ -32,7 +32,7 @@ type kafkaReader interface {
 	Close() error
 }
 
-// Kafka takes OMS outage and billing events from Kafka (CONTRACT §2) as one
+// Kafka takes OMS outage and billing events from Kafka (docs/interfaces.md §2) as one
 // consumer group over both topics. Offsets are committed only after the
 // Handler stored the events (at least once); a new group starts at the
 // earliest retained offset. Replays are harmless because the rules are

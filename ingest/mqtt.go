@@ -21,7 +21,7 @@ type mqttClient interface {
 	Disconnect(quiesce uint)
 }
 
-// MQTT takes meter readings and events from an MQTT broker (CONTRACT §1).
+// MQTT takes meter readings and events from an MQTT broker (docs/interfaces.md §1).
 //
 // Delivery: a persistent session (clean session off) with a QoS 1
 // subscription, and paho's automatic ack turned off. A message is

@@ -10,7 +10,7 @@ import (
 	"github.com/gridbell/gridbell/internal/event"
 )
 
-// Wire shapes (CONTRACT §1, §2). Pointers tell an absent number from zero.
+// Wire shapes (docs/interfaces.md §1, §2). Pointers tell an absent number from zero.
 type rawReading struct {
 	Meter   string   `json:"meter"`
 	TS      string   `json:"ts"`
@@ -119,7 +119,7 @@ func (v *validator) plausible(idx int, field, s string, t time.Time) *Rejection 
 	return nil
 }
 
-// The values each enumerated field takes (CONTRACT §1, §2).
+// The values each enumerated field takes (docs/interfaces.md §1, §2).
 var (
 	meterEventTypes        = []event.MeterEventType{event.PowerOff, event.PowerOn, event.RemoteTrip, event.RemoteClose}
 	concentratorEventTypes = []event.MeterEventType{event.PowerOff, event.PowerOn}

@@ -9,7 +9,7 @@ import (
 	"github.com/gridbell/gridbell/internal/secret"
 )
 
-// TwilioConfig is sms.twilio (CONTRACT §7).
+// TwilioConfig is sms.twilio (docs/interfaces.md §7).
 type TwilioConfig struct {
 	AccountSID          string        `yaml:"account_sid"`
 	AuthToken           secret.String `yaml:"auth_token"`
@@ -22,7 +22,7 @@ type TwilioConfig struct {
 	Timeout             time.Duration `yaml:"timeout"`
 }
 
-// Config is the sms section (CONTRACT §7).
+// Config is the sms section (docs/interfaces.md §7).
 type Config struct {
 	Sender       string       `yaml:"sender"`      // outbox or twilio
 	OutboxFile   string       `yaml:"outbox_file"` // default <data_dir>/outbox.jsonl
@@ -37,7 +37,7 @@ type Config struct {
 	MaxSegments int `yaml:"max_segments"`
 }
 
-// QuietHours is the quiet_hours section (CONTRACT §7).
+// QuietHours is the quiet_hours section (docs/interfaces.md §7).
 type QuietHours struct {
 	Enabled  bool   `yaml:"enabled"`
 	Start    string `yaml:"start"` // HH:MM

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// FileSender is the embedded default sender (CONTRACT §4): every message
+// FileSender is the embedded default sender (docs/interfaces.md §4): every message
 // becomes one JSON line of the outbox file. A Send returns only after its
 // line is fsync'd; concurrent sends share one fsync (group commit).
 type FileSender struct {
@@ -23,7 +23,7 @@ type FileSender struct {
 	synced uint64     // lines known to be on disk
 }
 
-// outboxLine is one line of the outbox file; field order is CONTRACT §4's.
+// outboxLine is one line of the outbox file; field order is docs/interfaces.md §4's.
 type outboxLine struct {
 	ID       string `json:"id"`
 	To       string `json:"to"`

@@ -85,7 +85,7 @@ var migrations = []string{
 	`ALTER TABLE notify_messages ADD COLUMN claimed_by TEXT NOT NULL DEFAULT ''`,
 	`ALTER TABLE notify_messages ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0`,
 	// Twilio webhooks that took effect, by MessageSid (and status), so a
-	// replayed one takes none (CONTRACT §4).
+	// replayed one takes none (docs/interfaces.md §4).
 	`CREATE TABLE notify_webhooks (key TEXT PRIMARY KEY, at BIGINT NOT NULL)`,
 	// Operators read one customer's messages (the hotline, history.go)
 	// and the last minutes' traffic (the storm overview).
@@ -95,7 +95,7 @@ var migrations = []string{
 
 // claimLease is how long a claimed message stays with its instance without
 // a renewal (every third of it): after that a surviving instance sends it.
-// CONTRACT §8 gives the others 30 s to carry a dead instance's share.
+// docs/deploy.md, distributed mode gives the others 30 s to carry a dead instance's share.
 const claimLease = 15 * time.Second
 
 // Outbox is the durable SMS outbox and its dispatcher.
@@ -159,7 +159,7 @@ func NewOutbox(cfg Config, qh QuietHours, db *store.DB, dir Directory, sender Se
 	return o, nil
 }
 
-// SetInstance names this instance in the messages it claims (CONTRACT §8
+// SetInstance names this instance in the messages it claims (docs/deploy.md, distributed mode
 // cluster.instance, the host name by default). Call it before Run: at
 // start the outbox sends again what an earlier run of the same name left
 // in flight, so two running instances must not share a name.

@@ -99,7 +99,7 @@ func TestOutboxFile(t *testing.T) {
 }
 
 // readOutbox reads the outbox file and checks each line's fields are
-// exactly CONTRACT §4's, in order.
+// exactly docs/interfaces.md §4's, in order.
 func readOutbox(t *testing.T, path string) []map[string]string {
 	t.Helper()
 	f, err := os.Open(path)

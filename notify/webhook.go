@@ -103,7 +103,7 @@ func requestURL(r *http.Request) string {
 }
 
 // once claims key for a webhook's effect, durably: true the first time,
-// false for a replay. Each MessageSid takes effect once (CONTRACT §4): a
+// false for a replay. Each MessageSid takes effect once (docs/interfaces.md §4): a
 // captured START replayed after a STOP changes nothing.
 func (o *Outbox) once(ctx context.Context, key string) (bool, error) {
 	res, err := o.db.ExecContext(ctx, `INSERT INTO notify_webhooks (key, at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`,

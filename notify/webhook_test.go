@@ -155,7 +155,7 @@ func TestInboundWebhook(t *testing.T) {
 	}
 }
 
-// Each MessageSid takes effect once (CONTRACT §4), on both stores: a
+// Each MessageSid takes effect once (docs/interfaces.md §4), on both stores: a
 // captured START replayed after a STOP does not opt the customer back in,
 // and a replayed receipt does not overwrite a newer one.
 func TestWebhookReplay(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Config is the rules section (CONTRACT §5). Every default is configurable.
+// Config is the rules section (docs/interfaces.md §5). Every default is configurable.
 type Config struct {
 	Momentary       time.Duration `yaml:"momentary"`        // power_off held this long before it counts
 	AreaDarkRatio   float64       `yaml:"area_dark_ratio"`  // share of an area's meters dark that puts the whole area out

@@ -6,7 +6,7 @@ import (
 )
 
 // StillDarkError refuses a confirmation without a reason while meters of
-// the outage are still dark (CONTRACT §6: 409 unless the body gives a reason).
+// the outage are still dark (docs/interfaces.md §6: 409 unless the body gives a reason).
 type StillDarkError struct {
 	Outage string
 	Dark   int // customers with a meter still dark

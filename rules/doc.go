@@ -19,7 +19,7 @@
 // so a restart neither loses nor repeats a decision. A failed commit makes
 // the engine reload its state from the store.
 //
-// Where CONTRACT §5 is silent, the rules decide as follows.
+// Where docs/interfaces.md §5 is silent, the rules decide as follows.
 //
 //   - Order is by event time. A power event older than the meter's newest
 //     changes nothing; duplicates change nothing. A last gasp stamped more

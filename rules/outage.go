@@ -9,7 +9,7 @@ import (
 	"github.com/gridbell/gridbell/internal/event"
 )
 
-// Outage record statuses (CONTRACT §6), plus merged: an AMI record absorbed
+// Outage record statuses (docs/interfaces.md §6), plus merged: an AMI record absorbed
 // into an OMS record, kept only so its id still resolves.
 const (
 	statusScheduled = "scheduled"

@@ -6,7 +6,7 @@ import (
 )
 
 // A manager sees only the customers, meters and counts of its own grids,
-// in every answer (CONTRACT §6). The views below take the grids a caller
+// in every answer (docs/interfaces.md §6). The views below take the grids a caller
 // may see; nil means all of them (admins and dispatchers). An outage with
 // none of the grids' customers is not shown at all.
 

@@ -6,7 +6,7 @@ import (
 	"github.com/gridbell/gridbell/internal/logging"
 )
 
-// Counts are an outage's counts (CONTRACT §6). Notified and Delivered are
+// Counts are an outage's counts (docs/interfaces.md §6). Notified and Delivered are
 // filled by the HTTP layer from notify; the rules leave them 0.
 type Counts struct {
 	Affected  int `json:"affected"`  // customers (accounts) in scope, plus meters not in the registry
@@ -16,7 +16,7 @@ type Counts struct {
 	Dark      int `json:"dark"`      // customers with a meter still dark, or with no news since the outage began
 }
 
-// Outage is one outage record as the API shows it (CONTRACT §6).
+// Outage is one outage record as the API shows it (docs/interfaces.md §6).
 type Outage struct {
 	ID          string     `json:"id"`
 	Kind        string     `json:"kind"`

@@ -1,5 +1,5 @@
 // Command contactsgen writes a large, realistically messy contacts file
-// (CONTRACT §3) from internal/fleet, so anyone can repeat the contacts
+// (docs/interfaces.md §3) from internal/fleet, so anyone can repeat the contacts
 // import benchmarks:
 //
 //	go run ./bench/contactsgen -n 1000000 -o /tmp/contacts-1m.csv

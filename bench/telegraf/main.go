@@ -3,7 +3,7 @@
 // last point visible in InfluxDB), each consumer's CPU-seconds per million
 // readings and peak RSS, and influxd's CPU beside them.
 //
-// The workload is the ingest benchmark's reference rig (CONTRACT §1
+// The workload is the ingest benchmark's reference rig (docs/interfaces.md §1
 // readings, QoS 1, 2,000 concentrators × 100 meters, one 15-minute round
 // after another): batch mode publishes one JSON array of 100 readings per
 // message on ami/{c}/readings, single mode one reading per message on

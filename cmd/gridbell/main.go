@@ -1,5 +1,5 @@
 // Command gridbell is the single binary: the main job (run), the contacts
-// tools, the simulator and dead-letter tools (CONTRACT §7). It parses flags
+// tools, the simulator and dead-letter tools (docs/interfaces.md §7). It parses flags
 // and config and hands over to the packages; wiring lives in internal/app.
 package main
 

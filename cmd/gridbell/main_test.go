@@ -33,7 +33,7 @@ func TestCheckConfig(t *testing.T) {
 	if out, err := execute(t, "run", "--check-config", "--config", good); err != nil || !strings.Contains(out, "config ok") {
 		t.Errorf("good config: %q, %v", out, err)
 	}
-	// Valid for CONTRACT §8, but this release cannot run it: said at once.
+	// Valid for docs/deploy.md, distributed mode, but this release cannot run it: said at once.
 	cluster := filepath.Join(dir, "cluster.yaml")
 	os.WriteFile(cluster, []byte("cluster:\n  enabled: true\nstore:\n  driver: postgres\n  dsn: postgres://db/g\nkafka:\n  brokers: [k1:9092]\n"), 0o600)
 	for file, want := range map[string]string{broken: "cannot parse config", badValue: "25:00",

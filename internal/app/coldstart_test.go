@@ -17,7 +17,7 @@ import (
 )
 
 // TestColdStartTogether: three processes opening every component on one
-// empty PostgreSQL database at once (CONTRACT §8) all succeed. Each
+// empty PostgreSQL database at once (docs/deploy.md, distributed mode) all succeed. Each
 // component's migrations used to race: duplicate keys in
 // schema_migrations, pg_type and the contacts import id.
 func TestColdStartTogether(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 )
 
 // ErrDistributedUnavailable is returned by New for a configuration with
-// cluster.enabled: the configuration is valid (CONTRACT §8), but the
+// cluster.enabled: the configuration is valid (docs/deploy.md, distributed mode), but the
 // partitioned rule workers it needs are not built, and running the
 // single-process stages on several instances would send SMS twice.
 var ErrDistributedUnavailable = errors.New("distributed mode is not available in this release")

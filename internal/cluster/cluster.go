@@ -1,4 +1,4 @@
-// Package cluster holds what distributed mode (CONTRACT §8) needs of the
+// Package cluster holds what distributed mode (docs/deploy.md, distributed mode) needs of the
 // configuration: whether this process is one of several sharing the work,
 // its stable instance name, and the Kafka topic MQTT input is forwarded to.
 // It sits beside the stages, not in the flow: each stage reads the

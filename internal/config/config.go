@@ -1,5 +1,5 @@
 // Package config loads gridbell's configuration: defaults in code, then an
-// optional YAML file, then GRIDBELL_* environment overrides (CONTRACT §7).
+// optional YAML file, then GRIDBELL_* environment overrides (docs/interfaces.md §7).
 // Each stage owns its own typed section; this package only assembles them.
 package config
 
@@ -124,7 +124,7 @@ func (c *Config) Validate() error {
 }
 
 // validateCluster checks that distributed mode has what it runs on
-// (CONTRACT §8): the instances share their state in PostgreSQL and their
+// (docs/deploy.md, distributed mode): the instances share their state in PostgreSQL and their
 // meter events on Kafka.
 func (c *Config) validateCluster() error {
 	if err := c.Cluster.Validate(); err != nil {

@@ -178,7 +178,7 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
-// TestCluster: the cluster keys of CONTRACT §8 parse, with the host name as
+// TestCluster: the cluster keys of docs/deploy.md, distributed mode parse, with the host name as
 // the default instance.
 func TestCluster(t *testing.T) {
 	c, err := Load("", nil)

@@ -8,7 +8,7 @@ import "time"
 // MeterEventType is the type of a meter or concentrator event.
 type MeterEventType string
 
-// Meter and concentrator event types (CONTRACT §1).
+// Meter and concentrator event types (docs/interfaces.md §1).
 const (
 	PowerOff    MeterEventType = "power_off"
 	PowerOn     MeterEventType = "power_on"
@@ -16,7 +16,7 @@ const (
 	RemoteClose MeterEventType = "remote_close"
 )
 
-// Reading is one smart-meter reading (CONTRACT §1). Optional fields are nil
+// Reading is one smart-meter reading (docs/interfaces.md §1). Optional fields are nil
 // when absent.
 type Reading struct {
 	Meter        string
@@ -44,7 +44,7 @@ type ConcentratorEvent struct {
 	Type         MeterEventType // PowerOff or PowerOn
 }
 
-// Outage kinds and statuses from the OMS (CONTRACT §2).
+// Outage kinds and statuses from the OMS (docs/interfaces.md §2).
 const (
 	OutagePlanned = "planned"
 	OutageFault   = "fault"
@@ -70,7 +70,7 @@ type OMSOutage struct {
 	UpdatedAt time.Time
 }
 
-// Billing event types (CONTRACT §2).
+// Billing event types (docs/interfaces.md §2).
 const (
 	BillingArrears             = "arrears"
 	BillingBalance             = "balance"

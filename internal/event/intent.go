@@ -2,7 +2,7 @@ package event
 
 import "time"
 
-// Kind is an SMS kind (CONTRACT §4).
+// Kind is an SMS kind (docs/interfaces.md §4).
 type Kind string
 
 // The SMS kinds.

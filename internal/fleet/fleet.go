@@ -1,6 +1,6 @@
 // Package fleet generates a deterministic synthetic fleet of customers,
 // meters, transformer areas, feeders and grids, and writes it as the
-// marketing system's contacts file (CONTRACT §3). The demo, `gridbell
+// marketing system's contacts file (docs/interfaces.md §3). The demo, `gridbell
 // simulate` and the benchmarks use it; it stands outside the event flow.
 package fleet
 

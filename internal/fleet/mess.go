@@ -52,7 +52,7 @@ func (g *gen) mess(c *Customer) {
 	}
 }
 
-// messPhone: about 62% stay clean, the rest get the mistakes of CONTRACT §3.
+// messPhone: about 62% stay clean, the rest get the mistakes of docs/interfaces.md §3.
 func (g *gen) messPhone(p string) string {
 	x := g.rng.Float64()
 	for _, m := range messes {

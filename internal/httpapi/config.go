@@ -10,7 +10,7 @@ import (
 	"github.com/gridbell/gridbell/internal/secret"
 )
 
-// Config is the http section (CONTRACT §7).
+// Config is the http section (docs/interfaces.md §7).
 type Config struct {
 	Listen   string `yaml:"listen"`
 	TimeZone string `yaml:"timezone"` // how the web page shows times; default Asia/Shanghai
@@ -28,7 +28,7 @@ type Config struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
-// Roles a token or user may have (CONTRACT §6). Hotline is the 95598
+// Roles a token or user may have (docs/interfaces.md §6). Hotline is the 95598
 // call centre and its IVR: the customer lookup, nothing else.
 const (
 	RoleAdmin      = "admin"
@@ -59,7 +59,7 @@ type User struct {
 	PII          bool          `yaml:"pii"`           // may see phone numbers in full (each view is audited)
 }
 
-// AuthConfig is the auth section (CONTRACT §6, §7).
+// AuthConfig is the auth section (docs/interfaces.md §6, §7).
 type AuthConfig struct {
 	Tokens     []Token       `yaml:"tokens"`
 	Users      []User        `yaml:"users"`

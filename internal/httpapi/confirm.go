@@ -15,7 +15,7 @@ import (
 // confirm answers POST /api/v1/outages/{id}/confirm. The confirmation is
 // recorded under the authenticated name, never a name the client sends.
 // While customers are still dark it answers 409 unless the body gives a
-// reason (CONTRACT §6); the page shows that answer as its warning.
+// reason (docs/interfaces.md §6); the page shows that answer as its warning.
 func (s *Server) confirm(w http.ResponseWriter, r *http.Request) {
 	o, ok := s.outage(w, r)
 	if !ok {

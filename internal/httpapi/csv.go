@@ -13,7 +13,7 @@ import (
 // cell for a formula (or, for tab and carriage return, hides one).
 const formulaStarts = "=+-@\t\r"
 
-// sheetCell neutralises a CSV cell for spreadsheets (CONTRACT §6): a cell
+// sheetCell neutralises a CSV cell for spreadsheets (docs/interfaces.md §6): a cell
 // that begins with =, +, -, @, a tab or a carriage return gets a leading
 // ', so a customer named =HYPERLINK(…) is shown, never run.
 func sheetCell(s string) string {

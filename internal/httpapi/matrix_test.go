@@ -278,7 +278,7 @@ func get(t *testing.T, base, who, path string, v any) {
 }
 
 // CSV answers start with a BOM, and no cell begins with what a
-// spreadsheet runs (CONTRACT §6).
+// spreadsheet runs (docs/interfaces.md §6).
 func TestCustomersCSVIsSafeForSpreadsheets(t *testing.T) {
 	base := matrixWorld(t)
 	code, body := call(t, base, "admin", "GET", "/api/v1/outages/OMS-A/customers?format=csv", "")

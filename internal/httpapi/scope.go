@@ -7,7 +7,7 @@ import (
 )
 
 // A manager sees only the customers, meters and counts of its own grids,
-// in every answer (CONTRACT §6): the rules' views take the grids, notify's
+// in every answer (docs/interfaces.md §6): the rules' views take the grids, notify's
 // figures are cut to the grids' accounts here, and customer lists are
 // filtered row by row.
 

@@ -1,4 +1,4 @@
-// Package httpapi serves gridbell's HTTP API for operators (CONTRACT §6):
+// Package httpapi serves gridbell's HTTP API for operators (docs/interfaces.md §6):
 // outages, affected-customer lists, restoration verification, dispatcher
 // confirmation, contact quality, health and metrics, the web page at /, and
 // mounts ingest's event endpoints and notify's Twilio webhooks. It sits at

@@ -140,7 +140,7 @@ func TestAuditLog(t *testing.T) {
 	}
 }
 
-// TestConfirmWithDarkMeters (CONTRACT §6): 409 while meters are dark unless
+// TestConfirmWithDarkMeters (docs/interfaces.md §6): 409 while meters are dark unless
 // a reason is given; then the outage needs attention until they are back.
 func TestConfirmWithDarkMeters(t *testing.T) {
 	w := newWorld(t, "sqlite", worldCSV)

@@ -13,7 +13,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// API paths for events (CONTRACT §2).
+// API paths for events (docs/interfaces.md §2).
 const (
 	omsPath     = "/api/v1/oms/events"
 	billingPath = "/api/v1/billing/events"

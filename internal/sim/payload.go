@@ -8,7 +8,7 @@ import (
 // cst is China Standard Time: the head-end stamps events with +08:00.
 var cst = time.FixedZone("CST", 8*3600)
 
-// readingMsg is one reading (CONTRACT §1).
+// readingMsg is one reading (docs/interfaces.md §1).
 type readingMsg struct {
 	Meter   string   `json:"meter"`
 	TS      string   `json:"ts"`
@@ -19,21 +19,21 @@ type readingMsg struct {
 	Balance *float64 `json:"balance,omitempty"`
 }
 
-// meterEventMsg is one meter event (CONTRACT §1).
+// meterEventMsg is one meter event (docs/interfaces.md §1).
 type meterEventMsg struct {
 	Meter string `json:"meter"`
 	TS    string `json:"ts"`
 	Type  string `json:"type"`
 }
 
-// concEventMsg is one concentrator event (CONTRACT §1).
+// concEventMsg is one concentrator event (docs/interfaces.md §1).
 type concEventMsg struct {
 	Concentrator string `json:"concentrator"`
 	TS           string `json:"ts"`
 	Type         string `json:"type"`
 }
 
-// omsMsg is one oms.outages message (CONTRACT §2).
+// omsMsg is one oms.outages message (docs/interfaces.md §2).
 type omsMsg struct {
 	OutageID  string   `json:"outage_id"`
 	Kind      string   `json:"kind"`
@@ -47,7 +47,7 @@ type omsMsg struct {
 	UpdatedAt string   `json:"updated_at"`
 }
 
-// billingMsg is one billing.accounts message (CONTRACT §2).
+// billingMsg is one billing.accounts message (docs/interfaces.md §2).
 type billingMsg struct {
 	Account string   `json:"account"`
 	Type    string   `json:"type"`

@@ -32,7 +32,7 @@ type Step struct {
 	Balance      float64
 }
 
-// OMSPost is an OMS outage message (CONTRACT §2). Times are offsets from the
+// OMSPost is an OMS outage message (docs/interfaces.md §2). Times are offsets from the
 // scenario start; Run turns them into RFC 3339 times.
 type OMSPost struct {
 	Seq    int // the scenario's outage number; see omsMessage for the id
@@ -44,7 +44,7 @@ type OMSPost struct {
 	ETR    time.Duration // 0 = no ETR
 }
 
-// BillingPost is a billing event (CONTRACT §2).
+// BillingPost is a billing event (docs/interfaces.md §2).
 type BillingPost struct {
 	Account string
 	Type    string

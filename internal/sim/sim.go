@@ -1,6 +1,6 @@
 // Package sim is the synthetic AMI head-end behind `gridbell simulate` and
 // `make run`. It stands before ingest in the flow: it publishes a fleet's
-// meter readings and events over MQTT (CONTRACT §1) and plays a demo outage
+// meter readings and events over MQTT (docs/interfaces.md §1) and plays a demo outage
 // scenario, posting the OMS and billing side to gridbell's HTTP API (§2).
 // gridbell never imports it outside the simulate command.
 package sim
