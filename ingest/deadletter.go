@@ -315,3 +315,25 @@ func letterRaw(rejs []Rejection) []byte {
 	}
 	return append(b, ']')
 }
+
+// Prune deletes dead letters received before before, batch rows a
+// statement, pausing between batches; it returns how many went.
+func (d *DeadLetters) Prune(ctx context.Context, before time.Time, batch int) (int64, error) {
+	var total int64
+	for {
+		res, err := d.db.ExecContext(ctx, `DELETE FROM ingest_dead_letters WHERE id IN
+			(SELECT id FROM ingest_dead_letters WHERE received_at < $1 LIMIT $2)`, before.UnixMilli(), batch)
+		if err != nil {
+			return total, fmt.Errorf("cannot prune dead letters: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+		if n < int64(batch) {
+			return total, nil
+		}
+		sleep(ctx, 50*time.Millisecond)
+		if ctx.Err() != nil {
+			return total, ctx.Err()
+		}
+	}
+}

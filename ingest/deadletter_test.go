@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gridbell/gridbell/internal/store/storetest"
 )
@@ -103,5 +104,28 @@ func TestDeadLetterReplayRoutes(t *testing.T) {
 	}
 	if left, _ := dl.List(ctx, 10); len(left) != 1 || left[0].Topic != "unknown.topic" {
 		t.Fatalf("left %+v, want the unknown topic", left)
+	}
+}
+
+// TestDeadLettersPrune: letters received before the cut go, in batches.
+func TestDeadLettersPrune(t *testing.T) {
+	ctx := context.Background()
+	dl, err := OpenDeadLetters(ctx, storetest.Open(t, "sqlite"), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := dl.Put(ctx, SourceMQTT, "ami/x", "bad_json: x", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := dl.Prune(ctx, time.Now().Add(-time.Hour), 2); err != nil || n != 0 {
+		t.Errorf("prune before an hour ago = %d, %v; want 0", n, err)
+	}
+	if n, err := dl.Prune(ctx, time.Now().Add(time.Hour), 2); err != nil || n != 3 {
+		t.Errorf("prune of everything = %d, %v; want 3", n, err)
+	}
+	if n, _ := dl.Count(ctx); n != 0 {
+		t.Errorf("%d letters left", n)
 	}
 }

@@ -97,6 +97,10 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildIngest(ctx); err != nil {
 		return err
 	}
+	if a.cfg.Retention > 0 {
+		rt := newRetention(a.cfg.Retention, a.Outbox, a.Dead, logging.Component(a.log, "retention"))
+		a.components = append(a.components, component{"retention", rt.Run})
+	}
 	return a.buildHTTP(ctx)
 }
 

@@ -27,19 +27,22 @@ type Config struct {
 	ContactsFile string `yaml:"contacts_file"`
 	// ContactsRefresh is how often the running service looks for a contacts
 	// import made by another process (gridbell contacts import); 0 = never.
-	ContactsRefresh time.Duration       `yaml:"contacts_refresh"`
-	HTTP            httpapi.Config      `yaml:"http"`
-	MQTT            ingest.MQTTConfig   `yaml:"mqtt"`
-	Kafka           ingest.KafkaConfig  `yaml:"kafka"`
-	Influx          ingest.InfluxConfig `yaml:"influx"`
-	Ingest          ingest.Limits       `yaml:"ingest"`
-	Store           store.Config        `yaml:"store"`
-	Cluster         cluster.Config      `yaml:"cluster"`
-	SMS             notify.Config       `yaml:"sms"`
-	Rules           rules.Config        `yaml:"rules"`
-	Auth            httpapi.AuthConfig  `yaml:"auth"`
-	QuietHours      notify.QuietHours   `yaml:"quiet_hours"`
-	Log             struct {
+	ContactsRefresh time.Duration `yaml:"contacts_refresh"`
+	// Retention is the age after which finished SMS rows and dead letters
+	// are pruned, in small batches, every 10 minutes; 0 = keep for ever.
+	Retention  time.Duration       `yaml:"retention"`
+	HTTP       httpapi.Config      `yaml:"http"`
+	MQTT       ingest.MQTTConfig   `yaml:"mqtt"`
+	Kafka      ingest.KafkaConfig  `yaml:"kafka"`
+	Influx     ingest.InfluxConfig `yaml:"influx"`
+	Ingest     ingest.Limits       `yaml:"ingest"`
+	Store      store.Config        `yaml:"store"`
+	Cluster    cluster.Config      `yaml:"cluster"`
+	SMS        notify.Config       `yaml:"sms"`
+	Rules      rules.Config        `yaml:"rules"`
+	Auth       httpapi.AuthConfig  `yaml:"auth"`
+	QuietHours notify.QuietHours   `yaml:"quiet_hours"`
+	Log        struct {
 		Level string `yaml:"level"` // debug, info, warn, error
 	} `yaml:"log"`
 }
@@ -48,12 +51,17 @@ type Config struct {
 // environment says otherwise.
 const DefaultContactsRefresh = 30 * time.Second
 
+// DefaultRetention is retention unless the file or the environment says
+// otherwise: 90 days.
+const DefaultRetention = 90 * 24 * time.Hour
+
 // Load reads the YAML file at path (none when empty), applies environment
 // overrides from environ (KEY=VALUE pairs), fills defaults and validates.
 func Load(path string, environ []string) (*Config, error) {
 	c := &Config{}
 	c.QuietHours.Enabled = true                // on unless the file says otherwise
 	c.ContactsRefresh = DefaultContactsRefresh // 0 in the file turns it off
+	c.Retention = DefaultRetention             // 0 in the file turns it off
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -111,6 +119,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.validateCluster(); err != nil {
 		return err
+	}
+	if c.Retention < 0 {
+		return fmt.Errorf("retention %s is negative: use 0 to keep everything", c.Retention)
 	}
 	if c.ContactsRefresh < 0 {
 		return fmt.Errorf("contacts_refresh %s is negative: use 0 to turn it off", c.ContactsRefresh)
