@@ -24,7 +24,7 @@ type retention struct {
 	outbox *notify.Outbox
 	dead   *ingest.DeadLetters
 	log    zerolog.Logger
-	pruned *metrics.Counter
+	pruned metrics.Counter
 }
 
 func newRetention(age time.Duration, o *notify.Outbox, d *ingest.DeadLetters, log zerolog.Logger) *retention {
@@ -55,7 +55,7 @@ func (r *retention) once(ctx context.Context) {
 		d, err = r.dead.Prune(ctx, before, retentionBatch)
 		n += d
 	}
-	r.pruned.Add(uint64(n))
+	r.pruned.Add(float64(n))
 	switch {
 	case err != nil && ctx.Err() == nil:
 		r.log.Warn().Err(err).Int64("pruned", n).Msg("cannot prune old rows; trying again later")
