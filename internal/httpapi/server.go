@@ -299,6 +299,11 @@ func (s *Server) withStatus(ctx context.Context, o rules.Outage, list []rules.Af
 	if !ok {
 		return list
 	}
+	return statusFrom(st, list)
+}
+
+// statusFrom overwrites each customer's status with st's.
+func statusFrom(st notify.RefStats, list []rules.AffectedCustomer) []rules.AffectedCustomer {
 	for i := range list {
 		if v := st.Accounts[list[i].Account]; v != "" {
 			list[i].Status = v

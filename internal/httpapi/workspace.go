@@ -130,9 +130,17 @@ func (s *Server) workspace(w http.ResponseWriter, r *http.Request) {
 // buildWorkspace gathers o's workspace for p. It reports false when a
 // manager has no customer in o.
 func (s *Server) buildWorkspace(ctx context.Context, p principal, o rules.Outage) (Workspace, bool) {
-	list := s.visibleCustomers(ctx, p, o)
+	// notify's figures are read once and serve both the counts and every
+	// customer's status: each read scans all of the outage's messages.
+	st, stOK := s.stats(ctx, o)
+	list := s.visibleCustomers(p, o)
+	if stOK {
+		list = statusFrom(st, list)
+		st = s.within(st, p)
+		o.Counts.Notified, o.Counts.Delivered = st.Notified, st.Delivered
+	}
 	ver, _ := s.deps.Outages.VerificationIn(o.ID, p.scope())
-	ws := Workspace{Outage: s.withCounts(ctx, o, p), Classes: map[string]int{}, Customers: make([]Customer, 0, len(list)),
+	ws := Workspace{Outage: o, Classes: map[string]int{}, Customers: make([]Customer, 0, len(list)),
 		CallList: []Customer{}, Dark: []DarkCustomer{}, ReportedOut: []Customer{}, PII: p.pii}
 	if p.role == RoleManager && len(list) == 0 {
 		return ws, false
@@ -182,8 +190,8 @@ func boolFirst(a, b bool) int {
 	return 1
 }
 
-// visibleCustomers is o's customer list in p's grids, with notify's status.
-func (s *Server) visibleCustomers(ctx context.Context, p principal, o rules.Outage) []rules.AffectedCustomer {
+// visibleCustomers is o's customer list in p's grids.
+func (s *Server) visibleCustomers(p principal, o rules.Outage) []rules.AffectedCustomer {
 	var list []rules.AffectedCustomer
 	if p.role == RoleManager {
 		for _, g := range p.grids {
@@ -193,7 +201,7 @@ func (s *Server) visibleCustomers(ctx context.Context, p principal, o rules.Outa
 	} else {
 		list, _ = s.deps.Outages.Customers(o.ID, "")
 	}
-	return s.withStatus(ctx, o, list)
+	return list
 }
 
 // customer renders c for p: phones from the registry, in full for pii.

@@ -363,9 +363,12 @@ async function openOutage(id, quiet) {
     state.ws = ws;
     renderWorkspace(ws);
     const rendered = performance.now();
-    requestAnimationFrame(() => setTimeout(() => { // after layout and paint
+    void document.body.offsetHeight; // style and layout, measured on their own
+    const laidOut = performance.now();
+    requestAnimationFrame(() => setTimeout(() => { // after paint
       window.gridbell.timings.push({ outage: id, customers: ws.customers.length, fetch_ms: Math.round(fetched - began),
-        render_ms: Math.round(rendered - fetched), painted_ms: Math.round(performance.now() - began) });
+        render_ms: Math.round(rendered - fetched), layout_ms: Math.round(laidOut - rendered),
+        painted_ms: Math.round(performance.now() - began) });
     }));
     if (!quiet) $('#detail').scrollIntoView({ block: 'start' });
   } catch (err) {
