@@ -1,6 +1,8 @@
 # gridbell — see README.md. `make run` and `make test` are the two commands.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
+# The toolchain go.mod names (a patched Go), fetched once through the module proxy.
+export GOTOOLCHAIN ?= auto
 BIN     := bin/gridbell
 LDFLAGS := -s -w -X main.version=$(VERSION)
 TESTFLAGS ?= -timeout 25m

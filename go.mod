@@ -2,6 +2,10 @@ module github.com/gridbell/gridbell
 
 go 1.26.0
 
+// Go 1.26.8 has known vulnerabilities in crypto/x509, crypto/tls, net/http and
+// net/textproto that gridbell calls (govulncheck, .ci/vulncheck); 1.26.10 fixes them.
+toolchain go1.26.10
+
 require (
 	github.com/chromedp/chromedp v0.23.0
 	github.com/eclipse/paho.mqtt.golang v1.5.1
