@@ -40,7 +40,11 @@ func (g *globals) load() (*config.Config, zerolog.Logger, error) {
 		return nil, zerolog.Nop(), err
 	}
 	lvl, _ := zerolog.ParseLevel(cfg.Log.Level)
-	return cfg, logging.New(os.Stderr, lvl), nil
+	log := logging.New(os.Stderr, lvl)
+	for _, w := range cfg.Warnings {
+		log.Warn().Msg(w)
+	}
+	return cfg, log, nil
 }
 
 func rootCmd() *cobra.Command {

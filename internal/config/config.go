@@ -23,6 +23,9 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
+	// Warnings are what Load found odd but not wrong, for the caller to log.
+	Warnings []string `yaml:"-"`
+
 	DataDir      string `yaml:"data_dir"`
 	ContactsFile string `yaml:"contacts_file"`
 	// ContactsRefresh is how often the running service looks for a contacts

@@ -199,17 +199,19 @@ func TestCluster(t *testing.T) {
 	}
 }
 
-// TestUnknownEnv: a GRIDBELL_ variable that names no key is an error that
-// suggests the key meant; the test suite's own GRIDBELL_TEST_* are not
-// configuration and pass.
+// TestUnknownEnv: a GRIDBELL_ variable a few letters from a key is an error
+// that suggests the key meant; one far from every key is a warning; the
+// test suite's own GRIDBELL_TEST_* are not configuration and pass.
 func TestUnknownEnv(t *testing.T) {
 	_, err := Load("", []string{"GRIDBELL_RULES_MOMENTRY=90s"})
 	if err == nil || !strings.Contains(err.Error(), "GRIDBELL_RULES_MOMENTRY") || !strings.Contains(err.Error(), "did you mean GRIDBELL_RULES_MOMENTARY?") {
 		t.Errorf("Load(GRIDBELL_RULES_MOMENTRY) = %v, want an error suggesting GRIDBELL_RULES_MOMENTARY", err)
 	}
-	_, err = Load("", []string{"GRIDBELL_FROBNICATE=1"})
-	if err == nil || strings.Contains(err.Error(), "did you mean") {
-		t.Errorf("Load(GRIDBELL_FROBNICATE) = %v, want an error without a far-fetched suggestion", err)
+	// a variable far from every key is some tool's own (the benchmark rig
+	// passes GRIDBELL_BIN): a warning, not a refusal
+	c, err := Load("", []string{"GRIDBELL_FROBNICATE=1", "GRIDBELL_BIN=/tmp/gridbell"})
+	if err != nil || len(c.Warnings) != 2 || !strings.Contains(c.Warnings[0], "GRIDBELL_BIN") {
+		t.Errorf("Load(GRIDBELL_FROBNICATE, GRIDBELL_BIN) = %v, warnings %q, want no error and a warning for each", err, c.Warnings)
 	}
 	if _, err := Load("", []string{"GRIDBELL_TEST_PG=postgres://x", "GRIDBELL_RULES_MOMENTARY=90s"}); err != nil {
 		t.Errorf("Load with GRIDBELL_TEST_PG = %v, want nil", err)

@@ -50,38 +50,43 @@ func applyEnv(c *Config, environ []string) error {
 	if err := walk(reflect.ValueOf(c).Elem(), strings.TrimSuffix(EnvPrefix, "_"), env); err != nil {
 		return err
 	}
-	return unknownEnv(env)
+	warnings, err := unknownEnv(env)
+	c.Warnings = append(c.Warnings, warnings...)
+	return err
 }
 
 // envTestPrefix marks variables of gridbell's own test suite
 // (GRIDBELL_TEST_PG), which are no configuration keys.
 const envTestPrefix = EnvPrefix + "TEST_"
 
-// unknownEnv refuses the GRIDBELL_* variables walk did not use: a misspelt
-// override (GRIDBELL_RULES_MOMENTRY) silently ignored would leave the
-// default in force.
-func unknownEnv(left map[string]string) error {
+// unknownEnv judges the GRIDBELL_* variables walk did not use. One within a
+// few letters of a real key is a misspelt override (GRIDBELL_RULES_MOMENTRY):
+// silently ignored it would leave the default in force, so it is an error
+// that names the key meant. Any other (a script's own GRIDBELL_BIN, say) is
+// returned as a warning for the caller to log: refusing it would stop
+// gridbell under tools that share the prefix.
+func unknownEnv(left map[string]string) (warnings []string, err error) {
 	var bad []string
 	for k := range left {
 		if !strings.HasPrefix(k, envTestPrefix) {
 			bad = append(bad, k)
 		}
 	}
-	if len(bad) == 0 {
-		return nil
-	}
 	slices.Sort(bad)
 	known := EnvKeys()
-	msgs := make([]string, 0, len(bad))
+	var misspelt []string
 	for _, k := range bad {
-		m := k
 		if near := nearest(k, known); near != "" {
-			m += " (did you mean " + near + "?)"
+			misspelt = append(misspelt, k+" (did you mean "+near+"?)")
+		} else {
+			warnings = append(warnings, "environment variable "+k+" names no config key: ignored")
 		}
-		msgs = append(msgs, m)
 	}
-	return fmt.Errorf("unknown environment variable %s: gridbell reads %s<KEY_PATH> for every config key and nothing else",
-		strings.Join(msgs, ", "), EnvPrefix)
+	if len(misspelt) > 0 {
+		return nil, fmt.Errorf("unknown environment variable %s: gridbell reads %s<KEY_PATH> for every config key and nothing else",
+			strings.Join(misspelt, ", "), EnvPrefix)
+	}
+	return warnings, nil
 }
 
 // EnvKeys lists every environment variable gridbell reads.
