@@ -73,6 +73,29 @@ func readOutbox(t *testing.T, path string) []outboxLine {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
+// startApp starts the service on cfg, logging at level to the test, and
+// waits until it is ready; it is stopped, and Run's error checked, when the
+// test ends.
+func startApp(t *testing.T, cfg *config.Config, level zerolog.Level) *app.App {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(level))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	})
+	waitFor(t, "readiness", 30*time.Second, func() bool { return a.Ready() == nil })
+	return a
+}
+
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -140,20 +163,8 @@ func testEndToEnd(t *testing.T, driver string) {
 		t.Fatal(err)
 	}
 	cfg.Store = storetest.Config(t, driver)
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run() = %v", err)
-		}
-	}()
-	waitFor(t, "readiness", 30*time.Second, func() bool { return a.Ready() == nil })
+	startApp(t, cfg, zerolog.InfoLevel)
+	ctx := t.Context()
 
 	pub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + broker).SetClientID(prefix + "-pub"))
 	if tok := pub.Connect(); tok.Wait() && tok.Error() != nil {

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -20,7 +19,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/gridbell/gridbell/internal/app"
 	"github.com/gridbell/gridbell/internal/config"
 )
 
@@ -84,20 +82,8 @@ func TestBadInputCorpus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run() = %v", err)
-		}
-	}()
-	waitFor(t, "readiness", 30*time.Second, func() bool { return a.Ready() == nil })
+	a := startApp(t, cfg, zerolog.ErrorLevel)
+	ctx := t.Context()
 	customers := a.Contacts.Len()
 
 	api := func(method, path, ctype string, body []byte) (int, []byte) {

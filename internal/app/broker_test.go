@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 
-	"github.com/gridbell/gridbell/internal/app"
 	"github.com/gridbell/gridbell/internal/config"
 )
 
@@ -43,20 +41,7 @@ func TestEmbeddedBrokerOnTheNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run() = %v", err)
-		}
-	}()
-	waitFor(t, "readiness", 30*time.Second, func() bool { return a.Ready() == nil })
+	startApp(t, cfg, zerolog.WarnLevel)
 
 	url := "tcp://127.0.0.1:" + port
 	now := time.Now().UTC().Format(time.RFC3339)

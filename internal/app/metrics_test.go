@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net/http"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
@@ -20,7 +18,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/gridbell/gridbell/internal/app"
 	"github.com/gridbell/gridbell/internal/config"
 	"github.com/gridbell/gridbell/internal/store/storetest"
 )
@@ -52,20 +49,7 @@ func scrapeFreshApp(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	cfg.Store = storetest.Config(t, "sqlite")
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run() = %v", err)
-		}
-	}()
-	waitFor(t, "readiness", 30*time.Second, func() bool { return a.Ready() == nil })
+	startApp(t, cfg, zerolog.WarnLevel)
 	get := func(path string) []byte {
 		t.Helper()
 		resp, err := http.Get("http://" + listen + path)
