@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +148,13 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("%s (%s): %v", what, js, err)
 		}
 	}
+	// clickRow clicks the first element matching sel from inside the page,
+	// once it is there: a live update may rebuild a table between a
+	// DevTools node lookup and its click ("Could not find node with given id").
+	clickRow := func(what, sel string) {
+		t.Helper()
+		poll(what, `(() => { const el = document.querySelector(`+strconv.Quote(sel)+`); if (!el) return false; el.click(); return true })()`)
+	}
 	login := func(name string) {
 		t.Helper()
 		do("login form", chromedp.WaitVisible("#loginName"))
@@ -161,7 +169,7 @@ func TestBrowser(t *testing.T) {
 	login("wang")
 	eval(`window.noReload = "yes"`)
 	began := time.Now()
-	do("open outage", chromedp.Click(`#outageTable tbody tr[data-id="OMS-STORM-1"]`))
+	clickRow("open outage", `#outageTable tbody tr[data-id="OMS-STORM-1"]`)
 	poll("the whole list shows", rowsJS("#custTable")+` === `+fmt.Sprint(bigCustomers))
 	shown := time.Since(began)
 	poll("the page timed itself", `window.gridbell.timings.length > 0`)
@@ -220,7 +228,7 @@ func TestBrowser(t *testing.T) {
 	// The dispatcher: confirm while meters are dark → warning → reason.
 	do("logout", chromedp.Click("#logout"))
 	login("li")
-	do("open outage", chromedp.Click(`#outageTable tbody tr[data-id="OMS-STORM-1"]`))
+	clickRow("open outage", `#outageTable tbody tr[data-id="OMS-STORM-1"]`)
 	poll("dispatcher sees both grids", rowsJS("#custTable")+` === `+fmt.Sprint(bigCustomers+50))
 	do("confirm", chromedp.Click("#confirm"))
 	poll("warning shown", `!document.querySelector('#confirmWarn').hidden && document.querySelector('#confirmWarn').textContent.includes('2045')`)
