@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -52,16 +53,23 @@ type outboxLine struct {
 
 func readOutbox(t *testing.T, path string) []outboxLine {
 	t.Helper()
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
 		return nil
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	// the service may be appending while we read: a last line without its
+	// newline is still being written, not torn
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[:i+1]
+	} else {
+		b = nil
+	}
 	var out []outboxLine
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		var l outboxLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
@@ -72,7 +80,6 @@ func readOutbox(t *testing.T, path string) []outboxLine {
 	return out
 }
 
-// waitFor polls cond until it holds or the deadline passes.
 // startApp starts the service on cfg, logging at level to the test, and
 // waits until it is ready; it is stopped, and Run's error checked, when the
 // test ends.
@@ -96,6 +103,7 @@ func startApp(t *testing.T, cfg *config.Config, level zerolog.Level) *app.App {
 	return a
 }
 
+// waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
