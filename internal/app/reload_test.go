@@ -73,21 +73,7 @@ func startService(t *testing.T, driver string) *service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run() = %v", err)
-		}
-	})
-	waitFor(t, "readiness", 30*time.Second, func() bool { return a.Ready() == nil })
+	a := startApp(t, cfg, zerolog.InfoLevel)
 	return &service{t: t, app: a, cfg: cfg, listen: listen}
 }
 

@@ -234,18 +234,33 @@ func set(v reflect.Value, raw string) error {
 	return nil
 }
 
-// parseTokens reads GRIDBELL_AUTH_TOKENS: TOKEN:ROLE[:GRID+GRID],...
-func parseTokens(raw string) ([]httpapi.Token, error) {
-	var toks []httpapi.Token
+// envItems splits the comma-separated list of variable name into its
+// items' colon-separated fields, each item holding min to max fields
+// (shape says which, for the error).
+func envItems(name, raw string, min, max int, shape string) ([][]string, error) {
+	var items [][]string
 	for _, item := range strings.Split(raw, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
 			continue
 		}
 		parts := strings.Split(item, ":")
-		if len(parts) < 2 || len(parts) > 3 {
-			return nil, fmt.Errorf("environment %sAUTH_TOKENS: item %d is not TOKEN:ROLE[:GRID+GRID]", EnvPrefix, len(toks)+1)
+		if len(parts) < min || len(parts) > max {
+			return nil, fmt.Errorf("environment %s%s: item %d is not %s", EnvPrefix, name, len(items)+1, shape)
 		}
+		items = append(items, parts)
+	}
+	return items, nil
+}
+
+// parseTokens reads GRIDBELL_AUTH_TOKENS: TOKEN:ROLE[:GRID+GRID],...
+func parseTokens(raw string) ([]httpapi.Token, error) {
+	items, err := envItems("AUTH_TOKENS", raw, 2, 3, "TOKEN:ROLE[:GRID+GRID]")
+	if err != nil {
+		return nil, err
+	}
+	toks := make([]httpapi.Token, 0, len(items))
+	for _, parts := range items {
 		t := httpapi.Token{Token: secret.String(parts[0]), Role: parts[1]}
 		if len(parts) == 3 {
 			t.Grids = strings.Split(parts[2], "+")
@@ -257,16 +272,12 @@ func parseTokens(raw string) ([]httpapi.Token, error) {
 
 // parseUsers reads GRIDBELL_AUTH_USERS: NAME:PASSWORD_HASH:ROLE[:GRID+GRID][:pii],...
 func parseUsers(raw string) ([]httpapi.User, error) {
-	var users []httpapi.User
-	for _, item := range strings.Split(raw, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		parts := strings.Split(item, ":")
-		if len(parts) < 3 || len(parts) > 5 {
-			return nil, fmt.Errorf("environment %sAUTH_USERS: item %d is not NAME:PASSWORD_HASH:ROLE[:GRID+GRID][:pii]", EnvPrefix, len(users)+1)
-		}
+	items, err := envItems("AUTH_USERS", raw, 3, 5, "NAME:PASSWORD_HASH:ROLE[:GRID+GRID][:pii]")
+	if err != nil {
+		return nil, err
+	}
+	users := make([]httpapi.User, 0, len(items))
+	for _, parts := range items {
 		u := httpapi.User{Name: parts[0], PasswordHash: secret.String(parts[1]), Role: parts[2]}
 		for _, p := range parts[3:] {
 			switch {
