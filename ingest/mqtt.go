@@ -262,6 +262,7 @@ func (m *MQTT) worker(ctx, hctx context.Context) {
 type mqttBatch struct {
 	msgs []paho.Message
 	evs  []event.Event
+	ends []int // ends[i]: where msgs[i]'s events end in evs
 	rejs []mqttReject
 }
 
@@ -276,7 +277,7 @@ func (b *mqttBatch) reset() {
 	clear(b.msgs)
 	clear(b.evs)
 	clear(b.rejs)
-	b.msgs, b.evs, b.rejs = b.msgs[:0], b.evs[:0], b.rejs[:0]
+	b.msgs, b.evs, b.ends, b.rejs = b.msgs[:0], b.evs[:0], b.ends[:0], b.rejs[:0]
 	if cap(b.evs) > 4*mqttBatchEvents {
 		b.evs = nil // one huge payload's: let it go
 	}
@@ -309,6 +310,7 @@ func (b *mqttBatch) decode(m *MQTT, topic string, payload []byte, now time.Time)
 		b.rejs = append(b.rejs, mqttReject{topic, payload, err})
 	}
 	b.evs = append(b.evs, evs...)
+	b.ends = append(b.ends, len(b.evs))
 }
 
 // handle keeps the rejections of b's messages, hands its events on and
@@ -325,12 +327,20 @@ func (m *MQTT) handle(ctx context.Context, b *mqttBatch) error {
 			return err
 		}
 	}
-	return m.handOn(ctx, b.evs)
+	return m.handOn(ctx, b)
 }
 
-// handOn hands evs to the Handler and then copies their readings to
+// handOn hands b's events to the Handler and then copies their readings to
 // Influx, waiting first while the sink is behind a healthy InfluxDB.
-func (m *MQTT) handOn(ctx context.Context, evs []event.Event) error {
+//
+// Poison: while the Handler is only unavailable (Temporary errors: the
+// rules reloading, the store down or full) the events are offered for as
+// long as it takes. If it refuses them poisonTries times while up, they
+// are offered message by message, and a message refused poisonTries times
+// on its own goes to the dead letters (reason unstorable, with its topic)
+// and is acknowledged, so it does not come back for ever.
+func (m *MQTT) handOn(ctx context.Context, b *mqttBatch) error {
+	evs := b.evs
 	if len(evs) == 0 {
 		return nil
 	}
@@ -346,13 +356,43 @@ func (m *MQTT) handOn(ctx context.Context, evs []event.Event) error {
 		}
 		defer m.sink.unreserve(n)
 	}
-	if err := retry(ctx, m.log, &m.errThr, "hand on mqtt events", func() error {
-		return m.h.Handle(ctx, evs)
-	}); err != nil {
+	err := offer(ctx, m.log, &m.errThr, "hand on mqtt events", m.h, evs)
+	if err == nil {
+		m.accepted.add(evs)
+		m.afterHandle(evs)
+		return nil
+	}
+	if ctx.Err() != nil {
 		return err
 	}
-	m.accepted.add(evs)
-	m.afterHandle(evs)
+	start := 0
+	for i, msg := range b.msgs { // find the poison
+		part := evs[start:b.ends[i]]
+		start = b.ends[i]
+		if len(part) == 0 {
+			continue
+		}
+		err := err
+		if len(b.msgs) > 1 {
+			err = offer(ctx, m.log, &m.errThr, "hand on mqtt events", m.h, part)
+		}
+		switch {
+		case err == nil:
+			m.accepted.add(part)
+			m.afterHandle(part)
+		case ctx.Err() != nil:
+			return err
+		default:
+			m.log.Error().Err(err).Str("topic", msg.Topic()).
+				Msg("mqtt message refused by the rules every time: kept as a dead letter and acknowledged")
+			poison := unstorable("topic "+msg.Topic(), msg.Payload(), err)
+			if err := retry(ctx, m.log, &m.errThr, "keep dead letter", func() error {
+				return m.rejects.keep(ctx, msg.Topic(), msg.Payload(), poison)
+			}); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 

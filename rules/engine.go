@@ -313,7 +313,7 @@ func (e *Engine) process(batch []*request) {
 
 	err := e.commit(ctx, w, intents)
 	if err != nil {
-		e.commitFailed(err, n)
+		err = e.commitFailed(err, n)
 	} else {
 		e.health.committed()
 		e.observe(n, len(intents), oldest, firstDue)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gridbell/gridbell/internal/logging"
 	"github.com/gridbell/gridbell/internal/metrics"
+	"github.com/gridbell/gridbell/internal/store"
 )
 
 // ErrReloading is returned for input offered while the rules rebuild their
@@ -88,8 +89,12 @@ func (e *Engine) Ready() error {
 }
 
 // commitFailed puts the engine in reloading: memory holds the batch's
-// effects, which the store refused. Writer only.
-func (e *Engine) commitFailed(err error, events int) {
+// effects, which the store refused. It returns the error the batch's
+// callers get: Temporary unless the store refused the data itself
+// (store.DataError), so ingest retries a store that is down or full for as
+// long as it takes and counts only data refusals towards a poison message.
+// Writer only.
+func (e *Engine) commitFailed(err error, events int) error {
 	h := &e.health
 	h.commitFails.Inc()
 	h.set(err, nil)
@@ -102,7 +107,19 @@ func (e *Engine) commitFailed(err error, events int) {
 			Msg("cannot commit rules batch; input waits unacknowledged while the state is reloaded from the store")
 	}
 	e.reload()
+	if store.DataError(err) {
+		return err
+	}
+	return &storeError{err}
 }
+
+// storeError is a commit failure that says nothing against the input: the
+// store is unreachable, full or restarting. It is Temporary.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string   { return "cannot commit rules batch: " + e.err.Error() }
+func (e *storeError) Unwrap() error   { return e.err }
+func (e *storeError) Temporary() bool { return true }
 
 // reload rebuilds the state from the store, at most once per backoff step,
 // and reports whether the engine may apply input again. Writer only.
