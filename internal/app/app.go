@@ -98,7 +98,7 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	if a.cfg.Retention > 0 {
-		rt := newRetention(a.cfg.Retention, a.Outbox, a.Dead, logging.Component(a.log, "retention"))
+		rt := newRetention(a.cfg.Retention, a.Outbox, a.Rules, a.Dead, logging.Component(a.log, "retention"))
 		a.components = append(a.components, component{"retention", rt.Run})
 	}
 	return a.buildHTTP(ctx)

@@ -9,6 +9,7 @@ import (
 	"github.com/gridbell/gridbell/ingest"
 	"github.com/gridbell/gridbell/internal/metrics"
 	"github.com/gridbell/gridbell/notify"
+	"github.com/gridbell/gridbell/rules"
 )
 
 // Retention tuning: pruning runs off the hot path, a few hundred rows a
@@ -18,18 +19,20 @@ const (
 	retentionBatch = 500
 )
 
-// retention prunes finished SMS rows and dead letters older than age.
+// retention prunes finished SMS rows, finished outage records and dead
+// letters older than age.
 type retention struct {
 	age    time.Duration
 	outbox *notify.Outbox
+	rules  *rules.Engine
 	dead   *ingest.DeadLetters
 	log    zerolog.Logger
 	pruned metrics.Counter
 }
 
-func newRetention(age time.Duration, o *notify.Outbox, d *ingest.DeadLetters, log zerolog.Logger) *retention {
-	return &retention{age: age, outbox: o, dead: d, log: log,
-		pruned: metrics.Default.Counter("gridbell_retention_pruned_total", "rows pruned for being older than retention (finished SMS, their links and receipts, dead letters)")}
+func newRetention(age time.Duration, o *notify.Outbox, r *rules.Engine, d *ingest.DeadLetters, log zerolog.Logger) *retention {
+	return &retention{age: age, outbox: o, rules: r, dead: d, log: log,
+		pruned: metrics.Default.Counter("gridbell_retention_pruned_total", "rows pruned for being older than retention (finished SMS, their links and receipts, finished outage records, dead letters)")}
 }
 
 // Run prunes a minute after start, then every retentionEvery.
@@ -55,11 +58,16 @@ func (r *retention) once(ctx context.Context) {
 		d, err = r.dead.Prune(ctx, before, retentionBatch)
 		n += d
 	}
+	if err == nil && r.rules != nil {
+		var o int
+		o, err = r.rules.PruneAll(ctx, before)
+		n += int64(o)
+	}
 	r.pruned.Add(float64(n))
 	switch {
 	case err != nil && ctx.Err() == nil:
 		r.log.Warn().Err(err).Int64("pruned", n).Msg("cannot prune old rows; trying again later")
 	case n > 0:
-		r.log.Info().Int64("pruned", n).Time("before", before).Msg("old SMS rows and dead letters pruned")
+		r.log.Info().Int64("pruned", n).Time("before", before).Msg("old SMS rows, outage records and dead letters pruned")
 	}
 }
