@@ -170,17 +170,20 @@ func (o *Outbox) keepLeases(ctx context.Context) error {
 		return fmt.Errorf("cannot reclaim messages: %w", err)
 	}
 	if n > 0 {
-		o.log.Warn().Int("messages", n).Msg("reclaimed messages whose sender's lease lapsed; those it had handed to the provider go twice")
+		o.log.Warn().Int("messages", n).Msg("reclaimed messages whose sender's lease lapsed; each is looked up at the provider before it is sent again")
 	}
 	return nil
 }
 
 // requeue queues again the sending messages that match where (its
 // arguments from $5), with reason prefix followed by the former holder, and
-// counts them by kind with status "reclaimed".
+// counts them by kind with status "reclaimed". Their holder may have handed
+// them to the provider before it stopped: each counts as an attempt whose
+// outcome is unknown, so a sender that can look a message up (Twilio) does
+// so before sending it again (Message.Attempts), instead of sending it twice.
 func (o *Outbox) requeue(ctx context.Context, where, prefix string, args ...any) (int, error) {
 	q := `UPDATE notify_messages SET status = $1, reason = $2 || claimed_by, claimed_by = '', lease_until = 0,
-		updated_at = $3 WHERE status = $4 AND ` + where + ` RETURNING kind`
+		attempts = attempts + 1, updated_at = $3 WHERE status = $4 AND ` + where + ` RETURNING kind`
 	all := append([]any{StatusQueued, prefix, o.clk.Now().UnixNano(), StatusSending}, args...)
 	rows, err := o.db.QueryContext(ctx, q, all...)
 	if err != nil {

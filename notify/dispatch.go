@@ -42,8 +42,10 @@ type outcome struct {
 // Run dispatches until ctx is cancelled: it expands due intents, claims due
 // messages in priority order, sends them with cfg.Workers workers at the
 // configured rate and records each outcome. Messages a crash left
-// "sending" are queued again first: those that did reach the provider are
-// sent twice, which only the messages in flight at the crash can be.
+// "sending" are queued again first, as attempts of unknown outcome: Twilio
+// is asked for each before it is sent again, so one that did reach it is
+// not sent twice (the outbox file sender has no such lookup: there, those in
+// flight at the crash may go twice).
 // Instances may share the outbox: each claims other messages, holds them
 // under a lease it renews, and takes back those of a peer whose lease
 // lapsed (keepLeases).
@@ -95,7 +97,7 @@ func (o *Outbox) resume(ctx context.Context) error {
 		return fmt.Errorf("cannot resume the outbox: %w", err)
 	}
 	if n > 0 {
-		o.log.Warn().Int("messages", n).Msg("messages in flight at the last stop are sent again")
+		o.log.Warn().Int("messages", n).Msg("messages in flight at the last stop are queued again; each is looked up at the provider before it is sent again")
 	}
 	return nil
 }
