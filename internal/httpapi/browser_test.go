@@ -19,6 +19,8 @@ import (
 const (
 	bigCustomers = 2000
 	bigAreas     = 10
+	// xssName is customer 1000's name: the page must show it as text.
+	xssName = `<img src=x id=xss onerror=alert(1)>客户1000&amp;`
 )
 
 // bigCSV is a fleet of bigCustomers G01 customers over bigAreas areas and
@@ -44,7 +46,11 @@ func bigCSV() string {
 		case i%29 == 0:
 			opt = "是"
 		}
-		fmt.Fprintf(&b, "01%08d,客户%d,33%010d,%s,%s,%s,王经理,13900000101,%s,%s,%s\n", i, i, i, area, feeder, grid, class, phone, opt)
+		name := fmt.Sprintf("客户%d", i)
+		if i == 1000 {
+			name = xssName
+		}
+		fmt.Fprintf(&b, "01%08d,%s,33%010d,%s,%s,%s,王经理,13900000101,%s,%s,%s\n", i, name, i, area, feeder, grid, class, phone, opt)
 	}
 	for i := 1; i <= bigCustomers; i++ {
 		area := fmt.Sprintf("TA-%02d", (i-1)%bigAreas+1)
@@ -170,14 +176,17 @@ func TestBrowser(t *testing.T) {
 	eval(`window.noReload = "yes"`)
 	began := time.Now()
 	clickRow("open outage", `#outageTable tbody tr[data-id="OMS-STORM-1"]`)
+	poll("the first screenful shows", rowsJS("#custTable")+` > 0`)
+	first := time.Since(began)
 	poll("the whole list shows", rowsJS("#custTable")+` === `+fmt.Sprint(bigCustomers))
-	shown := time.Since(began)
+	all := time.Since(began)
 	poll("the page timed itself", `window.gridbell.timings.length > 0`)
 	pageMs := eval(`JSON.stringify(window.gridbell.timings.at(-1))`)
 	apiBegan := time.Now()
-	w.login("zhao").do("GET", "/api/v1/outages/OMS-STORM-1/workspace", "", nil)
+	w.as(tokAdmin).do("GET", "/api/v1/outages/OMS-STORM-1/workspace", "", nil)
 	t.Logf("the workspace API alone answers in %v", time.Since(apiBegan).Round(time.Millisecond))
-	t.Logf("2,000-customer list shown %v after the click (the page's own figures: %s)", shown.Round(time.Millisecond), pageMs)
+	t.Logf("2,000-customer outage: first screenful %v after the click, every row %v (the page's own figures: %s)",
+		first.Round(time.Millisecond), all.Round(time.Millisecond), pageMs)
 
 	if g := eval(`[...new Set([...document.querySelectorAll('#custTable tbody td:nth-child(5)')].map(td => td.textContent))].join(',')`); g != "G01" {
 		t.Errorf("grids in the manager's list = %q, want G01 alone", g)
@@ -195,8 +204,13 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("call list landline = %q, want it in full, callable", tel)
 	}
 	shot("manager-desktop.png")
+	listBehaves(t, eval)
 
-	// A count arrives live: five meters come back, no reload.
+	// A count arrives live: five meters come back, no reload. The lists are
+	// fetched again, and only the rows that changed are rebuilt: meter 17's
+	// dark row (no SMS status in it, nothing about it changes) stays the
+	// same element.
+	eval(`document.querySelector('#darkTable tr[data-meter="330000000017"]').gbTagged = true; ''`)
 	darkJS := `document.querySelector('#outageTable tr[data-id="OMS-STORM-1"] td:last-child').textContent`
 	before := eval(darkJS)
 	var back []string
@@ -208,6 +222,14 @@ func TestBrowser(t *testing.T) {
 	if got := eval(darkJS); got != fmt.Sprint(atoi(t, before)-5) {
 		t.Errorf("dark after 5 meters came back = %s, was %s", got, before)
 	}
+	poll("the dark list loses the five", rowsJS("#darkTable")+` === `+fmt.Sprint(bigCustomers-5))
+	poll("customer 1 shows powered", `!!document.querySelector('#custTable tr[data-account="0100000001"] .good')`)
+	if n := eval(`String(` + rowsJS("#custTable") + `)`); n != fmt.Sprint(bigCustomers) {
+		t.Errorf("after the live update the list has %s rows, want %d", n, bigCustomers)
+	}
+	if eval(`String(document.querySelector('#darkTable tr[data-meter="330000000017"]').gbTagged === true)`) != "true" {
+		t.Error("an unchanged row was rebuilt by the live update")
+	}
 	if eval(`window.noReload`) != "yes" {
 		t.Error("the page reloaded")
 	}
@@ -216,6 +238,8 @@ func TestBrowser(t *testing.T) {
 	// English, and a phone's width.
 	do("switch language", chromedp.Click("#lang"))
 	poll("labels in English", `document.querySelector('[data-tab=outages]').textContent === 'Outages'`)
+	poll("every row in English", `document.querySelector('#custTable tbody tr:last-child td').dataset.label === 'Account' && `+
+		rowsJS("#custTable")+` === `+fmt.Sprint(bigCustomers))
 	if s := eval(`document.querySelector('[data-stat=dark] span').textContent`); s != "Still dark" {
 		t.Errorf("stat label = %q in English", s)
 	}
@@ -246,6 +270,44 @@ func TestBrowser(t *testing.T) {
 	w.as(tokAdmin).do("GET", "/api/v1/outages/OMS-STORM-1", "", &o)
 	if o.ConfirmedBy != "li" || o.ConfirmReason != "crew reports feeder F-1 live" || !o.NeedsAttention {
 		t.Errorf("after the dispatcher's confirmation = %+v", o)
+	}
+}
+
+// listBehaves checks the manager's 2,000-customer list once it is built:
+// every customer has a row and can be scrolled to, life support, high risk
+// and important customers come before all others, and a name with markup
+// in it shows as text.
+func listBehaves(t *testing.T, eval func(string) string) {
+	t.Helper()
+	accounts := eval(`String(new Set([...document.querySelectorAll('#custTable tbody tr')].map(tr => tr.dataset.account)).size)`)
+	if accounts != fmt.Sprint(bigCustomers) {
+		t.Errorf("the list has %s distinct accounts, want %d", accounts, bigCustomers)
+	}
+	last := eval(`(() => { const tr = document.querySelector('#custTable tbody tr:last-child'); tr.scrollIntoView();
+		const r = tr.getBoundingClientRect(); return r.height > 0 && r.top >= 0 && r.bottom <= innerHeight + 1 ? tr.dataset.account : '' })()`)
+	if last == "" {
+		t.Error("the list's last row cannot be scrolled into view")
+	}
+	ranks := eval(`[...document.querySelectorAll('#custTable tbody tr .cls')].map(el =>
+		({life_support: 0, high_risk: 1, important: 2})[el.className.replace('cls cls-', '')] ?? 3).join('')`)
+	if len(ranks) != bigCustomers {
+		t.Fatalf("%d class badges in the list, want %d", len(ranks), bigCustomers)
+	}
+	for i := 1; i < len(ranks); i++ {
+		if ranks[i] < ranks[i-1] {
+			t.Errorf("row %d has class rank %c after %c: critical customers must come first", i+1, ranks[i], ranks[i-1])
+			break
+		}
+	}
+	if want := strings.Repeat("0", bigCustomers/97); !strings.HasPrefix(ranks, want+"1") {
+		t.Errorf("the list does not start with the %d life-support customers: %.40s…", bigCustomers/97, ranks)
+	}
+	if n := eval(`String(document.querySelectorAll('#xss, #detail img').length)`); n != "0" {
+		t.Errorf("%s elements from a customer's name made it into the page", n)
+	}
+	shown := eval(`[...document.querySelectorAll('#custTable tbody tr[data-account="0100001000"] td')].map(td => td.textContent).join('|')`)
+	if !strings.Contains(shown, xssName) {
+		t.Errorf("customer 1000's row = %q, want the name %q as text", shown, xssName)
 	}
 }
 

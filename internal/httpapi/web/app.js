@@ -135,12 +135,110 @@ function phones(list) {
 }
 const power = (on) => (on ? `<span class="good">${t('powered')}</span>` : `<span class="dark">${t('unpowered')}</span>`);
 
-// rows fills tbody with one <tr> per item; cells are [label key, html, class].
-function rows(tbody, list, cells, trAttrs) {
+// rowHTML turns an item into one <tr>; cells are [label key, html, class].
+function rowHTML(cells, trAttrs) {
   const labels = new Map();
   const label = (k) => { let v = labels.get(k); if (v === undefined) { v = esc(t(k)); labels.set(k, v); } return v; };
-  tbody.innerHTML = list.map((x) => `<tr ${trAttrs ? trAttrs(x) : ''}>` + cells(x).map(([k, html, cls]) =>
-    `<td data-label="${label(k)}"${cls ? ` class="${cls}"` : ''}>${html}</td>`).join('') + '</tr>').join('');
+  return (x) => `<tr ${trAttrs ? trAttrs(x) : ''}>` + cells(x).map(([k, html, cls]) =>
+    `<td data-label="${label(k)}"${cls ? ` class="${cls}"` : ''}>${html}</td>`).join('') + '</tr>';
+}
+
+// rows fills tbody with one <tr> per item of list. Given keyOf, the table
+// is a long one (an outage's customers): see placeRows.
+function rows(tbody, list, cells, trAttrs, keyOf) {
+  const html = rowHTML(cells, trAttrs);
+  if (keyOf) { placeRows(tbody, list, keyOf, html); return; }
+  tbody.innerHTML = list.map(html).join('');
+}
+
+// ---- long tables ----
+// Built at once, a storm's lists (2,000 customers, as many dark meters)
+// cost the browser seconds of style and layout before any of it showed.
+// placeRows builds the first screenful at once and the rest in chunks, one
+// a frame; a later render of the same table (a live update, the other
+// language) keeps every row whose HTML is unchanged, and rows that do
+// change are replaced in place, so the reader's scroll position holds.
+// Each <tr> carries its key and HTML as gbKey and gbHTML.
+const FIRST_ROWS = 40, CHUNK_ROWS = 200;
+const jobs = []; // tables with rows still to place, in page order
+const drawnWaiters = [];
+const rowTemplate = document.createElement('template');
+
+function placeRows(tbody, list, keyOf, html) {
+  const i = jobs.findIndex((j) => j.tbody === tbody);
+  if (i >= 0) jobs.splice(i, 1); // an older render of this table gives way
+  const keys = new Set(list.map(keyOf));
+  const old = new Map();
+  for (const tr of Array.from(tbody.rows)) {
+    if (!keys.has(tr.gbKey) || old.has(tr.gbKey)) tr.remove(); else old.set(tr.gbKey, tr);
+  }
+  const wrap = tbody.closest('.long');
+  if (wrap) { // a first guess at the height, until the list is laid out
+    const rowPx = matchMedia('(max-width: 640px)').matches ? 150 : 32;
+    wrap.style.containIntrinsicBlockSize = 'auto ' + (40 + list.length * rowPx) + 'px';
+  }
+  const job = { tbody, list, keyOf, html, old, i: 0, cur: tbody.firstElementChild };
+  if (!placeChunk(job, FIRST_ROWS)) { jobs.push(job); pumpRows(); }
+}
+
+// placeChunk places the job's next rows until it has built budget new
+// ones; it reports whether the table is complete.
+function placeChunk(job, budget) {
+  const items = [];
+  let fresh = '', built = 0;
+  for (let i = job.i; i < job.list.length && built < budget; i++) {
+    const x = job.list[i], key = job.keyOf(x), h = job.html(x), o = job.old.get(key);
+    job.old.delete(key); // a key twice in the list gets a row each
+    const keep = o && o.gbHTML === h;
+    if (!keep) { fresh += h; built++; }
+    items.push({ key, html: h, tr: keep ? o : null, old: keep ? null : o });
+  }
+  rowTemplate.innerHTML = fresh; // one parse for the chunk
+  const made = Array.from(rowTemplate.content.children);
+  let m = 0;
+  for (const it of items) {
+    if (!it.tr) {
+      it.tr = made[m++];
+      it.tr.gbKey = it.key;
+      it.tr.gbHTML = it.html;
+      if (it.old) { if (job.cur === it.old) job.cur = it.old.nextElementSibling; it.old.remove(); }
+    }
+    placeRow(job, it.tr);
+  }
+  job.i += items.length;
+  if (job.i < job.list.length) return false;
+  while (job.cur) { const next = job.cur.nextElementSibling; job.cur.remove(); job.cur = next; }
+  return true;
+}
+
+// placeRow puts tr at the job's cursor: every row before it is placed.
+function placeRow(job, tr) {
+  const cur = job.cur;
+  if (cur === tr) { job.cur = tr.nextElementSibling; return; }
+  if (cur && cur.nextElementSibling === tr) { // cur moved further down: it comes back in its turn
+    cur.remove();
+    job.cur = tr.nextElementSibling;
+    return;
+  }
+  job.tbody.insertBefore(tr, cur);
+}
+
+let pumping = false;
+function pumpRows() {
+  if (pumping) return;
+  pumping = true;
+  requestAnimationFrame(() => setTimeout(() => { // after the frame is painted
+    pumping = false;
+    const job = jobs[0];
+    if (job && placeChunk(job, CHUNK_ROWS)) jobs.shift();
+    if (jobs.length) { pumpRows(); return; }
+    for (const fn of drawnWaiters.splice(0)) fn();
+  }, 0));
+}
+
+// whenDrawn calls fn once every long table is complete.
+function whenDrawn(fn) {
+  if (jobs.length) drawnWaiters.push(fn); else fn();
 }
 function empty(id, list) { $(id).hidden = list.length > 0; }
 
@@ -351,8 +449,12 @@ function renderOutages() {
 }
 $('#outageTable tbody').addEventListener('click', (e) => { const tr = e.target.closest('tr[data-id]'); if (tr) openOutage(tr.dataset.id); });
 
+// openOutage shows outage id. The page times itself for the browser test
+// and for DevTools (performance marks gridbell:*): fetch, building the first
+// screenful, its layout, its paint, and every row of every list placed.
 async function openOutage(id, quiet) {
   const began = performance.now();
+  performance.mark('gridbell:open');
   state.current = id;
   $('#detail').hidden = false;
   renderOutages();
@@ -365,10 +467,25 @@ async function openOutage(id, quiet) {
     const rendered = performance.now();
     void document.body.offsetHeight; // style and layout, measured on their own
     const laidOut = performance.now();
+    const ms = (at) => Math.round(at - began);
+    const timing = { outage: id, customers: ws.customers.length, quiet: !!quiet, fetch_ms: ms(fetched),
+      render_ms: Math.round(rendered - fetched), layout_ms: Math.round(laidOut - rendered) };
+    const res = performance.getEntriesByType('resource').filter((e) => e.name.endsWith('/workspace')).at(-1);
+    if (res) { // the server's answer, its transfer, and the JSON parse
+      Object.assign(timing, { server_ms: Math.round(res.responseStart - res.requestStart),
+        download_ms: Math.round(res.responseEnd - res.responseStart), parse_ms: Math.round(fetched - res.responseEnd),
+        bytes: res.encodedBodySize });
+      for (const st of res.serverTiming || []) timing['server_' + st.name + '_ms'] = Math.round(st.duration);
+    }
     requestAnimationFrame(() => setTimeout(() => { // after paint
-      window.gridbell.timings.push({ outage: id, customers: ws.customers.length, fetch_ms: Math.round(fetched - began),
-        render_ms: Math.round(rendered - fetched), layout_ms: Math.round(laidOut - rendered),
-        painted_ms: Math.round(performance.now() - began) });
+      timing.painted_ms = ms(performance.now());
+      performance.measure('gridbell:first-screen', 'gridbell:open');
+      whenDrawn(() => {
+        void document.body.offsetHeight;
+        timing.all_rows_ms = ms(performance.now());
+        performance.measure('gridbell:all-rows', 'gridbell:open');
+        window.gridbell.timings.push(timing);
+      });
     }));
     if (!quiet) $('#detail').scrollIntoView({ block: 'start' });
   } catch (err) {
@@ -398,29 +515,30 @@ function renderWorkspace(ws) {
   $('#classCounts').textContent = ['life_support', 'high_risk', 'important'].map((k) => `${t('cls_' + k)} ${ws.classes[k] || 0}`).join(' · ');
   rows($('#priorityTable tbody'), priority, (x) => [['c_class', clsBadge(x.class)], ['c_account', esc(x.account)], ['c_name', esc(x.name)],
     ['c_phones', phones(x.phones)], ['c_power', power(x.powered)], ['c_sms', esc(smsWord(x.status))]],
-  (x) => `class="clickable" data-account="${esc(x.account)}" data-name="${esc(x.name)}"`);
+  (x) => `class="clickable" data-account="${esc(x.account)}" data-name="${esc(x.name)}"`, (x) => x.account);
   empty('#noPriority', priority);
 
   $('#callCount').textContent = ws.call_list.length;
   rows($('#callTable tbody'), ws.call_list, (x) => [['c_account', esc(x.account)], ['c_name', esc(x.name)], ['c_class', clsBadge(x.class)],
     ['c_phones', phones(x.phones)], ['c_reason', `<span class="bad">${esc(t('r_' + x.reach))}</span>`]],
-  (x) => `class="clickable" data-account="${esc(x.account)}" data-name="${esc(x.name)}"`);
+  (x) => `class="clickable" data-account="${esc(x.account)}" data-name="${esc(x.name)}"`, (x) => x.account);
   empty('#noCall', ws.call_list);
 
   $('#darkCount').textContent = ws.dark.length;
   rows($('#darkTable tbody'), ws.dark, (x) => [['c_meter', esc(x.meter)], ['c_account', esc(x.account)], ['c_name', esc(x.name)],
-    ['c_class', clsBadge(x.class)], ['c_phones', phones(x.phones)], ['c_last_seen', fmt(x.last_seen)]]);
+    ['c_class', clsBadge(x.class)], ['c_phones', phones(x.phones)], ['c_last_seen', fmt(x.last_seen)]],
+  (x) => `data-meter="${esc(x.meter)}"`, (x) => x.meter);
   empty('#noDark', ws.dark);
 
   $('#reportedCount').textContent = ws.reported_out.length;
   rows($('#reportedTable tbody'), ws.reported_out, (x) => [['c_account', esc(x.account)], ['c_name', esc(x.name)],
-    ['c_class', clsBadge(x.class)], ['c_phones', phones(x.phones)]]);
+    ['c_class', clsBadge(x.class)], ['c_phones', phones(x.phones)]], null, (x) => x.account);
   empty('#noReported', ws.reported_out);
 
   $('#custCount').textContent = ws.customers.length;
   rows($('#custTable tbody'), ws.customers, (x) => [['c_account', esc(x.account)], ['c_name', esc(x.name)], ['c_class', clsBadge(x.class)],
     ['c_area', esc(x.area)], ['c_grid', esc(x.grid)], ['c_phones', phones(x.phones)], ['c_sms', esc(smsWord(x.status))], ['c_power', power(x.powered)]],
-  (x) => `class="clickable" data-account="${esc(x.account)}" data-name="${esc(x.name)}"`);
+  (x) => `class="clickable" data-account="${esc(x.account)}" data-name="${esc(x.name)}"`, (x) => x.account + ' ' + x.meter);
 }
 
 // A click on a customer shows its message history.
