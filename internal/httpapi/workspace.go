@@ -75,27 +75,16 @@ type Customer struct {
 	Powered bool   `json:"powered"`
 }
 
-// DarkCustomer is a still-dark meter with its customer, for dispatchers.
-type DarkCustomer struct {
-	Meter    string     `json:"meter"`
-	Account  string     `json:"account"`
-	Name     string     `json:"name"`
-	Class    string     `json:"class"`
-	Grid     string     `json:"grid"`
-	Phones   []string   `json:"phones"`
-	LastSeen *time.Time `json:"last_seen"`
-}
-
 // Workspace answers GET /api/v1/outages/{id}/workspace: what a manager and
 // a dispatcher need of one outage, in the asker's grids only.
 type Workspace struct {
-	Outage      rules.Outage   `json:"outage"`  // counts of the asker's grids
-	Classes     map[string]int `json:"classes"` // affected customers per class
-	Customers   []Customer     `json:"customers"`
-	CallList    []Customer     `json:"call_list"` // no SMS could reach them: phone them
-	Dark        []DarkCustomer `json:"dark"`
-	ReportedOut []Customer     `json:"reported_out"` // replied they are still out
-	PII         bool           `json:"pii"`          // phones are in full
+	Outage      rules.Outage      `json:"outage"`  // counts of the asker's grids
+	Classes     map[string]int    `json:"classes"` // affected customers per class
+	Customers   []Customer        `json:"customers"`
+	CallList    []Customer        `json:"call_list"`    // no SMS could reach them: phone them
+	Dark        []rules.DarkMeter `json:"dark"`         // still dark; each names its customer, one of Customers, by account
+	ReportedOut []Customer        `json:"reported_out"` // replied they are still out
+	PII         bool              `json:"pii"`          // phones are in full
 }
 
 // classRank puts life-support, high-risk and important customers first.
@@ -146,7 +135,7 @@ func (s *Server) buildWorkspace(ctx context.Context, p principal, o rules.Outage
 	}
 	ver, _ := s.deps.Outages.VerificationIn(o.ID, p.scope())
 	ws := Workspace{Outage: o, Classes: map[string]int{}, Customers: make([]Customer, 0, len(list)),
-		CallList: []Customer{}, Dark: []DarkCustomer{}, ReportedOut: []Customer{}, PII: p.pii}
+		CallList: []Customer{}, Dark: []rules.DarkMeter{}, ReportedOut: []Customer{}, PII: p.pii}
 	if p.role == RoleManager && len(list) == 0 {
 		return ws, false
 	}
@@ -172,9 +161,8 @@ func (s *Server) buildWorkspace(ctx context.Context, p principal, o rules.Outage
 		}
 	}
 	for _, d := range ver.Dark {
-		if c, ok := byAccount[d.Account]; ok {
-			ws.Dark = append(ws.Dark, DarkCustomer{Meter: d.Meter, Account: d.Account, Name: c.Name, Class: c.Class,
-				Grid: c.Grid, Phones: c.Phones, LastSeen: d.LastSeen})
+		if _, ok := byAccount[d.Account]; ok {
+			ws.Dark = append(ws.Dark, d)
 		}
 	}
 	for _, a := range ver.ReportedOut {

@@ -132,12 +132,17 @@ func TestDispatcherBoard(t *testing.T) {
 	if len(ws.Customers) != 8 || len(ws.Dark) != 7 {
 		t.Errorf("dispatcher sees %d customers, %d dark; want 8 and 7", len(ws.Customers), len(ws.Dark))
 	}
+	byAccount := map[string]httpapi.Customer{}
+	for _, c := range ws.Customers {
+		byAccount[c.Account] = c
+	}
 	for _, d := range ws.Dark {
-		if d.Name == "" || d.Class == "" || d.LastSeen != nil && d.LastSeen.IsZero() {
-			t.Errorf("dark meter without customer: %+v", d)
+		c, ok := byAccount[d.Account]
+		if !ok || c.Name == "" || c.Class == "" || d.LastSeen != nil && d.LastSeen.IsZero() {
+			t.Errorf("dark meter %+v without its customer in the list", d)
 		}
-		if d.Account == "0100000002" && (d.Name != "City Hospital" || d.Class != "high_risk" || len(d.Phones) != 1) {
-			t.Errorf("dark hospital = %+v", d)
+		if d.Account == "0100000002" && (c.Name != "City Hospital" || c.Class != "high_risk" || len(c.Phones) != 1) {
+			t.Errorf("dark hospital = %+v", c)
 		}
 	}
 	if len(ws.ReportedOut) != 1 || ws.ReportedOut[0].Account != "0100000001" || ws.ReportedOut[0].Name != "Resident One" {

@@ -525,8 +525,10 @@ function renderWorkspace(ws) {
   empty('#noCall', ws.call_list);
 
   $('#darkCount').textContent = ws.dark.length;
-  rows($('#darkTable tbody'), ws.dark, (x) => [['c_meter', esc(x.meter)], ['c_account', esc(x.account)], ['c_name', esc(x.name)],
-    ['c_class', clsBadge(x.class)], ['c_phones', phones(x.phones)], ['c_last_seen', fmt(x.last_seen)]],
+  const byAccount = new Map(ws.customers.map((c) => [c.account, c])); // the dark list names its customers by account
+  const of = (x) => byAccount.get(x.account) || {};
+  rows($('#darkTable tbody'), ws.dark, (x) => [['c_meter', esc(x.meter)], ['c_account', esc(x.account)], ['c_name', esc(of(x).name)],
+    ['c_class', clsBadge(of(x).class)], ['c_phones', phones(of(x).phones)], ['c_last_seen', fmt(x.last_seen)]],
   (x) => `data-meter="${esc(x.meter)}"`, (x) => x.meter);
   empty('#noDark', ws.dark);
 
