@@ -141,7 +141,19 @@ func parseTopic(prefix, topic string) (form topicForm, conc, meter string, ok bo
 // where the topic names one, come from the topic; a payload naming another
 // meter or concentrator is rejected. On rejection the error is a
 // *DecodeError, and the valid elements of a batch are returned beside it.
+//
+// Plain, valid readings take the fast decoder (decode_fast.go); anything
+// else, every rejection included, takes encoding/json (decodeMQTTGeneral),
+// so the results are the same either way.
 func DecodeMQTT(prefix, topic string, payload []byte, now time.Time, lim Limits) ([]event.Event, error) {
+	// At most one reading per '{': room for them all, within reason.
+	n := min(max(bytes.Count(payload, []byte{'{'}), 1), readingChunk*16)
+	d := readingDecoder{chunk: n}
+	return d.appendMQTT(make([]event.Event, 0, n), prefix, topic, payload, now, lim)
+}
+
+// decodeMQTTGeneral is DecodeMQTT through encoding/json, for every payload.
+func decodeMQTTGeneral(prefix, topic string, payload []byte, now time.Time, lim Limits) ([]event.Event, error) {
 	v, err := newValidator(payload, now, lim)
 	if err != nil {
 		return nil, err

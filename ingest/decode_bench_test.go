@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+
+	"github.com/gridbell/gridbell/internal/event"
 )
 
 func benchBatch(n int) []byte {
@@ -53,6 +55,48 @@ func BenchmarkDecodeMQTT(b *testing.B) {
 		}
 		perReading(b, 1)
 	})
+}
+
+// BenchmarkDecodeMQTTWorker decodes as an MQTT worker does: one
+// readingDecoder and one event slice kept from message to message.
+func BenchmarkDecodeMQTTWorker(b *testing.B) {
+	lim := testLimits()
+	run := func(name, topic string, payload []byte, n int) {
+		b.Run(name, func(b *testing.B) {
+			var d readingDecoder
+			evs := make([]event.Event, 0, n)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(payload)))
+			for b.Loop() {
+				var err error
+				if evs, err = d.appendMQTT(evs[:0], "ami", topic, payload, testNow, lim); err != nil || len(evs) != n {
+					b.Fatal(err)
+				}
+			}
+			perReading(b, n)
+		})
+	}
+	run("batch=100", "ami/C-0101/readings", benchBatch(100), 100)
+	run("single", "ami/C-0101/330001234567/reading", []byte(`{"meter":"330001234567","ts":"2026-11-26T08:15:00+08:00","kwh":1234.56,"voltage":221.3,"current":3.2,"power_kw":0.7,"balance":45.20}`), 1)
+}
+
+// BenchmarkDecodeMQTTGeneral is the encoding/json decoder the fast one
+// falls back to, on the same payloads: the cost of a payload it does not take.
+func BenchmarkDecodeMQTTGeneral(b *testing.B) {
+	lim := testLimits()
+	for _, n := range []int{1, 100} {
+		payload := benchBatch(n)
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(payload)))
+			for b.Loop() {
+				if evs, err := decodeMQTTGeneral("ami", "ami/C-0101/readings", payload, testNow, lim); err != nil || len(evs) != n {
+					b.Fatal(err)
+				}
+			}
+			perReading(b, n)
+		})
+	}
 }
 
 func perReading(b *testing.B, n int) {

@@ -264,6 +264,7 @@ type mqttBatch struct {
 	evs  []event.Event
 	ends []int // ends[i]: where msgs[i]'s events end in evs
 	rejs []mqttReject
+	dec  readingDecoder // kept across batches: its chunk serves many messages
 }
 
 // mqttReject is a message with rejected content, to keep as dead letters.
@@ -305,11 +306,11 @@ func (m *MQTT) fill(b *mqttBatch) {
 
 // decode appends the events of one message to b, and its rejections.
 func (b *mqttBatch) decode(m *MQTT, topic string, payload []byte, now time.Time) {
-	evs, err := DecodeMQTT(m.cfg.TopicPrefix, topic, payload, now, m.lim)
+	var err error
+	b.evs, err = b.dec.appendMQTT(b.evs, m.cfg.TopicPrefix, topic, payload, now, m.lim)
 	if err != nil {
 		b.rejs = append(b.rejs, mqttReject{topic, payload, err})
 	}
-	b.evs = append(b.evs, evs...)
 	b.ends = append(b.ends, len(b.evs))
 }
 

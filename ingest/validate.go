@@ -82,13 +82,26 @@ func (v *validator) eventTime(idx int, field, s string) (t time.Time, late bool,
 	if err != nil {
 		return t, false, reject(idx, ReasonBadTime, "field %s %q is not an RFC 3339 time", field, s)
 	}
-	if t.After(v.now.Add(v.lim.MaxFuture)) {
+	switch late, reason := v.window(t); reason {
+	case ReasonFuture:
 		return t, false, reject(idx, ReasonFuture, "field %s %s is more than %s in the future", field, s, v.lim.MaxFuture)
-	}
-	if t.Before(v.now.Add(-v.lim.MaxPast)) {
+	case ReasonPast:
 		return t, false, reject(idx, ReasonPast, "field %s %s is more than %s in the past", field, s, v.lim.MaxPast)
+	default:
+		return t, late, nil
 	}
-	return t, t.Before(v.now.Add(-v.lim.LateAfter)), nil
+}
+
+// window places an event time: too far ahead (ReasonFuture), too old
+// (ReasonPast), or accepted ("") and late or not.
+func (v *validator) window(t time.Time) (late bool, reason string) {
+	switch {
+	case t.After(v.now.Add(v.lim.MaxFuture)):
+		return false, ReasonFuture
+	case t.Before(v.now.Add(-v.lim.MaxPast)):
+		return false, ReasonPast
+	}
+	return t.Before(v.now.Add(-v.lim.LateAfter)), ""
 }
 
 // optTime parses an optional RFC 3339 time that may lie ahead (a planned
@@ -176,25 +189,34 @@ func (v *validator) reading(r *rawReading, idx int, conc, topicMeter string) (ev
 	if rej != nil {
 		return event.Event{}, rej
 	}
-	switch {
-	case r.KWh == nil:
-		return event.Event{}, reject(idx, ReasonMissing, "field kwh is required")
-	case *r.KWh < 0:
-		return event.Event{}, reject(idx, ReasonBadField, "kwh %g is negative: it is the cumulative import register", *r.KWh)
-	case *r.KWh > maxKWh:
-		return event.Event{}, reject(idx, ReasonBadField, "kwh %g is over %g", *r.KWh, maxKWh)
-	case r.Balance != nil && (*r.Balance > maxMoney || *r.Balance < -maxMoney):
-		return event.Event{}, reject(idx, ReasonBadField, "balance %g is outside ±%g", *r.Balance, maxMoney)
-	case r.Voltage != nil && (*r.Voltage < 0 || *r.Voltage > maxVoltage):
-		return event.Event{}, reject(idx, ReasonBadField, "voltage %g V is outside 0..%g V", *r.Voltage, maxVoltage)
-	case r.Current != nil && (*r.Current < 0 || *r.Current > maxCurrent):
-		return event.Event{}, reject(idx, ReasonBadField, "current %g A is outside 0..%g A", *r.Current, maxCurrent)
+	if rej := readingValues(idx, r); rej != nil {
+		return event.Event{}, rej
 	}
 	return event.Event{
 		Reading: &event.Reading{Meter: r.Meter, Concentrator: conc, TS: ts, KWh: *r.KWh,
 			Voltage: r.Voltage, Current: r.Current, PowerKW: r.PowerKW, Balance: r.Balance},
 		Source: "mqtt", Received: v.now, Late: late,
 	}, nil
+}
+
+// readingValues checks a reading's numbers: kwh present, each within its
+// bounds. The fast decoder calls it too, so both judge alike.
+func readingValues(idx int, r *rawReading) *Rejection {
+	switch {
+	case r.KWh == nil:
+		return reject(idx, ReasonMissing, "field kwh is required")
+	case *r.KWh < 0:
+		return reject(idx, ReasonBadField, "kwh %g is negative: it is the cumulative import register", *r.KWh)
+	case *r.KWh > maxKWh:
+		return reject(idx, ReasonBadField, "kwh %g is over %g", *r.KWh, maxKWh)
+	case r.Balance != nil && (*r.Balance > maxMoney || *r.Balance < -maxMoney):
+		return reject(idx, ReasonBadField, "balance %g is outside ±%g", *r.Balance, maxMoney)
+	case r.Voltage != nil && (*r.Voltage < 0 || *r.Voltage > maxVoltage):
+		return reject(idx, ReasonBadField, "voltage %g V is outside 0..%g V", *r.Voltage, maxVoltage)
+	case r.Current != nil && (*r.Current < 0 || *r.Current > maxCurrent):
+		return reject(idx, ReasonBadField, "current %g A is outside 0..%g A", *r.Current, maxCurrent)
+	}
+	return nil
 }
 
 func (v *validator) meterEvent(r *rawMeterEvent, idx int, conc, topicMeter string) (event.Event, *Rejection) {
