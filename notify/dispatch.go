@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,7 +16,9 @@ import (
 
 // Dispatcher tuning.
 const (
-	pollEvery   = 20 * time.Millisecond // how often due work is looked for without a kick
+	pollEvery   = 20 * time.Millisecond // how often due work is looked for while there is some about
+	hotFor      = time.Second           // "about": this long after a kick or after work was found
+	idlePoll    = time.Second           // how often an idle dispatcher looks anyway (see dispatchLoop)
 	depthEvery  = time.Second           // how often the queue depth gauge is refreshed
 	recordBatch = 256                   // outcomes recorded in one transaction
 	// inflightPerWorker sizes claims: bigger claims mean fewer write
@@ -102,12 +105,24 @@ func (o *Outbox) resume(ctx context.Context) error {
 	return nil
 }
 
+// dispatchLoop steps while there is work. Idle, it waits for a kick (an
+// Enqueue, a recorded batch), for the next intent or message due, or for
+// idlePoll, whichever comes first. For hotFor after a kick or after work
+// was found it looks every pollEvery: Enqueue kicks before its caller
+// commits, so the intents may only become visible a little later. The
+// idlePoll look finds what no kick announced (another instance's work, an
+// intent committed after its kick's hot spell); nothing is lost by a
+// missed kick, only delayed by up to idlePoll.
 func (o *Outbox) dispatchLoop(ctx context.Context, jobs chan<- claimed, inflight *atomic.Int64, inflightCap int) {
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
+	timer := time.NewTimer(pollEvery)
+	defer timer.Stop()
 	var lastDepth, lastLease time.Time
+	hot := time.Now()
 	for {
-		busy := o.step(ctx, jobs, inflight, inflightCap)
+		busy, worked := o.step(ctx, jobs, inflight, inflightCap)
+		if worked {
+			hot = time.Now()
+		}
 		if time.Since(lastDepth) >= depthEvery {
 			lastDepth = time.Now()
 			o.refreshDepth(ctx)
@@ -124,29 +139,53 @@ func (o *Outbox) dispatchLoop(ctx context.Context, jobs chan<- claimed, inflight
 			}
 			continue
 		}
+		wait := pollEvery
+		if time.Since(hot) > hotFor {
+			wait = o.untilDue(ctx)
+		}
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-timer.C:
 		case <-o.kick:
+			hot = time.Now()
 		}
 	}
 }
 
+// untilDue returns how long an idle dispatcher may wait: until the next
+// pending intent or queued or held message is due, within pollEvery..idlePoll.
+func (o *Outbox) untilDue(ctx context.Context) time.Duration {
+	var intent, msg sql.NullInt64
+	err := o.db.QueryRowContext(ctx, `SELECT (SELECT MIN(not_before) FROM notify_intents WHERE state = $1),
+		(SELECT MIN(due_at) FROM notify_messages WHERE status IN ($2, $3))`, StatusPending, StatusQueued, StatusHeld).Scan(&intent, &msg)
+	if err != nil {
+		return pollEvery // the store is failing: the next step logs it
+	}
+	wait := idlePoll
+	for _, due := range []sql.NullInt64{intent, msg} {
+		if due.Valid {
+			wait = min(wait, time.Duration(due.Int64-o.clk.Now().UnixNano()))
+		}
+	}
+	return max(wait, pollEvery)
+}
+
 // step expands and claims once; it reports whether there may be more to do
-// at once.
-func (o *Outbox) step(ctx context.Context, jobs chan<- claimed, inflight *atomic.Int64, inflightCap int) bool {
+// at once (busy), and whether it found anything to do at all (worked).
+func (o *Outbox) step(ctx context.Context, jobs chan<- claimed, inflight *atomic.Int64, inflightCap int) (busy, worked bool) {
 	n, err := o.expand(ctx)
 	if err != nil {
 		o.logErr(ctx, err)
-		return false
+		return false, false
 	}
 	free := inflightCap - int(inflight.Load())
 	if free <= 0 || o.paused() {
-		return n == expandBatch
+		return n == expandBatch, n > 0 || free <= 0
 	}
 	if ctx.Err() != nil {
-		return false
+		return false, n > 0
 	}
 	// A claim marks rows sending and must reach the workers whole: a stop
 	// that cancelled its commit half-way (PostgreSQL may commit while the
@@ -154,13 +193,13 @@ func (o *Outbox) step(ctx context.Context, jobs chan<- claimed, inflight *atomic
 	cs, err := o.claim(context.WithoutCancel(ctx), free)
 	if err != nil {
 		o.logErr(ctx, err)
-		return false
+		return false, n > 0
 	}
 	inflight.Add(int64(len(cs)))
 	for _, c := range cs {
 		jobs <- c
 	}
-	return n == expandBatch || len(cs) == free
+	return n == expandBatch || len(cs) == free, n > 0 || len(cs) > 0
 }
 
 func (o *Outbox) logErr(ctx context.Context, err error) {
