@@ -165,6 +165,9 @@ func (m *MQTT) options() (*paho.ClientOptions, error) {
 	if tlsCfg != nil {
 		opts.SetTLSConfig(tlsCfg)
 	}
+	if useBufferedConn(m.brokers()) {
+		opts.SetCustomOpenConnectionFn(openBuffered) // mqttconn.go
+	}
 	return opts, nil
 }
 
