@@ -256,25 +256,105 @@ func (s *InfluxSink) Run(ctx context.Context) error {
 	}
 	t := time.NewTicker(s.cfg.FlushEvery)
 	defer t.Stop()
+	checked := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
 			s.close()
-			s.flush()
-			if err := s.spool.spill(); err != nil {
-				return fmt.Errorf("cannot keep influx readings for the next run: %w", err)
-			}
-			return nil
+			return s.shutdown()
 		case <-t.C:
 		case <-s.full:
 		}
 		s.flush()
+		if time.Since(checked) >= spoolCheckEvery {
+			checked = time.Now()
+			s.checkSpool()
+		}
 	}
 }
 
+// spoolCheckEvery is how often the spool's queue is compared with its
+// directory (see checkSpool).
+const spoolCheckEvery = 10 * time.Second
+
+// checkSpool drops from the queue the spool files that are gone from the
+// disk (removed by hand to free it), logs them, and sets the spool gauge
+// from what is left, so the gauge follows the disk.
+func (s *InfluxSink) checkSpool() {
+	gone, goneBytes, err := s.spool.reconcile()
+	switch {
+	case err != nil:
+		s.log.Error().Err(err).Msg("cannot check the influx spool")
+	case gone > 0:
+		s.log.Warn().Int("batches", gone).Int64("bytes", goneBytes).
+			Msg("influx spool files removed from the disk; their readings are gone")
+	}
+	s.spoolBytes.Set(float64(s.spool.bytes()))
+}
+
+// shutdown spools what is still in memory for the next run. Readings the
+// disk cannot take (it is full) are lost: they are counted
+// (gridbell_influx_points_lost_at_shutdown_total, and dropped) and logged in
+// one line with their count.
+func (s *InfluxSink) shutdown() error {
+	lost, why, err := s.flushQuiet()
+	n, serr := s.spool.spill()
+	lost += n
+	if serr != nil {
+		why = serr.Error()
+		if err == nil {
+			err = serr
+		}
+	}
+	s.spoolBytes.Set(float64(s.spool.bytes()))
+	if lost == 0 {
+		return nil
+	}
+	s.dropped.Add(float64(lost))
+	influxLostAtShutdown.Add(float64(lost))
+	s.log.Error().Str("reason", why).Int("readings", lost).
+		Msg(fmt.Sprintf("%d influx readings held in memory could not be spooled at shutdown and are lost", lost))
+	if err != nil {
+		return fmt.Errorf("cannot keep %d influx readings for the next run: %w", lost, err)
+	}
+	return nil // the spool's cap: counted and logged like any other drop
+}
+
 // flush seals the buffer into batches of BatchSize lines and queues them.
+// Readings the spool cannot take are dropped, counted and logged.
 func (s *InfluxSink) flush() {
+	for _, d := range s.seal() {
+		s.drop(d.n, d.why)
+	}
+}
+
+// flushQuiet is flush for shutdown: it returns how many readings the spool
+// could not take and why, without counting or logging them, and the first
+// error of the disk.
+func (s *InfluxSink) flushQuiet() (n int, why string, err error) {
+	for _, d := range s.seal() {
+		n += d.n
+		why = d.why
+		if err == nil {
+			err = d.err
+		}
+	}
+	return n, why, err
+}
+
+// sealDrop is readings seal could not queue: the disk failed (err), or the
+// spool is at its cap.
+type sealDrop struct {
+	n   int
+	why string
+	err error
+}
+
+// seal seals the buffer into batches of BatchSize lines and queues them;
+// it returns what the spool did not take.
+func (s *InfluxSink) seal() []sealDrop {
+	var drops []sealDrop
 	s.mu.Lock()
 	buf := s.buf
 	// The sealed bytes stay queued, so the next buffer is a new one.
@@ -285,13 +365,14 @@ func (s *InfluxSink) flush() {
 		ok, err := s.spool.push(buf[:cut])
 		switch {
 		case err != nil:
-			s.drop(n, err.Error())
+			drops = append(drops, sealDrop{n, err.Error(), err})
 		case !ok:
-			s.drop(n, "the spool is full (influx.spool_max_bytes)")
+			drops = append(drops, sealDrop{n, "the spool is full (influx.spool_max_bytes)", nil})
 		}
 		buf = buf[cut:]
 	}
 	s.spoolBytes.Set(float64(s.spool.bytes()))
+	return drops
 }
 
 // cutLines returns the byte length of the first n lines of b, and how many

@@ -28,6 +28,8 @@ var (
 		"Readings written to InfluxDB (a retried batch counts once).")
 	influxDropped = metrics.Default.Counter("gridbell_influx_points_dropped_total",
 		"Readings not written to InfluxDB: spool full, or rejected by InfluxDB.")
+	influxLostAtShutdown = metrics.Default.Counter("gridbell_influx_points_lost_at_shutdown_total",
+		"Readings held in memory at shutdown that the disk could not take (full) for the next run; also counted as dropped.")
 	influxErrors = metrics.Default.Counter("gridbell_influx_write_errors_total",
 		"Failed batch writes to InfluxDB (each is retried).")
 	influxSpool = metrics.Default.Gauge("gridbell_influx_spool_bytes",

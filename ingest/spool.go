@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -52,6 +53,10 @@ func openSpool(dir string, maxDisk int64, maxMem int) (*spool, error) {
 		return nil, fmt.Errorf("cannot read influx spool: %w", err)
 	}
 	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".lp.tmp") { // a write a crash cut short
+			os.Remove(filepath.Join(dir, e.Name()))
+			continue
+		}
 		seq, err := strconv.ParseUint(strings.TrimSuffix(e.Name(), ".lp"), 10, 64)
 		info, ierr := e.Info()
 		if err != nil || ierr != nil || !strings.HasSuffix(e.Name(), ".lp") {
@@ -172,27 +177,63 @@ func (s *spool) remove(b spoolBatch) error {
 	return nil
 }
 
-// spill writes the memory batches to files, for the next run.
-func (s *spool) spill() error {
+// spill writes the memory batches to files, for the next run. Each batch
+// the disk does not take is given up: spill reports how many lines (one a
+// reading) went so, and the first error.
+func (s *spool) spill() (lost int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.mem) > 0 {
-		b := s.mem[0]
-		if err := s.writeFile(b); err != nil {
-			return err
+	for _, b := range s.mem {
+		if werr := s.writeFile(b); werr != nil {
+			lost += bytes.Count(b.data, []byte{'\n'})
+			if err == nil {
+				err = werr
+			}
+			continue
 		}
 		s.files = append(s.files, spoolBatch{seq: b.seq, size: b.size})
-		s.mem = s.mem[1:]
 	}
+	clear(s.mem)
+	s.mem = s.mem[:0]
 	sort.Slice(s.files, func(i, j int) bool { return s.files[i].seq < s.files[j].seq })
-	return nil
+	return lost, err
 }
 
-// bytes returns the bytes waiting on disk.
+// bytes returns the bytes of the batches queued on disk.
 func (s *spool) bytes() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.diskBytes
+}
+
+// reconcile compares the queue with the directory: a queued file that is
+// no longer there (removed by hand to free the disk) leaves the queue, so
+// the queue's bytes are again what its files hold on disk. It returns the
+// number and bytes of the batches it found gone.
+func (s *spool) reconcile() (gone int, goneBytes int64, err error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return 0, 0, fmt.Errorf("cannot read influx spool: %w", err)
+	}
+	onDisk := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		onDisk[e.Name()] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.files[:0]
+	for _, b := range s.files {
+		if !b.taken && !onDisk[filepath.Base(b.path(s.dir))] {
+			gone++
+			goneBytes += b.size
+			s.diskBytes -= b.size
+			continue
+		}
+		kept = append(kept, b)
+	}
+	clear(s.files[len(kept):])
+	s.files = kept
+	return gone, goneBytes, nil
 }
 
 // memLen returns how many batches wait in memory, taken ones included.

@@ -33,7 +33,7 @@ func TestSpoolOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.release(b0) // b0's write failed at shutdown
-	if err := s.spill(); err != nil {
+	if _, err := s.spill(); err != nil {
 		t.Fatal(err)
 	}
 
