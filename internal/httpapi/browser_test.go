@@ -176,7 +176,7 @@ func TestBrowser(t *testing.T) {
 	eval(`window.noReload = "yes"`)
 	began := time.Now()
 	clickRow("open outage", `#outageTable tbody tr[data-id="OMS-STORM-1"]`)
-	poll("the first screenful shows", rowsJS("#custTable")+` > 0`)
+	poll("the first screenful shows", rowsJS("#priorityTable")+` > 0`)
 	first := time.Since(began)
 	poll("the whole list shows", rowsJS("#custTable")+` === `+fmt.Sprint(bigCustomers))
 	all := time.Since(began)

@@ -154,12 +154,14 @@ function rows(tbody, list, cells, trAttrs, keyOf) {
 // ---- long tables ----
 // Built at once, a storm's lists (2,000 customers, as many dark meters)
 // cost the browser seconds of style and layout before any of it showed.
-// placeRows builds the first screenful at once and the rest in chunks, one
-// a frame; a later render of the same table (a live update, the other
+// placeRows builds the first screenful at once (FIRST_ROWS over all the
+// tables of a render, in page order) and the rest in chunks, one a frame;
+// a later render of the same table (a live update, the other
 // language) keeps every row whose HTML is unchanged, and rows that do
 // change are replaced in place, so the reader's scroll position holds.
 // Each <tr> carries its key and HTML as gbKey and gbHTML.
-const FIRST_ROWS = 40, CHUNK_ROWS = 200;
+const FIRST_ROWS = 60, CHUNK_ROWS = 300;
+let firstRows = 0; // what the current render may still build at once: firstScreen() sets it
 const jobs = []; // tables with rows still to place, in page order
 const drawnWaiters = [];
 const rowTemplate = document.createElement('template');
@@ -177,9 +179,15 @@ function placeRows(tbody, list, keyOf, html) {
     const rowPx = matchMedia('(max-width: 640px)').matches ? 150 : 32;
     wrap.style.containIntrinsicBlockSize = 'auto ' + (40 + list.length * rowPx) + 'px';
   }
-  const job = { tbody, list, keyOf, html, old, i: 0, cur: tbody.firstElementChild };
-  if (!placeChunk(job, FIRST_ROWS)) { jobs.push(job); pumpRows(); }
+  const job = { tbody, list, keyOf, html, old, i: 0, cur: tbody.firstElementChild, built: 0 };
+  const done = placeChunk(job, firstRows);
+  firstRows -= job.built;
+  if (!done) { jobs.push(job); pumpRows(); }
 }
+
+// firstScreen starts a render of long tables: the first FIRST_ROWS new rows
+// are built at once, the others after the first paint.
+function firstScreen() { firstRows = FIRST_ROWS; }
 
 // placeChunk places the job's next rows until it has built budget new
 // ones; it reports whether the table is complete.
@@ -206,6 +214,7 @@ function placeChunk(job, budget) {
     placeRow(job, it.tr);
   }
   job.i += items.length;
+  job.built = built;
   if (job.i < job.list.length) return false;
   while (job.cur) { const next = job.cur.nextElementSibling; job.cur.remove(); job.cur = next; }
   return true;
@@ -500,6 +509,7 @@ function renderStats(c) {
 
 function renderWorkspace(ws) {
   state.loadedAt = Date.now();
+  firstScreen();
   const o = ws.outage;
   $('#dTitle').textContent = o.id + ' · ' + (word('k_', o.kind) || o.kind) + ' · ' + (word('s_', o.status) || o.status);
   $('#dMeta').textContent = [t('start') + ' ' + fmt(o.start), t('etr') + ' ' + fmt(o.etr), o.cause ? t('cause') + ' ' + o.cause : '',
