@@ -49,6 +49,13 @@ bench: influxd
 	$(GO) run ./bench/telegraf -mode batch -n 2000000
 	$(GO) run ./bench/telegraf -mode single -n 500000
 
+# The soak (not in CI): gridbell under 5,000 readings/s with an outage every
+# 3 minutes for 30 minutes, sampling RSS, goroutines, file descriptors and
+# the store's size each minute; one table at the end (docs/reliability.md).
+SOAKFLAGS ?= -duration 30m -rate 5000
+soak: influxd
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) run ./bench/soak $(SOAKFLAGS)
+
 # influxd 1.8.10 for the InfluxDB integration tests (built once, then cached).
 influxd:
 	@command -v influxd >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/influxd" ] || $(GO) install github.com/influxdata/influxdb/cmd/influxd@v1.8.10
