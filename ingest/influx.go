@@ -92,8 +92,10 @@ func NewInflux(cfg InfluxConfig, dataDir string, dir Directory, log zerolog.Logg
 	if err != nil {
 		return nil, err
 	}
-	opts := influxdb2.DefaultOptions().SetUseGZip(true).SetPrecision(time.Millisecond).
+	opts := influxdb2.DefaultOptions().SetPrecision(time.Millisecond).
 		SetHTTPRequestTimeout(uint(influxTimeout / time.Second))
+	hc := opts.HTTPClient() // the library's client, with gzip done our way (influxgzip.go)
+	hc.Transport = gzipTransport{next: hc.Transport}
 	client := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token.Reveal(), opts)
 	api := client.WriteAPIBlocking(cfg.Org, cfg.Bucket)
 	s := &InfluxSink{cfg: cfg, dir: dir, log: log, spool: sp, close: client.Close,
