@@ -241,16 +241,19 @@ func (k *Kafka) logError(msg string, args ...any) {
 	}
 }
 
-func (k *Kafka) dialer() (*kafka.Dialer, error) {
+func (k *Kafka) dialer() (*kafka.Dialer, error) { return kafkaDialer(k.cfg) }
+
+// kafkaDialer builds the connection settings (TLS, SASL) cfg names.
+func kafkaDialer(cfg KafkaConfig) (*kafka.Dialer, error) {
 	d := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, ClientID: "gridbell"}
-	tlsCfg, err := k.cfg.TLS.build()
+	tlsCfg, err := cfg.TLS.build()
 	if err != nil {
 		return nil, fmt.Errorf("cannot configure kafka: %w", err)
 	}
 	d.TLS = tlsCfg
 	var mech sasl.Mechanism
-	user, pass := k.cfg.SASL.Username, k.cfg.SASL.Password.Reveal()
-	switch k.cfg.SASL.Mechanism {
+	user, pass := cfg.SASL.Username, cfg.SASL.Password.Reveal()
+	switch cfg.SASL.Mechanism {
 	case "":
 	case "plain":
 		mech = plain.Mechanism{Username: user, Password: pass}
@@ -259,7 +262,7 @@ func (k *Kafka) dialer() (*kafka.Dialer, error) {
 	case "scram-sha-512":
 		mech, err = scram.Mechanism(scram.SHA512, user, pass)
 	default:
-		err = errors.New("unknown mechanism " + k.cfg.SASL.Mechanism)
+		err = errors.New("unknown mechanism " + cfg.SASL.Mechanism)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot configure kafka sasl: %w", err)

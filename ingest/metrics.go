@@ -94,3 +94,17 @@ func (t *lagTracker) reset() {
 		kafkaLag.WithLabelValues(topic).Set(0)
 	}
 }
+
+// Distributed mode's forwarding (forward.go).
+var (
+	forwardedRecords = metrics.Default.Counter("gridbell_cluster_forwarded_records_total",
+		"Distributed mode: records this instance wrote to the meter topic.")
+	forwardedEvents = metrics.Default.Counter("gridbell_cluster_forwarded_events_total",
+		"Distributed mode: events this instance forwarded to the meter topic.")
+	forwardFailures = metrics.Default.Counter("gridbell_cluster_forward_failures_total",
+		"Distributed mode: writes to the meter topic that failed (the input waits and is offered again).")
+	meterConsumed = metrics.Default.Counter("gridbell_cluster_consumed_events_total",
+		"Distributed mode: meter-topic events applied by the rules on this instance.")
+	meterBadRecords = metrics.Default.Counter("gridbell_cluster_bad_records_total",
+		"Distributed mode: meter-topic records that could not be decoded (kept as dead letters).")
+)

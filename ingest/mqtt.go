@@ -18,6 +18,7 @@ import (
 type mqttClient interface {
 	Connect() paho.Token
 	Subscribe(topic string, qos byte, callback paho.MessageHandler) paho.Token
+	Unsubscribe(topics ...string) paho.Token
 	Disconnect(quiesce uint)
 }
 
@@ -124,6 +125,14 @@ func (m *MQTT) run(ctx context.Context, c mqttClient) error {
 	<-ctx.Done()
 	m.ready.Store(false)
 	defer mqttConnected.Set(0)
+	if m.cfg.SharedGroup != "" {
+		// Leave the group first: the broker then gives new messages to the
+		// other members instead of queueing them in this session until it
+		// returns (a scale-down, a rolling restart).
+		if tok := c.Unsubscribe(m.Filter()); !tok.WaitTimeout(2*time.Second) || tok.Error() != nil {
+			m.log.Warn().Err(tok.Error()).Msg("cannot leave the shared subscription; the broker keeps this session's share until it returns")
+		}
+	}
 	m.wg.Wait() // the messages in hand are stored and acknowledged first
 	c.Disconnect(250)
 	return nil

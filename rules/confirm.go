@@ -22,6 +22,9 @@ func (e *StillDarkError) Error() string {
 // between them. A confirmation with dark meters keeps the outage on the
 // needs-attention list (Outage.NeedsAttention) until they come back.
 func (e *Engine) ConfirmWithReason(ctx context.Context, id, by, reason string) error {
+	if e.forwarding() {
+		return e.confirmRemote(ctx, id, by, reason)
+	}
 	return e.call(ctx, &request{fn: func() error {
 		o, ok := e.outageIdx[id]
 		if !ok {

@@ -25,10 +25,11 @@ var ErrStopped = errors.New("rules engine stopped")
 // request is one caller's work for the writer loop: events, or a function
 // applied under the lock (Confirm, ReportStillOut, a tick).
 type request struct {
-	evs  []event.Event
-	fn   func() error
-	err  error
-	done chan error
+	evs     []event.Event
+	offsets map[int32]int64 // meter-topic input: next offset per partition (HandleAt)
+	fn      func() error
+	err     error
+	done    chan error
 }
 
 // areaState is one transformer area. Guarded by Engine.mu.
@@ -64,6 +65,13 @@ type Engine struct {
 	// failed) until a load succeeds; the writer applies no input meanwhile.
 	reloading atomic.Bool
 	health    health
+
+	// distributed mode (cluster.go)
+	running   atomic.Bool // Run is running: this instance applies input
+	remote    Forwarder   // where API writes go while not running; nil: single process
+	fence     Fence       // checked in every commit; nil: single process
+	offsets   map[int32]int64
+	offsetsAt time.Time // when offsets were last committed
 
 	// per batch; written by the writer only
 	firstDue      int64 // earliest momentary decision taken in the batch; 0 = none
@@ -234,6 +242,8 @@ func (e *Engine) Tick(ctx context.Context) error {
 // committing what it had taken.
 func (e *Engine) Run(ctx context.Context) error {
 	defer close(e.stopped)
+	e.running.Store(true)
+	defer e.running.Store(false)
 	t := time.NewTicker(e.cfg.Tick)
 	defer t.Stop()
 	for {
@@ -296,6 +306,7 @@ func (e *Engine) process(batch []*request) {
 		if r.fn != nil {
 			r.err = r.fn()
 		}
+		e.noteOffsets(r.offsets)
 		for i := range r.evs {
 			e.apply(&r.evs[i])
 			if rc := r.evs[i].Received; !rc.IsZero() && (oldest.IsZero() || rc.Before(oldest)) {
@@ -394,6 +405,8 @@ func (e *Engine) apply(ev *event.Event) {
 		e.applyOMS(ev.Outage)
 	case ev.Billing != nil:
 		e.applyBilling(ev.Billing)
+	case ev.Command != nil:
+		e.applyCommand(ev.Command)
 	}
 }
 
@@ -410,6 +423,9 @@ func (e *Engine) decide() {
 // Confirm records a dispatcher's confirmation of the restoration and closes
 // the outage. Customers whose meters are still dark are still not told.
 func (e *Engine) Confirm(ctx context.Context, id, by string) error {
+	if e.forwarding() { // distributed mode, not running the rules: checked like ConfirmWithReason
+		return e.confirmRemote(ctx, id, by, "")
+	}
 	return e.call(ctx, &request{fn: func() error {
 		o, ok := e.outageIdx[id]
 		if !ok {
@@ -437,6 +453,9 @@ func (e *Engine) confirm(r *outage, by string) error {
 // account (by default every account of phone) whose meter the rules believe
 // powered is listed in its outage's Verification.ReportedOut.
 func (e *Engine) ReportStillOut(ctx context.Context, phone string, accounts []string) error {
+	if e.forwarding() {
+		return e.forward(ctx, &event.Command{Kind: event.CommandStillOut, Phone: phone, Accounts: accounts}, func() bool { return true })
+	}
 	return e.call(ctx, &request{fn: func() error {
 		if len(accounts) == 0 {
 			accounts = e.dir.AccountsByPhone(phone)

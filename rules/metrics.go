@@ -15,4 +15,8 @@ var (
 	eventToIntent = metrics.Default.Histogram("gridbell_rules_event_to_intent_seconds",
 		"Per rules batch of events that wrote intents: from the arrival at gridbell of the batch's oldest event to the intents committed.",
 		metrics.LatencyBuckets)
+	commandsForwarded = metrics.Default.CounterVec("gridbell_rules_commands_forwarded_total",
+		"Distributed mode: API writes (confirm, still_out) this instance forwarded through the meter topic to the instance running the rules.", "command")
+	commandsRefused = metrics.Default.CounterVec("gridbell_rules_commands_refused_total",
+		"Distributed mode: forwarded API writes the rules did not apply (unknown outage, customers dark again without a reason).", "command")
 )

@@ -187,7 +187,9 @@ func (w *writeSet) empty() bool {
 // commit writes w and the intents in one transaction; with nothing to
 // write it touches no store.
 func (e *Engine) commit(ctx context.Context, w *writeSet, intents []event.Intent) error {
-	if w.empty() && len(intents) == 0 {
+	quiet := w.empty() && len(intents) == 0
+	offsets := e.dueOffsets(quiet)
+	if quiet && offsets == nil {
 		return nil
 	}
 	tx, err := e.db.BeginTx(ctx, nil)
@@ -227,8 +229,17 @@ func (e *Engine) commit(ctx context.Context, w *writeSet, intents []event.Intent
 			return fmt.Errorf("cannot enqueue %d intents: %w", len(intents), err)
 		}
 	}
+	if e.fence != nil {
+		if err := e.fence(ctx, tx, offsets); err != nil {
+			return err
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("cannot commit rules transaction: %w", err)
+	}
+	if offsets != nil {
+		clear(e.offsets)
+		e.offsetsAt = time.Now()
 	}
 	return nil
 }
@@ -280,6 +291,7 @@ func (e *Engine) load(ctx context.Context) error {
 	e.state = f.state
 	e.mu.Unlock()
 	e.resetBatch()
+	clear(e.offsets) // input applied since the last commit is read again from the stored offsets
 	return nil
 }
 

@@ -33,9 +33,6 @@ func runCmd(g *globals) *cobra.Command {
 			if printConfig {
 				return yaml.NewEncoder(cmd.OutOrStdout()).Encode(cfg)
 			}
-			if err := app.Supported(cfg); err != nil {
-				return err
-			}
 			if checkOnly {
 				fmt.Fprintln(cmd.OutOrStdout(), "config ok")
 				return nil

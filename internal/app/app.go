@@ -48,6 +48,7 @@ type App struct {
 	Kafka    *ingest.Kafka // nil when Kafka is off
 	HTTP     *httpapi.Server
 
+	cluster    *clusterState // nil unless cluster.enabled
 	health     *healthProbe
 	components []component
 	closers    []func() error // run in reverse by close
@@ -74,14 +75,16 @@ func (a *App) build(ctx context.Context) error {
 		a.log.Warn().Str("data_dir", cfg.DataDir).Str("mode", fi.Mode().Perm().String()).
 			Msg("data_dir is open to other users; it holds phone numbers: chmod 700 it")
 	}
-	if err := Supported(cfg); err != nil {
-		return err
-	}
 	if a.DB, err = store.Open(ctx, cfg.Store, cfg.DataDir); err != nil {
 		return err
 	}
 	a.closers = append(a.closers, a.DB.Close)
-	if err := a.takeLease(ctx); err != nil {
+	if cfg.Cluster.Enabled {
+		err = a.takeInstanceLease(ctx)
+	} else {
+		err = a.takeLease(ctx)
+	}
+	if err != nil {
 		return err
 	}
 	if a.health, err = newHealthProbe(ctx, a.DB, cfg.DataDir, logging.Component(a.log, "health")); err != nil {
@@ -145,10 +148,17 @@ func (a *App) buildNotifyAndRules(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	runRules := a.Rules.Run
+	if a.cfg.Cluster.Enabled {
+		if err := a.buildCluster(ctx); err != nil {
+			return err
+		}
+		runRules = a.runClusterRules
+	}
 	// notify delivers what rules decide: start it first, stop it last.
 	a.components = append(a.components,
 		component{"notify", a.Outbox.Run},
-		component{"rules", a.Rules.Run})
+		component{"rules", runRules})
 	if a.cfg.ContactsRefresh > 0 {
 		rl := newContactsReloader(a.Contacts, a.cfg.ContactsRefresh, logging.Component(a.log, "contacts-reload"))
 		a.components = append(a.components, component{"contacts-reload", rl.Run})
@@ -174,6 +184,9 @@ func (a *App) buildIngest(ctx context.Context) error {
 	}
 	a.Dead.SetRoutes(ingest.Routes{MQTTPrefix: a.cfg.MQTT.TopicPrefix, OMSTopic: a.cfg.Kafka.OMSTopic, BillingTopic: a.cfg.Kafka.BillingTopic})
 	mqttCfg := a.cfg.MQTT
+	if a.cluster != nil && mqttCfg.SharedGroup == "" {
+		mqttCfg.SharedGroup = "gridbell" // each instance takes a share (docs/deploy.md)
+	}
 	if len(mqttCfg.Brokers) == 0 {
 		var auth ingest.BrokerAuth
 		if auth, mqttCfg, err = ingest.EmbeddedBrokerAuth(mqttCfg); err != nil {
@@ -192,10 +205,10 @@ func (a *App) buildIngest(ctx context.Context) error {
 	if sink != nil {
 		a.components = append(a.components, component{"influx", sink.Run})
 	}
-	a.MQTT = ingest.NewMQTT(mqttCfg, a.cfg.Ingest, a.Rules, sink, a.Dead, a.Contacts, logging.Component(a.log, "mqtt"))
+	a.MQTT = ingest.NewMQTT(mqttCfg, a.cfg.Ingest, a.input(), sink, a.Dead, a.Contacts, logging.Component(a.log, "mqtt"))
 	a.components = append(a.components, component{"mqtt", a.MQTT.Run})
 	if len(a.cfg.Kafka.Brokers) > 0 {
-		a.Kafka = ingest.NewKafka(a.cfg.Kafka, a.cfg.Ingest, a.Rules, a.Dead, logging.Component(a.log, "kafka"))
+		a.Kafka = ingest.NewKafka(a.cfg.Kafka, a.cfg.Ingest, a.input(), a.Dead, logging.Component(a.log, "kafka"))
 		a.components = append(a.components, component{"kafka", a.Kafka.Run})
 	} else {
 		a.log.Info().Msg("kafka off: no kafka.brokers configured; OMS and billing events arrive over HTTP")
@@ -208,7 +221,7 @@ func (a *App) buildHTTP(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	events := ingest.NewHTTP(a.cfg.Ingest, a.Rules, a.Dead, logging.Component(a.log, "http-ingest"))
+	events := ingest.NewHTTP(a.cfg.Ingest, a.input(), a.Dead, logging.Component(a.log, "http-ingest"))
 	a.HTTP = httpapi.New(a.cfg.HTTP, a.cfg.Auth, httpapi.Deps{
 		Outages:       a.Rules,
 		Deliveries:    a.Outbox,
@@ -220,7 +233,7 @@ func (a *App) buildHTTP(ctx context.Context) error {
 		TwilioStatus:  a.Outbox.StatusWebhook(),
 		TwilioInbound: a.Outbox.InboundWebhook(a.Rules),
 		DeadLetters:   a.Dead,
-		Handler:       a.Rules,
+		Handler:       a.input(),
 		Ready:         a.Ready,
 		Store:         sessions,
 		Directory:     a.Contacts,
@@ -238,6 +251,9 @@ func (a *App) buildHTTP(ctx context.Context) error {
 func (a *App) Ready() error {
 	// The store is open and the contacts are loaded once New has returned.
 	if err := a.health.Err(); err != nil {
+		return err
+	}
+	if err := a.clusterReady(); err != nil {
 		return err
 	}
 	if err := a.Rules.Ready(); err != nil {

@@ -6,24 +6,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gridbell/gridbell/internal/config"
 	"github.com/gridbell/gridbell/internal/store"
 )
-
-// ErrDistributedUnavailable is returned by New for a configuration with
-// cluster.enabled: the configuration is valid (docs/deploy.md, distributed mode), but the
-// partitioned rule workers it needs are not built, and running the
-// single-process stages on several instances would send SMS twice.
-var ErrDistributedUnavailable = errors.New("distributed mode is not available in this release")
-
-// Supported reports whether this release can run cfg: New refuses what it
-// cannot, and `gridbell run --check-config` says so too.
-func Supported(cfg *config.Config) error {
-	if cfg.Cluster.Enabled {
-		return fmt.Errorf("cannot run with cluster.enabled: run one instance with cluster.enabled false (see docs/deploy.md): %w", ErrDistributedUnavailable)
-	}
-	return nil
-}
 
 // singleLease names the lease a single-process gridbell holds on its store
 // while it runs, and singleLeaseTTL is how long it outlives the holder's

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -91,25 +90,6 @@ func TestSecondInstanceRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-	}
-}
-
-// TestClusterRefused: a valid distributed-mode configuration is refused
-// before anything is opened: this release would send SMS twice with it.
-func TestClusterRefused(t *testing.T) {
-	cfg, err := config.Load("", []string{
-		"GRIDBELL_DATA_DIR=" + t.TempDir(),
-		"GRIDBELL_CLUSTER_ENABLED=true",
-		"GRIDBELL_STORE_DRIVER=postgres",
-		"GRIDBELL_STORE_DSN=postgres://nowhere.invalid/gridbell",
-		"GRIDBELL_KAFKA_BROKERS=nowhere.invalid:9092",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := app.New(context.Background(), cfg, zerolog.Nop())
-	if !errors.Is(err, app.ErrDistributedUnavailable) || a != nil {
-		t.Fatalf("New() with cluster.enabled = %v, %v; want ErrDistributedUnavailable", a, err)
 	}
 }
 

@@ -96,8 +96,28 @@ type Event struct {
 	Concentrator *ConcentratorEvent
 	Outage       *OMSOutage
 	Billing      *BillingEvent
+	Command      *Command // distributed mode only: an API write forwarded to the rules
 
 	Source   string    // "mqtt", "kafka", "http", "replay", "simulate"
 	Received time.Time // arrival time at gridbell
 	Late     bool      // event time older than the lateness window
+}
+
+// Command kinds: API writes that change the rules' state. In distributed
+// mode an instance that is not running the rules forwards them, like input,
+// through the meter topic, so they are applied once, in order, by whichever
+// instance runs the rules.
+const (
+	CommandConfirm  = "confirm"   // a dispatcher confirmed an outage's restoration
+	CommandStillOut = "still_out" // a customer replied that they are still out
+)
+
+// Command is one forwarded API write.
+type Command struct {
+	Kind     string
+	Outage   string   // confirm: the outage id
+	By       string   // confirm: the authenticated name
+	Reason   string   // confirm: why, when meters were still dark
+	Phone    string   // still_out: the number that replied
+	Accounts []string // still_out: the accounts it holds
 }

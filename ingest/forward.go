@@ -1,0 +1,218 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/gridbell/gridbell/internal/event"
+)
+
+// Distributed mode (docs/deploy.md): every instance takes a share of MQTT
+// (and of HTTP and the OMS and billing topics) and forwards the events to
+// the meter topic; the one instance running the rules consumes it from the
+// offsets it stored with its state (MeterConsumer). An input is acked only
+// after Kafka acked the forwarded records, so a dead instance loses nothing.
+
+// FwdDirectory is what the forwarder needs of the contacts registry to key
+// records by transformer area.
+type FwdDirectory interface {
+	MeterArea(meter string) (area string, ok bool)
+	ConcentratorMeters(c string) []string
+}
+
+// fwdMaxEvents bounds the events in one forwarded record (Kafka's default
+// message limit is 1 MB; a reading is about 200 bytes of JSON).
+const fwdMaxEvents = 2000
+
+// DefaultMeterPartitions is how many partitions gridbell gives the meter
+// topic when it creates it.
+const DefaultMeterPartitions = 12
+
+// Forwarder is the ingest Handler of distributed mode: it writes events to
+// the meter topic, keyed by transformer area, and returns once every
+// record is acknowledged by all in-sync replicas.
+type Forwarder struct {
+	w   *kafka.Writer
+	dir FwdDirectory
+}
+
+// NewForwarder returns a Forwarder producing to topic.
+func NewForwarder(cfg KafkaConfig, topic string, dir FwdDirectory) (*Forwarder, error) {
+	d, err := kafkaDialer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	w := &kafka.Writer{
+		Addr:         kafka.TCP(cfg.Brokers...),
+		Topic:        topic,
+		Balancer:     &kafka.Murmur2Balancer{}, // as Kafka's own clients: a key keeps its partition
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 2 * time.Millisecond, // concurrent inputs share a produce request
+		BatchSize:    1000,
+		BatchBytes:   16 << 20,
+		MaxAttempts:  3,
+		Transport: &kafka.Transport{
+			Dial:     (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+			TLS:      d.TLS,
+			SASL:     d.SASLMechanism,
+			ClientID: "gridbell-forwarder",
+		},
+	}
+	return &Forwarder{w: w, dir: dir}, nil
+}
+
+// Close flushes and closes the producer.
+func (f *Forwarder) Close() error { return f.w.Close() }
+
+// forwardError is a failure to reach Kafka: the input waits and is offered
+// again, never dead-lettered for it.
+type forwardError struct{ err error }
+
+func (e *forwardError) Error() string   { return "cannot forward to the meter topic: " + e.err.Error() }
+func (e *forwardError) Unwrap() error   { return e.err }
+func (e *forwardError) Temporary() bool { return true }
+
+// Handle writes evs to the meter topic, one record per key (in their
+// order) and returns once all are acknowledged.
+func (f *Forwarder) Handle(ctx context.Context, evs []event.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	var msgs []kafka.Message
+	groups := map[string]int{} // key → index of its open record's events
+	var batches [][]event.Event
+	var keys []string
+	for i := range evs {
+		k := f.Key(&evs[i])
+		j, ok := groups[k]
+		if !ok || len(batches[j]) >= fwdMaxEvents {
+			j = len(batches)
+			groups[k] = j
+			batches, keys = append(batches, nil), append(keys, k)
+		}
+		batches[j] = append(batches[j], evs[i])
+	}
+	for j, b := range batches {
+		v, err := json.Marshal(b)
+		if err != nil {
+			return fmt.Errorf("cannot encode events for the meter topic: %w", err)
+		}
+		msgs = append(msgs, kafka.Message{Key: []byte(keys[j]), Value: v})
+	}
+	if err := f.w.WriteMessages(ctx, msgs...); err != nil {
+		forwardFailures.Inc()
+		return &forwardError{err}
+	}
+	forwardedRecords.Add(float64(len(msgs)))
+	forwardedEvents.Add(float64(len(evs)))
+	return nil
+}
+
+// Key is the meter-topic key of ev: the transformer area of its meter;
+// for a concentrator event or an unknown meter, the area of the
+// concentrator's first known meter; otherwise the meter ("meter:<id>") or
+// concentrator ("conc:<id>"). OMS events are keyed by outage, billing
+// events by account, forwarded API writes alike.
+func (f *Forwarder) Key(ev *event.Event) string {
+	switch {
+	case ev.Reading != nil:
+		return f.meterKey(ev.Reading.Meter, ev.Reading.Concentrator)
+	case ev.Meter != nil:
+		return f.meterKey(ev.Meter.Meter, ev.Meter.Concentrator)
+	case ev.Concentrator != nil:
+		if a, ok := f.concArea(ev.Concentrator.Concentrator); ok {
+			return "area:" + a
+		}
+		return "conc:" + ev.Concentrator.Concentrator
+	case ev.Outage != nil:
+		return "oms:" + ev.Outage.OutageID
+	case ev.Billing != nil:
+		return "account:" + ev.Billing.Account
+	case ev.Command != nil:
+		return "command:" + ev.Command.Outage + ev.Command.Phone
+	}
+	return ""
+}
+
+func (f *Forwarder) meterKey(meter, conc string) string {
+	if a, ok := f.dir.MeterArea(meter); ok && a != "" {
+		return "area:" + a
+	}
+	if a, ok := f.concArea(conc); ok {
+		return "area:" + a
+	}
+	return "meter:" + meter
+}
+
+func (f *Forwarder) concArea(c string) (string, bool) {
+	if c == "" {
+		return "", false
+	}
+	for _, m := range f.dir.ConcentratorMeters(c) {
+		if a, ok := f.dir.MeterArea(m); ok && a != "" {
+			return a, true
+		}
+	}
+	return "", false
+}
+
+// EnsureMeterTopic creates topic with partitions partitions when it does
+// not exist, and returns how many partitions it has.
+func EnsureMeterTopic(ctx context.Context, cfg KafkaConfig, topic string, partitions int) (int, error) {
+	d, err := kafkaDialer(cfg)
+	if err != nil {
+		return 0, err
+	}
+	var lastErr error
+	for _, b := range cfg.Brokers {
+		conn, err := d.DialContext(ctx, "tcp", b)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		n, err := ensureTopic(conn, d, ctx, topic, partitions)
+		conn.Close()
+		if err == nil {
+			return n, nil
+		}
+		lastErr = err
+	}
+	return 0, fmt.Errorf("cannot create or read meter topic %s: %w", topic, lastErr)
+}
+
+func ensureTopic(conn *kafka.Conn, d *kafka.Dialer, ctx context.Context, topic string, partitions int) (int, error) {
+	if ps, err := conn.ReadPartitions(topic); err == nil && len(ps) > 0 {
+		return len(ps), nil
+	}
+	ctrl, err := conn.Controller()
+	if err != nil {
+		return 0, err
+	}
+	cc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ctrl.Host, strconv.Itoa(ctrl.Port)))
+	if err != nil {
+		return 0, err
+	}
+	defer cc.Close()
+	brokers, err := conn.Brokers()
+	if err != nil {
+		return 0, err
+	}
+	err = cc.CreateTopics(kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: min(3, len(brokers))})
+	if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		return 0, err
+	}
+	for range 50 {
+		if ps, err := conn.ReadPartitions(topic); err == nil && len(ps) > 0 {
+			return len(ps), nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return 0, errors.New("topic created but its partitions are not visible")
+}

@@ -1,0 +1,263 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gridbell/gridbell/ingest"
+	"github.com/gridbell/gridbell/internal/cluster"
+	"github.com/gridbell/gridbell/internal/logging"
+	"github.com/gridbell/gridbell/internal/metrics"
+	"github.com/gridbell/gridbell/internal/store"
+)
+
+// Distributed mode (docs/deploy.md). Every instance:
+//   - takes its share of MQTT through $share/<mqtt.shared_group>, of the
+//     OMS and billing topics through the consumer group, and of HTTP, and
+//     forwards the events to cluster.meter_topic (ingest.Forwarder), acking
+//     its input once Kafka has;
+//   - sends SMS from the shared outbox (claims with SKIP LOCKED and leases);
+//   - answers the API from its copy of the rules' state in PostgreSQL,
+//     refreshed within about a second of each rules commit, and forwards
+//     API writes (confirm, still-out replies) through the meter topic.
+//
+// One of them, the holder of the cluster-rules lease, runs the rules: it
+// loads their state, consumes the meter topic from the offsets stored with
+// it, and commits state, intents and offsets in one transaction that the
+// lease fences. When it dies, another takes the lease once it lapses (15 s)
+// and carries on from the stored offsets: nothing is applied twice, and an
+// SMS already decided is in the outbox exactly once. Storm mode and the
+// manager digests are rules decisions, so the cluster takes each once.
+
+const (
+	instanceLeaseTTL = 15 * time.Second
+	rulesLeaseTTL    = 15 * time.Second
+	// refreshEvery is how often an instance that does not run the rules
+	// looks for new rules commits to copy; it waits longer when copying
+	// takes long (a large fleet).
+	refreshEvery = time.Second
+)
+
+var clusterLeader = metrics.Default.Gauge("gridbell_cluster_rules_leader",
+	"Distributed mode: 1 while this instance runs the rules (holds the cluster-rules lease), else 0.")
+
+// clusterState is the distributed-mode part of the App.
+type clusterState struct {
+	fwd    *ingest.Forwarder
+	loaded atomic.Bool // the rules' copy has been loaded (follower) or taken over (leader)
+	leader atomic.Bool
+}
+
+// takeInstanceLease makes sure no two processes run under one
+// cluster.instance name: the outbox's takeover of its own claims at start
+// relies on it.
+func (a *App) takeInstanceLease(ctx context.Context) error {
+	name := "instance:" + a.cfg.Cluster.Instance
+	l, err := store.AcquireLease(ctx, a.DB, name, store.LeaseHolder(a.cfg.Cluster.Instance), instanceLeaseTTL)
+	var held *store.HeldError
+	if errors.As(err, &held) {
+		return fmt.Errorf("cannot start: another process runs as cluster.instance %q; give each instance its own name: %w", a.cfg.Cluster.Instance, held)
+	}
+	if err != nil {
+		return err
+	}
+	a.Lease = l
+	a.closers = append(a.closers, func() error { return l.Release(context.Background()) })
+	a.components = append(a.components, component{"lease", l.Run})
+	a.log.Info().Str("holder", l.Holder()).Str("instance", a.cfg.Cluster.Instance).Msg("distributed mode: holding this instance's lease")
+	return nil
+}
+
+// buildCluster makes the forwarder every input hands its events to, and
+// wires the rules for distributed mode.
+func (a *App) buildCluster(ctx context.Context) error {
+	if err := cluster.Migrate(ctx, a.DB); err != nil {
+		return err
+	}
+	fwd, err := ingest.NewForwarder(a.cfg.Kafka, a.cfg.Cluster.MeterTopic, a.Contacts)
+	if err != nil {
+		return err
+	}
+	a.cluster = &clusterState{fwd: fwd}
+	a.closers = append(a.closers, fwd.Close)
+	a.Rules.SetRemote(fwd)
+	return nil
+}
+
+// input is the handler of every input: the rules, or in distributed mode
+// the forwarder to the meter topic.
+func (a *App) input() ingest.Handler {
+	if a.cluster != nil {
+		return a.cluster.fwd
+	}
+	return a.Rules
+}
+
+// clusterReady says why an instance in distributed mode is not ready.
+func (a *App) clusterReady() error {
+	if a.cluster != nil && !a.cluster.loaded.Load() {
+		return errors.New("distributed mode: the rules' state is not loaded yet")
+	}
+	return nil
+}
+
+// runClusterRules follows the rules' state as a copy until this instance
+// takes the cluster-rules lease, then runs the rules until ctx ends. A lost
+// lease (this process stalled past its time to live and another took over)
+// ends it with an error, and the process restarts as a follower.
+func (a *App) runClusterRules(ctx context.Context) error {
+	log := logging.Component(a.log, "cluster")
+	holder := store.LeaseHolder(a.cfg.Cluster.Instance)
+	fctx, stopFollowing := context.WithCancel(ctx)
+	var following sync.WaitGroup
+	following.Add(1)
+	go func() {
+		defer following.Done()
+		a.follow(fctx, log)
+	}()
+	var lease *store.Lease
+	for lease == nil {
+		l, err := store.AcquireLease(ctx, a.DB, cluster.RulesLease, holder, rulesLeaseTTL)
+		var held *store.HeldError
+		switch {
+		case err == nil:
+			lease = l
+		case ctx.Err() != nil:
+			stopFollowing()
+			following.Wait()
+			return nil
+		case errors.As(err, &held):
+			log.Debug().Str("leader", held.Holder).Msg("another instance runs the rules")
+		default:
+			log.Warn().Err(err).Msg("cannot check the rules lease, retrying")
+			sleepCtx(ctx, time.Second)
+		}
+	}
+	stopFollowing()
+	following.Wait()
+	return a.lead(ctx, lease, log)
+}
+
+// follow refreshes the rules' copy whenever the rules have committed.
+func (a *App) follow(ctx context.Context, log zerolog.Logger) {
+	var seen int64 = -1
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = refreshEvery
+		n, err := cluster.Commits(ctx, a.DB)
+		if err != nil || n == seen {
+			continue
+		}
+		t0 := time.Now()
+		if err := a.Rules.Refresh(ctx); err != nil {
+			if ctx.Err() == nil {
+				log.Warn().Err(err).Msg("cannot copy the rules' state, retrying")
+			}
+			continue
+		}
+		seen = n
+		a.cluster.loaded.Store(true)
+		wait = max(refreshEvery, 3*time.Since(t0))
+	}
+}
+
+// lead runs the rules under lease: a final load after the takeover (every
+// commit of the former holder is in it, and none can follow), then the
+// rules and the meter-topic consumer, until ctx ends or the lease is lost.
+func (a *App) lead(ctx context.Context, lease *store.Lease, log zerolog.Logger) error {
+	defer lease.Release(context.WithoutCancel(ctx))
+	if err := a.Rules.Refresh(ctx); err != nil {
+		return fmt.Errorf("cannot load the rules' state after taking the lease: %w", err)
+	}
+	a.Rules.SetFence(cluster.Fence(a.cfg.Cluster.MeterTopic, lease.Holder()))
+	a.cluster.loaded.Store(true)
+	a.cluster.leader.Store(true)
+	defer a.cluster.leader.Store(false)
+	clusterLeader.Set(1)
+	defer clusterLeader.Set(0)
+	log.Info().Str("holder", lease.Holder()).Msg("distributed mode: this instance runs the rules")
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	rulesDone := make(chan struct{})
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := lease.Run(ctx); err != nil && ctx.Err() == nil {
+			cancel(fmt.Errorf("distributed mode: %w", err))
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		defer close(rulesDone)
+		if err := a.Rules.Run(ctx); err != nil && ctx.Err() == nil {
+			cancel(err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		a.consume(ctx, log)
+	}()
+	<-ctx.Done()
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// consume feeds the meter topic to the rules from the stored offsets; after
+// a failed batch (the rules then reload their state) it starts again from
+// the offsets stored with that state.
+func (a *App) consume(ctx context.Context, log zerolog.Logger) {
+	topic := a.cfg.Cluster.MeterTopic
+	mc := ingest.NewMeterConsumer(a.cfg.Kafka, topic, a.Rules, a.Dead, log)
+	thr := logging.Throttle{Period: 10 * time.Second}
+	wait := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := func() error {
+			n, err := ingest.EnsureMeterTopic(ctx, a.cfg.Kafka, topic, ingest.DefaultMeterPartitions)
+			if err != nil {
+				return err
+			}
+			start, err := cluster.Offsets(ctx, a.DB, topic)
+			if err != nil {
+				return err
+			}
+			return mc.Run(ctx, n, start)
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		if ok, n := thr.Allow(); ok && err != nil {
+			log.Error().Err(err).Int("suppressed", n).Dur("retry_in", wait).Msg("meter topic consumer stopped; starting again from the stored offsets")
+		}
+		sleepCtx(ctx, wait)
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// RulesLeader reports whether this instance runs the rules (distributed
+// mode); false in single-process mode.
+func (a *App) RulesLeader() bool { return a.cluster != nil && a.cluster.leader.Load() }
