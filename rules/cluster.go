@@ -180,3 +180,10 @@ func (e *Engine) dueOffsets(quiet bool) map[int32]int64 {
 	}
 	return e.offsets
 }
+
+func init() { // every series exists from the start
+	for _, k := range []string{event.CommandConfirm, event.CommandStillOut} {
+		commandsForwarded.WithLabelValues(k)
+		commandsRefused.WithLabelValues(k)
+	}
+}
