@@ -111,13 +111,20 @@ func retryDelay(attempt int, retryAfter time.Duration) time.Duration {
 
 // pacer spaces sends to at most rate a second across all workers.
 type pacer struct {
-	mu       sync.Mutex // guards next
+	mu       sync.Mutex // guards next and interval
 	next     time.Time
 	interval time.Duration
 }
 
 func newPacer(rate float64) *pacer {
 	return &pacer{interval: time.Duration(float64(time.Second) / rate)}
+}
+
+// setRate changes the rate from the next send on.
+func (p *pacer) setRate(rate float64) {
+	p.mu.Lock()
+	p.interval = time.Duration(float64(time.Second) / rate)
+	p.mu.Unlock()
 }
 
 // wait blocks until the caller's turn.

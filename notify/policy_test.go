@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -217,5 +218,31 @@ func TestPriorityOrder(t *testing.T) {
 func forBackends(t *testing.T, f func(t *testing.T, driver string)) {
 	for _, driver := range storetest.Backends {
 		t.Run(driver, func(t *testing.T) { f(t, driver) })
+	}
+}
+
+// TestShareRate: an instance of n sharing the Twilio account paces itself
+// at sms.twilio.rate / n; the outbox file is not paced.
+func TestShareRate(t *testing.T) {
+	cfg := Config{Sender: "twilio"}
+	cfg.Twilio.Rate = 12
+	o := &Outbox{cfg: cfg, pace: newPacer(cfg.Twilio.Rate)}
+	o.rate.Store(math.Float64bits(cfg.Twilio.Rate))
+	for _, c := range []struct {
+		n    int
+		want float64
+	}{{1, 12}, {3, 4}, {0, 12}, {2, 6}} {
+		o.ShareRate(c.n)
+		if got := o.Rate(); got != c.want {
+			t.Errorf("ShareRate(%d): Rate() = %v, want %v", c.n, got, c.want)
+		}
+		if got, want := o.pace.interval, time.Duration(float64(time.Second)/c.want); got != want {
+			t.Errorf("ShareRate(%d): pacer interval %v, want %v", c.n, got, want)
+		}
+	}
+	file := &Outbox{cfg: Config{Sender: "outbox"}}
+	file.ShareRate(3)
+	if file.Rate() != 0 {
+		t.Errorf("the outbox file paced at %v", file.Rate())
 	}
 }

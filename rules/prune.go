@@ -22,6 +22,9 @@ import (
 // small batch keeps the writer's step short; call again while it returns
 // batch or more (see PruneAll).
 func (e *Engine) Prune(ctx context.Context, before time.Time, batch int) (int, error) {
+	if e.forwarding() {
+		return 0, nil // distributed mode: the instance running the rules prunes
+	}
 	var n int
 	err := e.call(ctx, &request{fn: func() error {
 		var err error

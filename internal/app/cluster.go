@@ -87,7 +87,26 @@ func (a *App) buildCluster(ctx context.Context) error {
 	a.cluster = &clusterState{fwd: fwd}
 	a.closers = append(a.closers, fwd.Close)
 	a.Rules.SetRemote(fwd)
+	a.components = append(a.components, component{"rate-share", a.shareRate})
 	return nil
+}
+
+// shareRate keeps this instance's Twilio pace at sms.twilio.rate divided by
+// the live instances, so the cluster as a whole keeps to the account's rate.
+func (a *App) shareRate(ctx context.Context) error {
+	last := 0
+	for {
+		if n, err := cluster.LiveInstances(ctx, a.DB, time.Now()); err == nil && n != last {
+			a.Outbox.ShareRate(n)
+			last = n
+			a.log.Info().Int("instances", n).Float64("rate", a.Outbox.Rate()).Msg("distributed mode: Twilio rate shared")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+	}
 }
 
 // input is the handler of every input: the rules, or in distributed mode

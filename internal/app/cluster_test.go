@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/gridbell/gridbell/internal/app"
+	"github.com/gridbell/gridbell/internal/cluster"
 	"github.com/gridbell/gridbell/internal/config"
 	"github.com/gridbell/gridbell/internal/store"
 	"github.com/gridbell/gridbell/internal/store/storetest"
@@ -171,6 +172,21 @@ func TestClusterThreeInstances(t *testing.T) {
 		return -1
 	}
 	waitFor(t, "one instance running the rules", 30*time.Second, func() bool { return leader() >= 0 })
+	db, err := store.Open(context.Background(), env.store, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	live := func() int {
+		n, err := cluster.LiveInstances(context.Background(), db, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := live(); n != 3 {
+		t.Errorf("live instances = %d, want 3 (each shares the Twilio rate by it)", n)
+	}
 
 	pub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://127.0.0.1:1883").SetClientID(env.prefix + "-pub"))
 	if tok := pub.Connect(); tok.Wait() && tok.Error() != nil {
@@ -208,7 +224,10 @@ func TestClusterThreeInstances(t *testing.T) {
 	ins[old].stop()
 	gone := ins[old]
 	ins[old] = nil
-	live := slices.DeleteFunc(slices.Clone(ins), func(in *clusterInstance) bool { return in == nil })
+	if n := live(); n != 2 {
+		t.Errorf("live instances after a stop = %d, want 2", n)
+	}
+	liveIns := slices.DeleteFunc(slices.Clone(ins), func(in *clusterInstance) bool { return in == nil })
 	waitFor(t, "another instance running the rules", 45*time.Second, func() bool { return leader() >= 0 })
 
 	// The OMS declares TA-2 out over Kafka; then everyone comes back.
@@ -226,7 +245,7 @@ func TestClusterThreeInstances(t *testing.T) {
 	if err := kcl.ProduceSync(t.Context(), oms("started", 2*time.Second)).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "outage SMS for TA-2", 60*time.Second, func() bool { return len(sent(t, append(live, gone), "outage")) >= 6 })
+	waitFor(t, "outage SMS for TA-2", 60*time.Second, func() bool { return len(sent(t, append(liveIns, gone), "outage")) >= 6 })
 	for i := 1; i <= 8; i++ {
 		c := "C-1"
 		if i > 4 {
@@ -239,15 +258,15 @@ func TestClusterThreeInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for len(sent(t, append(live, gone), "restored")) < 6 {
+	for len(sent(t, append(liveIns, gone), "restored")) < 6 {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for restored SMS: outage %v, restored %v", sent(t, append(live, gone), "outage"), sent(t, append(live, gone), "restored"))
+			t.Fatalf("timed out waiting for restored SMS: outage %v, restored %v", sent(t, append(liveIns, gone), "outage"), sent(t, append(liveIns, gone), "restored"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(3 * time.Second) // let anything wrongly queued show up
 
-	all := append(live, gone)
+	all := append(liveIns, gone)
 	outage, restored := sent(t, all, "outage"), sent(t, all, "restored")
 	for _, phone := range []string{"+8613812345601", "+8613812345602", "+8613812345603", "+8613812345606", "+8613812345607", "+8613812345608"} {
 		if outage[phone] != 1 || restored[phone] != 1 {
@@ -273,8 +292,8 @@ func TestClusterThreeInstances(t *testing.T) {
 		return string(b)
 	}
 	alike := func() bool {
-		first := list(live[0])
-		for _, in := range live[1:] {
+		first := list(liveIns[0])
+		for _, in := range liveIns[1:] {
 			if list(in) != first {
 				return false
 			}
@@ -283,14 +302,14 @@ func TestClusterThreeInstances(t *testing.T) {
 	}
 	for deadline := time.Now().Add(20 * time.Second); !alike(); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the instances' APIs differ:\n%s: %s\n%s: %s", live[0].name, list(live[0]), live[1].name, list(live[1]))
+			t.Fatalf("the instances' APIs differ:\n%s: %s\n%s: %s", liveIns[0].name, list(liveIns[0]), liveIns[1].name, list(liveIns[1]))
 		}
 	}
 
 	// A confirmation posted to an instance that does not run the rules.
-	follower := live[0]
+	follower := liveIns[0]
 	if follower.app.RulesLeader() {
-		follower = live[1]
+		follower = liveIns[1]
 	}
 	var ids []outageView
 	var lv struct{ Outages []outageView }
@@ -315,7 +334,7 @@ func TestClusterThreeInstances(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("confirm on a follower = %d, want 200", resp.StatusCode)
 	}
-	for _, in := range live {
+	for _, in := range liveIns {
 		waitFor(t, in.name+" sees the confirmation", 20*time.Second, func() bool {
 			var o struct {
 				ConfirmedBy string `json:"confirmed_by"`
