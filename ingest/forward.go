@@ -188,9 +188,9 @@ func EnsureMeterTopic(ctx context.Context, cfg KafkaConfig, topic string, partit
 }
 
 func ensureTopic(conn *kafka.Conn, d *kafka.Dialer, ctx context.Context, topic string, partitions int) (int, error) {
-	if ps, err := conn.ReadPartitions(topic); err == nil && len(ps) > 0 {
-		return len(ps), nil
-	}
+	// Create first: kafka-go's metadata request (ReadPartitions) asks the
+	// broker to create a missing topic, which one with auto-creation on
+	// would do with its own default partition count.
 	ctrl, err := conn.Controller()
 	if err != nil {
 		return 0, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,11 @@ func (a *App) takeInstanceLease(ctx context.Context) error {
 	}
 	a.Lease = l
 	a.closers = append(a.closers, func() error { return l.Release(context.Background()) })
+	if others, err := store.LiveHolders(ctx, a.DB, singleLease); err != nil {
+		return err
+	} else if len(others) > 0 {
+		return fmt.Errorf("cannot start in distributed mode: a single-process gridbell runs on this store (%s); every SMS would go twice: stop it first", strings.Join(others, ", "))
+	}
 	a.components = append(a.components, component{"lease", l.Run})
 	a.log.Info().Str("holder", l.Holder()).Str("instance", a.cfg.Cluster.Instance).Msg("distributed mode: holding this instance's lease")
 	return nil

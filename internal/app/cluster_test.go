@@ -344,3 +344,41 @@ func TestClusterThreeInstances(t *testing.T) {
 		})
 	}
 }
+
+// TestModesRefuseEachOther: a single-process gridbell does not start on a
+// store where instances in distributed mode run, nor the other way round:
+// both would run the rules and send every SMS twice.
+func TestModesRefuseEachOther(t *testing.T) {
+	env := newClusterEnv(t)
+	ctx := context.Background()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	in := env.start(t, "m1")
+	waitFor(t, "m1 ready", 60*time.Second, func() bool { return in.app.Ready() == nil })
+	single, err := app.New(ctx, instanceConfig(t, env.store), log)
+	if err == nil {
+		single.Run(canceled())
+		t.Fatal("a single-process instance started beside a distributed-mode one")
+	}
+	if !strings.Contains(err.Error(), "instances in distributed mode run on this store") {
+		t.Errorf("single-process refusal = %q, want it to name the distributed-mode instances", err)
+	}
+	in.stop()
+
+	single, err = app.New(ctx, instanceConfig(t, env.store), log)
+	if err != nil {
+		t.Fatalf("single-process after the cluster stopped: %v", err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- single.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+	cfg, _ := env.config(t, "m2")
+	clustered, err := app.New(ctx, cfg, log)
+	if err == nil {
+		clustered.Run(canceled())
+		t.Fatal("a distributed-mode instance started beside a single-process one")
+	}
+	if !strings.Contains(err.Error(), "a single-process gridbell runs on this store") {
+		t.Errorf("distributed-mode refusal = %q, want it to name the single-process instance", err)
+	}
+}

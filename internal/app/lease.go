@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gridbell/gridbell/internal/store"
@@ -33,6 +34,11 @@ func (a *App) takeLease(ctx context.Context) error {
 	}
 	a.Lease = l
 	a.closers = append(a.closers, func() error { return l.Release(context.Background()) })
+	if others, err := store.LiveHolders(ctx, a.DB, "instance:%"); err != nil {
+		return err
+	} else if len(others) > 0 {
+		return fmt.Errorf("cannot start in single-process mode: instances in distributed mode run on this store (%s); every SMS would go twice: stop them, or start this one with cluster.enabled", strings.Join(others, ", "))
+	}
 	a.components = append(a.components, component{"lease", l.Run})
 	a.log.Info().Str("holder", l.Holder()).Msg("holding the store's single-process lease")
 	return nil

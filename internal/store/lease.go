@@ -148,3 +148,22 @@ func (l *Lease) Release(ctx context.Context) error {
 	}
 	return nil
 }
+
+// LiveHolders returns the holders of the current (unexpired) leases whose
+// names match the SQL LIKE pattern like.
+func LiveHolders(ctx context.Context, db *DB, like string) ([]string, error) {
+	rows, err := db.QueryContext(ctx, `SELECT holder FROM store_leases WHERE name LIKE $1 AND expires > $2 ORDER BY name`, like, time.Now().UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("cannot read leases: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
