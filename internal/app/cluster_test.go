@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,16 +94,56 @@ func (env *clusterEnv) config(t *testing.T, name string) (*config.Config, string
 	return cfg, listen
 }
 
-// start starts instance name in this process and waits until it is ready.
+// startTogether builds the instances at the same moment (each migrates
+// the store and imports the contacts) and starts them.
+func (env *clusterEnv) startTogether(t *testing.T, names ...string) []*clusterInstance {
+	t.Helper()
+	type built struct {
+		a   *app.App
+		err error
+	}
+	cfgs := make([]*config.Config, len(names))
+	listens := make([]string, len(names))
+	for i, n := range names {
+		cfgs[i], listens[i] = env.config(t, n)
+	}
+	res := make([]built, len(names))
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i].a, res[i].err = app.New(context.Background(), cfgs[i], env.logger(t, n))
+		}()
+	}
+	wg.Wait()
+	var out []*clusterInstance
+	for i, n := range names {
+		if res[i].err != nil {
+			t.Fatalf("%s, started together with %d others on an empty database: %v", n, len(names)-1, res[i].err)
+		}
+		out = append(out, env.run(t, n, listens[i], cfgs[i], res[i].a))
+	}
+	return out
+}
+
+func (env *clusterEnv) logger(t *testing.T, name string) zerolog.Logger {
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Str("instance", name).Logger()
+}
+
+// start starts instance name in this process.
 func (env *clusterEnv) start(t *testing.T, name string) *clusterInstance {
 	t.Helper()
 	cfg, listen := env.config(t, name)
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Str("instance", name).Logger())
+	a, err := app.New(context.Background(), cfg, env.logger(t, name))
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
+	return env.run(t, name, listen, cfg, a)
+}
+
+func (env *clusterEnv) run(t *testing.T, name, listen string, cfg *config.Config, a *app.App) *clusterInstance {
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	stopped := false
@@ -146,9 +187,9 @@ func sent(t *testing.T, ins []*clusterInstance, kind string) map[string]int {
 	return count(all, kind, "")
 }
 
-// TestClusterThreeInstances: three instances in distributed mode on one
-// PostgreSQL database, a kfake cluster and Mosquitto's shared subscription.
-// Each customer gets exactly one outage and one restored SMS although the
+// TestClusterThreeInstances: three instances in distributed mode, built at
+// the same moment on one empty PostgreSQL database (all become ready), with
+// a kfake cluster and Mosquitto's shared subscription. Each customer gets exactly one outage and one restored SMS although the
 // meter events are spread over the instances and the instance running the
 // rules stops in between; a momentary blip whose two events reach
 // different instances sends nothing; every instance's API answers alike;
@@ -156,10 +197,7 @@ func sent(t *testing.T, ins []*clusterInstance, kind string) map[string]int {
 // effect.
 func TestClusterThreeInstances(t *testing.T) {
 	env := newClusterEnv(t)
-	var ins []*clusterInstance
-	for i := range 3 {
-		ins = append(ins, env.start(t, fmt.Sprintf("i%d", i+1)))
-	}
+	ins := env.startTogether(t, "i1", "i2", "i3") // on an empty database
 	for _, in := range ins {
 		waitFor(t, in.name+" ready", 60*time.Second, func() bool { return in.app.Ready() == nil })
 	}
