@@ -31,6 +31,9 @@ func (o *Outbox) claim(ctx context.Context, limit int) ([]claimed, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := o.lockPhones(ctx, tx, due); err != nil {
+		return nil, err
+	}
 	var out []claimed
 	perPhone := map[string]int{}
 	for _, c := range due {
@@ -54,6 +57,30 @@ func (o *Outbox) claim(ctx context.Context, limit int) ([]claimed, error) {
 		return nil, fmt.Errorf("cannot commit claimed messages: %w", err)
 	}
 	return out, nil
+}
+
+// lockPhones serialises, on PostgreSQL, the claims of instances sharing the
+// outbox for the phones whose hourly limit this claim counts: each takes a
+// transaction lock per phone (in one order, so two claims cannot deadlock)
+// before counting, and the second counts after the first has committed its
+// claims. Safety kinds are not limited and lock nothing.
+func (o *Outbox) lockPhones(ctx context.Context, tx *cachedTx, due []claimed) error {
+	if !o.db.Postgres() || o.cfg.PhoneHourly <= 0 {
+		return nil
+	}
+	var phones []string
+	for _, c := range due {
+		if !safetyKinds[c.Kind] {
+			phones = append(phones, c.To)
+		}
+	}
+	slices.Sort(phones)
+	for _, p := range slices.Compact(phones) {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('gridbell-phone:' || $1))`, p); err != nil {
+			return fmt.Errorf("cannot lock phone for its hourly limit: %w", err)
+		}
+	}
+	return nil
 }
 
 // dueMessages reads up to limit due messages, most urgent first. Queued

@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -189,4 +190,54 @@ func queueEmpty(t *testing.T, o *Outbox) bool {
 		t.Fatal(err)
 	}
 	return left == 0
+}
+
+// TestSharedPhoneLimit: two instances claiming at once for the same phones
+// keep to sms.phone_hourly between them. Each phone has four balance_low
+// messages (different accounts' references), two enqueued on each
+// instance, and a limit of one an hour: each phone gets exactly one.
+func TestSharedPhoneLimit(t *testing.T) {
+	const n = 150
+	srv := twiliotest.New(testSID, testToken)
+	defer srv.Close()
+	os, _ := sharedOutboxes(t, "postgres", srv, n, "gridbell-a", "gridbell-b")
+	now := time.Now()
+	for i, o := range os {
+		o.cfg.PhoneHourly = 1
+		var ins []event.Intent
+		for a := range n {
+			for r := range 2 {
+				ref := fmt.Sprintf("BAL-%d-%d", i, r)
+				ins = append(ins, event.Intent{Key: fmt.Sprintf("balance_low|%s|01%08d", ref, a), Kind: event.KindBalanceLow,
+					Account: fmt.Sprintf("01%08d", a), Ref: ref, Grid: "G01", Vars: map[string]string{"balance": "18.50"},
+					Priority: event.PriorityBilling, CreatedAt: now})
+			}
+		}
+		if err := o.Enqueue(context.Background(), nil, ins); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last, stable := -1, 0
+	runUntil(t, os, func() bool {
+		c := srv.Count()
+		if c == last && c > 0 {
+			stable++
+		} else {
+			last, stable = c, 0
+		}
+		return stable > 200 // 2 s without a send
+	})
+	seen := map[string]int{}
+	for _, m := range srv.Received() {
+		seen[m.To]++
+	}
+	over := 0
+	for _, k := range seen {
+		if k > 1 {
+			over++
+		}
+	}
+	if len(seen) != n || over > 0 {
+		t.Errorf("%d phones got a message, %d of them more than the hourly limit of 1; want %d phones, once each", len(seen), over, n)
+	}
 }
