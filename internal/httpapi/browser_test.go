@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/gridbell/gridbell/internal/httpapi"
 )
 
 // Browser test sizes: the storm outage covers bigCustomers customers of
@@ -207,14 +209,14 @@ func TestBrowser(t *testing.T) {
 	listBehaves(t, eval)
 
 	// A count arrives live: five meters come back, no reload. The lists are
-	// fetched again, and only the rows that changed are rebuilt: meter 17's
+	// fetched again, rows move, and only the rows that changed are rebuilt: meter 17's
 	// dark row (no SMS status in it, nothing about it changes) stays the
 	// same element.
 	eval(`document.querySelector('#darkTable tr[data-meter="330000000017"]').gbTagged = true; ''`)
 	darkJS := `document.querySelector('#outageTable tr[data-id="OMS-STORM-1"] td:last-child').textContent`
 	before := eval(darkJS)
 	var back []string
-	for i := 1; i <= 5; i++ {
+	for _, i := range []int{1, 2, 3, 4, 97} { // 97 is life support: its row moves from the top to the 20th
 		back = append(back, fmt.Sprintf("33%010d", i))
 	}
 	w.powerOn(back...)
@@ -230,6 +232,7 @@ func TestBrowser(t *testing.T) {
 	if eval(`String(document.querySelector('#darkTable tr[data-meter="330000000017"]').gbTagged === true)`) != "true" {
 		t.Error("an unchanged row was rebuilt by the live update")
 	}
+	sameOrder(t, w, eval)
 	if eval(`window.noReload`) != "yes" {
 		t.Error("the page reloaded")
 	}
@@ -308,6 +311,35 @@ func listBehaves(t *testing.T, eval func(string) string) {
 	shown := eval(`[...document.querySelectorAll('#custTable tbody tr[data-account="0100001000"] td')].map(td => td.textContent).join('|')`)
 	if !strings.Contains(shown, xssName) {
 		t.Errorf("customer 1000's row = %q, want the name %q as text", shown, xssName)
+	}
+}
+
+// sameOrder checks that the manager's lists, patched by a live update
+// (rows moved, replaced, gone), are in the order the API gives now.
+func sameOrder(t *testing.T, w *world, eval func(string) string) {
+	t.Helper()
+	var ws httpapi.Workspace
+	w.login("wang").do("GET", "/api/v1/outages/OMS-STORM-1/workspace", "", &ws)
+	var accounts, meters []string
+	for _, c := range ws.Customers {
+		accounts = append(accounts, c.Account)
+	}
+	for _, d := range ws.Dark {
+		meters = append(meters, d.Meter)
+	}
+	for _, c := range []struct{ table, attr, want string }{
+		{"#custTable", "account", strings.Join(accounts, ",")},
+		{"#darkTable", "meter", strings.Join(meters, ",")},
+	} {
+		got := eval(`[...document.querySelectorAll('` + c.table + ` tbody tr')].map(tr => tr.dataset.` + c.attr + `).join(',')`)
+		if got != c.want {
+			g, wnt := strings.Split(got, ","), strings.Split(c.want, ",")
+			i := 0
+			for i < len(g) && i < len(wnt) && g[i] == wnt[i] {
+				i++
+			}
+			t.Errorf("%s after the live update: %d rows, want %d; first difference at row %d", c.table, len(g), len(wnt), i+1)
+		}
 	}
 }
 
