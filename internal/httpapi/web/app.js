@@ -156,10 +156,10 @@ function rows(tbody, list, cells, trAttrs, keyOf) {
 // cost the browser seconds of style and layout before any of it showed.
 // placeRows builds the first screenful at once (FIRST_ROWS over all the
 // tables of a render, in page order) and the rest in chunks, one a frame;
-// a later render of the same table (a live update, the other
-// language) keeps every row whose HTML is unchanged, and rows that do
-// change are replaced in place, so the reader's scroll position holds.
-// Each <tr> carries its key and HTML as gbKey and gbHTML.
+// a later render of the same table (a live update, the other language)
+// keeps every row whose HTML is unchanged, and rows that do change are
+// replaced in place, so the reader's scroll position holds. Each <tr>
+// carries its key and HTML as gbKey and gbHTML: the DOM is the state.
 const FIRST_ROWS = 60, CHUNK_ROWS = 300;
 let firstRows = 0; // what the current render may still build at once: firstScreen() sets it
 const jobs = []; // tables with rows still to place, in page order
@@ -249,6 +249,7 @@ function pumpRows() {
 function whenDrawn(fn) {
   if (jobs.length) drawnWaiters.push(fn); else fn();
 }
+
 function empty(id, list) { $(id).hidden = list.length > 0; }
 
 class ApiError extends Error {
