@@ -36,8 +36,9 @@ func (o *Outbox) Enqueue(ctx context.Context, tx *sql.Tx, intents []event.Intent
 	if err := o.enqueue(ctx, tx, intents); err != nil {
 		return err
 	}
-	// The caller commits later; the dispatcher's poll finds the intents
-	// within pollEvery even if this wake-up comes too early.
+	// The caller commits later: the kick makes the dispatcher look every
+	// pollEvery for hotFor, and its idle look finds intents committed
+	// after that within idlePoll (dispatchLoop).
 	o.Kick()
 	return nil
 }
