@@ -87,20 +87,26 @@ func runUntil(t *testing.T, os []*Outbox, done func() bool) {
 	wg.Wait()
 }
 
+// perPhone counts what srv received per phone, and the phones that got more
+// than one.
+func perPhone(srv *twiliotest.Server) (seen map[string]int, more int) {
+	seen = map[string]int{}
+	for _, m := range srv.Received() {
+		seen[m.To]++
+	}
+	for _, k := range seen {
+		if k > 1 {
+			more++
+		}
+	}
+	return seen, more
+}
+
 // checkOnce fails unless srv received exactly one message for each of n
 // phones.
 func checkOnce(t *testing.T, srv *twiliotest.Server, n int) {
 	t.Helper()
-	seen := map[string]int{}
-	for _, m := range srv.Received() {
-		seen[m.To]++
-	}
-	twice := 0
-	for _, k := range seen {
-		if k > 1 {
-			twice++
-		}
-	}
+	seen, twice := perPhone(srv)
 	if len(seen) != n || srv.Count() != n || twice > 0 {
 		t.Errorf("received %d messages to %d phones (%d phones more than once), want %d once each", srv.Count(), len(seen), twice, n)
 	}
@@ -227,16 +233,7 @@ func TestSharedPhoneLimit(t *testing.T) {
 		}
 		return stable > 200 // 2 s without a send
 	})
-	seen := map[string]int{}
-	for _, m := range srv.Received() {
-		seen[m.To]++
-	}
-	over := 0
-	for _, k := range seen {
-		if k > 1 {
-			over++
-		}
-	}
+	seen, over := perPhone(srv)
 	if len(seen) != n || over > 0 {
 		t.Errorf("%d phones got a message, %d of them more than the hourly limit of 1; want %d phones, once each", len(seen), over, n)
 	}

@@ -103,6 +103,40 @@ func startApp(t *testing.T, cfg *config.Config, level zerolog.Level) *app.App {
 	return a
 }
 
+// mqttPublisher connects a QoS 1 publisher to broker and returns a func
+// publishing v as JSON to prefix/topic; it disconnects when the test ends.
+func mqttPublisher(t *testing.T, broker, prefix string) func(topic string, v any) {
+	t.Helper()
+	pub := paho.NewClient(paho.NewClientOptions().AddBroker(broker).SetClientID(fmt.Sprintf("%s-pub-%d", prefix, time.Now().UnixNano())))
+	if tok := pub.Connect(); tok.Wait() && tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	t.Cleanup(func() { pub.Disconnect(100) })
+	return func(topic string, v any) {
+		t.Helper()
+		b, _ := json.Marshal(v)
+		if tok := pub.Publish(prefix+"/"+topic, 1, false, b); tok.Wait() && tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+}
+
+// fleetConcentrator is the concentrator of meter i (1-8) of contactsCSV.
+func fleetConcentrator(i int) string {
+	if i > 4 {
+		return "C-2"
+	}
+	return "C-1"
+}
+
+// publishReadings sends a reading of every meter of contactsCSV stamped ts.
+func publishReadings(publish func(string, any), ts string) {
+	for i := 1; i <= 8; i++ {
+		publish(fmt.Sprintf("%s/33000000000%d/reading", fleetConcentrator(i), i), map[string]any{
+			"meter": fmt.Sprintf("33000000000%d", i), "ts": ts, "kwh": 100.5 + float64(i)})
+	}
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
@@ -174,31 +208,13 @@ func testEndToEnd(t *testing.T, driver string) {
 	startApp(t, cfg, zerolog.InfoLevel)
 	ctx := t.Context()
 
-	pub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + broker).SetClientID(prefix + "-pub"))
-	if tok := pub.Connect(); tok.Wait() && tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-	defer pub.Disconnect(100)
-	publish := func(topic string, v any) {
-		t.Helper()
-		b, _ := json.Marshal(v)
-		if tok := pub.Publish(prefix+"/"+topic, 1, false, b); tok.Wait() && tok.Error() != nil {
-			t.Fatal(tok.Error())
-		}
-	}
+	publish := mqttPublisher(t, "tcp://"+broker, prefix)
 	now := time.Now()
 	ts := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }
 
 	// Everyone powered, then TA-1's concentrator last gasp: after the 2 s
 	// momentary window the area is out.
-	for i := 1; i <= 8; i++ {
-		c := "C-1"
-		if i > 4 {
-			c = "C-2"
-		}
-		publish(fmt.Sprintf("%s/33000000000%d/reading", c, i), map[string]any{
-			"meter": fmt.Sprintf("33000000000%d", i), "ts": ts(-time.Minute), "kwh": 100.5 + float64(i)})
-	}
+	publishReadings(publish, ts(-time.Minute))
 	publish("C-1/event", map[string]any{"concentrator": "C-1", "ts": ts(0), "type": "power_off"})
 
 	// The OMS declares a fault in TA-2 over Kafka.

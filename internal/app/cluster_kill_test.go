@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,8 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/gridbell/gridbell/internal/store"
 )
@@ -72,25 +69,8 @@ func (env *clusterEnv) spawn(t *testing.T, name string) *process {
 		t.Fatal(err)
 	}
 	cfg, listen := env.config(t, name)
-	envv := append(os.Environ(),
-		"GRIDBELL_DATA_DIR="+cfg.DataDir,
-		"GRIDBELL_CONTACTS_FILE="+env.contacts,
-		"GRIDBELL_HTTP_LISTEN="+listen,
-		"GRIDBELL_MQTT_BROKERS=tcp://127.0.0.1:1883",
-		"GRIDBELL_MQTT_TOPIC_PREFIX="+env.prefix,
-		"GRIDBELL_MQTT_CLIENT_ID="+env.prefix+"-"+name,
-		"GRIDBELL_MQTT_SHARED_GROUP="+env.prefix,
-		"GRIDBELL_KAFKA_BROKERS="+strings.Join(env.kafka.ListenAddrs(), ","),
-		"GRIDBELL_KAFKA_GROUP="+env.prefix,
-		"GRIDBELL_CLUSTER_ENABLED=true",
-		"GRIDBELL_CLUSTER_INSTANCE="+name,
-		"GRIDBELL_CLUSTER_METER_TOPIC="+env.prefix+".meter-events",
-		"GRIDBELL_STORE_DRIVER=postgres",
-		"GRIDBELL_STORE_DSN="+env.store.DSN,
-		"GRIDBELL_RULES_MOMENTARY=2s",
-		"GRIDBELL_QUIET_HOURS_ENABLED=false",
+	envv := append(append(os.Environ(), env.vars(name, listen)...),
 		"GRIDBELL_SMS_PHONE_HOURLY=-1",
-		"GRIDBELL_AUTH_TOKENS=admintok-0123456789:admin",
 		"GRIDBELL_LOG_LEVEL=warn",
 	)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -194,17 +174,7 @@ func TestClusterSIGKILL(t *testing.T) {
 	}
 	waitFor(t, "a process running the rules", 30*time.Second, func() bool { return rulesHolder(t, db) != "" })
 
-	pub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://127.0.0.1:1883").SetClientID(env.prefix + "-pub"))
-	if tok := pub.Connect(); tok.Wait() && tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-	defer pub.Disconnect(100)
-	publish := func(topic string, v any) {
-		b, _ := json.Marshal(v)
-		if tok := pub.Publish(env.prefix+"/"+topic, 1, false, b); tok.Wait() && tok.Error() != nil {
-			t.Fatal(tok.Error())
-		}
-	}
+	publish := mqttPublisher(t, "tcp://127.0.0.1:1883", env.prefix)
 	now := time.Now()
 	ts := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339Nano) }
 	restart := func(name string) {

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -65,10 +64,9 @@ type clusterInstance struct {
 	stop                 func() // graceful stop, waits for Run
 }
 
-func (env *clusterEnv) config(t *testing.T, name string) (*config.Config, string) {
-	t.Helper()
-	listen := freePort(t)
-	cfg, err := config.Load("", []string{
+// vars is the environment of instance name, serving HTTP on listen.
+func (env *clusterEnv) vars(name, listen string) []string {
+	return []string{
 		"GRIDBELL_DATA_DIR=" + filepath.Join(env.dir, name),
 		"GRIDBELL_CONTACTS_FILE=" + env.contacts,
 		"GRIDBELL_HTTP_LISTEN=" + listen,
@@ -79,14 +77,20 @@ func (env *clusterEnv) config(t *testing.T, name string) (*config.Config, string
 		"GRIDBELL_KAFKA_BROKERS=" + strings.Join(env.kafka.ListenAddrs(), ","),
 		"GRIDBELL_KAFKA_GROUP=" + env.prefix,
 		"GRIDBELL_CLUSTER_ENABLED=true",
-		"GRIDBELL_STORE_DRIVER=postgres",
-		"GRIDBELL_STORE_DSN=" + env.store.DSN,
 		"GRIDBELL_CLUSTER_INSTANCE=" + name,
 		"GRIDBELL_CLUSTER_METER_TOPIC=" + env.prefix + ".meter-events",
+		"GRIDBELL_STORE_DRIVER=postgres",
+		"GRIDBELL_STORE_DSN=" + env.store.DSN,
 		"GRIDBELL_RULES_MOMENTARY=2s",
 		"GRIDBELL_QUIET_HOURS_ENABLED=false",
 		"GRIDBELL_AUTH_TOKENS=admintok-0123456789:admin",
-	})
+	}
+}
+
+func (env *clusterEnv) config(t *testing.T, name string) (*config.Config, string) {
+	t.Helper()
+	listen := freePort(t)
+	cfg, err := config.Load("", env.vars(name, listen))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,28 +230,10 @@ func TestClusterThreeInstances(t *testing.T) {
 		t.Errorf("live instances = %d, want 3 (each shares the Twilio rate by it)", n)
 	}
 
-	pub := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://127.0.0.1:1883").SetClientID(env.prefix + "-pub"))
-	if tok := pub.Connect(); tok.Wait() && tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-	defer pub.Disconnect(100)
-	publish := func(topic string, v any) {
-		t.Helper()
-		b, _ := json.Marshal(v)
-		if tok := pub.Publish(env.prefix+"/"+topic, 1, false, b); tok.Wait() && tok.Error() != nil {
-			t.Fatal(tok.Error())
-		}
-	}
+	publish := mqttPublisher(t, "tcp://127.0.0.1:1883", env.prefix)
 	now := time.Now()
 	ts := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339Nano) }
-	for i := 1; i <= 8; i++ {
-		c := "C-1"
-		if i > 4 {
-			c = "C-2"
-		}
-		publish(fmt.Sprintf("%s/33000000000%d/reading", c, i), map[string]any{
-			"meter": fmt.Sprintf("33000000000%d", i), "ts": ts(-time.Minute), "kwh": 100.5 + float64(i)})
-	}
+	publishReadings(publish, ts(-time.Minute))
 	// A blip of one TA-2 meter: its power_off and power_on are spread over
 	// the instances by the broker, and reach the rules in order.
 	publish("C-2/330000000008/event", map[string]any{"meter": "330000000008", "ts": ts(-30 * time.Second), "type": "power_off"})
@@ -285,11 +271,7 @@ func TestClusterThreeInstances(t *testing.T) {
 	}
 	waitFor(t, "outage SMS for TA-2", 60*time.Second, func() bool { return len(sent(t, append(liveIns, gone), "outage")) >= 6 })
 	for i := 1; i <= 8; i++ {
-		c := "C-1"
-		if i > 4 {
-			c = "C-2"
-		}
-		publish(fmt.Sprintf("%s/33000000000%d/event", c, i), map[string]any{
+		publish(fmt.Sprintf("%s/33000000000%d/event", fleetConcentrator(i), i), map[string]any{
 			"meter": fmt.Sprintf("33000000000%d", i), "ts": ts(10 * time.Second), "type": "power_on"})
 	}
 	if err := kcl.ProduceSync(t.Context(), oms("restored", 20*time.Second)).FirstErr(); err != nil {
