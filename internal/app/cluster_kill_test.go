@@ -133,12 +133,18 @@ func sentBy(t *testing.T, dirs []string, kind string) map[string]int {
 
 // rulesHolder names the instance that holds the cluster-rules lease.
 func rulesHolder(t *testing.T, db *store.DB) string {
+	name, _, _ := strings.Cut(rulesLease(db), " ")
+	return name
+}
+
+// rulesLease is the holder of the cluster-rules lease: instance, pid and a
+// random part, so a restarted instance holds it under another.
+func rulesLease(db *store.DB) string {
 	var h string
 	if err := db.QueryRowContext(context.Background(), `SELECT holder FROM store_leases WHERE name = 'cluster-rules'`).Scan(&h); err != nil {
 		return ""
 	}
-	name, _, _ := strings.Cut(h, " ")
-	return name
+	return h
 }
 
 // TestClusterSIGKILL: three gridbell processes in distributed mode, a storm
@@ -187,9 +193,27 @@ func TestClusterSIGKILL(t *testing.T) {
 	for i, m := range meters {
 		publish(conc[m]+"/"+m+"/event", map[string]any{"meter": m, "ts": ts(0), "type": "power_off"})
 		if i == len(meters)/2 {
-			killed = rulesHolder(t, db)
+			lease := rulesLease(db)
+			killed, _, _ = strings.Cut(lease, " ")
 			procs[killed].kill()
+			killedAt := time.Now()
 			t.Logf("SIGKILLed %s, which ran the rules, after %d power_off events", killed, i+1)
+			ended := make(chan struct{})
+			t.Cleanup(func() { close(ended) })
+			go func() { // how long the rules wait for a new holder (the promise is 30 s)
+				for time.Since(killedAt) < time.Minute {
+					select {
+					case <-ended:
+						return
+					default:
+					}
+					if h := rulesLease(db); h != "" && h != lease {
+						t.Logf("the rules were taken over by %s %.1f s after the SIGKILL", h, time.Since(killedAt).Seconds())
+						return
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			}()
 		}
 	}
 	restart(killed)
