@@ -7,6 +7,9 @@ BIN     := bin/gridbell
 LDFLAGS := -s -w -X main.version=$(VERSION)
 TESTFLAGS ?= -timeout 25m
 BENCHFLAGS ?= -run '^$$' -bench . -benchmem -benchtime 1x
+# The PostgreSQL the storm's PostgreSQL and distributed-mode runs use (a
+# schema of their own each, dropped after).
+BENCH_PG ?= $(or $(GRIDBELL_TEST_PG),postgres://postgres@127.0.0.1:5432/test?sslmode=disable)
 
 .PHONY: all build run test test-faults soak lint bench clean influxd
 
@@ -44,6 +47,12 @@ bench: influxd
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) run ./bench/ingestload
 	$(GO) run ./bench/smsload -n 20000 -steady-rate 2000 -rules-tx
 	$(GO) run ./bench/storm
+	# the storm in distributed mode (issue 9): single process on PostgreSQL,
+	# then 1 and 2 forwarders through an in-process kfake meter topic to the
+	# rules under the cluster-rules lease; the Kafka cost is the ratio of the two
+	$(GO) run ./bench/storm -driver postgres -dsn '$(BENCH_PG)'
+	$(GO) run ./bench/storm -driver postgres -dsn '$(BENCH_PG)' -cluster-forwarders 1
+	$(GO) run ./bench/storm -driver postgres -dsn '$(BENCH_PG)' -cluster-forwarders 2
 	# gridbell beside Telegraf on one workload (skipped, with the install
 	# line, when no telegraf binary is found)
 	$(GO) run ./bench/telegraf -mode batch -n 2000000

@@ -6,6 +6,11 @@
 // one table of figures.
 //
 //	go run ./bench/storm -customers 1000000 -areas 10000 -events 400000
+//
+// With -cluster-forwarders N (PostgreSQL only) the events take distributed
+// mode's path instead (cluster.go): N forwarders to the meter topic of an
+// in-process kfake broker, consumed by the rules under the cluster-rules
+// lease and fence.
 package main
 
 import (
@@ -29,6 +34,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gridbell/gridbell/contacts"
+	"github.com/gridbell/gridbell/ingest"
 	"github.com/gridbell/gridbell/internal/clock"
 	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/fleet"
@@ -52,6 +58,8 @@ func main() {
 	driver := flag.String("driver", "sqlite", "store driver: sqlite or postgres")
 	dsn := flag.String("dsn", "", "store DSN (postgres)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the storm run to this file")
+	forwarders := flag.Int("cluster-forwarders", 0, "distributed mode: this many forwarder instances write the events to the meter topic of an in-process kfake broker, and the rules consume it under the cluster-rules lease (postgres only); 0: single process, the callers hand events to the rules")
+	partitions := flag.Int("cluster-partitions", ingest.DefaultMeterPartitions, "distributed mode: partitions of the meter topic")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -62,14 +70,15 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*customers, *areas, *events, *share, *workers, *batch, *verify, *paced, *sinkName, *driver, *dsn); err != nil {
+	if err := run(*customers, *areas, *events, *share, *workers, *batch, *verify, *paced, *sinkName, *driver, *dsn, *forwarders, *partitions); err != nil {
 		fmt.Fprintln(os.Stderr, "storm:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(customers, areas, events int, share float64, workers, batch, verify int, paced bool, sinkName, driver, dsn string) error {
+func run(customers, areas, events int, share float64, workers, batch, verify int, paced bool, sinkName, driver, dsn string,
+	forwarders, partitions int) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "gridbell-storm-")
 	if err != nil {
@@ -139,19 +148,27 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 		return err
 	}
 	add("rules start (empty store)", time.Since(start).Round(time.Millisecond).String(), "")
+	pipe, mode := single(eng), "single process"
+	if forwarders > 0 {
+		if pipe, err = clusterPipeline(ctx, db, eng, reg, forwarders, partitions, log); err != nil {
+			return err
+		}
+		mode = fmt.Sprintf("distributed: %d forwarder(s) → kfake meter topic (%d partitions) → rules under lease and fence", forwarders, partitions)
+	}
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- eng.Run(rctx) }()
 	defer func() { stop(); <-done }()
+	defer pipe.close()
 
 	evs, out := gasps(reg, areas, events, share, t0)
 	want := affectedAccounts(reg, out)
-	add("events fed (power_off)", fmt.Sprintf("%d in %d areas, %d callers × %d", len(evs), len(out), workers, batch), "")
+	add("events fed (power_off)", fmt.Sprintf("%d in %d areas, %d callers × %d per input, %d input(s)", len(evs), len(out), workers, batch, len(pipe.in)), "")
 	if paced {
-		if err := runPaced(ctx, eng, db, table, evs, workers, batch, cfg.Momentary, want, add); err != nil {
+		if err := runPaced(ctx, eng, pipe, db, table, evs, workers, batch, cfg.Momentary, want, add); err != nil {
 			return err
 		}
-	} else if err := runBurst(ctx, eng, evs, workers, batch, fake, t0, cfg.Momentary, add); err != nil {
+	} else if err := runBurst(ctx, eng, pipe, evs, workers, batch, fake, t0, cfg.Momentary, add); err != nil {
 		return err
 	}
 	var nOut, nDigest int
@@ -160,7 +177,7 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 	add("outage intents in the outbox", fmt.Sprintf("%d of %d affected accounts", nOut, want), "all")
 	add("manager digests", fmt.Sprintf("%d (storm mode %v)", nDigest, eng.StormMode()), "one per grid")
 
-	id, n, err := bigOutage(ctx, eng, reg, areas, verify, clk.Now())
+	id, n, err := bigOutage(ctx, pipe, len(evs), reg, areas, verify, clk.Now())
 	if err != nil {
 		return err
 	}
@@ -169,7 +186,7 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 	add("peak RSS, storm run (registry resident)", fmt.Sprintf("%d MiB", peakRSS()>>20), "< 2048 MiB")
 	add("peak RSS, fleet generation + directory", fmt.Sprintf("%d MiB", rssImport>>20), "")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "storm: %d customers, %d areas, store %s, sink %s, GOMAXPROCS %d\n", customers, areas, driver, sinkName, runtime.GOMAXPROCS(0))
+	fmt.Fprintf(tw, "storm: %d customers, %d areas, store %s, sink %s, %s, GOMAXPROCS %d\n", customers, areas, driver, sinkName, mode, runtime.GOMAXPROCS(0))
 	fmt.Fprintln(tw, "figure\tvalue\ttarget")
 	for _, r := range res {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.name, r.value, r.target)
@@ -241,28 +258,36 @@ func gasps(reg *contacts.Registry, areas, events int, share float64, t0 time.Tim
 
 // runBurst feeds every gasp as fast as the engine takes them, then closes
 // every momentary window at once: the worst case.
-func runBurst(ctx context.Context, eng *rules.Engine, evs []event.Event, workers, batch int, clk *clock.Fake, t0 time.Time,
+func runBurst(ctx context.Context, eng *rules.Engine, pipe *pipeline, evs []event.Event, workers, batch int, clk *clock.Fake, t0 time.Time,
 	momentary time.Duration, add func(string, string, string)) error {
 	start := time.Now()
-	if err := feed(ctx, eng, evs, workers, batch, false); err != nil {
+	if err := feed(ctx, pipe, evs, workers, batch, false); err != nil {
+		return err
+	}
+	if pipe.settled != nil {
+		took := time.Since(start)
+		add("events forwarded (Kafka acked)", fmt.Sprintf("%.0f events/s (%s)", float64(len(evs))/took.Seconds(), took.Round(time.Millisecond)), "")
+	}
+	if err := pipe.wait(ctx, len(evs)); err != nil {
 		return err
 	}
 	took := time.Since(start)
 	add("event processing", fmt.Sprintf("%.0f events/s (%s)", float64(len(evs))/took.Seconds(), took.Round(time.Millisecond)), "≥ 100000 events/s")
 	clk.Set(t0.Add(60*time.Second + momentary + time.Second)) // every window has closed
-	start = time.Now()
+	tick := time.Now()
 	if err := eng.Tick(ctx); err != nil {
 		return err
 	}
-	add("all windows close at once → every outage intent committed", time.Since(start).Round(time.Millisecond).String(), "< 5 s")
+	add("all windows close at once → every outage intent committed", time.Since(tick).Round(time.Millisecond).String(), "< 5 s")
+	add("first event fed → every outage intent committed", (took + time.Since(tick)).Round(time.Millisecond).String(), "")
 	return nil
 }
 
 // runPaced feeds each gasp when the wall clock reaches its stamp and lets
 // the engine's own ticker take the decisions as windows close.
-func runPaced(ctx context.Context, eng *rules.Engine, db *store.DB, table string, evs []event.Event, workers, batch int,
+func runPaced(ctx context.Context, eng *rules.Engine, pipe *pipeline, db *store.DB, table string, evs []event.Event, workers, batch int,
 	momentary time.Duration, want int, add func(string, string, string)) error {
-	if err := feed(ctx, eng, evs, workers, batch, true); err != nil {
+	if err := feed(ctx, pipe, evs, workers, batch, true); err != nil {
 		return err
 	}
 	lastClose := evs[len(evs)-1].Meter.TS.Add(momentary)
@@ -280,17 +305,21 @@ func runPaced(ctx context.Context, eng *rules.Engine, db *store.DB, table string
 	return nil
 }
 
-// feed sends evs in batches from concurrent callers, as ingest's workers do.
-func feed(ctx context.Context, eng *rules.Engine, evs []event.Event, workers, batch int, paced bool) error {
+// feed sends evs in batches from concurrent callers, as ingest's workers
+// do: workers callers for each of the pipeline's inputs (each instance has
+// its own workers).
+func feed(ctx context.Context, pipe *pipeline, evs []event.Event, workers, batch int, paced bool) error {
 	ch := make(chan []event.Event)
 	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for range workers {
+	callers := workers * len(pipe.in)
+	errs := make(chan error, callers)
+	for i := range callers {
+		h := pipe.in[i%len(pipe.in)]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for b := range ch {
-				if err := eng.Handle(ctx, b); err != nil {
+				if err := h.Handle(ctx, b); err != nil {
 					errs <- err
 					return
 				}
@@ -332,8 +361,9 @@ func affectedAccounts(reg *contacts.Registry, areas []string) int {
 }
 
 // bigOutage has the OMS report one outage over enough whole areas to hold
-// n meters (absorbing the AMI records there) and returns its id.
-func bigOutage(ctx context.Context, eng *rules.Engine, reg *contacts.Registry, areas, n int, now time.Time) (string, int, error) {
+// n meters (absorbing the AMI records there), through the pipeline after
+// sent events, and returns its id.
+func bigOutage(ctx context.Context, pipe *pipeline, sent int, reg *contacts.Registry, areas, n int, now time.Time) (string, int, error) {
 	var scope []string
 	total := 0
 	for a := 1; a <= areas && total < n; a++ {
@@ -343,8 +373,11 @@ func bigOutage(ctx context.Context, eng *rules.Engine, reg *contacts.Registry, a
 	}
 	start := now.Add(-2 * time.Minute)
 	id := "OMS-STORM-1"
-	err := eng.Handle(ctx, []event.Event{{Outage: &event.OMSOutage{OutageID: id, Kind: event.OutageFault,
+	err := pipe.in[0].Handle(ctx, []event.Event{{Outage: &event.OMSOutage{OutageID: id, Kind: event.OutageFault,
 		Status: event.StatusStarted, Areas: scope, Start: &start, UpdatedAt: now}}})
+	if err == nil {
+		err = pipe.wait(ctx, sent+1)
+	}
 	return id, total, err
 }
 
