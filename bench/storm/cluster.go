@@ -38,6 +38,8 @@ type pipeline struct {
 	// settled waits until the first n events sent are committed by the
 	// rules; nil when Handle returning means that already.
 	settled func(ctx context.Context, n int) error
+	// batches is how many rules commits the consumer made (distributed).
+	batches func() int64
 	close   func()
 }
 
@@ -57,8 +59,9 @@ func (p *pipeline) wait(ctx context.Context, n int) error {
 // countingRules is the consumer's handler: the engine, counting the events
 // whose batch (with its offsets) has committed.
 type countingRules struct {
-	eng *rules.Engine
-	n   atomic.Int64
+	eng     *rules.Engine
+	n       atomic.Int64
+	batches atomic.Int64 // HandleAt calls: one rules commit each
 }
 
 func (c *countingRules) HandleAt(ctx context.Context, evs []event.Event, offsets map[int32]int64) error {
@@ -66,6 +69,7 @@ func (c *countingRules) HandleAt(ctx context.Context, evs []event.Event, offsets
 		return err
 	}
 	c.n.Add(int64(len(evs)))
+	c.batches.Add(1)
 	return nil
 }
 
@@ -135,6 +139,7 @@ func clusterPipeline(ctx context.Context, db *store.DB, eng *rules.Engine, reg *
 		}
 		return nil
 	}
+	p.batches = counted.batches.Load
 	p.close = func() {
 		for _, f := range fwds {
 			f.Close()

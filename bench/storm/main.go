@@ -272,6 +272,10 @@ func runBurst(ctx context.Context, eng *rules.Engine, pipe *pipeline, evs []even
 		return err
 	}
 	took := time.Since(start)
+	if pipe.batches != nil {
+		b := pipe.batches()
+		add("rules commits from the meter topic", fmt.Sprintf("%d, %.0f events each", b, float64(len(evs))/float64(max(b, 1))), "")
+	}
 	add("event processing", fmt.Sprintf("%.0f events/s (%s)", float64(len(evs))/took.Seconds(), took.Round(time.Millisecond)), "≥ 100000 events/s")
 	clk.Set(t0.Add(60*time.Second + momentary + time.Second)) // every window has closed
 	tick := time.Now()
