@@ -21,8 +21,12 @@ type OffsetHandler interface {
 	HandleAt(ctx context.Context, evs []event.Event, offsets map[int32]int64) error
 }
 
-// meterBatch bounds the events one HandleAt carries.
-const meterBatch = 5000
+// meterBatch bounds the events one HandleAt carries, and meterReadAhead the
+// records read ahead of the rules.
+const (
+	meterBatch     = 5000
+	meterReadAhead = 5000
+)
 
 // MeterConsumer reads every partition of the meter topic, from the offsets
 // the rules stored with their state, and hands the events on in batches.
@@ -58,7 +62,11 @@ func (c *MeterConsumer) Run(ctx context.Context, partitions int, start map[int32
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	in := make(chan meterRecord, 4*partitions)
+	// Records read ahead while the rules commit: a storm's records carry an
+	// event or two each, so a short queue would make a commit of each few
+	// (bench/storm -cluster-forwarders: 64 events a commit with 4 a
+	// partition, about 4,900 with this).
+	in := make(chan meterRecord, meterReadAhead)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
