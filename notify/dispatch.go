@@ -343,13 +343,16 @@ func (o *Outbox) record(ctx context.Context, outs []outcome) error {
 	if err := recordSent(ctx, tx, sent, now); err != nil {
 		return err
 	}
-	if o.hasReceipts.Load() {
-		if err := applyReceipts(ctx, tx); err != nil {
-			return err
-		}
-	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("cannot commit sends: %w", err)
+	}
+	// Receipts that beat this record: applied after the commit, so one
+	// stored while the commit was in flight is seen here or by the
+	// receipt's own apply (webhook.go), whichever comes last.
+	if o.hasReceipts.Load() {
+		if err := applyReceipts(ctx, o.db); err != nil {
+			o.logErr(ctx, fmt.Errorf("cannot apply early delivery receipts; the next record tries again: %w", err))
+		}
 	}
 	for _, c := range counts {
 		count(c[0], c[1])

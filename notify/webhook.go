@@ -204,7 +204,12 @@ func (o *Outbox) receipt(ctx context.Context, sid, status, reason string) error 
 	_, err = o.db.ExecContext(ctx, `INSERT INTO notify_receipts (provider_id, status, reason, at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (provider_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, at = excluded.at`,
 		sid, status, reason, now)
-	return err
+	if err != nil {
+		return err
+	}
+	// The send's record may have committed since the update above (on
+	// PostgreSQL it ran while that record was in flight): apply it now.
+	return applyReceipts(ctx, o.db)
 }
 
 // applyReceipts applies receipts that arrived before their send was recorded.
