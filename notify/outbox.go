@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"slices"
 	"sync"
@@ -109,8 +108,7 @@ type Outbox struct {
 	clk    clock.Clock
 	log    zerolog.Logger
 	tpl    *Templates
-	pace   *pacer        // nil = unpaced (the outbox file)
-	rate   atomic.Uint64 // the pace in force, float64 bits; 0 = unpaced
+	pace   *pacer // nil = unpaced (the outbox file)
 
 	instance string        // names this instance's claims; set before Run
 	lease    time.Duration // claimLease; shorter in tests
@@ -157,7 +155,6 @@ func NewOutbox(cfg Config, qh QuietHours, db *store.DB, dir Directory, sender Se
 	}
 	if cfg.Sender == "twilio" && cfg.Twilio.Rate > 0 {
 		o.pace = newPacer(cfg.Twilio.Rate)
-		o.rate.Store(math.Float64bits(cfg.Twilio.Rate))
 	}
 	return o, nil
 }
@@ -169,14 +166,17 @@ func (o *Outbox) ShareRate(n int) {
 	if o.pace == nil {
 		return
 	}
-	r := o.cfg.Twilio.Rate / float64(max(n, 1))
-	o.pace.setRate(r)
-	o.rate.Store(math.Float64bits(r))
+	o.pace.setRate(o.cfg.Twilio.Rate / float64(max(n, 1)))
 }
 
 // Rate is the sends a second this outbox allows itself: sms.twilio.rate,
 // or its share (ShareRate); 0 when it does not pace (the outbox file).
-func (o *Outbox) Rate() float64 { return math.Float64frombits(o.rate.Load()) }
+func (o *Outbox) Rate() float64 {
+	if o.pace == nil {
+		return 0
+	}
+	return o.pace.rate()
+}
 
 // SetInstance names this instance in the messages it claims (docs/deploy.md, distributed mode
 // cluster.instance, the host name by default). Call it before Run: at

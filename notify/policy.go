@@ -120,6 +120,13 @@ func newPacer(rate float64) *pacer {
 	return &pacer{interval: time.Duration(float64(time.Second) / rate)}
 }
 
+// rate is the sends a second the pacer allows.
+func (p *pacer) rate() float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return float64(time.Second) / float64(p.interval)
+}
+
 // setRate changes the rate from the next send on.
 func (p *pacer) setRate(rate float64) {
 	p.mu.Lock()

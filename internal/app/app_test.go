@@ -80,6 +80,28 @@ func readOutbox(t *testing.T, path string) []outboxLine {
 	return out
 }
 
+// needMosquitto fails (CI) or skips the test when no broker answers at addr.
+func needMosquitto(t *testing.T, addr string) {
+	t.Helper()
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err != nil {
+		storetest.Missing(t, "mosquitto", err)
+	} else {
+		c.Close()
+	}
+}
+
+// newKafka starts a kfake cluster with the OMS and billing topics, closed
+// when the test ends.
+func newKafka(t *testing.T) *kfake.Cluster {
+	t.Helper()
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "oms.outages", "billing.accounts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	return kc
+}
+
 // startApp starts the service on cfg, logging at level to the test, and
 // waits until it is ready; it is stopped, and Run's error checked, when the
 // test ends.
@@ -169,16 +191,8 @@ func TestEndToEnd(t *testing.T) {
 
 func testEndToEnd(t *testing.T, driver string) {
 	const broker = "127.0.0.1:1883"
-	if c, err := net.DialTimeout("tcp", broker, time.Second); err != nil {
-		storetest.Missing(t, "mosquitto", err)
-	} else {
-		c.Close()
-	}
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "oms.outages", "billing.accounts"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
+	needMosquitto(t, broker)
+	kc := newKafka(t)
 
 	dir := t.TempDir()
 	contactsFile := filepath.Join(dir, "contacts.csv")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -37,17 +36,8 @@ type clusterEnv struct {
 
 func newClusterEnv(t *testing.T) *clusterEnv {
 	t.Helper()
-	const broker = "127.0.0.1:1883"
-	if c, err := net.DialTimeout("tcp", broker, time.Second); err != nil {
-		storetest.Missing(t, "mosquitto", err)
-	} else {
-		c.Close()
-	}
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "oms.outages", "billing.accounts"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kc.Close)
+	needMosquitto(t, "127.0.0.1:1883")
+	kc := newKafka(t)
 	dir := t.TempDir()
 	env := &clusterEnv{kafka: kc, store: storetest.Config(t, "postgres"), prefix: fmt.Sprintf("cl%d", time.Now().UnixNano()),
 		contacts: filepath.Join(dir, "contacts.csv"), dir: dir}

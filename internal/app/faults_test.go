@@ -4,7 +4,6 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -99,20 +98,7 @@ func startFaultRun(t *testing.T, st store.Config, dataDir string, extra ...strin
 		t.Fatal(err)
 	}
 	cfg.Store = st
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run() = %v", err)
-		}
-	})
-	waitFor(t, "readiness", 30*time.Second, func() bool { return a.Ready() == nil })
+	a := startApp(t, cfg, zerolog.WarnLevel)
 	pub := faultPublisher(t, broker.URL())
 	return &faultRun{t: t, app: a, broker: broker, outbox: filepath.Join(cfg.DataDir, "outbox.jsonl"), pub: pub, prefix: "ami", http: httpAddr}
 }
