@@ -252,6 +252,7 @@ func (a *App) consume(ctx context.Context, log zerolog.Logger) {
 	thr := logging.Throttle{Period: 10 * time.Second}
 	wait := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		began := time.Now()
 		err := func() error {
 			n, err := ingest.EnsureMeterTopic(ctx, a.cfg.Kafka, topic, ingest.DefaultMeterPartitions)
 			if err != nil {
@@ -268,6 +269,9 @@ func (a *App) consume(ctx context.Context, log zerolog.Logger) {
 		}
 		if ok, n := thr.Allow(); ok && err != nil {
 			log.Error().Err(err).Int("suppressed", n).Dur("retry_in", wait).Msg("meter topic consumer stopped; starting again from the stored offsets")
+		}
+		if time.Since(began) > time.Minute {
+			wait = 100 * time.Millisecond // a failure after a long run starts the backoff afresh
 		}
 		sleepCtx(ctx, wait)
 		wait = min(2*wait, 5*time.Second)
