@@ -93,7 +93,7 @@ func TestCrashChild(t *testing.T) {
 	for {
 		time.Sleep(50 * time.Millisecond)
 		var left int
-		if err := db.QueryRow(`SELECT (SELECT COUNT(*) FROM notify_intents WHERE state = 'pending') +
+		if err := db.QueryRow(`SELECT (SELECT COUNT(*) FROM notify_intents WHERE state = 'pending') + (SELECT COALESCE(SUM(n), 0) FROM notify_intent_log) +
 			(SELECT COUNT(*) FROM notify_messages WHERE status IN ('queued', 'held', 'sending'))`).Scan(&left); err != nil {
 			t.Fatal(err)
 		}

@@ -157,11 +157,15 @@ func (o *Outbox) dispatchLoop(ctx context.Context, jobs chan<- claimed, inflight
 // untilDue returns how long an idle dispatcher may wait: until the next
 // pending intent or queued or held message is due, within pollEvery..idlePoll.
 func (o *Outbox) untilDue(ctx context.Context) time.Duration {
-	var intent, msg sql.NullInt64
+	var intent, msg, logged sql.NullInt64
 	err := o.db.QueryRowContext(ctx, `SELECT (SELECT MIN(not_before) FROM notify_intents WHERE state = $1),
-		(SELECT MIN(due_at) FROM notify_messages WHERE status IN ($2, $3))`, StatusPending, StatusQueued, StatusHeld).Scan(&intent, &msg)
+		(SELECT MIN(due_at) FROM notify_messages WHERE status IN ($2, $3)),
+		(SELECT MIN(at) FROM notify_intent_log WHERE n >= 0)`, StatusPending, StatusQueued, StatusHeld).Scan(&intent, &msg, &logged)
 	if err != nil {
 		return pollEvery // the store is failing: the next step logs it
+	}
+	if logged.Valid { // another instance's rules logged intents: unpack them now
+		return pollEvery
 	}
 	wait := idlePoll
 	for _, due := range []sql.NullInt64{intent, msg} {
@@ -175,10 +179,17 @@ func (o *Outbox) untilDue(ctx context.Context) time.Duration {
 // step expands and claims once; it reports whether there may be more to do
 // at once (busy), and whether it found anything to do at all (worked).
 func (o *Outbox) step(ctx context.Context, jobs chan<- claimed, inflight *atomic.Int64, inflightCap int) (busy, worked bool) {
+	u, err := o.unpack(ctx)
+	if err != nil {
+		o.logErr(ctx, err)
+	}
 	n, err := o.expand(ctx)
 	if err != nil {
 		o.logErr(ctx, err)
-		return false, false
+		return u > 0, u > 0
+	}
+	if u > 0 { // more may be logged: come back at once
+		defer func() { busy, worked = true, true }()
 	}
 	free := inflightCap - int(inflight.Load())
 	if free <= 0 || o.paused() {
@@ -228,7 +239,8 @@ func (o *Outbox) pauseFor(d time.Duration) {
 func (o *Outbox) refreshDepth(ctx context.Context) {
 	depth := map[string]float64{StatusPending: 0, StatusQueued: 0, StatusHeld: 0, StatusSending: 0}
 	var pending int64
-	if err := o.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM notify_intents WHERE state = $1`, StatusPending).Scan(&pending); err != nil {
+	if err := o.db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM notify_intents WHERE state = $1)
+		+ (SELECT COALESCE(SUM(n), 0) FROM notify_intent_log WHERE n >= 0)`, StatusPending).Scan(&pending); err != nil {
 		return
 	}
 	depth[StatusPending] = float64(pending)
@@ -482,6 +494,9 @@ func truncate(s string, n int) string {
 func (o *Outbox) runOnce(ctx context.Context) (int, error) {
 	total := 0
 	for {
+		if _, err := o.unpack(ctx); err != nil {
+			return total, err
+		}
 		if _, err := o.expand(ctx); err != nil {
 			return total, err
 		}

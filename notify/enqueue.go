@@ -49,14 +49,30 @@ func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, intents []event.Intent
 			return err
 		}
 	}
-	if o.db.Postgres() {
-		return o.enqueuePG(ctx, tx, intents)
+	now := o.clk.Now()
+	if len(intents) >= bulkFrom {
+		return o.logIntents(ctx, tx, intents, now)
 	}
-	return o.enqueueSQLite(ctx, tx, intents)
+	recs := make([]intentRec, len(intents))
+	for i, in := range intents {
+		var err error
+		if recs[i], err = intentRecOf(in, now); err != nil {
+			return err
+		}
+	}
+	return insertRecs(ctx, tx, o.db.Postgres(), recs, now.UnixNano())
 }
 
-// intentRow returns the columns of in that are not stored as given.
-func (o *Outbox) intentRow(in event.Intent, now time.Time) (vars string, notBefore, created int64, err error) {
+// intentRec is an intent as its notify_intents row stores it, but for the
+// enqueue time and the state.
+type intentRec struct {
+	key, kind, account, grid, to, ref, vars string
+	prio                                    int32
+	notBefore, created                      int64 // unix ns
+}
+
+// intentRecOf returns the row of in; now stands in for a zero CreatedAt.
+func intentRecOf(in event.Intent, now time.Time) (intentRec, error) {
 	v := in.Vars
 	if len(in.Aliases) > 0 {
 		// Aliases ride in the vars column under a key no template uses.
@@ -66,15 +82,25 @@ func (o *Outbox) intentRow(in event.Intent, now time.Time) (vars string, notBefo
 		}
 		v[aliasesVar] = strings.Join(in.Aliases, ",")
 	}
-	vars, err = encodeVars(v)
+	vars, err := encodeVars(v)
 	if err != nil {
-		return "", 0, 0, fmt.Errorf("cannot encode vars of intent %s: %w", in.Key, err)
+		return intentRec{}, fmt.Errorf("cannot encode vars of intent %s: %w", in.Key, err)
 	}
 	c := in.CreatedAt
 	if c.IsZero() {
 		c = now
 	}
-	return vars, nanos(in.NotBefore), c.UnixNano(), nil
+	return intentRec{key: in.Key, kind: string(in.Kind), account: in.Account, grid: in.Grid, to: in.To, ref: in.Ref,
+		vars: vars, prio: int32(in.Priority), notBefore: nanos(in.NotBefore), created: c.UnixNano()}, nil
+}
+
+// insertRecs stores recs as pending intents enqueued at enqueued (unix ns);
+// a key already stored is skipped.
+func insertRecs(ctx context.Context, tx *sql.Tx, pg bool, recs []intentRec, enqueued int64) error {
+	if pg {
+		return insertRecsPG(ctx, tx, recs, enqueued)
+	}
+	return insertRecsSQLite(ctx, tx, recs, enqueued)
 }
 
 // encodeVars returns what json.Marshal(vars) does, without reflection when
@@ -138,23 +164,18 @@ const intentCols = 12
 // NULL, which no bound Go string or integer violates.
 const sqliteIntentRows = 32
 
-// enqueueSQLite inserts intents sqliteIntentRows per statement.
-func (o *Outbox) enqueueSQLite(ctx context.Context, tx *sql.Tx, intents []event.Intent) error {
-	now := o.clk.Now()
-	restore, err := growCache(ctx, tx, len(intents))
+// insertRecsSQLite inserts recs sqliteIntentRows per statement.
+func insertRecsSQLite(ctx context.Context, tx *sql.Tx, recs []intentRec, enqueued int64) error {
+	restore, err := growCache(ctx, tx, len(recs))
 	if err != nil {
 		return fmt.Errorf("cannot enqueue intents: %w", err)
 	}
 	defer restore()
-	err = store.ExecBatches(ctx, tx, len(intents), sqliteIntentRows, insertIntentsSQL,
+	err = store.ExecBatches(ctx, tx, len(recs), sqliteIntentRows, insertIntentsSQL,
 		func(args []any, from, to int) ([]any, error) {
-			for _, in := range intents[from:to] {
-				vars, nb, created, err := o.intentRow(in, now)
-				if err != nil {
-					return nil, err
-				}
-				args = append(args, in.Key, string(in.Kind), in.Account, in.Grid, in.To, in.Ref, vars, int(in.Priority),
-					nb, created, now.UnixNano(), StatusPending)
+			for _, r := range recs[from:to] {
+				args = append(args, r.key, r.kind, r.account, r.grid, r.to, r.ref, r.vars, int(r.prio),
+					r.notBefore, r.created, enqueued, StatusPending)
 			}
 			return args, nil
 		})
@@ -210,22 +231,17 @@ func insertIntentsSQL(rows int) string {
 // arrays: one round trip instead of one an intent.
 const pgIntentRows = 10000
 
-// enqueuePG inserts intents from column arrays, pgIntentRows per statement.
+// insertRecsPG inserts recs from column arrays, pgIntentRows per statement.
 // The plan is a function scan feeding the insert, so rows go in in the
 // order unnest returns them, the caller's (an ORDER BY on WITH ORDINALITY
 // cost a tenth more for nothing).
-func (o *Outbox) enqueuePG(ctx context.Context, tx *sql.Tx, intents []event.Intent) error {
-	now := o.clk.Now()
-	for len(intents) > 0 {
-		n := min(pgIntentRows, len(intents))
+func insertRecsPG(ctx context.Context, tx *sql.Tx, recs []intentRec, enqueued int64) error {
+	for len(recs) > 0 {
+		n := min(pgIntentRows, len(recs))
 		var c intentColumns
 		c.grow(n)
-		for _, in := range intents[:n] {
-			vars, nb, created, err := o.intentRow(in, now)
-			if err != nil {
-				return err
-			}
-			c.add(in, vars, nb, created)
+		for _, r := range recs[:n] {
+			c.add(r)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO notify_intents
 			(key, kind, account, grid, to_phone, ref, vars, priority, not_before, created_at, enqueued_at, state)
@@ -233,11 +249,11 @@ func (o *Outbox) enqueuePG(ctx context.Context, tx *sql.Tx, intents []event.Inte
 			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 				$8::int[], $9::bigint[], $10::bigint[]) AS i (k, kd, a, g, t, r, v, p, nb, c)
 			ON CONFLICT (key) DO NOTHING`,
-			c.key, c.kind, c.account, c.grid, c.to, c.ref, c.vars, c.prio, c.notBefore, c.created, now.UnixNano(), StatusPending)
+			c.key, c.kind, c.account, c.grid, c.to, c.ref, c.vars, c.prio, c.notBefore, c.created, enqueued, StatusPending)
 		if err != nil {
 			return fmt.Errorf("cannot enqueue intents: %w", err)
 		}
-		intents = intents[n:]
+		recs = recs[n:]
 	}
 	return nil
 }
@@ -256,9 +272,9 @@ func (c *intentColumns) grow(n int) {
 	c.prio, c.notBefore, c.created = make([]int32, 0, n), make([]int64, 0, n), make([]int64, 0, n)
 }
 
-func (c *intentColumns) add(in event.Intent, vars string, notBefore, created int64) {
-	c.key, c.kind, c.account = append(c.key, in.Key), append(c.kind, string(in.Kind)), append(c.account, in.Account)
-	c.grid, c.to, c.ref, c.vars = append(c.grid, in.Grid), append(c.to, in.To), append(c.ref, in.Ref), append(c.vars, vars)
-	c.prio = append(c.prio, int32(in.Priority))
-	c.notBefore, c.created = append(c.notBefore, notBefore), append(c.created, created)
+func (c *intentColumns) add(r intentRec) {
+	c.key, c.kind, c.account = append(c.key, r.key), append(c.kind, r.kind), append(c.account, r.account)
+	c.grid, c.to, c.ref, c.vars = append(c.grid, r.grid), append(c.to, r.to), append(c.ref, r.ref), append(c.vars, r.vars)
+	c.prio = append(c.prio, r.prio)
+	c.notBefore, c.created = append(c.notBefore, r.notBefore), append(c.created, r.created)
 }

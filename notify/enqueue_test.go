@@ -47,6 +47,18 @@ func TestEnqueueBulk(t *testing.T) {
 			if err := tx.Commit(); err != nil {
 				t.Fatal(err)
 			}
+			// A bulk Enqueue is logged (intentlog.go): one row a logChunk,
+			// nothing in notify_intents until the dispatcher unpacks it.
+			var logged, stored int
+			if err := db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(n), 0) FROM notify_intent_log`).Scan(&logged, &stored); err != nil {
+				t.Fatal(err)
+			}
+			if want := (len(ins) + logChunk - 1) / logChunk; logged != want || stored != len(ins) {
+				t.Fatalf("intent log holds %d rows of %d intents, want %d of %d", logged, stored, want, len(ins))
+			}
+			if u, err := o.Unpack(ctx); err != nil || u != len(ins) {
+				t.Fatalf("Unpack = %d, %v; want %d", u, err, len(ins))
+			}
 			again := ins[10]
 			again.Account = "0199999999"
 			if err := o.Enqueue(ctx, nil, []event.Intent{again}); err != nil { // a duplicate of a stored one
@@ -55,6 +67,9 @@ func TestEnqueueBulk(t *testing.T) {
 			var rows int
 			if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM notify_intents`).Scan(&rows); err != nil {
 				t.Fatal(err)
+			}
+			if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM notify_intent_log`).Scan(&logged); err != nil || logged != 0 {
+				t.Fatalf("intent log holds %d rows after Unpack (%v)", logged, err)
 			}
 			if rows != n {
 				t.Fatalf("%d rows stored, want %d", rows, n)

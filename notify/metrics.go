@@ -25,6 +25,8 @@ var (
 		metrics.LatencyBuckets, "kind")
 	webhookReplays = metrics.Default.Counter("gridbell_twilio_webhook_replays_total",
 		"Twilio webhooks whose MessageSid had already taken effect, ignored.")
+	logCorrupt = metrics.Default.Counter("gridbell_sms_intent_log_corrupt_total",
+		"Rows of the intent log (a storm's intents, notify_intent_log) that could not be decoded; each is kept there with a negative n.")
 	retriesVec = metrics.Default.CounterVec("gridbell_sms_retries_total",
 		"SMS sends to retry, by class: throttled, transient, unknown_outcome (looked up before the resend).", "class")
 	sendDuration = metrics.Default.HistogramVec("gridbell_sms_send_duration_seconds",

@@ -91,6 +91,9 @@ var migrations = []string{
 	// and the last minutes' traffic (the storm overview).
 	`CREATE INDEX notify_links_account ON notify_links (account, created_at)`,
 	`CREATE INDEX notify_messages_queued ON notify_messages (queued_at)`,
+	// A storm's intents, logged compactly in the rules' transaction and
+	// unpacked into notify_intents by the dispatcher (intentlog.go).
+	`CREATE TABLE notify_intent_log (id TEXT PRIMARY KEY, at BIGINT NOT NULL, n INTEGER NOT NULL, data BYTEA NOT NULL)`,
 }
 
 // claimLease is how long a claimed message stays with its instance without
@@ -115,6 +118,7 @@ type Outbox struct {
 
 	kick        chan struct{}
 	hasReceipts atomic.Bool
+	lastLogAt   atomic.Int64 // the latest intent log row's time, unix ns (intentlog.go)
 
 	writeMu sync.Mutex // taken by begin on SQLite: one writer at a time
 	stmts   sync.Map   // query → *sql.Stmt prepared on db

@@ -3,6 +3,7 @@ package rules
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -209,12 +210,34 @@ func TestUnknownMeterKeepsStateSendsNothing(t *testing.T) {
 
 func TestByPriority(t *testing.T) {
 	in := []event.Intent{{Key: "a", Priority: 1}, {Key: "b", Priority: 0}, {Key: "c", Priority: 2}, {Key: "d", Priority: 0}, {Key: "e", Priority: 1}}
+	var l intentList
+	for _, it := range in {
+		l.add(it)
+	}
 	var got string
-	for _, it := range byPriority(in) {
+	for _, it := range l.byPriority() {
 		got += it.Key
 	}
 	if got != "bdaec" {
 		t.Errorf("byPriority order = %s, want bdaec", got)
+	}
+	// Across chunks, and stable: 10,000 intents of priorities 2, 1, 0, … in
+	// turn come out as every 0 in emission order, then every 1, then 2.
+	l.reset()
+	for i := range 10000 {
+		l.add(event.Intent{Key: fmt.Sprint(i), Priority: event.Priority(2 - i%3)})
+	}
+	out := l.byPriority()
+	if len(out) != 10000 {
+		t.Fatalf("byPriority returned %d intents, want 10000", len(out))
+	}
+	for i := 1; i < len(out); i++ {
+		a, b := out[i-1], out[i]
+		ka, _ := strconv.Atoi(a.Key)
+		kb, _ := strconv.Atoi(b.Key)
+		if a.Priority > b.Priority || a.Priority == b.Priority && ka > kb {
+			t.Fatalf("byPriority: %s (priority %d) before %s (priority %d)", a.Key, a.Priority, b.Key, b.Priority)
+		}
 	}
 }
 

@@ -134,6 +134,13 @@ func (e *Engine) meter(id, conc string) int32 {
 	info, known := e.dir.Meter(id)
 	if !ok {
 		i = int32(len(e.meters))
+		if len(e.meters) == cap(e.meters) {
+			// Room for the registry's whole fleet at once: growing a slice
+			// of a million meters step by step copied it many times over.
+			if l, ok := e.dir.(interface{ Len() int }); ok && l.Len() > len(e.meters) {
+				e.meters = slices.Grow(e.meters, l.Len()-len(e.meters)+1)
+			}
+		}
 		e.meters = append(e.meters, meterState{id: id, area: -1, outage: -1})
 		e.meterIdx[id] = i
 	}

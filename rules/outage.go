@@ -252,6 +252,9 @@ func (e *Engine) tell(r *outage, meters []int32) {
 		r.ETRTold = r.ETR
 		e.touch(r)
 	}
+	// The intents of one area share their vars (nothing changes an
+	// intent's vars once emitted): a storm tells ~500k customers at once.
+	varsOf := map[int32]map[string]string{}
 	for _, i := range meters {
 		m := &e.meters[i]
 		if !e.eligible(r, i) || r.ledger[m.account]&(lNotified|lPlanned) != 0 {
@@ -266,12 +269,16 @@ func (e *Engine) tell(r *outage, meters []int32) {
 		if m.area >= 0 {
 			area = e.areas[m.area].name
 		}
-		vars := map[string]string{"outage_id": r.ID, "area": area, "start": fmtTime(r.Start), "kind": r.Kind}
-		if r.ETR != nil {
-			vars["etr"] = fmtTime(r.ETR)
-		}
-		if r.Cause != "" {
-			vars["cause"] = r.Cause
+		vars, ok := varsOf[m.area]
+		if !ok {
+			vars = map[string]string{"outage_id": r.ID, "area": area, "start": fmtTime(r.Start), "kind": r.Kind}
+			if r.ETR != nil {
+				vars["etr"] = fmtTime(r.ETR)
+			}
+			if r.Cause != "" {
+				vars["cause"] = r.Cause
+			}
+			varsOf[m.area] = vars
 		}
 		e.emit(event.Intent{Key: "outage/" + r.ID + "/" + m.account, Kind: event.KindOutage,
 			Account: m.account, Grid: e.gridOf(m), Ref: r.ID, Vars: vars, Priority: priority(e.classOf(m)), CreatedAt: now})

@@ -266,7 +266,7 @@ func TestClusterSIGKILL(t *testing.T) {
 	// lease lapses, and sent again: the crash window).
 	settled := func() bool {
 		var n int
-		db.QueryRowContext(context.Background(), `SELECT (SELECT COUNT(*) FROM notify_intents WHERE state = 'pending') +
+		db.QueryRowContext(context.Background(), `SELECT (SELECT COUNT(*) FROM notify_intents WHERE state = 'pending') + (SELECT COALESCE(SUM(n), 0) FROM notify_intent_log) +
 			(SELECT COUNT(*) FROM notify_messages WHERE status IN ('queued', 'held', 'sending'))`).Scan(&n)
 		return n == 0
 	}
