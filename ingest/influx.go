@@ -219,8 +219,53 @@ func appendLine(b []byte, r event.Reading, area string) []byte {
 
 // appendFloat appends a float field value. Line protocol reads a number
 // without the i or u suffix as a float, so 1 needs no ".0".
+//
+// Meter readings have a few decimals (220.1 V, 12345.67 kWh): for those
+// the value is written as an integer with k decimals, the fewest k for
+// which x = round(v·10^k) gives x/10^k == v back. Both that division and a
+// parser reading "x with k decimals" round the same rational to the
+// nearest float64, so the text reads back as v exactly, as strconv's
+// shortest form does (and is the same text, its digits ending in no 0),
+// at a fraction of its cost: float formatting was 8% of batch ingest's CPU.
 func appendFloat(b []byte, v float64) []byte {
+	if v > -1e12 && v < 1e12 && (v != 0 || !math.Signbit(v)) {
+		p := 1.0
+		for k := 0; k <= 4; k++ {
+			if x := math.Round(v * p); x/p == v {
+				return appendFixed(b, int64(x), k)
+			}
+			p *= 10
+		}
+	}
 	return strconv.AppendFloat(b, v, 'f', -1, 64)
+}
+
+// appendFixed appends x/10^k with k decimals (k ≤ 4, |x| < 10^16).
+func appendFixed(b []byte, x int64, k int) []byte {
+	if x < 0 {
+		b = append(b, '-')
+		x = -x
+	}
+	var buf [24]byte
+	i := len(buf)
+	for d := 0; d < k; d++ {
+		i--
+		buf[i] = byte('0' + x%10)
+		x /= 10
+	}
+	if k > 0 {
+		i--
+		buf[i] = '.'
+	}
+	for {
+		i--
+		buf[i] = byte('0' + x%10)
+		x /= 10
+		if x == 0 {
+			break
+		}
+	}
+	return append(b, buf[i:]...)
 }
 
 // appendTag escapes a tag value: commas, equals signs, spaces and

@@ -410,7 +410,9 @@ func (m *MQTT) handOn(ctx context.Context, b *mqttBatch) error {
 }
 
 // afterHandle counts unknown meters and copies readings to Influx. With a
-// Directory, one lookup per reading serves both: the sink is given the area.
+// Directory, one lookup per reading serves both: the sink is given the
+// area. The rules, when they applied the reading here, have already looked
+// it up (Reading.Found): then none.
 func (m *MQTT) afterHandle(evs []event.Event) {
 	for i := range evs {
 		r := evs[i].Reading
@@ -421,7 +423,10 @@ func (m *MQTT) afterHandle(evs []event.Event) {
 				m.sink.Write(*r)
 			}
 		default:
-			area, ok := m.dir.MeterArea(r.Meter)
+			area, ok := r.Area, r.Found == event.LookupKnown
+			if r.Found == event.LookupNone {
+				area, ok = m.dir.MeterArea(r.Meter)
+			}
 			if !ok {
 				unknownReadings.Inc()
 			}

@@ -342,6 +342,14 @@ func (e *Engine) applyConcentratorEvent(ev *event.ConcentratorEvent) {
 // meters, a balance. Lock: e.mu held.
 func (e *Engine) applyReading(r *event.Reading) {
 	i := e.meter(r.Meter, r.Concentrator)
+	if m := &e.meters[i]; m.known {
+		r.Found, r.Area = event.LookupKnown, ""
+		if m.area >= 0 {
+			r.Area = e.areas[m.area].name
+		}
+	} else {
+		r.Found = event.LookupUnknown
+	}
 	ts := r.TS.UnixNano()
 	e.powered(i, ts, false, false)
 	if r.Balance != nil && e.meters[i].known {

@@ -106,6 +106,7 @@ func logHas(path, s string) bool {
 type gridbell struct {
 	bin      string
 	contacts bool
+	profile  string // a CPU profile of the run is written here; "" none
 }
 
 func (g *gridbell) name() string { return "gridbell" }
@@ -134,7 +135,11 @@ influx: {url: %q, token: "x:y", org: "bench", bucket: %q}
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := spawn(dir, "gridbell", nil, g.bin, "run", "--config", conf)
+	args := []string{"run", "--config", conf}
+	if g.profile != "" {
+		args = append(args, "--cpuprofile", g.profile)
+	}
+	p, err := spawn(dir, "gridbell", nil, g.bin, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -39,6 +39,7 @@ func main() {
 	contacts := flag.Bool("contacts", true, "gridbell: import a contacts file of the whole fleet first")
 	conns := flag.Int("conns", 4, "publisher connections")
 	idle := flag.Duration("idle", 10*time.Second, "pause before each run, so the last one's tail does not count")
+	profile := flag.String("cpuprofile", "", "gridbell: write a CPU profile of its run to this file (go tool pprof)")
 	flag.Parse()
 	if *mode != "batch" && *mode != "single" {
 		fail(fmt.Errorf("-mode %q is not batch or single", *mode))
@@ -69,7 +70,7 @@ func main() {
 			if out, err := exec.Command("go", "build", "-o", bin, "./cmd/gridbell").CombinedOutput(); err != nil {
 				fail(fmt.Errorf("cannot build gridbell (run from the project root): %v: %s", err, out))
 			}
-			cons = &gridbell{bin: bin, contacts: *contacts}
+			cons = &gridbell{bin: bin, contacts: *contacts, profile: *profile}
 		default:
 			fail(fmt.Errorf("unknown consumer %q", c))
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -21,6 +22,7 @@ import (
 
 func runCmd(g *globals) *cobra.Command {
 	var checkOnly, printConfig, demo bool
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the main job: ingest, rules, notify and the HTTP API",
@@ -39,6 +41,17 @@ func runCmd(g *globals) *cobra.Command {
 			}
 			ctx, stop := signalContext()
 			defer stop()
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile() // written at a graceful stop
+			}
 			var f *fleet.Fleet
 			if demo {
 				if f, err = prepareDemo(cfg, log); err != nil {
@@ -58,6 +71,7 @@ func runCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&checkOnly, "check-config", false, "validate the configuration and exit")
 	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the effective configuration (secrets masked) and exit")
 	cmd.Flags().BoolVar(&demo, "demo", false, "import a demo fleet and play the demo scenario against this instance")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) of the whole run to this file at a graceful stop")
 	return cmd
 }
 
