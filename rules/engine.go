@@ -312,8 +312,26 @@ func (e *Engine) drain() {
 		case r := <-e.reqs:
 			e.process(e.gather(r))
 		default:
+			e.flushSeen()
 			return
 		}
+	}
+}
+
+// flushSeen writes every last-seen time and first sight the sweep has not
+// written yet (meter.go), so a graceful stop loses none of them; only a
+// crash does. Writer only.
+func (e *Engine) flushSeen() {
+	e.mu.Lock()
+	for i := range e.meters {
+		if m := &e.meters[i]; m.seen > m.saved {
+			e.markDirty(int32(i))
+		}
+	}
+	dirty := len(e.dirtyMeters) > 0
+	e.mu.Unlock()
+	if dirty && !e.reloading.Load() {
+		e.process(nil)
 	}
 }
 
