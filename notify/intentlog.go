@@ -187,18 +187,12 @@ type logDecoder struct {
 	err error
 }
 
-func (d *logDecoder) uvarint() uint64 {
-	v, k := binary.Uvarint(d.b)
-	if k <= 0 {
-		d.err, d.b = errCorruptLog, nil
-		return 0
-	}
-	d.b = d.b[k:]
-	return v
-}
+func (d *logDecoder) uvarint() uint64 { return readVarint(d, binary.Uvarint) }
+func (d *logDecoder) varint() int64   { return readVarint(d, binary.Varint) }
 
-func (d *logDecoder) varint() int64 {
-	v, k := binary.Varint(d.b)
+// readVarint reads one number with read (binary.Uvarint or binary.Varint).
+func readVarint[T uint64 | int64](d *logDecoder, read func([]byte) (T, int)) T {
+	v, k := read(d.b)
 	if k <= 0 {
 		d.err, d.b = errCorruptLog, nil
 		return 0

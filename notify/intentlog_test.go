@@ -99,12 +99,8 @@ func FuzzDecodeIntentLog(f *testing.F) {
 func TestIntentLogUnpack(t *testing.T) {
 	for _, driver := range storetest.Backends {
 		t.Run(driver, func(t *testing.T) {
-			db := storetest.Open(t, driver)
-			clk := clock.NewFake(at(10, 0))
-			o, err := NewOutbox(Config{}, QuietHours{}, db, nil, &recorder{}, clk, zerolog.Nop())
-			if err != nil {
-				t.Fatal(err)
-			}
+			h := newHarness(t, driver, nil, at(10, 0), nil) // Enqueue and unpack read no directory
+			o, db, clk := h.o, h.o.db, h.clk
 			ctx := context.Background()
 			n := 2*logChunk + 5
 			ins := loadIntents(n, clk.Now())
