@@ -172,7 +172,21 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 		unpack = func() (int, error) { return outbox.Unpack(ctx) }
 	}
 	if paced {
-		if err := runPaced(ctx, eng, pipe, db, table, evs, workers, batch, cfg.Momentary, want, unpack, add); err != nil {
+		// The dispatcher unpacks as intents are logged, a row a step.
+		uctx, stopUnpack := context.WithCancel(ctx)
+		unpacked := make(chan struct{})
+		go func() {
+			defer close(unpacked)
+			for uctx.Err() == nil {
+				if n, err := unpack(); err != nil || n == 0 {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		}()
+		err := runPaced(ctx, eng, pipe, db, table, evs, workers, batch, cfg.Momentary, want, add)
+		stopUnpack()
+		<-unpacked
+		if err != nil {
 			return err
 		}
 	} else {
@@ -305,16 +319,13 @@ func runBurst(ctx context.Context, eng *rules.Engine, pipe *pipeline, evs []even
 // runPaced feeds each gasp when the wall clock reaches its stamp and lets
 // the engine's own ticker take the decisions as windows close.
 func runPaced(ctx context.Context, eng *rules.Engine, pipe *pipeline, db *store.DB, table string, evs []event.Event, workers, batch int,
-	momentary time.Duration, want int, unpack func() (int, error), add func(string, string, string)) error {
+	momentary time.Duration, want int, add func(string, string, string)) error {
 	if err := feed(ctx, pipe, evs, workers, batch, true); err != nil {
 		return err
 	}
 	lastClose := evs[len(evs)-1].Meter.TS.Add(momentary)
 	time.Sleep(time.Until(lastClose))
 	for {
-		if _, err := unpack(); err != nil {
-			return err
-		}
 		var n int
 		db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table+` WHERE kind = 'outage'`).Scan(&n)
 		if n >= want || time.Since(lastClose) > time.Minute {
