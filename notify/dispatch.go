@@ -176,20 +176,23 @@ func (o *Outbox) untilDue(ctx context.Context) time.Duration {
 	return max(wait, pollEvery)
 }
 
-// step expands and claims once; it reports whether there may be more to do
-// at once (busy), and whether it found anything to do at all (worked).
+// step unpacks a row of the intent log, expands and claims once; it reports
+// whether there may be more to do at once (busy), and whether it found
+// anything to do at all (worked).
 func (o *Outbox) step(ctx context.Context, jobs chan<- claimed, inflight *atomic.Int64, inflightCap int) (busy, worked bool) {
 	u, err := o.unpack(ctx)
 	if err != nil {
 		o.logErr(ctx, err)
 	}
+	busy, worked = o.expandAndClaim(ctx, jobs, inflight, inflightCap)
+	return busy || u > 0, worked || u > 0 // after a row unpacked, more may be logged
+}
+
+func (o *Outbox) expandAndClaim(ctx context.Context, jobs chan<- claimed, inflight *atomic.Int64, inflightCap int) (busy, worked bool) {
 	n, err := o.expand(ctx)
 	if err != nil {
 		o.logErr(ctx, err)
-		return u > 0, u > 0
-	}
-	if u > 0 { // more may be logged: come back at once
-		defer func() { busy, worked = true, true }()
+		return false, false
 	}
 	free := inflightCap - int(inflight.Load())
 	if free <= 0 || o.paused() {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -54,9 +55,10 @@ func (o *Outbox) enqueue(ctx context.Context, tx *sql.Tx, intents []event.Intent
 		return o.logIntents(ctx, tx, intents, now)
 	}
 	recs := make([]intentRec, len(intents))
+	enc := recEncoder{now: now}
 	for i, in := range intents {
 		var err error
-		if recs[i], err = intentRecOf(in, now); err != nil {
+		if recs[i], err = enc.rec(in); err != nil {
 			return err
 		}
 	}
@@ -71,27 +73,48 @@ type intentRec struct {
 	notBefore, created                      int64 // unix ns
 }
 
-// intentRecOf returns the row of in; now stands in for a zero CreatedAt.
-func intentRecOf(in event.Intent, now time.Time) (intentRec, error) {
-	v := in.Vars
-	if len(in.Aliases) > 0 {
-		// Aliases ride in the vars column under a key no template uses.
-		v = maps.Clone(v)
-		if v == nil {
-			v = map[string]string{}
-		}
-		v[aliasesVar] = strings.Join(in.Aliases, ",")
-	}
-	vars, err := encodeVars(v)
+// recEncoder turns the intents of one Enqueue into rows; now stands in for
+// a zero CreatedAt. The rules give the intents of an area one vars map, so
+// the encoding of the last map is kept: a storm's batch encoded the same
+// vars half a million times over. Within one call a map cannot change.
+type recEncoder struct {
+	now     time.Time
+	varsOf  uintptr // the vars map last encoded; 0 = none
+	encoded string
+}
+
+func (e *recEncoder) rec(in event.Intent) (intentRec, error) {
+	vars, err := e.vars(in)
 	if err != nil {
 		return intentRec{}, fmt.Errorf("cannot encode vars of intent %s: %w", in.Key, err)
 	}
 	c := in.CreatedAt
 	if c.IsZero() {
-		c = now
+		c = e.now
 	}
 	return intentRec{key: in.Key, kind: string(in.Kind), account: in.Account, grid: in.Grid, to: in.To, ref: in.Ref,
 		vars: vars, prio: int32(in.Priority), notBefore: nanos(in.NotBefore), created: c.UnixNano()}, nil
+}
+
+func (e *recEncoder) vars(in event.Intent) (string, error) {
+	if len(in.Aliases) > 0 {
+		// Aliases ride in the vars column under a key no template uses.
+		v := maps.Clone(in.Vars)
+		if v == nil {
+			v = map[string]string{}
+		}
+		v[aliasesVar] = strings.Join(in.Aliases, ",")
+		return encodeVars(v)
+	}
+	id := reflect.ValueOf(in.Vars).Pointer()
+	if id != 0 && id == e.varsOf {
+		return e.encoded, nil
+	}
+	s, err := encodeVars(in.Vars)
+	if err == nil {
+		e.varsOf, e.encoded = id, s
+	}
+	return s, err
 }
 
 // insertRecs stores recs as pending intents enqueued at enqueued (unix ns);

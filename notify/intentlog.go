@@ -100,8 +100,9 @@ func encodeIntentLog(intents []event.Intent, now time.Time) ([]byte, error) {
 	b := make([]byte, 0, 1+48*len(intents))
 	b = append(b, logFormat1)
 	var prev intentRec
+	enc := recEncoder{now: now}
 	for _, in := range intents {
-		r, err := intentRecOf(in, now)
+		r, err := enc.rec(in)
 		if err != nil {
 			return nil, err
 		}

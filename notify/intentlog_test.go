@@ -14,15 +14,21 @@ import (
 	"github.com/gridbell/gridbell/internal/store/storetest"
 )
 
-// logSample is a mixed run of intents: shared and distinct strings, an
-// explicit recipient, aliases, vars that need escaping, times before the
-// previous intent's.
+// logSample is a mixed run of intents: shared and distinct strings, one
+// vars map shared by several intents (as the rules share an area's) with
+// another between them, an explicit recipient, aliases, vars that need
+// escaping, times before the previous intent's.
 func logSample(now time.Time) []event.Intent {
+	area1 := map[string]string{"area": "TA-0001", "outage_id": "AMI-TA-0001"}
 	ins := []event.Intent{
 		{Key: "outage/AMI-TA-0001/0100000001", Kind: event.KindOutage, Account: "0100000001", Grid: "G01", Ref: "AMI-TA-0001",
-			Vars: map[string]string{"area": "TA-0001", "outage_id": "AMI-TA-0001"}, Priority: event.PriorityCritical, CreatedAt: now},
+			Vars: area1, Priority: event.PriorityCritical, CreatedAt: now},
 		{Key: "outage/AMI-TA-0001/0100000002", Kind: event.KindOutage, Account: "0100000002", Grid: "G01", Ref: "AMI-TA-0001",
-			Vars: map[string]string{"area": "TA-0001", "outage_id": "AMI-TA-0001"}, Priority: event.PriorityOutage, CreatedAt: now},
+			Vars: area1, Priority: event.PriorityOutage, CreatedAt: now},
+		{Key: "outage/AMI-TA-0001/0100000003", Kind: event.KindOutage, Account: "0100000003", Grid: "G01", Ref: "AMI-TA-0001",
+			Vars: map[string]string{"area": "TA-0002", "outage_id": "AMI-TA-0001"}, Priority: event.PriorityOutage, CreatedAt: now},
+		{Key: "outage/AMI-TA-0001/0100000004", Kind: event.KindOutage, Account: "0100000004", Grid: "G01", Ref: "AMI-TA-0001",
+			Vars: area1, Priority: event.PriorityOutage, CreatedAt: now},
 		{Key: "digest/G02/1", Kind: event.KindManagerDigest, Grid: "G02", To: "+8613800000009",
 			Vars: map[string]string{"areas": "3", "note": "say \"hi\" <b>&\u2028"}, Priority: event.PriorityOutage, CreatedAt: now.Add(-time.Hour)},
 		{Key: "restored/AMI-TA-0001/0100000002", Kind: event.KindRestored, Account: "0100000002", Grid: "G01", Ref: "AMI-TA-0001",
@@ -47,7 +53,7 @@ func TestIntentLogRoundTrip(t *testing.T) {
 		t.Fatalf("decoded %d intents, want %d", len(got), len(ins))
 	}
 	for i, in := range ins {
-		want, err := intentRecOf(in, now)
+		want, err := (&recEncoder{now: now}).rec(in) // each on its own: no vars kept from another
 		if err != nil {
 			t.Fatal(err)
 		}

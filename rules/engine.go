@@ -214,19 +214,8 @@ func (l *intentList) add(in event.Intent) {
 	l.n++
 }
 
-// reset empties l, keeping its first chunk when that is small.
-func (l *intentList) reset() {
-	var keep []event.Intent
-	if len(l.chunks) == 1 && cap(l.chunks[0]) <= 256 {
-		keep = l.chunks[0]
-		clear(keep)
-		keep = keep[:0]
-	}
-	l.chunks, l.n = l.chunks[:0], 0
-	if keep != nil {
-		l.chunks = append(l.chunks, keep)
-	}
-}
+// reset empties l and lets its intents go.
+func (l *intentList) reset() { *l = intentList{} }
 
 // Handle applies evs and returns once their effects and intents are
 // committed. Many concurrent callers share one transaction.

@@ -15,9 +15,10 @@ import (
 // that starts every seenFlushEvery (by the engine's clock) and walks all
 // meters, seenSweepChunk per tick, marking those whose last-seen time moved.
 // A graceful stop writes them all (flushSeen). A crash therefore loses at
-// most the last-seen times and first sights newer than the last sweep: a restarted engine may show a meter's last sign of power up to
+// most the last-seen times and first sights newer than the last sweep: a
+// restarted engine may show a meter's last sign of power up to
 // seenFlushEvery (plus one sweep, about len(meters)/seenSweepChunk ticks)
-// older than it was. No decision depends on such a time: the rules decide
+// older than it was, or a meter first seen since as not yet seen. No decision depends on such a time: the rules decide
 // on last-seen only for members of a live outage, whose times are written
 // with every change (see powered and join); a stale one is older than the
 // outage's start either way, and only the last-seen time a verification
