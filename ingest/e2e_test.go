@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/gridbell/gridbell/ingest/influxtest"
+	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/store/storetest"
 )
 
@@ -86,5 +90,73 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if n, _ := dl.Count(ctx); n != 0 {
 		t.Errorf("%d dead letters, want none", n)
+	}
+}
+
+// lookupHandler answers for a meter as the rules do once they applied a
+// reading (Reading.Found, .Area), or leaves it unanswered.
+type lookupHandler struct {
+	*recorder
+	known map[string]string // meter → area the "rules" found
+	none  map[string]bool   // meters left unanswered
+}
+
+func (h lookupHandler) Handle(ctx context.Context, evs []event.Event) error {
+	for i := range evs {
+		r := evs[i].Reading
+		switch {
+		case r == nil || h.none[r.Meter]:
+		case h.known[r.Meter] != "":
+			r.Found, r.Area = event.LookupKnown, h.known[r.Meter]
+		default:
+			r.Found = event.LookupUnknown
+		}
+	}
+	return h.recorder.Handle(ctx, evs)
+}
+
+// TestLookupHandedBack: InfluxDB's area tag and the unknown-meter count
+// come from the Handler's answer when it gave one (the rules', which looked
+// the meter up already), and from the Directory only when it did not.
+func TestLookupHandedBack(t *testing.T) {
+	broker := mosquitto(t)
+	srv := influxtest.Start(t)
+	ctx := context.Background()
+	dl, err := OpenDeadLetters(ctx, storetest.Open(t, "sqlite"), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Directory disagrees with the "rules" on purpose: its answer shows
+	// wherever it was asked again.
+	dir := mapDirectory{"K1": "TA-DIR", "U1": "TA-DIR", "N1": "TA-DIR"}
+	sink := startInflux(t, srv.URL, t.TempDir(), 1<<30, dir)
+	defer sink.stop(t)
+	cfg := testMQTTConfig(broker)
+	t.Cleanup(func() { forgetSession(broker, cfg.ClientID) })
+	h := lookupHandler{recorder: newRecorder(), known: map[string]string{"K1": "TA-RULES"}, none: map[string]bool{"N1": true, "N2": true}}
+	m := NewMQTT(cfg, Limits{}, h, sink.s, dl, dir, testLog(t))
+	defer goRun(m.Run).stop(t)
+	waitFor(t, 10*time.Second, "subscription", m.Ready)
+	u0 := testutil.ToFloat64(unknownReadings)
+	pub := publisher(t, broker)
+	ts := time.Now().UTC().Truncate(time.Second).Add(-time.Minute).Format(time.RFC3339)
+	for _, meter := range []string{"K1", "U1", "N1", "N2"} {
+		publish(t, pub, cfg.TopicPrefix+"/C1/"+meter+"/reading", `{"meter":"`+meter+`","ts":"`+ts+`","kwh":1}`)
+	}
+	waitCount(t, srv, 4)
+	series, err := srv.Query(`SELECT COUNT("kwh") FROM "reading" GROUP BY "meter", "area"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, s := range series {
+		got[s.Tags["meter"]] = s.Tags["area"]
+	}
+	want := map[string]string{"K1": "TA-RULES", "U1": "", "N1": "TA-DIR", "N2": ""}
+	if !maps.Equal(got, want) {
+		t.Errorf("area tags %v, want %v", got, want)
+	}
+	if d := testutil.ToFloat64(unknownReadings) - u0; d != 2 { // U1 by the handler, N2 by the Directory
+		t.Errorf("unknown-meter readings counted %v, want 2", d)
 	}
 }

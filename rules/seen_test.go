@@ -182,3 +182,18 @@ func TestJoinWritesLastSeen(t *testing.T) {
 		})
 	}
 }
+
+// TestReadingLookupHandedBack: applying a reading tells its caller what the
+// registry says of the meter (ingest tags InfluxDB with it instead of
+// asking again): its area for a known meter, unknown otherwise.
+func TestReadingLookupHandedBack(t *testing.T) {
+	te := newTestEngine(t, Config{})
+	known, unknown := plainReading("M0201", 0), plainReading("X9", 0)
+	te.at(0, known, unknown)
+	if r := known.Reading; r.Found != event.LookupKnown || r.Area != "TA-02" {
+		t.Errorf("known meter M0201: Found %d, Area %q; want known in TA-02", r.Found, r.Area)
+	}
+	if r := unknown.Reading; r.Found != event.LookupUnknown || r.Area != "" {
+		t.Errorf("meter X9, not in the registry: Found %d, Area %q; want unknown, no area", r.Found, r.Area)
+	}
+}
