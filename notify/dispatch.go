@@ -165,6 +165,7 @@ func (o *Outbox) untilDue(ctx context.Context) time.Duration {
 		return pollEvery // the store is failing: the next step logs it
 	}
 	if logged.Valid { // another instance's rules logged intents: unpack them now
+		o.logged.Store(true)
 		return pollEvery
 	}
 	wait := idlePoll
@@ -241,12 +242,15 @@ func (o *Outbox) pauseFor(d time.Duration) {
 
 func (o *Outbox) refreshDepth(ctx context.Context) {
 	depth := map[string]float64{StatusPending: 0, StatusQueued: 0, StatusHeld: 0, StatusSending: 0}
-	var pending int64
-	if err := o.db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM notify_intents WHERE state = $1)
-		+ (SELECT COALESCE(SUM(n), 0) FROM notify_intent_log WHERE n >= 0)`, StatusPending).Scan(&pending); err != nil {
+	var pending, logged int64
+	if err := o.db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM notify_intents WHERE state = $1),
+		(SELECT COALESCE(SUM(n), 0) FROM notify_intent_log WHERE n >= 0)`, StatusPending).Scan(&pending, &logged); err != nil {
 		return
 	}
-	depth[StatusPending] = float64(pending)
+	if logged > 0 {
+		o.logged.Store(true) // another instance's rules may have logged them
+	}
+	depth[StatusPending] = float64(pending + logged)
 	rows, err := o.db.QueryContext(ctx, `SELECT status, COUNT(*) FROM notify_messages WHERE status IN ($1, $2, $3) GROUP BY status`,
 		StatusQueued, StatusHeld, StatusSending)
 	if err != nil {

@@ -65,6 +65,7 @@ func (o *Outbox) logIntents(ctx context.Context, tx *sql.Tx, intents []event.Int
 		}
 		intents = intents[n:]
 	}
+	o.logged.Store(true)
 	return nil
 }
 
@@ -218,10 +219,19 @@ func (d *logDecoder) string() string {
 // held (0: the log is empty, or another instance is unpacking). A row that
 // cannot be decoded is left where it is and reported: nothing is dropped.
 func (o *Outbox) unpack(ctx context.Context) (int, error) {
+	// Whether to look is a hint (Outbox.logged): set by a bulk Enqueue here,
+	// and, for another instance's, by the dispatcher's once-a-second
+	// refreshDepth and its idle look (untilDue); cleared when the log reads
+	// empty. A row logged as it is cleared waits for the next of those, a
+	// second at most. Without the hint every step read the log.
+	if !o.logged.Load() {
+		return 0, nil
+	}
 	var one int
 	switch err := o.db.QueryRowContext(ctx, `SELECT 1 FROM notify_intent_log WHERE n >= 0 LIMIT 1`).Scan(&one); {
 	case errors.Is(err, sql.ErrNoRows):
-		return 0, nil // the usual case: a cheap read, no write transaction
+		o.logged.Store(false)
+		return 0, nil // a cheap read, no write transaction
 	case err != nil:
 		return 0, fmt.Errorf("cannot read the intent log: %w", err)
 	}
@@ -269,6 +279,7 @@ func (o *Outbox) unpack(ctx context.Context) (int, error) {
 // many it moved. The dispatcher does this a row a step (Run); Unpack is
 // for a caller without a dispatcher (a benchmark, a one-shot tool).
 func (o *Outbox) Unpack(ctx context.Context) (int, error) {
+	o.logged.Store(true)
 	total := 0
 	for {
 		n, err := o.unpack(ctx)

@@ -182,47 +182,67 @@ func TestIntentLogUnpack(t *testing.T) {
 	}
 }
 
-// TestIntentLogDispatch: a storm's intents, logged, each reach their
-// customer once through the running dispatcher.
+// TestIntentLogDispatch: a storm's intents, logged by this instance's rules
+// or by another's, each reach their customer once through the running
+// dispatcher.
 func TestIntentLogDispatch(t *testing.T) {
 	forBackends(t, func(t *testing.T, driver string) {
-		db := storetest.Open(t, driver)
-		const n = bulkFrom + 500
-		rec := &recorder{}
-		o, err := NewOutbox(Config{Workers: 4}, QuietHours{}, db, loadRegistry(t, db, n), rec, clock.Real{}, zerolog.Nop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- o.Run(ctx) }()
-		if err := o.Enqueue(context.Background(), nil, loadIntents(n, time.Now())); err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.Now().Add(time.Minute)
-		for len(rec.messages()) < n && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		time.Sleep(200 * time.Millisecond) // a duplicate would show by now
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		seen := map[string]int{}
-		for _, m := range rec.messages() {
-			seen[m.To]++
-		}
-		dups := 0
-		for _, c := range seen {
-			dups += c - 1
-		}
-		if len(seen) != n || dups != 0 {
-			t.Fatalf("%d phones reached (%d duplicates), want %d once each", len(seen), dups, n)
-		}
-		var left int
-		db.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM notify_intent_log`).Scan(&left)
-		if left != 0 {
-			t.Fatalf("%d rows left in the intent log", left)
+		for _, by := range []string{"this instance", "another instance"} {
+			t.Run(by, func(t *testing.T) { testIntentLogDispatch(t, driver, by == "another instance") })
 		}
 	})
+}
+
+func testIntentLogDispatch(t *testing.T, driver string, other bool) {
+	db := storetest.Open(t, driver)
+	const n = bulkFrom + 500
+	rec := &recorder{}
+	reg := loadRegistry(t, db, n)
+	o, err := NewOutbox(Config{Workers: 4}, QuietHours{}, db, reg, rec, clock.Real{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- o.Run(ctx) }()
+	by := o
+	if other {
+		// Once the dispatcher found the log empty, intents another
+		// instance logs reach it without a hint of its own.
+		time.Sleep(300 * time.Millisecond)
+		if o.logged.Load() {
+			t.Fatal("the dispatcher still looks at an empty intent log")
+		}
+		if by, err = NewOutbox(Config{}, QuietHours{}, db, reg, &recorder{}, clock.Real{}, zerolog.Nop()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := by.Enqueue(context.Background(), nil, loadIntents(n, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for len(rec.messages()) < n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // a duplicate would show by now
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, m := range rec.messages() {
+		seen[m.To]++
+	}
+	dups := 0
+	for _, c := range seen {
+		dups += c - 1
+	}
+	if len(seen) != n || dups != 0 {
+		t.Fatalf("%d phones reached (%d duplicates), want %d once each", len(seen), dups, n)
+	}
+	var left int
+	db.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM notify_intent_log`).Scan(&left)
+	if left != 0 {
+		t.Fatalf("%d rows left in the intent log", left)
+	}
 }

@@ -119,6 +119,7 @@ type Outbox struct {
 	kick        chan struct{}
 	hasReceipts atomic.Bool
 	lastLogAt   atomic.Int64 // the latest intent log row's time, unix ns (intentlog.go)
+	logged      atomic.Bool  // the intent log may hold rows: unpack looks only then
 
 	writeMu sync.Mutex // taken by begin on SQLite: one writer at a time
 	stmts   sync.Map   // query → *sql.Stmt prepared on db
@@ -157,6 +158,7 @@ func NewOutbox(cfg Config, qh QuietHours, db *store.DB, dir Directory, sender Se
 		errLog:   logging.Throttle{Period: 10 * time.Second},
 		retries:  newRetryLog(log),
 	}
+	o.logged.Store(true) // rows a stop left, or another instance's
 	if cfg.Sender == "twilio" && cfg.Twilio.Rate > 0 {
 		o.pace = newPacer(cfg.Twilio.Rate)
 	}
