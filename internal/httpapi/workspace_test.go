@@ -179,6 +179,11 @@ func testHotline(t *testing.T, w *world) {
 	}
 	// The delivery receipt is applied as it lands: ask again until the
 	// outage SMS shows delivered.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the customer's messages at the end: %+v", c.Messages)
+		}
+	})
 	eventually(t, func() bool {
 		d.Customers = nil
 		if hot.do("GET", "/api/v1/hotline?q=0100000001", "", &d); len(d.Customers) == 1 {
