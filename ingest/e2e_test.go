@@ -15,17 +15,22 @@ import (
 	"github.com/gridbell/gridbell/internal/store/storetest"
 )
 
+// e2eServers returns Mosquitto's address, a fresh influxd and a store of
+// dead letters.
+func e2eServers(t *testing.T) (broker string, srv *influxtest.Server, dl *DeadLetters) {
+	t.Helper()
+	dl, err := OpenDeadLetters(context.Background(), storetest.Open(t, "sqlite"), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mosquitto(t), influxtest.Start(t), dl
+}
+
 // End to end over Mosquitto and a real influxd: batch and single readings,
 // meter and concentrator events, a redelivered duplicate. Every event reaches
 // the Handler and every reading is in InfluxDB exactly once.
 func TestEndToEnd(t *testing.T) {
-	broker := mosquitto(t)
-	srv := influxtest.Start(t)
-	ctx := context.Background()
-	dl, err := OpenDeadLetters(ctx, storetest.Open(t, "sqlite"), Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	broker, srv, dl := e2eServers(t)
 	dir := mapDirectory{}
 	for m := range 50 {
 		dir[fmt.Sprintf("M%d", m)] = "TA-1"
@@ -88,7 +93,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("meter %s has %v points in area %q, want %v in %q", s.Tags["meter"], s.Values[0][1], s.Tags["area"], w.points, w.area)
 		}
 	}
-	if n, _ := dl.Count(ctx); n != 0 {
+	if n, _ := dl.Count(context.Background()); n != 0 {
 		t.Errorf("%d dead letters, want none", n)
 	}
 }
@@ -119,13 +124,7 @@ func (h lookupHandler) Handle(ctx context.Context, evs []event.Event) error {
 // come from the Handler's answer when it gave one (the rules', which looked
 // the meter up already), and from the Directory only when it did not.
 func TestLookupHandedBack(t *testing.T) {
-	broker := mosquitto(t)
-	srv := influxtest.Start(t)
-	ctx := context.Background()
-	dl, err := OpenDeadLetters(ctx, storetest.Open(t, "sqlite"), Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	broker, srv, dl := e2eServers(t)
 	// The Directory disagrees with the "rules" on purpose: its answer shows
 	// wherever it was asked again.
 	dir := mapDirectory{"K1": "TA-DIR", "U1": "TA-DIR", "N1": "TA-DIR"}
