@@ -233,7 +233,9 @@ func TestRoleRouteGridMatrix(t *testing.T) {
 // gives it; "not found" reads the same for a G02 customer as for none.
 func TestHotlineScope(t *testing.T) {
 	base := matrixWorld(t)
-	var ans struct{ Customers []struct{ Outage *rules.Outage } }
+	var ans struct {
+		Customers []struct{ Outage *rules.Outage }
+	}
 	get(t, base, "mgr-G01", "/api/v1/hotline?q=0100000001", &ans)
 	var mine rules.Outage
 	get(t, base, "mgr-G01", "/api/v1/outages/OMS-A", &mine)
