@@ -117,6 +117,20 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 	rssImport := peakRSS()
 	resetPeakRSS()
 	walImport := wal.reset()
+	if driver != "postgres" {
+		// The import is one transaction: its WAL is as large as it is.
+		// The storm's figure starts once the checkpointer has cut it back.
+		start := time.Now()
+		for time.Since(start) < 2*time.Minute {
+			if _, w := db.Size(); w < 8<<20 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		_, w := db.Size()
+		add("WAL after the import, cut back by the checkpointer", fmt.Sprintf("%.1f MiB after %s", float64(w)/(1<<20), time.Since(start).Round(time.Millisecond)), "")
+		wal.reset()
+	}
 
 	var scfg notify.Config
 	scfg.OutboxFile = filepath.Join(dir, "outbox.jsonl")
@@ -224,7 +238,7 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 			dbSize = fi.Size()
 		}
 		add("SQLite WAL peak, storm run", fmt.Sprintf("%.1f MiB", float64(wal.reset())/(1<<20)), fmt.Sprintf("≤ %d MiB", store.WALBound>>20))
-		add("SQLite WAL peak, contacts import", fmt.Sprintf("%.1f MiB", float64(walImport)/(1<<20)), fmt.Sprintf("≤ %d MiB", store.WALBound>>20))
+		add("SQLite WAL peak, contacts import (one transaction)", fmt.Sprintf("%.1f MiB", float64(walImport)/(1<<20)), "")
 		add("SQLite database at the end", fmt.Sprintf("%.1f MiB", float64(dbSize)/(1<<20)), "")
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
