@@ -201,6 +201,9 @@ func (db *DB) checkpoint(ctx context.Context, wait time.Duration) {
 		return
 	}
 	defer c.Close()
+	// Most of the copying first, beside the writer: the writers are held
+	// back only for what it wrote meanwhile.
+	c.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
 	gate := make(chan struct{})
 	db.gateMu.Lock()
 	db.gate = gate
