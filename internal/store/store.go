@@ -9,6 +9,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -96,6 +97,12 @@ func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
 		path = filepath.Join(dataDir, path)
 	}
 	file := "" // the database file, when it is one
+	if f, ok := strings.CutPrefix(path, "file:"); ok && !strings.Contains(f, "mode=memory") {
+		file, _, _ = strings.Cut(f, "?")
+		if file == ":memory:" {
+			file = ""
+		}
+	}
 	if !strings.HasPrefix(path, "file:") && path != ":memory:" {
 		file = path
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -145,11 +152,15 @@ func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
 // all of it and no reader still reads from it: under steady readers (the
 // API, the dispatcher) and writers that never happens, and the WAL grew
 // without bound (335 MB for a 9.4 MB database in a 3,000-customer storm).
-// So once the WAL passes walTruncateAt the checkpointer asks for TRUNCATE,
-// which waits (up to walWait) for the writer and the readers to finish,
-// copies everything and cuts the file to zero; while it waits, new writers
-// wait too, never longer than walWait. Past WALBound/2 it waits longer
-// (walUrgentWait), since the writers are outrunning it.
+// So once the WAL passes walTruncateAt the checkpointer copies what it can
+// beside the writer (PASSIVE), then asks for TRUNCATE, which waits (up to
+// walWait; walUrgentWait past WALBound/2, where the writers are outrunning
+// it) for the writer and the readers to finish, copies the rest and cuts
+// the file to zero. New write transactions wait for it meanwhile (see
+// checkpoint). When a long reader keeps it from finishing, it tries again
+// after a backoff of up to maxSkip ticks, so that the reader does not hold
+// the writers back most of the time, but at every tick once the WAL passes
+// WALBound/2: the bound comes first.
 const (
 	checkpointTick = 250 * time.Millisecond
 	passiveEvery   = 4 // ticks: a PASSIVE checkpoint each second
@@ -157,6 +168,7 @@ const (
 	walKeep        = 4 << 20 // journal_size_limit
 	walWait        = 500 * time.Millisecond
 	walUrgentWait  = 3 * time.Second
+	maxSkip        = 8     // ticks
 	busyTimeoutMS  = 10000 // the pool's busy_timeout
 )
 
@@ -167,6 +179,7 @@ func (db *DB) checkpointLoop(period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	ctx := context.Background()
+	skip, left := 0, 0 // backoff after a checkpoint that did not finish, in ticks
 	for n := 1; ; n++ {
 		select {
 		case <-db.stop:
@@ -178,10 +191,19 @@ func (db *DB) checkpointLoop(period time.Duration) {
 			_, wal = db.wal.sample()
 		}
 		switch {
-		case wal >= WALBound/2:
-			db.checkpoint(ctx, walUrgentWait)
+		case wal >= walTruncateAt && (left == 0 || wal >= WALBound/2):
+			wait := walWait
+			if wal >= WALBound/2 {
+				wait = walUrgentWait
+			}
+			if db.checkpoint(ctx, wait) {
+				skip = 0
+			} else {
+				skip = min(max(2*skip, 1), maxSkip)
+			}
+			left = skip
 		case wal >= walTruncateAt:
-			db.checkpoint(ctx, walWait)
+			left--
 		case n%passiveEvery == 0:
 			// A failed passive checkpoint is retried on the next one.
 			db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
@@ -190,15 +212,15 @@ func (db *DB) checkpointLoop(period time.Duration) {
 }
 
 // checkpoint runs a TRUNCATE checkpoint that waits at most wait for the
-// writer and the readers; when they do not finish in time it copies what
-// it can (as PASSIVE) and the next tick tries again. Meanwhile BeginTx
-// holds new write transactions back: SQLite's lock is not fair, and a
-// writer that begins again right after its commit would otherwise win it
-// every time.
-func (db *DB) checkpoint(ctx context.Context, wait time.Duration) {
+// writer and the readers, and reports whether it truncated the WAL; when
+// they do not finish in time it copies what it can (as PASSIVE). Meanwhile
+// BeginTx holds new write transactions back: SQLite's lock is not fair,
+// and a writer that begins again right after its commit would otherwise
+// win it every time.
+func (db *DB) checkpoint(ctx context.Context, wait time.Duration) bool {
 	c, err := db.Conn(ctx)
 	if err != nil {
-		return
+		return false
 	}
 	defer c.Close()
 	// Most of the copying first, beside the writer: the writers are held
@@ -215,14 +237,19 @@ func (db *DB) checkpoint(ctx context.Context, wait time.Duration) {
 		close(gate)
 	}()
 	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", wait.Milliseconds())); err != nil {
-		return
+		return false
 	}
-	defer c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeoutMS))
 	var busy, logFrames, copied int
 	err = c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &copied)
+	if _, rerr := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeoutMS)); rerr != nil {
+		// A connection with the short timeout must not go back to the
+		// pool: its writers would give up early.
+		c.Raw(func(any) error { return driver.ErrBadConn })
+	}
 	if db.wal != nil {
 		db.wal.checkpointed(err, busy != 0)
 	}
+	return err == nil && busy == 0
 }
 
 // BeginTx starts a transaction as sql.DB's does; on SQLite a write
