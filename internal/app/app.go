@@ -60,7 +60,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*App, err
 	a := &App{cfg: cfg, log: log}
 	if err := a.build(ctx); err != nil {
 		a.close() // what was opened before the failure
-		return nil, startOnFullDisk(cfg.DataDir, err)
+		return nil, startOnFullDisk(cfg.Store, cfg.DataDir, err)
 	}
 	return a, nil
 }

@@ -48,6 +48,10 @@ func (c Config) Validate() error {
 // before (see checkpointLoop). docs/reliability.md documents it.
 const WALBound = 64 << 20
 
+// WALWorking is the size up to which the SQLite WAL is left to grow before
+// the checkpointer truncates it: room the store takes on disk at work.
+const WALWorking = 8 << 20
+
 // DB is an open store.
 type DB struct {
 	*sql.DB
@@ -88,23 +92,47 @@ func Open(ctx context.Context, cfg Config, dataDir string) (*DB, error) {
 	return nil, fmt.Errorf("unknown store driver %q", cfg.Driver)
 }
 
-func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
-	path := dsn
+// sqlitePath returns the SQLite DSN's path, under dataDir when relative or
+// empty, and the database file it names ("" in memory).
+func sqlitePath(dsn, dataDir string) (path, file string) {
+	path = dsn
 	if path == "" {
 		path = "gridbell.db"
 	}
 	if path != ":memory:" && !strings.HasPrefix(path, "file:") && !filepath.IsAbs(path) {
 		path = filepath.Join(dataDir, path)
 	}
-	file := "" // the database file, when it is one
 	if f, ok := strings.CutPrefix(path, "file:"); ok && !strings.Contains(f, "mode=memory") {
 		file, _, _ = strings.Cut(f, "?")
-		if file == ":memory:" {
-			file = ""
-		}
-	}
-	if !strings.HasPrefix(path, "file:") && path != ":memory:" {
+	} else if !ok && path != ":memory:" {
 		file = path
+	}
+	if file == ":memory:" {
+		file = ""
+	}
+	return path, file
+}
+
+// SQLiteWAL returns the size of the WAL file of the SQLite store cfg
+// names under dataDir, as a previous run left it (0: none, or not SQLite).
+func SQLiteWAL(cfg Config, dataDir string) int64 {
+	if cfg.Driver != "" && cfg.Driver != "sqlite" {
+		return 0
+	}
+	_, file := sqlitePath(cfg.DSN, dataDir)
+	if file == "" {
+		return 0
+	}
+	fi, err := os.Stat(file + "-wal")
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
+	path, file := sqlitePath(dsn, dataDir)
+	if !strings.HasPrefix(path, "file:") && path != ":memory:" {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("cannot create store directory: %w", err)
 		}
@@ -164,7 +192,7 @@ func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
 const (
 	checkpointTick = 250 * time.Millisecond
 	passiveEvery   = 4 // ticks: a PASSIVE checkpoint each second
-	walTruncateAt  = 8 << 20
+	walTruncateAt  = WALWorking
 	walKeep        = 4 << 20 // journal_size_limit
 	walWait        = 500 * time.Millisecond
 	walUrgentWait  = 3 * time.Second
