@@ -182,21 +182,23 @@ func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
 // without bound (335 MB for a 9.4 MB database in a 3,000-customer storm).
 // So once the WAL passes walTruncateAt the checkpointer copies what it can
 // beside the writer (PASSIVE), then asks for TRUNCATE, which waits (up to
-// walWait; walUrgentWait past WALBound/2, where the writers are outrunning
+// walWait; walUrgentWait past walUrgent, where the writers are outrunning
 // it) for the writer and the readers to finish, copies the rest and cuts
 // the file to zero. New write transactions wait for it meanwhile (see
 // checkpoint). When a long reader keeps it from finishing, it tries again
 // after a backoff of up to maxSkip ticks, so that the reader does not hold
 // the writers back most of the time, but at every tick once the WAL passes
-// WALBound/2: the bound comes first.
+// walUrgent: the bound comes first.
 const (
 	checkpointTick = 250 * time.Millisecond
 	passiveEvery   = 4 // ticks: a PASSIVE checkpoint each second
 	walTruncateAt  = WALWorking
+	walUrgent      = WALBound / 4
 	walKeep        = 4 << 20 // journal_size_limit
 	walWait        = 500 * time.Millisecond
 	walUrgentWait  = 3 * time.Second
-	maxSkip        = 8     // ticks
+	maxSkip        = 4 // ticks
+	checkpointTry  = 10 * time.Millisecond
 	busyTimeoutMS  = 10000 // the pool's busy_timeout
 )
 
@@ -219,9 +221,9 @@ func (db *DB) checkpointLoop(period time.Duration) {
 			_, wal = db.wal.sample()
 		}
 		switch {
-		case wal >= walTruncateAt && (left == 0 || wal >= WALBound/2):
+		case wal >= walTruncateAt && (left == 0 || wal >= walUrgent):
 			wait := walWait
-			if wal >= WALBound/2 {
+			if wal >= walUrgent {
 				wait = walUrgentWait
 			}
 			if db.checkpoint(ctx, wait) {
@@ -264,11 +266,21 @@ func (db *DB) checkpoint(ctx context.Context, wait time.Duration) bool {
 		db.gateMu.Unlock()
 		close(gate)
 	}()
-	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", wait.Milliseconds())); err != nil {
+	// SQLite's busy handler waits its timeout for each lock the checkpoint
+	// takes in turn (the writer's, then each reader slot's, twice): a
+	// timeout of wait could hold the writers back several times wait. So
+	// each try waits little, and tries repeat until wait has passed.
+	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", checkpointTry.Milliseconds())); err != nil {
 		return false
 	}
 	var busy, logFrames, copied int
-	err = c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &copied)
+	for deadline := time.Now().Add(wait); ; {
+		err = c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &copied)
+		if err != nil || busy == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(checkpointTry)
+	}
 	if _, rerr := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeoutMS)); rerr != nil {
 		// A connection with the short timeout must not go back to the
 		// pool: its writers would give up early.
