@@ -266,10 +266,10 @@ func (db *DB) checkpoint(ctx context.Context, wait time.Duration) bool {
 		db.gateMu.Unlock()
 		close(gate)
 	}()
-	// SQLite's busy handler waits its timeout for each lock the checkpoint
-	// takes in turn (the writer's, then each reader slot's, twice): a
-	// timeout of wait could hold the writers back several times wait. So
-	// each try waits little, and tries repeat until wait has passed.
+	// Short tries, repeated until wait has passed, rather than one try
+	// with a busy timeout of wait: SQLite's busy handler sleeps in steps
+	// of up to 100 ms, so a single try could notice the writer's commit or
+	// the last reader's end that much late, with the writers held back.
 	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", checkpointTry.Milliseconds())); err != nil {
 		return false
 	}
