@@ -120,6 +120,10 @@ func playDemo(ctx context.Context, cfg *config.Config, a *app.App, f *fleet.Flee
 			break
 		}
 	}
+	if opts.Token == "" && (len(cfg.Auth.Tokens) > 0 || len(cfg.Auth.Users) > 0) {
+		log.Warn().Msg("demo: the API needs a token here and auth.tokens has no admin or ingest token: " +
+			"the scenario's OMS and billing events will be refused (401); add one to auth.tokens")
+	}
 	if waitReady(ctx, a) != nil {
 		return
 	}
