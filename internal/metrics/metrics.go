@@ -87,6 +87,13 @@ func (r *Registry) GaugeVec(name, help string, labels ...string) *GaugeVec {
 	return register(r, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels))
 }
 
+// GaugeFunc declares a gauge whose value f gives when it is scraped. A
+// second declaration of the same gauge keeps the first f: callers read
+// what f reads through a pointer they update.
+func (r *Registry) GaugeFunc(name, help string, f func() float64) {
+	register(r, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+}
+
 // Histogram declares a histogram without labels.
 func (r *Registry) Histogram(name, help string, buckets []float64) Histogram {
 	return register(r, prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}))
