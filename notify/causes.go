@@ -90,3 +90,19 @@ func localCause(lang, s string) string {
 	}
 	return ""
 }
+
+// CausePhrases are an OMS cause as the page tells it, per language (zh,
+// en): the phrase of the table, the cause itself when written in that
+// language, or absent.
+func CausePhrases(s string) map[string]string {
+	out := map[string]string{}
+	for _, lang := range languages {
+		if c := localCause(lang, s); c != "" {
+			out[lang] = c
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
