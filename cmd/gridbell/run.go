@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -39,7 +41,7 @@ func runCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), "config ok")
 				return nil
 			}
-			ctx, stop := signalContext()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
