@@ -59,6 +59,7 @@ type Engine struct {
 
 	stormFlag atomic.Bool  // storm mode; written by the writer only
 	maxLag    atomic.Int64 // the largest decision lag since start, ns
+	fullLoads atomic.Int64 // loads of the whole state (FullLoads)
 
 	mu    sync.RWMutex
 	state // guarded by mu; replaced whole by load
@@ -110,6 +111,7 @@ type state struct {
 	names      map[internKey]uint16
 	logSeq     int64   // last meter log row written
 	snapList   []int32 // meters logged but not checkpointed
+	copyTrim   int64   // a copy's meter log start when it last pruned snapList (follow.go)
 	dirGen     uint64  // directory generation the cached registry facts come from
 	sweepAt    int     // next meter the last-seen sweep looks at; -1 = no sweep running
 	nextSweep  int64   // when the next last-seen sweep starts (clock, Unix ns)
@@ -135,6 +137,7 @@ func New(cfg Config, db *store.DB, dir Directory, sink IntentSink, clk clock.Clo
 	if err := e.load(ctx); err != nil {
 		return nil, err
 	}
+	scraped.Store(e)
 	return e, nil
 }
 
@@ -265,6 +268,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer close(e.stopped)
 	e.running.Store(true)
 	defer e.running.Store(false)
+	e.takeOver()
+	scraped.Store(e)
 	t := time.NewTicker(e.cfg.Tick)
 	defer t.Stop()
 	for {

@@ -21,12 +21,22 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
 	_ "modernc.org/sqlite"             // registers "sqlite"
+
+	"github.com/gridbell/gridbell/internal/secret"
 )
 
 // Config is the store section of the configuration.
 type Config struct {
 	Driver string `yaml:"driver"` // sqlite or postgres
 	DSN    string `yaml:"dsn"`    // empty sqlite DSN = <data_dir>/gridbell.db
+}
+
+// MarshalYAML prints the DSN with its password as *** (--print-config).
+func (c Config) MarshalYAML() (any, error) {
+	type plain Config
+	p := plain(c)
+	p.DSN = secret.MaskURL(p.DSN)
+	return p, nil
 }
 
 // Validate checks c without touching the network.
