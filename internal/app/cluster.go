@@ -38,12 +38,20 @@ import (
 
 const (
 	instanceLeaseTTL = 15 * time.Second
-	rulesLeaseTTL    = 15 * time.Second
 	// refreshEvery is how often an instance that does not run the rules
 	// looks for new rules commits to copy; it waits longer when copying
 	// takes long (a large fleet).
 	refreshEvery = time.Second
 )
+
+// rulesLeaseTTL is how long the rules lease outlives its holder's last
+// renewal: a takeover after a crash waits about that long. A variable for
+// the tests.
+var rulesLeaseTTL = 15 * time.Second
+
+// takeoverDelay lengthens the load after a takeover, for the tests: a
+// large fleet's load, on a small one.
+var takeoverDelay atomic.Int64
 
 var clusterLeader = metrics.Default.Gauge("gridbell_cluster_rules_leader",
 	"Distributed mode: 1 while this instance runs the rules (holds the cluster-rules lease), else 0.")
@@ -69,6 +77,7 @@ func (a *App) takeInstanceLease(ctx context.Context) error {
 		return err
 	}
 	a.Lease = l
+	l.OnRenewError = func(err error) { a.log.Warn().Err(err).Msg("cannot renew this instance's lease; retrying") }
 	a.closers = append(a.closers, func() error { return l.Release(context.Background()) })
 	if others, err := store.LiveHolders(ctx, a.DB, singleLease); err != nil {
 		return err
@@ -86,7 +95,7 @@ func (a *App) buildCluster(ctx context.Context) error {
 	if err := cluster.Migrate(ctx, a.DB); err != nil {
 		return err
 	}
-	fwd, err := ingest.NewForwarder(a.cfg.Kafka, a.cfg.Cluster.MeterTopic, a.Contacts)
+	fwd, err := ingest.NewForwarder(a.cfg.Kafka, a.cfg.Cluster.MeterTopic)
 	if err != nil {
 		return err
 	}
@@ -200,9 +209,45 @@ func (a *App) follow(ctx context.Context, log zerolog.Logger) {
 // lead runs the rules under lease: a final load after the takeover (every
 // commit of the former holder is in it, and none can follow), then the
 // rules and the meter-topic consumer, until ctx ends or the lease is lost.
+//
+// The lease is renewed from the moment it is taken until the rules have
+// stopped: through the load, however long a large fleet's takes, and
+// through the last commit of a graceful stop, which lands under the lease.
+// Only then is the lease released, and the next holder takes over at once.
+// A lease lost meanwhile (this process stalled past its time to live, or
+// the store could not be reached for that long) ends the load or the rules
+// with an error, and the process restarts as a copy; the fence refuses
+// whatever it would still commit.
 func (a *App) lead(ctx context.Context, lease *store.Lease, log zerolog.Logger) error {
-	defer lease.Release(context.WithoutCancel(ctx))
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	lease.OnRenewError = func(err error) {
+		log.Warn().Err(err).Msg("cannot renew the rules lease; retrying")
+	}
+	renewCtx, stopRenewing := context.WithCancel(context.WithoutCancel(ctx))
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		if err := lease.Run(renewCtx); err != nil && renewCtx.Err() == nil {
+			cancel(fmt.Errorf("distributed mode: %w", err))
+		}
+	}()
+	defer func() {
+		stopRenewing() // releases the lease, once the rules have stopped
+		<-renewed
+	}()
+
+	t0 := time.Now()
+	if d := takeoverDelay.Load(); d > 0 {
+		sleepCtx(ctx, time.Duration(d))
+	}
 	if err := a.Rules.Refresh(ctx); err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return fmt.Errorf("cannot load the rules' state after taking the lease: %w", cause)
+		}
+		if ctx.Err() != nil {
+			return nil // stopping
+		}
 		return fmt.Errorf("cannot load the rules' state after taking the lease: %w", err)
 	}
 	a.Rules.SetFence(cluster.Fence(a.cfg.Cluster.MeterTopic, lease.Holder()))
@@ -211,22 +256,14 @@ func (a *App) lead(ctx context.Context, lease *store.Lease, log zerolog.Logger) 
 	defer a.cluster.leader.Store(false)
 	clusterLeader.Set(1)
 	defer clusterLeader.Set(0)
-	log.Info().Str("holder", lease.Holder()).Msg("distributed mode: this instance runs the rules")
+	log.Info().Str("holder", lease.Holder()).Dur("load", time.Since(t0)).Msg("distributed mode: this instance runs the rules")
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	var wg sync.WaitGroup
-	rulesDone := make(chan struct{})
-	wg.Add(3)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		if err := lease.Run(ctx); err != nil && ctx.Err() == nil {
-			cancel(fmt.Errorf("distributed mode: %w", err))
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		defer close(rulesDone)
+		// Run ends when ctx does, after committing what it took: the
+		// lease is still renewed then.
 		if err := a.Rules.Run(ctx); err != nil && ctx.Err() == nil {
 			cancel(err)
 		}
