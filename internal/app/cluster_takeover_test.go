@@ -12,7 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gridbell/gridbell/internal/app"
-	)
+)
 
 // lockedBuffer is a log an instance writes while the test reads it.
 type lockedBuffer struct {
