@@ -125,6 +125,9 @@ func (a *App) openContacts(ctx context.Context) error {
 			Msg("contacts_file does not exist: using the stored registry")
 		return nil
 	}
+	if a.cfg.Cluster.Enabled {
+		return a.importContactsOnce(ctx)
+	}
 	rejects := filepath.Join(a.cfg.DataDir, "contacts-rejects.csv")
 	a.log.Info().Str("file", a.cfg.ContactsFile).Str("rejects", rejects).Msg("importing contacts_file")
 	if _, err := reg.ImportFile(ctx, a.cfg.ContactsFile, rejects); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,6 +88,67 @@ func (a *App) takeInstanceLease(ctx context.Context) error {
 	a.components = append(a.components, component{"lease", l.Run})
 	a.log.Info().Str("holder", l.Holder()).Str("instance", a.cfg.Cluster.Instance).Msg("distributed mode: holding this instance's lease")
 	return nil
+}
+
+// importContactsOnce imports contacts_file for the whole cluster, once:
+// under a lease, so instances starting together import one at a time, and
+// only a file the cluster has not imported yet and that is newer than the
+// one it imported last (cluster.ShouldImport). Two instances started with
+// the same file import it once; one started with a stale copy imports
+// nothing and uses the registry as stored.
+func (a *App) importContactsOnce(ctx context.Context) error {
+	if err := cluster.Migrate(ctx, a.DB); err != nil {
+		return err
+	}
+	file, err := cluster.ReadContactsFile(a.cfg.ContactsFile)
+	if err != nil {
+		return err
+	}
+	holder := store.LeaseHolder(a.cfg.Cluster.Instance)
+	var lease *store.Lease
+	for lease == nil {
+		l, err := store.AcquireLease(ctx, a.DB, cluster.ContactsLease, holder, instanceLeaseTTL)
+		var held *store.HeldError
+		switch {
+		case err == nil:
+			lease = l
+		case errors.As(err, &held) && ctx.Err() == nil:
+			a.log.Info().Str("importer", held.Holder).Msg("another instance imports its contacts_file; waiting")
+			sleepCtx(ctx, time.Second)
+		default:
+			return fmt.Errorf("cannot take the contacts import lease: %w", err)
+		}
+	}
+	rctx, stopRenewing := context.WithCancel(ctx)
+	renewed := make(chan error, 1)
+	go func() { renewed <- lease.Run(rctx) }() // released when stopped
+	defer func() {
+		stopRenewing()
+		<-renewed
+	}()
+	last, ok, err := cluster.LastContactsFile(ctx, a.DB)
+	if err != nil {
+		return err
+	}
+	if yes, why := cluster.ShouldImport(file, last, ok); !yes {
+		if _, err := a.Contacts.Refresh(ctx); err != nil { // an import made while this instance waited
+			return err
+		}
+		ev := a.log.Info()
+		if file.SHA256 != last.SHA256 {
+			ev = a.log.Warn()
+		}
+		ev.Str("file", a.cfg.ContactsFile).Time("modified", file.Modified).Str("imported_by", last.Instance).
+			Time("imported_modified", last.Modified).Int("customers", a.Contacts.Len()).
+			Msg("contacts_file not imported: " + why + "; using the stored registry")
+		return nil
+	}
+	rejects := filepath.Join(a.cfg.DataDir, "contacts-rejects.csv")
+	a.log.Info().Str("file", a.cfg.ContactsFile).Str("rejects", rejects).Msg("importing contacts_file for the cluster")
+	if _, err := a.Contacts.ImportFile(ctx, a.cfg.ContactsFile, rejects); err != nil {
+		return fmt.Errorf("cannot import contacts_file: %w", err)
+	}
+	return cluster.RecordContactsFile(ctx, a.DB, file, a.cfg.Cluster.Instance)
 }
 
 // buildCluster makes the forwarder every input hands its events to, and

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gridbell/gridbell/internal/app"
+	"github.com/gridbell/gridbell/internal/store"
 )
 
 // lockedBuffer is a log an instance writes while the test reads it.
@@ -152,6 +155,65 @@ func TestClusterGracefulHandover(t *testing.T) {
 	for _, line := range strings.Split(log.String(), "\n") {
 		if strings.Contains(line, `"level":"error"`) {
 			t.Errorf("g1 logged an error while stopping: %s", line)
+		}
+	}
+}
+
+// TestClusterContactsImportedOnce: instances started with different
+// contacts_files import the cluster's contacts once. The first imports its
+// file; one started later with a copy of it imports nothing, and one
+// started with a stale file (older, with another name for a customer)
+// imports nothing either and uses the stored registry: no rollback.
+func TestClusterContactsImportedOnce(t *testing.T) {
+	env := newClusterEnv(t)
+	copyPath := filepath.Join(env.dir, "copy.csv")
+	stalePath := filepath.Join(env.dir, "stale.csv")
+	if err := os.WriteFile(copyPath, []byte(contactsCSV), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stale := strings.Replace(contactsCSV, "Li Lei", "Li Lei (moved away)", 1)
+	if err := os.WriteFile(stalePath, []byte(stale), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-24 * time.Hour)
+	if err := os.Chtimes(stalePath, old, old); err != nil {
+		t.Fatal(err)
+	}
+	startWith := func(name, path string) *clusterInstance {
+		cfg, listen := env.config(t, name)
+		cfg.ContactsFile = path
+		a, err := app.New(context.Background(), cfg, env.logger(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env.run(t, name, listen, cfg, a)
+	}
+	first := startWith("k1", env.contacts)
+	var later [2]*clusterInstance
+	var wg sync.WaitGroup
+	for i, p := range []string{copyPath, stalePath} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			later[i] = startWith(fmt.Sprintf("k%d", i+2), p)
+		}()
+	}
+	wg.Wait()
+	db, err := store.Open(context.Background(), env.store, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var imports int
+	if err := db.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM contacts_imports`).Scan(&imports); err != nil {
+		t.Fatal(err)
+	}
+	if imports != 1 {
+		t.Errorf("%d contacts imports by three instances, want 1", imports)
+	}
+	for _, in := range append([]*clusterInstance{first}, later[:]...) {
+		if a, ok := in.app.Contacts.Account("0100000001"); !ok || a.Name != "Li Lei" {
+			t.Errorf("%s: account 0100000001 = %+v, want Li Lei's (the newer file's)", in.name, a)
 		}
 	}
 }

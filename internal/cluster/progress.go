@@ -25,6 +25,9 @@ var migrations = []string{
 		PRIMARY KEY (topic, part))`,
 	`CREATE TABLE cluster_commits (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)`,
 	`INSERT INTO cluster_commits (id, n) VALUES (1, 0)`,
+	// The contacts_file an instance imported at start, last (contacts.go).
+	`CREATE TABLE cluster_contacts_file (id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, mtime BIGINT NOT NULL,
+		instance TEXT NOT NULL, imported BIGINT NOT NULL)`,
 }
 
 // Migrate creates the cluster's tables.
