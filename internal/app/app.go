@@ -210,6 +210,11 @@ func (a *App) buildIngest(ctx context.Context) error {
 	}
 	a.MQTT = ingest.NewMQTT(mqttCfg, a.cfg.Ingest, a.input(), sink, a.Dead, a.Contacts, logging.Component(a.log, "mqtt"))
 	a.components = append(a.components, component{"mqtt", a.MQTT.Run})
+	if a.cluster != nil && a.Broker == nil {
+		if err := a.registerSession(ctx, mqttCfg, sink); err != nil {
+			return err
+		}
+	}
 	if len(a.cfg.Kafka.Brokers) > 0 {
 		a.Kafka = ingest.NewKafka(a.cfg.Kafka, a.cfg.Ingest, a.input(), a.Dead, logging.Component(a.log, "kafka"))
 		a.components = append(a.components, component{"kafka", a.Kafka.Run})

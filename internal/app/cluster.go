@@ -59,9 +59,11 @@ var clusterLeader = metrics.Default.Gauge("gridbell_cluster_rules_leader",
 
 // clusterState is the distributed-mode part of the App.
 type clusterState struct {
-	fwd    *ingest.Forwarder
-	loaded atomic.Bool // the rules' copy has been loaded (follower) or taken over (leader)
-	leader atomic.Bool
+	fwd     *ingest.Forwarder
+	mqttCfg ingest.MQTTConfig  // this instance's MQTT input, for adopting a dead one's session
+	sink    *ingest.InfluxSink // its InfluxDB sink; nil: none
+	loaded  atomic.Bool        // the rules' copy has been loaded (follower) or taken over (leader)
+	leader  atomic.Bool
 }
 
 // takeInstanceLease makes sure no two processes run under one
