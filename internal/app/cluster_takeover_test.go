@@ -131,10 +131,8 @@ func TestClusterGracefulHandover(t *testing.T) {
 	waitFor(t, "g2 ready", 60*time.Second, func() bool { return second.app.Ready() == nil })
 
 	publish := mqttPublisher(t, "tcp://127.0.0.1:1883", env.prefix)
-	seen := time.Now().Add(-time.Minute).Truncate(time.Millisecond).UTC()
-	publishReadings(publish, seen.Format(time.RFC3339Nano))
 	accounts := []string{"0100000001", "0100000002", "0100000003", "0100000005", "0100000006", "0100000007", "0100000008"}
-	shows := func(in *clusterInstance) bool {
+	shows := func(in *clusterInstance, seen time.Time) bool {
 		for _, acct := range accounts {
 			ms := in.app.Rules.MetersOf(acct)
 			if len(ms) == 0 || !ms[0].Powered || ms[0].LastSeen == nil || !ms[0].LastSeen.Equal(seen) {
@@ -143,10 +141,18 @@ func TestClusterGracefulHandover(t *testing.T) {
 		}
 		return true
 	}
-	waitFor(t, "g1 applied the readings", 60*time.Second, func() bool { return shows(first) })
+	// Two rounds of readings: the second is applied less than a second
+	// after the first was committed, so its last-seen times wait in memory
+	// for the next commit, which is the stop's.
+	seen := time.Now().Add(-time.Minute).Truncate(time.Millisecond).UTC()
+	publishReadings(publish, seen.Format(time.RFC3339Nano))
+	waitFor(t, "g1 applied the readings", 60*time.Second, func() bool { return shows(first, seen) })
+	seen = seen.Add(time.Second)
+	publishReadings(publish, seen.Format(time.RFC3339Nano))
+	waitFor(t, "g1 applied the second readings", 60*time.Second, func() bool { return shows(first, seen) })
 	first.stop()
 	waitFor(t, "g2 running the rules", 45*time.Second, func() bool { return second.app.RulesLeader() })
-	if !shows(second) {
+	if !shows(second, seen) {
 		for _, acct := range accounts {
 			t.Logf("%s: %+v", acct, second.app.Rules.MetersOf(acct))
 		}
