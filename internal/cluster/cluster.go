@@ -35,8 +35,8 @@ type Config struct {
 	// Instance is this process's stable name: it marks the SMS it is
 	// sending and the leases it holds. Default: the host name.
 	Instance string `yaml:"instance"`
-	// MeterTopic is the Kafka topic MQTT input is forwarded to, keyed by
-	// transformer area.
+	// MeterTopic is the Kafka topic every input is forwarded to, keyed by
+	// concentrator (else meter; see ingest.Forwarder.Key).
 	MeterTopic string `yaml:"meter_topic"`
 }
 
