@@ -60,7 +60,7 @@ func (a *App) adoptSessions(ctx context.Context) error {
 			return nil
 		case <-time.After(adoptEvery):
 		}
-		ss, err := cluster.StrandedSessions(ctx, a.DB, time.Now())
+		ss, err := cluster.StrandedSessions(ctx, a.DB)
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn().Err(err).Msg("cannot look for dead instances' mqtt sessions")
@@ -110,7 +110,7 @@ func (a *App) adopt(ctx context.Context, s cluster.Session, holder string, log z
 	go func() { defer close(renewed); l.Run(lctx) }() // released when stopped
 	defer func() { stopRenewing(); <-renewed }()
 	// Still stranded? (Adopted meanwhile by another, or its instance back.)
-	ss, err := cluster.StrandedSessions(ctx, a.DB, time.Now())
+	ss, err := cluster.StrandedSessions(ctx, a.DB)
 	if err != nil || !slices.Contains(ss, s) {
 		return err
 	}
@@ -132,7 +132,7 @@ func (a *App) adopt(ctx context.Context, s cluster.Session, holder string, log z
 		if ctx.Err() != nil {
 			break
 		}
-		if alive, err := cluster.Alive(ctx, a.DB, s.Instance, time.Now()); err == nil && alive {
+		if alive, err := cluster.Alive(ctx, a.DB, s.Instance); err == nil && alive {
 			back = true // it takes its session back; leave it
 			break
 		}
@@ -149,7 +149,7 @@ func (a *App) adopt(ctx context.Context, s cluster.Session, holder string, log z
 		log.Info().Str("instance", s.Instance).Int64("events", act.n.Load()).Msg("stopped taking a dead instance's mqtt messages: it came back, or this instance stops")
 		return nil
 	}
-	if alive, err := cluster.Alive(ctx, a.DB, s.Instance, time.Now()); err != nil || alive {
+	if alive, err := cluster.Alive(ctx, a.DB, s.Instance); err != nil || alive {
 		return err
 	}
 	if err := m.DiscardSession(ctx); err != nil {

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/gridbell/gridbell/internal/store"
 )
@@ -39,11 +38,12 @@ func ForgetSession(ctx context.Context, db *store.DB, s Session) error {
 }
 
 // StrandedSessions returns the sessions of instances whose instance lease
-// has lapsed (a dead instance): their share of MQTT waits in the broker.
-func StrandedSessions(ctx context.Context, db *store.DB, now time.Time) ([]Session, error) {
+// has lapsed (a dead instance), by the store's clock: their share of MQTT
+// waits in the broker.
+func StrandedSessions(ctx context.Context, db *store.DB) ([]Session, error) {
 	rows, err := db.QueryContext(ctx, `SELECT s.instance, s.client_id FROM cluster_mqtt_sessions s
-		WHERE NOT EXISTS (SELECT 1 FROM store_leases l WHERE l.name = 'instance:' || s.instance AND l.expires > $1)
-		ORDER BY s.instance`, now.UnixNano())
+		WHERE NOT EXISTS (SELECT 1 FROM store_leases l WHERE l.name = 'instance:' || s.instance AND l.expires > `+db.NowSQL()+`)
+		ORDER BY s.instance`)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the mqtt sessions: %w", err)
 	}
@@ -59,10 +59,10 @@ func StrandedSessions(ctx context.Context, db *store.DB, now time.Time) ([]Sessi
 	return out, rows.Err()
 }
 
-// Alive reports whether instance's lease is current.
-func Alive(ctx context.Context, db *store.DB, instance string, now time.Time) (bool, error) {
+// Alive reports whether instance's lease is current, by the store's clock.
+func Alive(ctx context.Context, db *store.DB, instance string) (bool, error) {
 	var n int
-	err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM store_leases WHERE name = $1 AND expires > $2`, "instance:"+instance, now.UnixNano()).Scan(&n)
+	err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM store_leases WHERE name = $1 AND expires > `+db.NowSQL(), "instance:"+instance).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("cannot read the lease of %s: %w", instance, err)
 	}
