@@ -139,6 +139,7 @@ func New(cfg Config, db *store.DB, dir Directory, sink IntentSink, clk clock.Clo
 	if err := e.load(ctx); err != nil {
 		return nil, err
 	}
+	scraped.Store(e)
 	return e, nil
 }
 
@@ -270,6 +271,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.running.Store(true)
 	defer e.running.Store(false)
 	e.takeOver()
+	scraped.Store(e)
 	t := time.NewTicker(e.cfg.Tick)
 	defer t.Stop()
 	for {
