@@ -125,6 +125,9 @@ func (a *App) openContacts(ctx context.Context) error {
 			Msg("contacts_file does not exist: using the stored registry")
 		return nil
 	}
+	if a.cfg.Cluster.Enabled {
+		return a.importContactsOnce(ctx)
+	}
 	rejects := filepath.Join(a.cfg.DataDir, "contacts-rejects.csv")
 	a.log.Info().Str("file", a.cfg.ContactsFile).Str("rejects", rejects).Msg("importing contacts_file")
 	if _, err := reg.ImportFile(ctx, a.cfg.ContactsFile, rejects); err != nil {
@@ -210,6 +213,11 @@ func (a *App) buildIngest(ctx context.Context) error {
 		a.Broker.Watch(a.MQTT.Traffic) // a subscription that takes nothing shows in Ready
 	}
 	a.components = append(a.components, component{"mqtt", a.MQTT.Run})
+	if a.cluster != nil && a.Broker == nil {
+		if err := a.registerSession(ctx, mqttCfg, sink); err != nil {
+			return err
+		}
+	}
 	if len(a.cfg.Kafka.Brokers) > 0 {
 		a.Kafka = ingest.NewKafka(a.cfg.Kafka, a.cfg.Ingest, a.input(), a.Dead, logging.Component(a.log, "kafka"))
 		a.components = append(a.components, component{"kafka", a.Kafka.Run})
