@@ -268,6 +268,9 @@ func TestBrowser(t *testing.T) {
 	}
 	do("phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	poll("no sideways scrolling at 390 px", `document.documentElement.scrollWidth <= 392`)
+	if cut := eval(`[...document.querySelectorAll('#tabs button')].filter(b => !b.hidden && b.getBoundingClientRect().right > innerWidth + 1).map(b => b.textContent).join(',')`); cut != "" {
+		t.Errorf("at 390 px in English these tabs are cut off: %s", cut)
+	}
 	shot("manager-390px-en.png")
 	do("back to Chinese", chromedp.Click("#lang"), chromedp.EmulateViewport(1366, 900))
 	poll("labels in Chinese", `document.querySelector('[data-tab=outages]').textContent === '停电事件'`)
