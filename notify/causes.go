@@ -93,13 +93,13 @@ func CausePhrase(lang, raw string, planned bool) (phrase string, known bool) {
 }
 
 // CausePhrases are an OMS cause as the page tells it, per language (zh,
-// en): the phrase the SMS use when the table knows the cause, else nothing
-// (the page then shows what the OMS wrote, for operators).
-func CausePhrases(raw string) map[string]string {
+// en): the phrase of the table, the cause itself when written in that
+// language, or absent.
+func CausePhrases(s string) map[string]string {
 	out := map[string]string{}
 	for _, lang := range languages {
-		if p, known := CausePhrase(lang, raw, false); known {
-			out[lang] = p
+		if c := localCause(lang, s); c != "" {
+			out[lang] = c
 		}
 	}
 	if len(out) == 0 {
