@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -266,5 +267,28 @@ func TestReportWriters(t *testing.T) {
 	}
 	if !strings.Contains(text.String(), "75.0%") || !strings.Contains(text.String(), "rejected rows: 0") {
 		t.Errorf("WriteText:\n%s", text.String())
+	}
+	// Columns line up on a terminal, where 王经理 takes six columns: every
+	// column ends at the same display width on every line.
+	lines := strings.Split(strings.TrimRight(text.String(), "\n"), "\n")
+	ends := func(line string) []int {
+		var out []int
+		col := 0
+		for i, r := range []rune(line) {
+			col += displayWidth(string(r))
+			if r != ' ' && (i+1 == len([]rune(line)) || []rune(line)[i+1] == ' ') {
+				out = append(out, col)
+			}
+		}
+		return out
+	}
+	head := ends(lines[0])
+	for _, l := range lines[1:4] {
+		if got := ends(l); !slices.Equal(got[len(got)-9:], head[len(head)-9:]) {
+			t.Errorf("WriteText: columns of %q end at %v, the header's at %v", l, got, head)
+		}
+	}
+	if displayWidth("王经理") != 6 || displayWidth("G01") != 3 {
+		t.Errorf("displayWidth(王经理, G01) = %d, %d; want 6, 3", displayWidth("王经理"), displayWidth("G01"))
 	}
 }
