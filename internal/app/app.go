@@ -137,7 +137,13 @@ func (a *App) openContacts(ctx context.Context) error {
 }
 
 func (a *App) buildNotifyAndRules(ctx context.Context) error {
-	clk := clock.Real{}
+	clk, err := clock.FromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	if _, off := clk.(clock.Offset); off {
+		a.log.Warn().Str("offset", os.Getenv(clock.OffsetEnv)).Msg("this instance's clock is set off the host's, for a test")
+	}
 	sender, err := notify.NewSender(a.cfg.SMS, a.cfg.DataDir, logging.Component(a.log, "sender"))
 	if err != nil {
 		return err
