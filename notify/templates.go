@@ -132,7 +132,8 @@ func (t *Templates) funcs(lang string) template.FuncMap {
 }
 
 // Render renders template name in lang (zh when lang is unknown) with data.
-// The OMS cause is told as a phrase of lang (see localCause) or left out.
+// The OMS cause is told only as one of the known phrases of lang (see
+// CausePhrase).
 // A body over the segment cap is shortened (see fit).
 func (t *Templates) Render(lang, name string, data map[string]string) (string, error) {
 	set, ok := t.sets[lang]
@@ -145,7 +146,7 @@ func (t *Templates) Render(lang, name string, data map[string]string) (string, e
 	}
 	if c, ok := data["cause"]; ok {
 		data = maps.Clone(data)
-		data["cause"] = localCause(lang, c)
+		data["cause"], _ = CausePhrase(lang, c, name == "planned_notice")
 	}
 	exec := func(data map[string]string) (string, error) {
 		var b bytes.Buffer

@@ -48,7 +48,7 @@ var residentTemplates = []string{"outage", "etr_update", "restored", "outage_res
 
 // TestTemplatesNoInternalCodes: the rules pass the internal area code, and
 // no template residents read shows it (they would not know "TA-0001"); the
-// OMS cause comes in the reader's language or not at all.
+// OMS cause comes as a phrase in the reader's language.
 func TestTemplatesNoInternalCodes(t *testing.T) {
 	tpl, err := LoadTemplates("", shanghai)
 	if err != nil {
@@ -69,30 +69,60 @@ func TestTemplatesNoInternalCodes(t *testing.T) {
 	}
 }
 
-func TestLocalCause(t *testing.T) {
-	f := func(lang, in, want string) {
+func TestCausePhrase(t *testing.T) {
+	f := func(lang, in string, planned bool, want string, wantKnown bool) {
 		t.Helper()
-		if got := localCause(lang, in); got != want {
-			t.Errorf("localCause(%s, %q) = %q, want %q", lang, in, got, want)
+		if got, known := CausePhrase(lang, in, planned); got != want || known != wantKnown {
+			t.Errorf("CausePhrase(%s, %q, %v) = %q, %v, want %q, %v", lang, in, planned, got, known, want, wantKnown)
 		}
 	}
-	f("zh", "cable fault", "电缆故障")
-	f("zh", "Cable_Fault", "电缆故障")
-	f("en", "cable  fault", "a cable fault")
-	f("zh", "tree contact", "树木碰触线路")
-	f("en", "树障", "a tree touching a power line")
-	f("zh", "雷击", "雷击")
-	f("en", "Planned-Maintenance", "planned maintenance")
-	f("zh", "CB trip at sub 12", "")                  // unknown English: not in a Chinese SMS
-	f("en", "CB trip at sub 12", "CB trip at sub 12") // but in an English one
-	f("zh", "10kV线路跳闸", "10kV线路跳闸")
-	f("en", "10kV线路跳闸", "")
-	f("en", "12345", "")
-	f("zh", "", "")
+	f("zh", "cable fault", false, "电缆故障", true)
+	f("zh", "Cable_Fault", false, "电缆故障", true)
+	f("en", "cable  fault", false, "a cable fault", true)
+	f("zh", "tree contact", false, "树木碰触线路", true)
+	f("en", "树障", false, "a tree touching a power line", true)
+	f("zh", "雷击", true, "雷击", true)
+	f("en", "Planned-Maintenance", true, "planned maintenance", true)
+	// Whatever else an OMS writes is told as a generic phrase.
+	f("zh", "CB trip at sub 12", false, "电网故障", false)
+	f("en", "CB trip at sub 12", false, "a fault on the power network", false)
+	f("zh", "10kV线路跳闸", false, "电网故障", false)
+	f("en", "Click http://evil.example/pay", false, "a fault on the power network", false)
+	f("zh", "点击 http://evil.example/pay 缴费", false, "电网故障", false)
+	f("en", "call 400-000-0000 to pay", true, "planned maintenance", false)
+	f("zh", "内部施工", true, "计划检修", false)
+	f("en", "12345", false, "a fault on the power network", false)
+	f("zh", "", false, "", false)
+	f("zh", "  ", true, "", false)
 	for _, c := range causes {
 		for _, lang := range languages {
-			if localCause(lang, c.keys[0]) == "" {
+			if p, known := CausePhrase(lang, c.keys[0], false); p == "" || !known {
 				t.Errorf("cause %q has no %s phrase", c.keys[0], lang)
+			}
+		}
+	}
+}
+
+// TestNoFeedTextInSMS (issue 21): a cause an OMS sends with a link or
+// words of its own reaches no resident's SMS; the SMS tells a known
+// phrase instead.
+func TestNoFeedTextInSMS(t *testing.T) {
+	tpl, err := LoadTemplates("", shanghai)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cause := range []string{"Click http://evil.example/pay to restore power", "请点击 evil.example 缴费恢复供电", "www.evil.example"} {
+		for _, name := range residentTemplates {
+			for _, lang := range languages {
+				vars := typicalVars(lang)
+				vars["cause"] = cause
+				body, err := tpl.Render(lang, name, vars)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.Contains(body, "evil") || strings.Contains(body, "http") || strings.Contains(body, "点击") {
+					t.Errorf("%s/%s with cause %q: %q", lang, name, cause, body)
+				}
 			}
 		}
 	}
@@ -131,10 +161,9 @@ func TestBodyCap(t *testing.T) {
 	}
 	for _, lang := range languages {
 		vars := typicalVars(lang)
-		vars["cause"] = strings.Repeat("电缆沟进水导致", 430)[:3000] // 3,000 bytes of Chinese
-		if lang == "en" {
-			vars["cause"] = strings.Repeat("water in the cable trench ", 116)
-		}
+		// A customer with many accounts: the list is what gets long now
+		// that a cause is one of the known phrases.
+		vars["accounts"] = strings.Repeat(vars["accounts"]+map[string]string{"zh": "、", "en": ", "}[lang], 200)
 		body, err := tpl.Render(lang, "outage", vars)
 		if err != nil {
 			t.Fatal(err)

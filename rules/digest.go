@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/event"
@@ -93,7 +94,7 @@ func (e *Engine) sendDigest(g string, now time.Time) {
 	} else {
 		vars := map[string]string{"grid": g, "manager": info.Manager, "count": strconv.Itoa(d.Count),
 			"critical_count": strconv.Itoa(d.NCritical), "critical": strings.Join(d.Critical, "、"),
-			"areas": joinCapped(d.Areas, 10), "outages": joinCapped(d.Outages, 5), "storm": strconv.FormatBool(e.stormFlag.Load())}
+			"areas": joinCapped(d.Areas, 10), "outages": joinCapped(smsIDs(d.Outages), 5), "storm": strconv.FormatBool(e.stormFlag.Load())}
 		e.emit(event.Intent{Key: digestKey(g, d, now), Kind: event.KindManagerDigest,
 			Grid: g, To: info.ManagerPhone, Ref: d.Outages[0], Vars: vars, Priority: event.PriorityCritical, CreatedAt: now})
 	}
@@ -109,6 +110,28 @@ func digestKey(g string, d *digest, now time.Time) string {
 	fmt.Fprintf(h, "|%d|%s", d.Count, strings.Join(d.Critical, ","))
 	return fmt.Sprintf("digest/%s/%d/%x", g, now.UnixNano(), h.Sum64())
 }
+
+// smsIDs are outage ids as a manager's SMS may show them: letters, digits,
+// - and _ alone, at most smsIDLen characters. An id is what an OMS wrote;
+// a compromised feed must not put a link or words of its own into an SMS
+// in the utility's name ("http://evil.example/pay" shows as
+// "httpevilexamplepay").
+func smsIDs(ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		r := []rune(strings.Map(func(r rune) rune {
+			if r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) {
+				return r
+			}
+			return -1
+		}, id))
+		out[i] = string(r[:min(len(r), smsIDLen)])
+	}
+	return out
+}
+
+// smsIDLen caps an outage id in an SMS.
+const smsIDLen = 40
 
 func joinCapped(s []string, n int) string {
 	if len(s) <= n {

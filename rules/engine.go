@@ -55,6 +55,7 @@ type Engine struct {
 
 	reqs    chan *request
 	stopped chan struct{}
+	runCtx  context.Context // Run's; written before the writer loop starts
 
 	stormFlag atomic.Bool  // storm mode; written by the writer only
 	maxLag    atomic.Int64 // the largest decision lag since start, ns
@@ -262,6 +263,7 @@ func (e *Engine) Tick(ctx context.Context) error {
 // and takes due decisions every Tick. It exits when ctx is done, after
 // committing what it had taken.
 func (e *Engine) Run(ctx context.Context) error {
+	e.runCtx = ctx
 	defer close(e.stopped)
 	e.running.Store(true)
 	defer e.running.Store(false)
@@ -327,10 +329,12 @@ func (e *Engine) flushSeen() {
 	}
 }
 
-// process applies a batch and commits it in one transaction. If the
-// commit fails, every caller gets the error and the engine reloads its
-// state from the store before it applies anything more (see reload), so
-// state and store never disagree.
+// process applies a batch and commits it in one transaction. If the store
+// refuses the commit for want of room (a full disk) while it still reads,
+// the same commit is retried until it passes (retryCommit), the callers
+// waiting. If the commit fails otherwise, every caller gets the error and
+// the engine reloads its state from the store before it applies anything
+// more (see reload), so state and store never disagree.
 func (e *Engine) process(batch []*request) {
 	if e.reloading.Load() && !e.reload() {
 		e.refuse(batch)
@@ -362,6 +366,9 @@ func (e *Engine) process(batch []*request) {
 	applied := time.Since(began)
 
 	err := e.commit(ctx, w, intents)
+	if err != nil && store.WriteRefused(err) && e.runCtx != nil {
+		err = e.retryCommit(e.runCtx, w, intents, err, n)
+	}
 	if err != nil {
 		err = e.commitFailed(err, n)
 	} else {

@@ -123,7 +123,7 @@ func (a *App) buildCluster(ctx context.Context) error {
 func (a *App) shareRate(ctx context.Context) error {
 	last := 0
 	for {
-		if n, err := cluster.LiveInstances(ctx, a.DB, time.Now()); err == nil && n != last {
+		if n, err := cluster.LiveInstances(ctx, a.DB); err == nil && n != last {
 			a.Outbox.ShareRate(n)
 			last = n
 			a.log.Info().Int("instances", n).Float64("rate", a.Outbox.Rate()).Msg("distributed mode: Twilio rate shared")

@@ -210,7 +210,7 @@ func TestClusterThreeInstances(t *testing.T) {
 	}
 	defer db.Close()
 	live := func() int {
-		n, err := cluster.LiveInstances(context.Background(), db, time.Now())
+		n, err := cluster.LiveInstances(context.Background(), db)
 		if err != nil {
 			t.Fatal(err)
 		}
