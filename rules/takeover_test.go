@@ -129,3 +129,55 @@ func TestFencedCommitStopsRules(t *testing.T) {
 		t.Errorf("stored offset = %d after the takeover, want 1 (the fenced holder's)", offs[0])
 	}
 }
+
+// TestPruneFenced: pruning is a commit like any other: a former holder
+// whose lease another instance took deletes no outage record.
+func TestPruneFenced(t *testing.T) {
+	r := newSeenRig(t, "postgres")
+	ctx := context.Background()
+	if err := cluster.Migrate(ctx, r.db); err != nil {
+		t.Fatal(err)
+	}
+	a := r.holder("a", "meter-events")
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	ran := make(chan error, 1)
+	go func() { ran <- a.Run(runCtx) }()
+	r.clk.Set(t0.Add(2 * time.Minute))
+	for i, evs := range [][]event.Event{
+		{omsEv("OMS-P", event.StatusStarted, []string{"TA-04"}, nil, 0)},
+		meters(event.PowerOn, time.Minute, "M0401", "M0402", "M0403", "M0404"),
+		{omsEv("OMS-P", event.StatusRestored, []string{"TA-04"}, nil, time.Minute)},
+	} {
+		if err := a.HandleAt(ctx, evs, map[int32]int64{0: int64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() (n int) {
+		r.db.QueryRow(`SELECT COUNT(*) FROM rules_outages WHERE id = 'OMS-P'`).Scan(&n)
+		return n
+	}
+	if o, _ := a.Outage("OMS-P"); o.Status != statusRestored || count() != 1 {
+		t.Fatalf("OMS-P is %q with %d rows, want restored and stored", o.Status, count())
+	}
+	if _, err := r.db.Exec(`DELETE FROM store_leases WHERE name = $1`, cluster.RulesLease); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.AcquireLease(ctx, r.db, cluster.RulesLease, "b", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Prune(ctx, t0.Add(24*time.Hour), 100); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("prune after the takeover = %v, want the fence's refusal", err)
+	}
+	if n := count(); n != 1 {
+		t.Errorf("a former holder's prune deleted OMS-P (%d rows left), want it kept", n)
+	}
+	select {
+	case err := <-ran:
+		if !errors.Is(err, store.ErrLeaseLost) {
+			t.Errorf("Run after a fenced prune = %v, want the fence's refusal", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("Run goes on after a fenced prune")
+	}
+}
