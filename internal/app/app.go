@@ -60,7 +60,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*App, err
 	a := &App{cfg: cfg, log: log}
 	if err := a.build(ctx); err != nil {
 		a.close() // what was opened before the failure
-		return nil, startOnFullDisk(cfg.DataDir, err)
+		return nil, startOnFullDisk(cfg.Store, cfg.DataDir, err)
 	}
 	return a, nil
 }
@@ -137,7 +137,13 @@ func (a *App) openContacts(ctx context.Context) error {
 }
 
 func (a *App) buildNotifyAndRules(ctx context.Context) error {
-	clk := clock.Real{}
+	clk, err := clock.FromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	if _, off := clk.(clock.Offset); off {
+		a.log.Warn().Str("offset", os.Getenv(clock.OffsetEnv)).Msg("this instance's clock is set off the host's, for a test")
+	}
 	sender, err := notify.NewSender(a.cfg.SMS, a.cfg.DataDir, logging.Component(a.log, "sender"))
 	if err != nil {
 		return err
