@@ -60,7 +60,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*App, err
 	a := &App{cfg: cfg, log: log}
 	if err := a.build(ctx); err != nil {
 		a.close() // what was opened before the failure
-		return nil, err
+		return nil, startOnFullDisk(cfg.Store, cfg.DataDir, err)
 	}
 	return a, nil
 }
@@ -124,6 +124,9 @@ func (a *App) openContacts(ctx context.Context) error {
 		a.log.Warn().Str("file", a.cfg.ContactsFile).Int("customers", reg.Len()).
 			Msg("contacts_file does not exist: using the stored registry")
 		return nil
+	}
+	if a.cfg.Cluster.Enabled {
+		return a.importContactsOnce(ctx)
 	}
 	rejects := filepath.Join(a.cfg.DataDir, "contacts-rejects.csv")
 	a.log.Info().Str("file", a.cfg.ContactsFile).Str("rejects", rejects).Msg("importing contacts_file")
@@ -212,7 +215,15 @@ func (a *App) buildIngest(ctx context.Context) error {
 		a.components = append(a.components, component{"influx", sink.Run})
 	}
 	a.MQTT = ingest.NewMQTT(mqttCfg, a.cfg.Ingest, a.input(), sink, a.Dead, a.Contacts, logging.Component(a.log, "mqtt"))
+	if a.Broker != nil {
+		a.Broker.Watch(a.MQTT.Traffic) // a subscription that takes nothing shows in Ready
+	}
 	a.components = append(a.components, component{"mqtt", a.MQTT.Run})
+	if a.cluster != nil && a.Broker == nil {
+		if err := a.registerSession(ctx, mqttCfg, sink); err != nil {
+			return err
+		}
+	}
 	if len(a.cfg.Kafka.Brokers) > 0 {
 		a.Kafka = ingest.NewKafka(a.cfg.Kafka, a.cfg.Ingest, a.input(), a.Dead, logging.Component(a.log, "kafka"))
 		a.components = append(a.components, component{"kafka", a.Kafka.Run})
@@ -252,8 +263,10 @@ func (a *App) buildHTTP(ctx context.Context) error {
 
 // Ready reports nil once the store is open, contacts are loaded, MQTT
 // subscriptions are acknowledged and, with Kafka, the group has joined; and
-// then while the store commits, the disk under data_dir has room and the
-// rules are not reloading their state. Otherwise it says why.
+// then while the store commits, the disk under data_dir has room, the
+// rules are not reloading their state and (embedded broker) the MQTT
+// subscription takes the traffic the broker has for it. Otherwise it says
+// why.
 func (a *App) Ready() error {
 	// The store is open and the contacts are loaded once New has returned.
 	if err := a.health.Err(); err != nil {
@@ -263,6 +276,9 @@ func (a *App) Ready() error {
 		return err
 	}
 	if err := a.Rules.Ready(); err != nil {
+		return err
+	}
+	if err := a.MQTT.Stalled(); err != nil {
 		return err
 	}
 	switch {

@@ -353,6 +353,13 @@ func TestClusterThreeInstances(t *testing.T) {
 			return o.ConfirmedBy != ""
 		})
 	}
+	// Copies followed every commit, and the successor took over, without
+	// loading the rules' whole state again.
+	for _, in := range liveIns {
+		if n := in.app.Rules.FullLoads(); n != 1 {
+			t.Errorf("%s loaded the rules' whole state %d times, want once (at start)", in.name, n)
+		}
+	}
 }
 
 // TestModesRefuseEachOther: a single-process gridbell does not start on a
