@@ -91,3 +91,52 @@ func CausePhrase(lang, raw string, planned bool) (phrase string, known bool) {
 	}
 	return c.zh, known
 }
+
+// CausePhrases are an OMS cause as the page tells it, per language (zh,
+// en): the phrase of the table, the cause itself when written in that
+// language, or absent.
+func CausePhrases(s string) map[string]string {
+	out := map[string]string{}
+	for _, lang := range languages {
+		if c := localCause(lang, s); c != "" {
+			out[lang] = c
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// localCause is the phrase for an OMS cause in lang, as the operators' page
+// shows it. A cause the table does not know is passed on only when it is
+// written in lang (Chinese for zh, Latin letters for en), else left out: the
+// Chinese page does not quote the OMS's English. SMS never take this path
+// (CausePhrase).
+func localCause(lang, s string) string {
+	if s == "" {
+		return ""
+	}
+	if c, ok := causeIndex[normCause(s)]; ok {
+		if lang == "en" {
+			return c.en
+		}
+		return c.zh
+	}
+	han, latin := 0, 0
+	for _, r := range s {
+		switch {
+		case unicode.Is(unicode.Han, r):
+			han++
+		case r < unicode.MaxASCII && unicode.IsLetter(r):
+			latin++
+		}
+	}
+	switch {
+	case lang == "en" && han == 0 && latin > 0:
+		return s
+	case lang != "en" && han > 0:
+		return s
+	}
+	return ""
+}

@@ -1,6 +1,9 @@
 package notify
 
 import (
+	"cmp"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,16 +17,16 @@ func TestBuiltinTemplates(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string][2]string{ // name → zh, en fragments
-		"outage":            {"您所在区域于11月26日09:02因树木碰触线路停电，预计11月26日12:00恢复供电", "since Nov 26 09:02, caused by a tree touching a power line"},
+		"outage":            {"您处11月26日09:02因树木碰触线路停电，预计12:00恢复，逾时仍无电请回复停电", "since Nov 26 09:02, caused by a tree touching a power line"},
 		"etr_update":        {"调整为11月26日12:00", "now expected back by Nov 26 12:00"},
-		"restored":          {"已于11月26日11:40恢复供电", "since Nov 26 11:40"},
-		"outage_restored":   {"于11月26日09:02至11月26日11:40停电，现已恢复供电", "from Nov 26 09:02 to Nov 26 11:40 and is back"},
-		"planned_notice":    {"温馨提醒：户号****2345、****6789：因树木碰触线路，您所在区域计划于", "Reminder: power will be off at your address from Nov 26 09:02 to Nov 26 12:00"},
-		"arrears":           {"欠电费236.40元，缴费截止2026-11-20", "CNY 236.40 is overdue (due 2026-11-20)"},
+		"restored":          {"已于11月26日11:40恢复供电。如仍无电请回复停电", "since Nov 26 11:40"},
+		"outage_restored":   {"于11月26日09:02至11:40停电，现已恢复供电。如仍无电请回复停电", "from Nov 26 09:02 to 11:40 and is back"},
+		"planned_notice":    {"温馨提醒：户号****2345、****6789：因树木碰触线路，您所在区域计划于", "Reminder: power will be off at your address from Nov 26 09:02 to 12:00"},
+		"arrears":           {"欠电费236.40元，缴费截止11月20日", "CNY 236.40 is overdue (due Nov 20)"},
 		"disconnect_notice": {"11月27日10:00起暂停", "from Nov 27 10:00"},
 		"balance_low":       {"余额为18.50元，已低于30.00元", "CNY 18.50, below CNY 30.00"},
 		"balance_exhausted": {"余额已用完", "used up"},
-		"manager_digest":    {"重要/高危3户：市第一人民医院", "3 critical: City No.1 Hospital"},
+		"manager_digest":    {"G01网格自11月26日09:02起120户停电（台区TA-0101），其中生命支持1户：王某某，另有重要/高危2户：市第一人民医院", "120 of your customers out since Nov 26 09:02 (areas TA-0101); 1 on life support: Wang; 2 other critical: City No.1 Hospital"},
 	}
 	for _, name := range templateNames() {
 		for i, lang := range languages {
@@ -176,15 +179,16 @@ func TestBodyCap(t *testing.T) {
 		}
 		vars = typicalVars(lang)
 		vars["critical"] = strings.Repeat("市第一人民医院、", 400)
+		vars["other_critical"] = vars["critical"]
 		body, _ = tpl.Render(lang, "manager_digest", vars)
 		if n, _ := Segments(body); n > DefaultMaxSegments || !strings.Contains(body, "120") {
 			t.Errorf("%s digest: %d segments: %q", lang, n, body)
 		}
 	}
 	tpl.SetLimits(nil, 1)
-	body, _ := tpl.Render("zh", "outage", typicalVars("zh"))
-	// One segment cannot hold the template itself: the accounts go down to
-	// the first, and the end is cut.
+	body, _ := tpl.Render("zh", "planned_notice", typicalVars("zh"))
+	// One segment cannot hold the template itself: the cause is left out,
+	// the accounts go down to the first, and the end is cut.
 	if n, _ := Segments(body); n != 1 || !strings.Contains(body, "户号****2345…：") || !strings.HasSuffix(body, "…") {
 		t.Errorf("cap 1: %d segments: %q", n, body)
 	}
@@ -193,5 +197,76 @@ func TestBodyCap(t *testing.T) {
 	}
 	if got := cutToSegments(strings.Repeat("停", 1000), 2); len([]rune(got)) != 2*67 || !strings.HasSuffix(got, "…") {
 		t.Errorf("cutToSegments(1000 停, 2) = %d characters", len([]rune(got)))
+	}
+}
+
+// TestTemplateSegments measures every built-in template in both languages
+// with the facts of a typical message (one account, a known cause, an
+// estimate the same day, or none): the outage and restoration messages a
+// storm sends to every resident take one segment, the others at most two;
+// docs/interfaces.md's segment table holds these figures.
+func TestTemplateSegments(t *testing.T) {
+	tpl, err := LoadTemplates("", shanghai)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../docs/interfaces.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := map[string]bool{"outage": true, "restored": true, "outage_restored": true, "etr_update": true}
+	label := map[string]string{"outage": "`outage` with an estimate", "planned_notice": "`planned_notice` (reminder)",
+		"manager_digest": "`manager_digest` (3 critical customers)"}
+	for _, name := range templateNames() {
+		for _, etr := range []bool{true, false} {
+			if !etr && name != "outage" {
+				continue
+			}
+			row := "| " + cmp.Or(label[name], "`"+name+"`") + " |"
+			if !etr {
+				row = "| `outage` without one |"
+			}
+			for _, lang := range languages {
+				vars := typicalVars(lang)
+				vars["accounts"] = vars["account"]
+				if !etr {
+					delete(vars, "etr")
+				}
+				body, err := tpl.Render(lang, name, vars)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, enc := Segments(body)
+				if enc == UCS2 {
+					row += fmt.Sprintf(" %d (%d characters) |", n, len([]rune(body)))
+				} else {
+					row += fmt.Sprintf(" %d (%d septets) |", n, len(body))
+				}
+				if (one[name] && n != 1) || n > maxSegments {
+					t.Errorf("%s/%s (etr %v) takes %d %s segments: %q", lang, name, etr, n, enc, body)
+				}
+			}
+			if !strings.Contains(string(doc), row+"\n") {
+				t.Errorf("docs/interfaces.md's segment table lacks the row %s", row)
+			}
+		}
+	}
+}
+
+func TestTemplateDates(t *testing.T) {
+	tpl, err := LoadTemplates("", shanghai)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl.SetLimits(func() time.Time { return typicalNow }, 0)
+	for lang, want := range map[string][]string{"zh": {"缴费截止11月20日", "缴费截止2027年1月5日"}, "en": {"(due Nov 20)", "(due Jan 5 2027)"}} {
+		for i, due := range []string{"2026-11-20", "2027-01-05"} {
+			vars := typicalVars(lang)
+			vars["due"] = due
+			body, _ := tpl.Render(lang, "arrears", vars)
+			if !strings.Contains(body, want[i]) {
+				t.Errorf("%s arrears due %s: %q, want %q", lang, due, body, want[i])
+			}
+		}
 	}
 }

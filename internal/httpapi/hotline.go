@@ -114,6 +114,7 @@ func (s *Server) hotlineCustomer(ctx context.Context, p principal, acct contacts
 		live := m.Outage.Status == "active" || m.Outage.Status == "scheduled"
 		if hc.Outage == nil || (live && !hc.InOutage) || (live == hc.InOutage && later(m.Outage, hc.Outage)) {
 			o := *m.Outage
+			o.CausePhrases = notify.CausePhrases(o.Cause)
 			hc.Outage, hc.InOutage = &o, live
 		}
 	}

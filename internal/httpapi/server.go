@@ -224,6 +224,7 @@ func (s *Server) withCounts(ctx context.Context, o rules.Outage, p principal) ru
 		st = s.within(st, p)
 		o.Counts.Notified, o.Counts.Delivered = st.Notified, st.Delivered
 	}
+	o.CausePhrases = notify.CausePhrases(o.Cause)
 	return o
 }
 
