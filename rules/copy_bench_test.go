@@ -20,14 +20,14 @@ import (
 // BenchmarkCopyRefresh is what a copy (an instance in distributed mode that
 // does not run the rules) spends keeping up: the rules on one engine commit
 // a batch that changes 1,000 meters, and a second engine on the same
-// PostgreSQL store refreshes its copy. GRIDBELL_BENCH_COPY_METERS sets the
+// PostgreSQL store refreshes its copy. GRIDBELL_TEST_COPY_METERS sets the
 // fleet (default 100,000; the sizing figures use 1,000,000). It reports the
 // wall time (wall-s/op: ns/op also holds the final check of the copy
 // against the rules), the CPU and the allocations of one refresh (B/op
 // also counts what the store's connections allocate meanwhile).
 func BenchmarkCopyRefresh(b *testing.B) {
 	n := 100_000
-	if s := os.Getenv("GRIDBELL_BENCH_COPY_METERS"); s != "" {
+	if s := os.Getenv("GRIDBELL_TEST_COPY_METERS"); s != "" {
 		var err error
 		if n, err = strconv.Atoi(s); err != nil {
 			b.Fatal(err)

@@ -4,7 +4,10 @@
 // storm of N/10 power_off last gasps (whole areas) written to the meter
 // topic by the forwarder the instances use, and the instance running the
 // rules SIGKILLed half-way through, never restarted. It prints one table,
-// then one figure a line (`name: value`) for scripts.
+// then one figure a line (`name: value`) for scripts: intents_s is from the
+// last gasp written until every outage intent is in the outbox
+// (notify_intents); lost counts the phones without an outage SMS in any
+// instance's outbox file when -sms-wait ran out, doubled the repeats.
 //
 //	CUSTOMERS=2000000 make bench-province
 //	go run ./bench/province -customers 2000000
@@ -44,7 +47,7 @@ func main() {
 	customers := flag.Int("customers", 2_000_000, "customers (one meter and one mobile phone each)")
 	dsn := flag.String("dsn", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL (a schema of the run's own is created and dropped)")
 	mqtt := flag.String("mqtt", "tcp://127.0.0.1:1883", "MQTT broker the instances connect to (they get no MQTT input)")
-	wait := flag.Duration("sms-wait", 15*time.Minute, "how long to wait for every outage SMS")
+	wait := flag.Duration("sms-wait", 15*time.Minute, "how long to wait for every outage intent, then for every outage SMS sent (lost counts the phones without one then)")
 	keep := flag.Bool("keep", false, "keep the schema and the work directory")
 	flag.Parse()
 	if err := run(*customers, *dsn, *mqtt, *wait, *keep); err != nil {
@@ -269,13 +272,14 @@ func run(customers int, dsn, mqtt string, smsWait time.Duration, keep bool) erro
 	takeoverS := time.Since(killedAt).Seconds()
 	fmt.Fprintf(os.Stderr, "province: %s applies events %.1f s after the SIGKILL\n", successor, takeoverS)
 	var intentsS float64 = -1
-	if err := waitFor("every outage SMS in the outbox", smsWait, nil, func() bool {
+	if err := waitFor("every outage intent in the outbox", smsWait, nil, func() bool {
 		var n int
-		db.QueryRowContext(ctx, `SELECT COUNT(DISTINCT phone) FROM notify_messages WHERE kind = 'outage'`).Scan(&n)
+		db.QueryRowContext(ctx, `SELECT COUNT(*) FROM notify_intents WHERE kind = 'outage'`).Scan(&n)
 		return n >= out
 	}); err == nil {
 		intentsS = time.Since(lastGasp).Seconds()
 	}
+	fmt.Fprintf(os.Stderr, "province: every outage intent in the outbox %.1f s after the last gasp (written %.1f s after the first)\n", intentsS, lastGasp.Sub(stormFrom).Seconds())
 	var lost, doubled int
 	err = waitFor("every outage SMS sent", smsWait, nil, func() bool {
 		lost, doubled = countSMS(work, out)
@@ -322,6 +326,7 @@ func run(customers int, dsn, mqtt string, smsWait time.Duration, keep bool) erro
 		{"copy_lag_max_s", fmt.Sprintf("%.1f", lagAll)},
 		{"copy_cpu_idle_cores", fmt.Sprintf("%.3f", idleCopyCPU)},
 		{"copy_cpu_storm_cores", fmt.Sprintf("%.3f", copyCPU)},
+		{"storm_write_s", fmt.Sprintf("%.1f", lastGasp.Sub(stormFrom).Seconds())},
 		{"intents_s", fmt.Sprintf("%.1f", intentsS)},
 		{"lost", strconv.Itoa(lost)},
 		{"doubled", strconv.Itoa(doubled)},
