@@ -44,9 +44,12 @@ test:
 # PostgreSQL, Mosquitto, influxd, a small tmpfs), injects one fault and counts
 # lost and duplicated SMS and readings. Needs root for pg_ctl as user postgres
 # and for mount. A few minutes; docs/reliability.md has the figures.
-FAULTFLAGS ?= -timeout 15m
+FAULTFLAGS ?= -timeout 20m
+# every test behind the faults tag: the TestFault cases and the three-process
+# cluster stalls (SIGSTOP, a clock ahead, a holder that never comes back)
+FAULTRUN ?= ^(TestFault|TestClusterSIGSTOP$$|TestClusterClockAhead$$|TestClusterDeadSessionAdopted$$)
 test-faults:
-	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) test -tags faults $(FAULTFLAGS) -run '^TestFault' -count=1 -v ./...
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) test -tags faults $(FAULTFLAGS) -run '$(FAULTRUN)' -count=1 -v ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
