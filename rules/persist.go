@@ -33,6 +33,9 @@ var migrations = []string{
 	`ALTER TABLE rules_meters ADD COLUMN on_ts BIGINT NOT NULL DEFAULT 0`,
 	// Nothing reads the per-account ledger since rules_told (8) replaced it.
 	`DROP TABLE rules_ledger`,
+	// Projections of the rules' output (internal/care) read the meters
+	// written after a version; checkpoints are written when the writer idles.
+	`CREATE INDEX rules_meters_ver ON rules_meters (ver)`,
 }
 
 // checkpointChunk caps the meters copied from the log into rules_meters in
