@@ -245,6 +245,7 @@ func typicalVars(lang string) map[string]string {
 		"end": "2026-11-26T11:40:00+08:00", "cause": "tree contact", "balance": "18.50", "threshold": "30.00",
 		"amount": "236.40", "due": "2026-11-20", "disconnect_at": "2026-11-27T10:00:00+08:00", "reminder": "true",
 		"outages": "OMS-20261126-0042", "count": "120", "critical_count": "3", "critical": critical,
+		"recent_outages": "3", "recent_days": "60",
 	}
 }
 

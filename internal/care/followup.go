@@ -15,16 +15,16 @@ import (
 // FollowupCustomer is one customer a grid manager should call back after a
 // restoration (回访): frequent-outage and complaint-risk customers.
 type FollowupCustomer struct {
-	Account    string   `json:"account"`
-	Name       string   `json:"name"`
-	Grid       string   `json:"grid"`
-	Area       string   `json:"area"`
-	Class      string   `json:"class"`
-	Critical   bool     `json:"critical"`
-	Tags       []string `json:"tags"`
-	Sustained  int      `json:"sustained"` // sustained interruptions within the frequent-outage window
-	Called     bool     `json:"called"`    // called the hotline during this outage
-	Minutes    int      `json:"minutes"`   // without power in this outage
+	Account    string     `json:"account"`
+	Name       string     `json:"name"`
+	Grid       string     `json:"grid"`
+	Area       string     `json:"area"`
+	Class      string     `json:"class"`
+	Critical   bool       `json:"critical"`
+	Tags       []string   `json:"tags"`
+	Sustained  int        `json:"sustained"` // sustained interruptions within the frequent-outage window
+	Called     bool       `json:"called"`    // called the hotline during this outage
+	Minutes    int        `json:"minutes"`   // without power in this outage
 	RestoredAt *time.Time `json:"restored_at"`
 }
 

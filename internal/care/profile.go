@@ -13,11 +13,11 @@ import (
 // Profile answers GET /api/v1/customers/{account}/profile
 // (docs/interfaces.md §9).
 type Profile struct {
-	Account           string         `json:"account"`
-	Tags              []string       `json:"tags"`
-	Outages           Periods        `json:"outages"` // sustained interruptions
-	Minutes           Periods        `json:"minutes"` // minutes without power in them
-	Momentary         struct {
+	Account   string   `json:"account"`
+	Tags      []string `json:"tags"`
+	Outages   Periods  `json:"outages"` // sustained interruptions
+	Minutes   Periods  `json:"minutes"` // minutes without power in them
+	Momentary struct {
 		D60 int `json:"d60"`
 	} `json:"momentary"`
 	ArrearsNotices365d int       `json:"arrears_notices_365d"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -93,10 +94,11 @@ func (c *Care) RecentOutages(account string, refs ...string) int {
 // OutageVars adds recent_outages to an outage SMS's vars when the outage
 // is, for one of its customers, at or over the frequent-outage line: the
 // template then says so and apologises. notify calls it as it renders.
-func (c *Care) OutageVars(kind string, refs, accounts []string, vars map[string]string) {
+func (c *Care) OutageVars(kind, ref string, accounts []string, vars map[string]string) {
 	if kind != "outage" {
 		return
 	}
+	refs := append([]string{ref}, strings.Split(vars["_aliases"], ",")...)
 	n := 0
 	for _, a := range accounts {
 		n = max(n, c.RecentOutages(a, refs...))
