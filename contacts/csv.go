@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/text/encoding/simplifiedchinese"
 	"golang.org/x/text/transform"
+
+	"github.com/gridbell/gridbell/internal/csvout"
 )
 
 // Encodings the reader detects.
@@ -106,6 +108,10 @@ func newFileReader(src io.Reader) (*fileReader, error) {
 	header, err := cr.Read()
 	if err != nil {
 		return nil, fmt.Errorf("cannot read contacts header: %w", err)
+	}
+	if len(header) > 0 {
+		// A GB18030 file may carry the BOM too (a UTF-8 file's was dropped).
+		header[0] = strings.TrimPrefix(header[0], "\ufeff")
 	}
 	fr := &fileReader{csv: cr, encoding: enc}
 	if err := fr.mapColumns(header); err != nil {
@@ -270,7 +276,7 @@ func (fr *fileReader) next() (r row, rej reject, ok bool, err error) {
 	line, _ := fr.csv.FieldPos(0)
 	for c := range numColumns {
 		if i := fr.cols[c]; i >= 0 && i < len(rec) {
-			r.f[c] = strings.TrimSpace(rec[i])
+			r.f[c] = strings.TrimSpace(csvout.Unquote(rec[i]))
 		}
 	}
 	r.line = int32(line)
@@ -370,16 +376,17 @@ func parseLanguage(s string) (string, bool) {
 	return "", false
 }
 
-// rejectWriter writes the reject file: a CSV with line,column,reason,raw.
+// rejectWriter writes the reject file: a CSV with line,column,reason,raw,
+// through csvout, since its raw cells are whatever the file held.
 type rejectWriter struct {
-	w *csv.Writer
+	w *csvout.Writer
 }
 
 func newRejectWriter(w io.Writer) *rejectWriter {
 	if w == nil {
 		return &rejectWriter{}
 	}
-	cw := csv.NewWriter(w)
+	cw := csvout.NewWriter(w)
 	cw.Write([]string{"line", "column", "reason", "raw"})
 	return &rejectWriter{w: cw}
 }
@@ -394,8 +401,7 @@ func (rw *rejectWriter) flush() error {
 	if rw.w == nil {
 		return nil
 	}
-	rw.w.Flush()
-	if err := rw.w.Error(); err != nil {
+	if err := rw.w.Flush(); err != nil {
 		return fmt.Errorf("cannot write rejects: %w", err)
 	}
 	return nil

@@ -219,7 +219,7 @@ func TestReportWriters(t *testing.T) {
 	if err := rep.WriteCSV(&csvOut); err != nil {
 		t.Fatal(err)
 	}
-	wantCSV := "grid,manager,rows,accounts,valid,fixed,landline_only,invalid,missing,opted_out,valid_list_rate\n" +
+	wantCSV := "\ufeffgrid,manager,rows,accounts,valid,fixed,landline_only,invalid,missing,opted_out,valid_list_rate\n" +
 		"G01,王经理,3,2,0,2,0,0,0,0,1.0000\n" +
 		"G02,赵经理,2,2,1,0,0,1,0,1,0.5000\n" +
 		"total,,5,4,1,2,0,1,0,1,0.7500\n"

@@ -2,13 +2,14 @@ package contacts
 
 import (
 	"cmp"
-	"encoding/csv"
 	"fmt"
 	"io"
 	"math"
 	"slices"
 	"strconv"
 	"text/tabwriter"
+
+	"github.com/gridbell/gridbell/internal/csvout"
 )
 
 // Report is the contact quality of a file or of the stored registry, per
@@ -224,15 +225,15 @@ func (rep Report) WriteText(w io.Writer) error {
 }
 
 // WriteCSV writes the report as CSV, one line per grid and a total line,
-// for managers who work in spreadsheets.
+// for managers who work in spreadsheets (through csvout: a grid's manager
+// comes from the file and may be named =MGR()).
 func (rep Report) WriteCSV(w io.Writer) error {
-	cw := csv.NewWriter(w)
+	cw := csvout.NewWriter(w)
 	cw.Write(reportHeader)
 	for _, gq := range append(slices.Clone(rep.Grids), rep.Total) {
 		cw.Write(gq.fields(strconv.FormatFloat(gq.ValidListRate, 'f', 4, 64)))
 	}
-	cw.Flush()
-	if err := cw.Error(); err != nil {
+	if err := cw.Flush(); err != nil {
 		return fmt.Errorf("cannot write contacts report: %w", err)
 	}
 	return nil
