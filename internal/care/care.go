@@ -99,7 +99,17 @@ func (c *Care) follow(ctx context.Context, l *store.Lease) {
 	go func() { lost <- l.Run(lctx) }()
 	c.p = newProjection() // another instance may have projected meanwhile
 	var loaded bool
+	pruneAt := time.Now().Add(time.Minute)
 	for {
+		if time.Now().After(pruneAt) {
+			pruneAt = time.Now().Add(pruneEvery)
+			before := c.clk.Now().Add(-time.Duration(c.cfg.History))
+			if n, err := c.Prune(lctx, before); err != nil && lctx.Err() == nil {
+				c.log.Warn().Err(err).Int64("pruned", n).Msg("cannot prune care history; trying again later")
+			} else if n > 0 {
+				c.log.Info().Int64("pruned", n).Time("before", before).Msg("care history pruned")
+			}
+		}
 		if !loaded {
 			if err := c.load(lctx); err != nil {
 				c.log.Warn().Err(err).Msg("cannot load the care projection; trying again")
