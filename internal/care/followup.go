@@ -1,6 +1,7 @@
 package care
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -26,6 +27,20 @@ type FollowupCustomer struct {
 	Called     bool       `json:"called"`    // called the hotline during this outage
 	Minutes    int        `json:"minutes"`   // without power in this outage
 	RestoredAt *time.Time `json:"restored_at"`
+}
+
+// classRank puts life-support, high-risk and important customers first,
+// in that order, as the workspace does.
+func classRank(class string) int {
+	switch contacts.Class(class) {
+	case contacts.LifeSupport:
+		return 0
+	case contacts.HighRisk:
+		return 1
+	case contacts.Important:
+		return 2
+	}
+	return 3
 }
 
 // Followup lists the customers of outage id to call back, in grids (nil:
@@ -85,16 +100,7 @@ func (c *Care) Followup(ctx context.Context, id string, grids []string) ([]Follo
 		out = append(out, fc)
 	}
 	slices.SortFunc(out, func(a, b FollowupCustomer) int {
-		switch {
-		case a.Critical != b.Critical:
-			if a.Critical {
-				return -1
-			}
-			return 1
-		case a.Sustained != b.Sustained:
-			return b.Sustained - a.Sustained
-		}
-		return strings.Compare(a.Account, b.Account)
+		return cmp.Or(cmp.Compare(classRank(a.Class), classRank(b.Class)), b.Sustained-a.Sustained, strings.Compare(a.Account, b.Account))
 	})
 	return out, nil
 }

@@ -17,7 +17,8 @@ var migrations = []string{
 		feeder TEXT NOT NULL, area TEXT NOT NULL, class TEXT NOT NULL, planned INTEGER NOT NULL,
 		start_ns BIGINT NOT NULL, end_ns BIGINT NOT NULL, open TEXT NOT NULL, reported INTEGER NOT NULL,
 		sms_ns BIGINT NOT NULL, PRIMARY KEY (outage, account))`,
-	`CREATE INDEX care_interruptions_start ON care_interruptions (start_ns)`,
+	// The reports read a period's rows from this index alone.
+	`CREATE INDEX care_interruptions_report ON care_interruptions (start_ns, grid, feeder, area, planned, end_ns, sms_ns, account)`,
 	`CREATE INDEX care_interruptions_account ON care_interruptions (account, start_ns)`,
 	// Hotline lookups: outage is the one the customer was in, '' for none.
 	`CREATE TABLE care_calls (account TEXT NOT NULL, at_ns BIGINT NOT NULL, outage TEXT NOT NULL,
