@@ -69,19 +69,26 @@ func New(ctx context.Context, cfg Config, db *store.DB, dir Directory, msgs Mess
 // another takes it over once the lease lapses.
 const leaseTTL = 15 * time.Second
 
+// recentEvery is how often the index of recent interruptions is read
+// again from the store: by the instances that do not project, to see what
+// the projecting one wrote, and by that one, to drop what left the window.
+const recentEvery = 5 * time.Minute
+
 // Run follows the rules' output until ctx is done. In distributed mode
 // every instance runs it and one at a time, the holder of the care lease,
 // projects; the others refresh their index of recent interruptions.
 func (c *Care) Run(ctx context.Context) error {
+	var recentAt time.Time
 	for ctx.Err() == nil {
 		l, err := store.AcquireLease(ctx, c.db, "care", store.LeaseHolder("care"), leaseTTL)
-		var held *store.HeldError
-		if errors.As(err, &held) || err != nil {
-			if err != nil && !errors.As(err, &held) && ctx.Err() == nil {
+		if err != nil {
+			var held *store.HeldError
+			if !errors.As(err, &held) && ctx.Err() == nil {
 				c.log.Warn().Err(err).Msg("cannot take the care lease; trying again")
 			}
-			if err := c.loadRecent(ctx); err != nil && ctx.Err() == nil {
-				c.log.Warn().Err(err).Msg("cannot read recent interruptions")
+			if time.Since(recentAt) >= recentEvery {
+				recentAt = time.Now()
+				c.refreshRecent(ctx)
 			}
 			sleep(ctx, leaseTTL)
 			continue
@@ -89,6 +96,12 @@ func (c *Care) Run(ctx context.Context) error {
 		c.follow(ctx, l)
 	}
 	return nil
+}
+
+func (c *Care) refreshRecent(ctx context.Context) {
+	if err := c.loadRecent(ctx); err != nil && ctx.Err() == nil {
+		c.log.Warn().Err(err).Msg("cannot read recent interruptions; the outage SMS counts on the last read")
+	}
 }
 
 // follow projects while l is held.
@@ -100,7 +113,12 @@ func (c *Care) follow(ctx context.Context, l *store.Lease) {
 	c.p = newProjection() // another instance may have projected meanwhile
 	var loaded bool
 	pruneAt := time.Now().Add(time.Minute)
+	recentAt := time.Now()
 	for {
+		if time.Since(recentAt) >= recentEvery {
+			recentAt = time.Now()
+			c.refreshRecent(lctx)
+		}
 		if time.Now().After(pruneAt) {
 			pruneAt = time.Now().Add(pruneEvery)
 			before := c.clk.Now().Add(-time.Duration(c.cfg.History))

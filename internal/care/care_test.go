@@ -362,3 +362,36 @@ func TestFrequentOutage(t *testing.T) {
 		})
 	}
 }
+
+// TestPrune: closed interruptions, calls and follow-up records older than
+// care.history go; open ones and younger ones stay.
+func TestPrune(t *testing.T) {
+	for _, driver := range storetest.Backends {
+		t.Run(driver, func(t *testing.T) {
+			w := newWorld(t, driver, true)
+			w.fleetDay()
+			if err := w.care.RecordCall(w.ctx, "A0101", "F9", t0.Add(20*time.Hour+time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			count := func(table string) int {
+				var n int
+				if err := w.db.QueryRowContext(w.ctx, `SELECT COUNT(*) FROM `+table).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			before := count("care_interruptions")
+			// Before the nested outage: the planned one and the blip go.
+			n, err := w.care.Prune(w.ctx, t0.Add(6*time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != 5 || count("care_interruptions") != before-5 || count("care_calls") != 1 {
+				t.Errorf("Prune(6h) = %d, %d of %d rows left, %d calls; want P1's 4 and the blip gone, the call kept", n, count("care_interruptions"), before, count("care_calls"))
+			}
+			if n, err := w.care.Prune(w.ctx, t0.Add(48*time.Hour)); err != nil || count("care_interruptions") != 0 || count("care_calls") != 0 {
+				t.Errorf("Prune(48h) = %d, %v: %d rows, %d calls left, want none", n, err, count("care_interruptions"), count("care_calls"))
+			}
+		})
+	}
+}
