@@ -204,7 +204,7 @@ func (c *Care) load(ctx context.Context) error {
 
 // loadRows reads the stored rows of outage id into rs.
 func (c *Care) loadRows(ctx context.Context, rs *recState, id string) error {
-	rows, err := c.db.QueryContext(ctx, `SELECT account, grid, feeder, area, class, planned, start_ns, end_ns, open, reported, sms_ns
+	rows, err := c.db.QueryContext(ctx, `SELECT account, grid, feeder, area, class, planned, start_ns, end_ns, open, reported, sms_ns, nth
 		FROM care_interruptions WHERE outage = $1`, id)
 	if err != nil {
 		return fmt.Errorf("cannot read interruptions of %s: %w", id, err)
@@ -214,10 +214,11 @@ func (c *Care) loadRows(ctx context.Context, rs *recState, id string) error {
 		it := &interruption{outage: id}
 		var planned, reported int64
 		var open string
-		if err := rows.Scan(&it.account, &it.grid, &it.feeder, &it.area, &it.class, &planned, &it.start, &it.end, &open, &reported, &it.sms); err != nil {
+		if err := rows.Scan(&it.account, &it.grid, &it.feeder, &it.area, &it.class, &planned, &it.start, &it.end, &open, &reported, &it.sms, &it.nth); err != nil {
 			return fmt.Errorf("cannot read interruptions of %s: %w", id, err)
 		}
 		it.planned, it.reported = planned != 0, reported != 0
+		it.rolled = it.contribution(int64(c.cfg.SustainedAfter)) // stored with the row
 		if open != "" {
 			it.open = strings.Split(open, ",")
 			for _, m := range it.open {
@@ -324,6 +325,11 @@ func (c *Care) Step(ctx context.Context) (StepStats, error) {
 		c.smsAt = now
 	}
 	st.Written = len(p.dirty)
+	sus := int64(c.cfg.SustainedAfter)
+	for _, it := range p.dirty {
+		c.number(it, now.UnixNano())
+		p.roll(it, sus)
+	}
 	if err := c.write(ctx, meterSeq, recSeq); err != nil {
 		return st, err
 	}
@@ -332,7 +338,7 @@ func (c *Care) Step(ctx context.Context) (StepStats, error) {
 		it.dirty = false
 		c.noteRecent(it)
 	}
-	p.dirty, p.deleted = nil, nil
+	p.dirty, p.deleted, p.deltas = nil, nil, nil
 	// After the rows are stored: the lists read them. A crash in between
 	// loses the lists of this step's restorations, never sends one twice.
 	if err := c.sendFollowups(ctx, closed, now); err != nil {
@@ -396,6 +402,9 @@ func (c *Care) write(ctx context.Context, meterSeq, recSeq int64) error {
 		vals = append(vals, it.values()...)
 	}
 	if err := writeInterruptions(ctx, tx, c.db.Postgres(), vals); err != nil {
+		return err
+	}
+	if err := writeDaily(ctx, tx, c.db.Postgres(), p.deltas); err != nil {
 		return err
 	}
 	if err := c.mergeCalls(ctx, tx, p); err != nil {

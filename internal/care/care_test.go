@@ -174,6 +174,15 @@ func TestReliabilityGolden(t *testing.T) {
 						SAIFI: 2, SAIDI: 180, CAIDI: 90},
 				}
 				w.checkReport(day, want)
+				// Whole days in Shanghai: read from the daily rollup.
+				cst := time.FixedZone("CST", 8*3600)
+				w.checkReport(Query{From: time.Date(2026, 11, 2, 0, 0, 0, 0, cst), To: time.Date(2026, 11, 4, 0, 0, 0, 0, cst)}, want)
+				// One whole day (P1, the blip) from the rollup, the edges (TA-02) from the rows.
+				w.checkReport(Query{From: time.Date(2026, 11, 1, 20, 0, 0, 0, cst), To: time.Date(2026, 11, 3, 4, 0, 0, 0, cst)}, map[string]Row{
+					"G1": {Key: "G1", CustomersServed: 8, Interruptions: 4, CustomerMinutes: 150, Momentary: 1, Unplanned: 4,
+						SAIFI: 0.5, SAIDI: 18.75, CAIDI: 37.5, MAIFI: 0.125},
+					"G2": {Key: "G2", CustomersServed: 4, Interruptions: 4, CustomerMinutes: 480, Planned: 4, SAIFI: 1, SAIDI: 120, CAIDI: 120},
+				})
 				day.Planned = "exclude"
 				w.checkReport(day, map[string]Row{
 					"G1": want["G1"],

@@ -34,6 +34,8 @@ type interruption struct {
 	open                                       []string
 	reported                                   bool
 	sms                                        int64
+	nth                                        int // its number among the customer's sustained interruptions within the window; 0 = not counted yet
+	rolled                                     *contrib // what it added to care_daily; nil while open
 	dirty                                      bool
 }
 
@@ -54,6 +56,7 @@ type projection struct {
 	recSeq   int64
 	meterSeq int64
 	deleted  []string // outage ids whose rows moved to another record (merged)
+	deltas   map[dayKey]*dayFigures // care_daily changes of this step
 	steps    int
 }
 
@@ -264,6 +267,9 @@ func (p *projection) absorb(rs *recState) {
 				cur.end = max(cur.end, it.end)
 			}
 			cur.sms = minNonZero(cur.sms, it.sms)
+			if it.rolled != nil {
+				p.delta(it.rolled, -1) // its row goes; cur's counts it
+			}
 			p.touch(cur)
 		}
 		delete(p.recs, alias)
@@ -296,7 +302,7 @@ func (rs *recState) done() bool {
 
 func (it *interruption) values() []any {
 	return []any{it.outage, it.account, it.grid, it.feeder, it.area, it.class, boolInt(it.planned),
-		it.start, it.end, strings.Join(it.open, ","), boolInt(it.reported), it.sms}
+		it.start, it.end, strings.Join(it.open, ","), boolInt(it.reported), it.sms, int64(it.nth)}
 }
 
 func boolInt(b bool) int64 {

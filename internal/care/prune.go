@@ -19,16 +19,23 @@ const (
 // before before, in steps, and reports how many rows went.
 func (c *Care) Prune(ctx context.Context, before time.Time) (int64, error) {
 	var total int64
-	for _, q := range []string{
-		`DELETE FROM care_interruptions WHERE (outage, account) IN (
-			SELECT outage, account FROM care_interruptions WHERE start_ns < $1 AND end_ns <> 0 LIMIT $2)`,
-		`DELETE FROM care_calls WHERE (account, at_ns) IN (
-			SELECT account, at_ns FROM care_calls WHERE at_ns < $1 LIMIT $2)`,
-		`DELETE FROM care_followups WHERE (outage, grid) IN (
-			SELECT outage, grid FROM care_followups WHERE at_ns < $1 LIMIT $2)`,
+	cut := before.UnixNano()
+	for _, st := range []struct {
+		q   string
+		cut int64
+	}{
+		{`DELETE FROM care_interruptions WHERE (outage, account) IN (
+			SELECT outage, account FROM care_interruptions WHERE start_ns < $1 AND end_ns <> 0 LIMIT $2)`, cut},
+		{`DELETE FROM care_calls WHERE (account, at_ns) IN (
+			SELECT account, at_ns FROM care_calls WHERE at_ns < $1 LIMIT $2)`, cut},
+		{`DELETE FROM care_followups WHERE (outage, grid) IN (
+			SELECT outage, grid FROM care_followups WHERE at_ns < $1 LIMIT $2)`, cut},
+		// Whole days before the cut-off's day: their rows are gone.
+		{`DELETE FROM care_daily WHERE (day, grid, feeder, area, planned) IN (
+			SELECT day, grid, feeder, area, planned FROM care_daily WHERE day < $1 LIMIT $2)`, dayOf(cut)},
 	} {
 		for {
-			res, err := c.db.ExecContext(ctx, q, before.UnixNano(), pruneBatch)
+			res, err := c.db.ExecContext(ctx, st.q, st.cut, pruneBatch)
 			if err != nil {
 				return total, fmt.Errorf("cannot prune care history: %w", err)
 			}

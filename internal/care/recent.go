@@ -109,3 +109,24 @@ func (c *Care) OutageVars(kind, ref string, accounts []string, vars map[string]s
 		metricApologies.Inc()
 	}
 }
+
+// number sets it's nth once it is sustained: 1 plus the customer's other
+// sustained interruptions that began within the window before it.
+func (c *Care) number(it *interruption, now int64) {
+	end := it.end
+	if end == 0 {
+		end = now
+	}
+	if it.nth != 0 || end-it.start < int64(c.cfg.SustainedAfter) {
+		return
+	}
+	since := it.start - int64(c.cfg.FrequentOutage.Within)
+	c.recent.mu.RLock()
+	defer c.recent.mu.RUnlock()
+	it.nth = 1
+	for o, st := range c.recent.acc[it.account] {
+		if o != it.outage && st > since && st <= it.start {
+			it.nth++
+		}
+	}
+}

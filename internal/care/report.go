@@ -2,6 +2,7 @@ package care
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math"
@@ -203,19 +204,53 @@ func plannedFilter(p string) string {
 	return ""
 }
 
-// aggregate adds the interruption counts and minutes.
+// aggregate adds the interruption counts and minutes: whole days from
+// care_daily, the period's edges and the open interruptions from the rows.
 func (c *Care) aggregate(ctx context.Context, q Query, row func(grid, key string) *Row) error {
-	now := c.clk.Now().UnixNano()
-	sus := int64(c.cfg.SustainedAfter)
+	from, to := q.From.UnixNano(), q.To.UnixNano()
+	a, b := nextDay(from), dayOf(to)
+	if a >= b {
+		return c.aggregateRows(ctx, q, row, `start_ns >= $1 AND start_ns < $2`, from, to)
+	}
+	if err := c.aggregateDays(ctx, q, row, a, b); err != nil {
+		return err
+	}
+	if err := c.aggregateRows(ctx, q, row, `(start_ns >= $1 AND start_ns < $2 OR start_ns >= $5 AND start_ns < $6)`, from, a, b, to); err != nil {
+		return err
+	}
+	return c.aggregateRows(ctx, q, row, `end_ns = 0 AND start_ns >= $1 AND start_ns < $2`, a, b)
+}
+
+// aggregateRows adds the rows matching cond (over $1, $2 and, when given,
+// $5, $6).
+func (c *Care) aggregateRows(ctx context.Context, q Query, row func(grid, key string) *Row, cond string, bounds ...int64) error {
+	args := []any{bounds[0], bounds[1], c.clk.Now().UnixNano(), int64(c.cfg.SustainedAfter)}
+	for _, v := range bounds[2:] {
+		args = append(args, v)
+	}
 	rows, err := c.db.QueryContext(ctx, `SELECT grid, k, planned,
 			SUM(CASE WHEN d >= $4 THEN 1 ELSE 0 END), SUM(CASE WHEN d >= $4 THEN d ELSE 0 END),
 			SUM(CASE WHEN d < $4 THEN 1 ELSE 0 END), COUNT(*), SUM(CASE WHEN sms_ns > 0 THEN 1 ELSE 0 END)
 		FROM (SELECT grid, `+q.By+` AS k, planned, sms_ns, (CASE WHEN end_ns = 0 THEN $3 ELSE end_ns END) - start_ns AS d
-			FROM care_interruptions WHERE start_ns >= $1 AND start_ns < $2`+plannedFilter(q.Planned)+`) t
-		GROUP BY grid, k, planned`, q.From.UnixNano(), q.To.UnixNano(), now, sus)
+			FROM care_interruptions WHERE `+cond+plannedFilter(q.Planned)+`) t
+		GROUP BY grid, k, planned`, args...)
 	if err != nil {
 		return fmt.Errorf("cannot compute reliability: %w", err)
 	}
+	return addFigures(rows, row)
+}
+
+// aggregateDays adds care_daily's days [a, b).
+func (c *Care) aggregateDays(ctx context.Context, q Query, row func(grid, key string) *Row, a, b int64) error {
+	rows, err := c.db.QueryContext(ctx, `SELECT grid, `+q.By+`, planned, SUM(sustained), SUM(ns), SUM(momentary), SUM(affected), SUM(notified)
+		FROM care_daily WHERE day >= $1 AND day < $2`+plannedFilter(q.Planned)+` GROUP BY grid, `+q.By+`, planned`, a, b)
+	if err != nil {
+		return fmt.Errorf("cannot compute reliability: %w", err)
+	}
+	return addFigures(rows, row)
+}
+
+func addFigures(rows *sql.Rows, row func(grid, key string) *Row) error {
 	defer rows.Close()
 	for rows.Next() {
 		var grid, key string
@@ -241,18 +276,13 @@ func (c *Care) aggregate(ctx context.Context, q Query, row func(grid, key string
 	return rows.Err()
 }
 
-// frequent counts the customers at or over the frequent-outage line at the
-// period's end, every kind of outage counted.
+// frequent counts the customers who reached the frequent-outage line in
+// the period: an interruption of theirs in it was their Nth sustained one
+// within the window, N at or over the line (every kind of outage counted).
 func (c *Care) frequent(ctx context.Context, q Query, row func(grid, key string) *Row) error {
-	to := q.To.UnixNano()
-	if now := c.clk.Now().UnixNano(); now < to {
-		to = now
-	}
-	rows, err := c.db.QueryContext(ctx, `SELECT grid, k, COUNT(*) FROM (
-			SELECT grid, `+q.By+` AS k, account FROM care_interruptions
-			WHERE start_ns >= $1 AND start_ns < $2 AND (CASE WHEN end_ns = 0 THEN $2 ELSE end_ns END) - start_ns >= $3
-			GROUP BY grid, `+q.By+`, account HAVING COUNT(*) >= $4) t GROUP BY grid, k`,
-		to-int64(c.cfg.FrequentOutage.Within), to, int64(c.cfg.SustainedAfter), c.cfg.FrequentOutage.Count)
+	rows, err := c.db.QueryContext(ctx, `SELECT grid, `+q.By+`, COUNT(DISTINCT account) FROM care_interruptions
+		WHERE nth >= $1 AND start_ns >= $2 AND start_ns < $3 GROUP BY grid, `+q.By,
+		c.cfg.FrequentOutage.Count, q.From.UnixNano(), q.To.UnixNano())
 	if err != nil {
 		return fmt.Errorf("cannot count frequent-outage customers: %w", err)
 	}

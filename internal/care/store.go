@@ -30,10 +30,19 @@ var migrations = []string{
 	// Follow-up lists sent to grid managers, once per outage and grid.
 	`CREATE TABLE care_followups (outage TEXT NOT NULL, grid TEXT NOT NULL, at_ns BIGINT NOT NULL,
 		PRIMARY KEY (outage, grid))`,
+	// The daily rollup of closed interruptions (daily.go), and each
+	// sustained interruption's number within the frequent-outage window
+	// (nth): the reports read a month without reading its rows.
+	`CREATE TABLE care_daily (day BIGINT NOT NULL, grid TEXT NOT NULL, feeder TEXT NOT NULL, area TEXT NOT NULL,
+		planned INTEGER NOT NULL, sustained BIGINT NOT NULL, ns BIGINT NOT NULL, momentary BIGINT NOT NULL,
+		affected BIGINT NOT NULL, notified BIGINT NOT NULL, PRIMARY KEY (day, grid, feeder, area, planned))`,
+	`ALTER TABLE care_interruptions ADD COLUMN nth INTEGER NOT NULL DEFAULT 0`,
+	`CREATE INDEX care_interruptions_open ON care_interruptions (end_ns, start_ns)`,
+	`CREATE INDEX care_interruptions_nth ON care_interruptions (nth, start_ns, grid, feeder, area, account)`,
 }
 
 var interruptionCols = []string{"outage", "account", "grid", "feeder", "area", "class", "planned",
-	"start_ns", "end_ns", "open", "reported", "sms_ns"}
+	"start_ns", "end_ns", "open", "reported", "sms_ns", "nth"}
 
 // upsertSQL is a multi-row INSERT … ON CONFLICT DO UPDATE of the columns
 // after the first keys.
