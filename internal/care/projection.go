@@ -34,7 +34,7 @@ type interruption struct {
 	open                                       []string
 	reported                                   bool
 	sms                                        int64
-	nth                                        int // its number among the customer's sustained interruptions within the window; 0 = not counted yet
+	nth                                        int      // its number among the customer's sustained interruptions within the window; 0 = not counted yet
 	rolled                                     *contrib // what it added to care_daily; nil while open
 	dirty                                      bool
 }
@@ -55,7 +55,7 @@ type projection struct {
 	dirty    []*interruption
 	recSeq   int64
 	meterSeq int64
-	deleted  []string // outage ids whose rows moved to another record (merged)
+	deleted  []string               // outage ids whose rows moved to another record (merged)
 	deltas   map[dayKey]*dayFigures // care_daily changes of this step
 	steps    int
 }
