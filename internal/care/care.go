@@ -22,7 +22,7 @@ import (
 // Messages is what care reads of the notify outbox (*notify.Outbox).
 type Messages interface {
 	History(ctx context.Context, accounts []string, limit int) ([]notify.Sent, error)
-	FirstSent(ctx context.Context, refs []string) (map[string]int64, error)
+	FirstSent(ctx context.Context, refs []string) (map[string]map[string]int64, error)
 }
 
 // Sink takes the follow-up lists for grid managers inside care's
@@ -441,34 +441,45 @@ func (c *Care) mergeCalls(ctx context.Context, tx *sql.Tx, p *projection) error 
 // SMS times are filled in for a record's customers for smsWindow after it
 // closes, every smsEvery: a storm's messages go out over minutes.
 const (
-	smsEvery  = 10 * time.Second
+	smsEvery  = 30 * time.Second
 	smsWindow = time.Hour
 )
 
-// fillSMS sets when the first SMS of each record reached its customers.
+// fillSMS sets when the first SMS of each record reached its customers,
+// reading the records that miss some 200 at a time.
 func (c *Care) fillSMS(ctx context.Context, now time.Time) error {
 	if c.msgs == nil {
 		return nil
 	}
+	var due []*recState
 	for _, rs := range c.p.recs {
 		if !rs.live && closedAt(&rs.rec) > 0 && now.Sub(time.Unix(0, closedAt(&rs.rec))) > smsWindow {
 			continue
 		}
-		missing := false
 		for _, it := range rs.accts {
-			missing = missing || it.sms == 0
+			if it.sms == 0 {
+				due = append(due, rs)
+				break
+			}
 		}
-		if !missing {
-			continue
+	}
+	for chunk := range slices.Chunk(due, 200) {
+		var refs []string
+		for _, rs := range chunk {
+			refs = append(append(refs, rs.rec.ID), rs.rec.Aliases...)
 		}
-		first, err := c.msgs.FirstSent(ctx, append([]string{rs.rec.ID}, rs.rec.Aliases...))
+		first, err := c.msgs.FirstSent(ctx, refs)
 		if err != nil {
 			return err
 		}
-		for acct, at := range first {
-			if it := rs.accts[acct]; it != nil && it.sms != at {
-				it.sms = at
-				c.p.touch(it)
+		for _, rs := range chunk {
+			for _, ref := range append([]string{rs.rec.ID}, rs.rec.Aliases...) {
+				for acct, at := range first[ref] {
+					if it := rs.accts[acct]; it != nil && (it.sms == 0 || at < it.sms) {
+						it.sms = at
+						c.p.touch(it)
+					}
+				}
 			}
 		}
 	}

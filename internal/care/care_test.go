@@ -309,7 +309,8 @@ func TestFrequentOutage(t *testing.T) {
 			var first map[string]int64
 			for deadline := time.Now().Add(20 * time.Second); len(first) < 4; time.Sleep(20 * time.Millisecond) {
 				var err error
-				if first, err = w.outbox.FirstSent(w.ctx, []string{id}); err != nil || time.Now().After(deadline) {
+				byRef, err := w.outbox.FirstSent(w.ctx, []string{id})
+				if first = byRef[id]; err != nil || time.Now().After(deadline) {
 					t.Fatalf("FirstSent(%s) = %v, %v; want the 4 customers", id, first, err)
 				}
 			}
