@@ -13,7 +13,6 @@ import (
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
-	mochiauth "github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -30,6 +29,7 @@ import (
 type Broker struct {
 	srv     *mochi.Server
 	tcp     *listeners.TCP
+	hook    *authHook
 	closing *atomic.Bool // set by Close: clients dropping off is then expected
 }
 
@@ -44,10 +44,8 @@ func StartBroker(listen, stateFile string, auth BrokerAuth, log zerolog.Logger) 
 		InlineClient: false,
 		Logger:       slog.New(zerologHandler{log: log, closing: closing}),
 	})
-	var hook mochi.Hook = new(mochiauth.AllowHook)
-	if len(auth.Ingest) > 0 {
-		hook = newAuthHook(auth, log)
-	}
+	hook := newAuthHook(auth, log)
+	hook.srv = srv
 	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("cannot start embedded mqtt broker: %w", err)
 	}
@@ -67,8 +65,13 @@ func StartBroker(listen, stateFile string, auth BrokerAuth, log zerolog.Logger) 
 		return nil, fmt.Errorf("cannot start embedded mqtt broker: %w", err)
 	}
 	log.Info().Str("listen", tcp.Address()).Str("state", stateFile).Bool("auth", len(auth.Ingest) > 0).Msg("embedded mqtt broker started")
-	return &Broker{srv: srv, tcp: tcp, closing: closing}, nil
+	return &Broker{srv: srv, tcp: tcp, hook: hook, closing: closing}, nil
 }
+
+// Watch has f called on every message the broker takes under the topic
+// prefix of its BrokerAuth (all messages without one): MQTT.Traffic, so
+// that a subscription taking nothing while there is traffic shows.
+func (b *Broker) Watch(f func()) { b.hook.traffic.Store(&f) }
 
 // boltHook mends mochi's bolt storage, which keeps an inflight message's
 // packet id only in its key: restored without it, a queued message cannot

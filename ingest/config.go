@@ -94,12 +94,23 @@ func (c *MQTTConfig) Defaults() {
 	}
 }
 
+// MarshalYAML prints the brokers with their passwords as *** (--print-config).
+func (c MQTTConfig) MarshalYAML() (any, error) {
+	type plain MQTTConfig
+	p := plain(c)
+	p.Brokers = make([]string, len(c.Brokers))
+	for i, b := range c.Brokers {
+		p.Brokers[i] = secret.MaskURL(b)
+	}
+	return p, nil
+}
+
 // Validate checks c without network I/O.
 func (c MQTTConfig) Validate() error {
 	for _, b := range c.Brokers {
 		u, err := url.Parse(b)
 		if err != nil || u.Host == "" {
-			return fmt.Errorf("mqtt.brokers: %q is not a broker URL like tcp://host:1883", b)
+			return fmt.Errorf("mqtt.brokers: %q is not a broker URL like tcp://host:1883", secret.MaskURL(b))
 		}
 	}
 	if c.MaxInflight < 1 {
@@ -154,13 +165,21 @@ func (c *InfluxConfig) Defaults() {
 	}
 }
 
+// MarshalYAML prints the URL with its password as *** (--print-config).
+func (c InfluxConfig) MarshalYAML() (any, error) {
+	type plain InfluxConfig
+	p := plain(c)
+	p.URL = secret.MaskURL(p.URL)
+	return p, nil
+}
+
 // Validate checks c without network I/O.
 func (c InfluxConfig) Validate() error {
 	if c.URL == "" {
 		return nil
 	}
 	if u, err := url.Parse(c.URL); err != nil || u.Host == "" {
-		return fmt.Errorf("influx.url %q is not a URL", c.URL)
+		return fmt.Errorf("influx.url %q is not a URL", secret.MaskURL(c.URL))
 	}
 	if c.Bucket == "" {
 		return errors.New("influx.bucket is required when influx.url is set")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -235,10 +237,33 @@ func (k *Kafka) watchGroup(msg string, args ...any) {
 	}
 }
 
+// logError logs kafka-go's errors as warnings, but a read that timed out
+// (an idle partition: nothing arrived within the fetch's wait) only at
+// debug level: it is retried at once and says nothing is wrong.
 func (k *Kafka) logError(msg string, args ...any) {
+	if idleTimeout(args) {
+		k.log.Debug().Msg(fmt.Sprintf(msg, args...))
+		return
+	}
 	if ok, n := k.errThr.Allow(); ok {
 		k.log.Warn().Int("suppressed", n).Msg(fmt.Sprintf(msg, args...))
 	}
+}
+
+// idleTimeout reports whether one of a log line's args is a timeout error.
+func idleTimeout(args []any) bool {
+	for _, a := range args {
+		err, ok := a.(error)
+		if !ok {
+			continue
+		}
+		var ne net.Error
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+			errors.Is(err, kafka.RequestTimedOut) || errors.As(err, &ne) && ne.Timeout() {
+			return true
+		}
+	}
+	return false
 }
 
 func (k *Kafka) dialer() (*kafka.Dialer, error) { return kafkaDialer(k.cfg) }

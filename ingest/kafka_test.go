@@ -3,12 +3,16 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -288,5 +292,23 @@ func TestKafkaLag(t *testing.T) {
 	defer h.mu.Unlock()
 	if h.most <= 0 || h.most >= n {
 		t.Errorf("largest lag seen while consuming %d messages in batches of at most %d = %v, want between", n, kafkaBatch, h.most)
+	}
+}
+
+// TestKafkaIdleNotWarned: kafka-go's log line for a partition read that
+// timed out (an idle partition) is not a warning; other read errors are.
+func TestKafkaIdleNotWarned(t *testing.T) {
+	var logs lockedBuffer
+	k := NewKafka(KafkaConfig{Brokers: []string{"127.0.0.1:1"}}, Limits{}, newRecorder(), nil, zerolog.New(&logs).Level(zerolog.InfoLevel))
+	timeout := &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	k.logError("the kafka reader got an unknown error reading partition %d of %s at offset %d: %s", 0, "oms.outages", 7, timeout)
+	k.logError("no messages received from kafka within the allocated time for partition %d of %s at offset %d: %v", 1, "oms.outages", 3, kafka.RequestTimedOut)
+	k.logError("failed to read from current broker for partition %d of %s at offset %d: %v", 1, "oms.outages", 3, context.DeadlineExceeded)
+	if logs.String() != "" {
+		t.Errorf("idle partitions logged at info or above:\n%s", logs.String())
+	}
+	k.logError("failed to read from current broker for partition %d of %s at offset %d: %v", 1, "oms.outages", 3, kafka.NotLeaderForPartition)
+	if !strings.Contains(logs.String(), `"level":"warn"`) {
+		t.Errorf("a real read error was not warned: %q", logs.String())
 	}
 }

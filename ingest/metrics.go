@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gridbell/gridbell/internal/metrics"
 )
@@ -21,6 +23,26 @@ var (
 		"1 while the MQTT client is connected to a broker, else 0.")
 	mqttLost = metrics.Default.Counter("gridbell_mqtt_connection_lost_total",
 		"MQTT connections lost (each is retried).")
+	mqttTakeovers = metrics.Default.Counter("gridbell_mqtt_session_takeovers_total",
+		"MQTT connections the broker closed and at once took a reconnect for: most likely another client connecting with gridbell's client id.")
+	mqttMaxInflight = metrics.Default.Gauge("gridbell_mqtt_max_inflight",
+		"mqtt.max_inflight: the MQTT messages gridbell takes before it acknowledges any; beyond it the broker queues them for the session.")
+	mqttUnackedGauge = metrics.Default.GaugeFunc("gridbell_mqtt_unacked_messages",
+		"MQTT messages taken and not yet acknowledged (stored); at gridbell_mqtt_max_inflight the broker queues the rest for the session.",
+		func() float64 {
+			if w := mqttUnacked.Load(); w != nil {
+				return float64(len(*w))
+			}
+			return 0
+		})
+	_ = metrics.Default.GaugeFunc("gridbell_mqtt_last_message_age_seconds",
+		"Seconds since gridbell last took an MQTT message (since the input started, before the first).",
+		func() float64 {
+			if at := mqttLastTaken.Load(); at != 0 {
+				return time.Since(time.Unix(0, at)).Seconds()
+			}
+			return 0
+		})
 	kafkaLag = metrics.Default.GaugeVec("gridbell_kafka_consumer_lag",
 		"Messages behind the newest offset, summed over the partitions this instance consumes, by topic; as of the last committed batch.", "topic")
 
@@ -36,6 +58,12 @@ var (
 		"Bytes of readings waiting on disk for InfluxDB.")
 	influxSpoolMax = metrics.Default.Gauge("gridbell_influx_spool_max_bytes",
 		"The spool's cap (influx.spool_max_bytes); readings beyond it are dropped. 0 while the sink is off.")
+)
+
+// The MQTT input's state the scrape-time gauges read.
+var (
+	mqttLastTaken atomic.Int64                  // unix nanos of the last message taken
+	mqttUnacked   atomic.Pointer[chan struct{}] // the running input's window
 )
 
 var sources = []string{SourceMQTT, SourceKafka, SourceHTTP, SourceReplay}

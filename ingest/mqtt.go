@@ -2,7 +2,9 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +59,11 @@ type MQTT struct {
 	errThr   logging.Throttle // "cannot hand on" log lines
 	rejThr   logging.Throttle // "rejected" log lines
 	connThr  logging.Throttle // failed connection attempts
+
+	pending    atomic.Int64  // unix nanos of the broker's first message not followed by a take; 0: none (see Traffic)
+	lostAt     atomic.Int64  // unix nanos when the broker closed the connection (EOF); 0: not so
+	stalled    atomic.Bool   // a stall was logged, not yet its end
+	stallAfter time.Duration // MQTTStallAfter; shorter in tests
 }
 
 // mqttWorkers decode and hand on messages; while one waits for the
@@ -67,6 +74,25 @@ const mqttWorkers = 4
 // one InfluxDB batch.
 const mqttBatchEvents = 5000
 
+// Reconnecting: attempts at most mqttReconnectMax apart (paho doubles the
+// wait from a second up to it), each given mqttConnectTimeout, so gridbell
+// is subscribed again within about mqttReconnectMax plus a connect of the
+// broker's return, however long it was away (docs/reliability.md).
+const (
+	mqttReconnectMax   = 4 * time.Second
+	mqttConnectTimeout = 5 * time.Second
+)
+
+// mqttTakeoverWithin: a connection the broker closed (EOF) and a new one it
+// took within this long is most likely a session takeover: another client
+// connected with gridbell's client id.
+const mqttTakeoverWithin = 3 * time.Second
+
+// MQTTStallAfter is how long the broker may hold traffic for gridbell's
+// subscription without gridbell taking any message before Stalled reports
+// it (with the embedded broker, which tells; see Traffic).
+const MQTTStallAfter = 30 * time.Second
+
 // NewMQTT returns an MQTT input; Run connects it. sink may be nil (Influx
 // off) and dir may be nil (no unknown-meter counts); when set, the sink
 // takes its readings' areas from dir, not from its own. With no brokers
@@ -75,18 +101,61 @@ func NewMQTT(cfg MQTTConfig, lim Limits, h Handler, sink *InfluxSink, dl *DeadLe
 	cfg.Defaults()
 	lim.Defaults()
 	return &MQTT{cfg: cfg, lim: lim, h: h, sink: sink, dl: dl, dir: dir, log: log,
-		work:     make(chan paho.Message, cfg.MaxInflight),
-		window:   make(chan struct{}, cfg.MaxInflight),
-		rejects:  rejecter{dl: dl, source: SourceMQTT},
-		accepted: newAcceptCounts(SourceMQTT),
-		errThr:   logging.Throttle{Period: 10 * time.Second},
-		rejThr:   logging.Throttle{Period: 10 * time.Second},
-		connThr:  logging.Throttle{Period: 30 * time.Second},
+		work:       make(chan paho.Message, cfg.MaxInflight),
+		window:     make(chan struct{}, cfg.MaxInflight),
+		rejects:    rejecter{dl: dl, source: SourceMQTT},
+		accepted:   newAcceptCounts(SourceMQTT),
+		errThr:     logging.Throttle{Period: 10 * time.Second},
+		rejThr:     logging.Throttle{Period: 10 * time.Second},
+		connThr:    logging.Throttle{Period: 30 * time.Second},
+		stallAfter: MQTTStallAfter,
 	}
 }
 
 // Ready reports whether the subscription is acknowledged by the broker.
 func (m *MQTT) Ready() bool { return m.ready.Load() }
+
+// Traffic tells m that the broker took a message for its subscription
+// (Broker.Watch). With it, Stalled can tell a subscription that takes
+// nothing while the broker has traffic for it.
+func (m *MQTT) Traffic() {
+	if m.pending.Load() == 0 {
+		m.pending.CompareAndSwap(0, time.Now().UnixNano())
+	}
+}
+
+// Stalled reports an error while the broker has held traffic for m's
+// subscription for over MQTTStallAfter and m has taken no message since:
+// intake silenced (its session taken over, a broker fault), whatever it
+// says of its connection. Without Traffic it reports nothing; the metric
+// gridbell_mqtt_last_message_age_seconds serves an alert then.
+func (m *MQTT) Stalled() error {
+	p := m.pending.Load()
+	if p == 0 {
+		return nil
+	}
+	held := time.Since(time.Unix(0, p))
+	if held <= m.stallAfter {
+		return nil
+	}
+	if !m.stalled.Swap(true) {
+		m.log.Error().Dur("held", held).Str("client_id", m.cfg.ClientID).
+			Msg("mqtt intake stalled: the broker has traffic for gridbell's subscription and gridbell takes none")
+	}
+	return fmt.Errorf("mqtt intake stalled: the broker has held traffic for the subscription %s for %s and none was taken",
+		m.Filter(), held.Truncate(time.Second))
+}
+
+// took records that a message was taken from the broker.
+func (m *MQTT) took() {
+	mqttLastTaken.Store(time.Now().UnixNano())
+	if m.pending.Load() != 0 {
+		m.pending.Store(0)
+		if m.stalled.Swap(false) {
+			m.log.Info().Msg("mqtt intake resumed")
+		}
+	}
+}
 
 // Filter returns the subscription filter: prefix/#, or
 // $share/<group>/prefix/# with a shared group.
@@ -115,6 +184,9 @@ func (m *MQTT) Run(ctx context.Context) error {
 func (m *MQTT) run(ctx context.Context, c mqttClient) error {
 	hctx, stop := graceful(ctx)
 	defer stop()
+	mqttLastTaken.CompareAndSwap(0, time.Now().UnixNano())
+	mqttMaxInflight.Set(float64(m.cfg.MaxInflight))
+	mqttUnacked.Store(&m.window)
 	for range min(mqttWorkers, m.cfg.MaxInflight) {
 		m.wg.Add(1)
 		go m.worker(ctx, hctx)
@@ -161,7 +233,8 @@ func (m *MQTT) options() (*paho.ClientOptions, error) {
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(30 * time.Second).
+		SetMaxReconnectInterval(mqttReconnectMax).
+		SetConnectTimeout(mqttConnectTimeout).
 		SetKeepAlive(30 * time.Second).
 		SetDefaultPublishHandler(m.onMessage).
 		SetOnConnectHandler(m.onConnect).
@@ -185,6 +258,11 @@ func (m *MQTT) options() (*paho.ClientOptions, error) {
 // before the subscription is acknowledged.
 func (m *MQTT) onConnect(c paho.Client) {
 	mqttConnected.Set(1)
+	if at := m.lostAt.Swap(0); at != 0 && time.Since(time.Unix(0, at)) < mqttTakeoverWithin {
+		mqttTakeovers.Inc()
+		m.log.Error().Str("client_id", m.cfg.ClientID).
+			Msg("mqtt session taken over: the broker closed gridbell's connection and took its reconnect at once; another client is probably connecting with gridbell's client id (or the broker restarted in a moment)")
+	}
 	filter := m.Filter()
 	ctx := *m.ctx.Load()
 	err := retry(ctx, m.log, &m.errThr, "subscribe to "+filter, func() error {
@@ -226,6 +304,9 @@ func (m *MQTT) onLost(_ paho.Client, err error) {
 	m.ready.Store(false)
 	mqttConnected.Set(0)
 	mqttLost.Inc()
+	if errors.Is(err, io.EOF) { // closed by the broker, not a network fault
+		m.lostAt.Store(time.Now().UnixNano())
+	}
 	m.log.Warn().Err(err).Msg("mqtt connection lost; reconnecting")
 }
 
@@ -234,6 +315,7 @@ func (m *MQTT) onLost(_ paho.Client, err error) {
 // broker holds the rest. Acknowledgements travel on another goroutine, so a
 // full window drains.
 func (m *MQTT) onMessage(_ paho.Client, msg paho.Message) {
+	m.took()
 	ctx := *m.ctx.Load()
 	select {
 	case m.window <- struct{}{}:

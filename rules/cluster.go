@@ -3,7 +3,6 @@ package rules
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -55,15 +54,6 @@ func (e *Engine) SetRemote(f Forwarder) { e.remote = f }
 // later.
 func (e *Engine) HandleAt(ctx context.Context, evs []event.Event, offsets map[int32]int64) error {
 	return e.call(ctx, &request{evs: evs, offsets: offsets})
-}
-
-// Refresh replaces the state with what the store holds now: the read-only
-// copy of an instance that does not run the rules. Never while Run runs.
-func (e *Engine) Refresh(ctx context.Context) error {
-	if e.running.Load() {
-		return errors.New("cannot refresh a running rules engine")
-	}
-	return e.load(ctx)
 }
 
 // forwarding reports whether API writes go to another instance.

@@ -55,9 +55,11 @@ type Engine struct {
 
 	reqs    chan *request
 	stopped chan struct{}
+	runCtx  context.Context // Run's; written before the writer loop starts
 
 	stormFlag atomic.Bool  // storm mode; written by the writer only
 	maxLag    atomic.Int64 // the largest decision lag since start, ns
+	fullLoads atomic.Int64 // loads of the whole state (FullLoads)
 
 	mu    sync.RWMutex
 	state // guarded by mu; replaced whole by load
@@ -109,6 +111,7 @@ type state struct {
 	names      map[internKey]uint16
 	logSeq     int64   // last meter log row written
 	snapList   []int32 // meters logged but not checkpointed
+	copyTrim   int64   // a copy's meter log start when it last pruned snapList (follow.go)
 	dirGen     uint64  // directory generation the cached registry facts come from
 	sweepAt    int     // next meter the last-seen sweep looks at; -1 = no sweep running
 	nextSweep  int64   // when the next last-seen sweep starts (clock, Unix ns)
@@ -134,6 +137,7 @@ func New(cfg Config, db *store.DB, dir Directory, sink IntentSink, clk clock.Clo
 	if err := e.load(ctx); err != nil {
 		return nil, err
 	}
+	scraped.Store(e)
 	return e, nil
 }
 
@@ -260,9 +264,12 @@ func (e *Engine) Tick(ctx context.Context) error {
 // and takes due decisions every Tick. It exits when ctx is done, after
 // committing what it had taken.
 func (e *Engine) Run(ctx context.Context) error {
+	e.runCtx = ctx
 	defer close(e.stopped)
 	e.running.Store(true)
 	defer e.running.Store(false)
+	e.takeOver()
+	scraped.Store(e)
 	t := time.NewTicker(e.cfg.Tick)
 	defer t.Stop()
 	for {
@@ -324,10 +331,12 @@ func (e *Engine) flushSeen() {
 	}
 }
 
-// process applies a batch and commits it in one transaction. If the
-// commit fails, every caller gets the error and the engine reloads its
-// state from the store before it applies anything more (see reload), so
-// state and store never disagree.
+// process applies a batch and commits it in one transaction. If the store
+// refuses the commit for want of room (a full disk) while it still reads,
+// the same commit is retried until it passes (retryCommit), the callers
+// waiting. If the commit fails otherwise, every caller gets the error and
+// the engine reloads its state from the store before it applies anything
+// more (see reload), so state and store never disagree.
 func (e *Engine) process(batch []*request) {
 	if e.reloading.Load() && !e.reload() {
 		e.refuse(batch)
@@ -359,6 +368,9 @@ func (e *Engine) process(batch []*request) {
 	applied := time.Since(began)
 
 	err := e.commit(ctx, w, intents)
+	if err != nil && store.WriteRefused(err) && e.runCtx != nil {
+		err = e.retryCommit(e.runCtx, w, intents, err, n)
+	}
 	if err != nil {
 		err = e.commitFailed(err, n)
 	} else {

@@ -132,3 +132,41 @@ func TestUnknownEnvironment(t *testing.T) {
 		t.Errorf("run --check-config with GRIDBELL_RULES_MOMENTRY = %v, want an error suggesting GRIDBELL_RULES_MOMENTARY", err)
 	}
 }
+
+// TestPrintConfigMasksURLs (issue 21): a password in the store DSN, the
+// InfluxDB URL or an MQTT broker URL shows as *** in --print-config and in
+// a config error.
+func TestPrintConfigMasksURLs(t *testing.T) {
+	t.Setenv("GRIDBELL_DATA_DIR", t.TempDir())
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(cfg, []byte(`store: {driver: postgres, dsn: "postgres://gridbell:pg-SECRET-1@db:5432/g?sslmode=disable"}
+influx: {url: "https://admin:influx-SECRET-2@influx.example:8086", bucket: meters}
+mqtt: {brokers: ["tcp://headend:mqtt-SECRET-3@broker.example:1883"]}
+`), 0o600)
+	out, err := execute(t, "run", "--print-config", "--config", cfg)
+	if err != nil {
+		t.Fatalf("--print-config: %v\n%s", err, out)
+	}
+	for _, want := range []string{"postgres://gridbell:***@db:5432/g", "https://admin:***@influx.example:8086", "tcp://headend:***@broker.example:1883"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--print-config lacks %q:\n%s", want, out)
+		}
+	}
+	kv := filepath.Join(t.TempDir(), "kv.yaml")
+	os.WriteFile(kv, []byte(`store: {driver: postgres, dsn: "host=db user=gridbell password=pg-SECRET-4 dbname=g"}`+"\n"), 0o600)
+	kvOut, err := execute(t, "run", "--print-config", "--config", kv)
+	if err != nil || !strings.Contains(kvOut, "password=***") {
+		t.Errorf("--print-config of a key=value DSN = %v:\n%s", err, kvOut)
+	}
+	out += kvOut
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte(`influx: {url: "https://admin:influx-SECRET-5@", bucket: meters}`+"\n"), 0o600)
+	_, err = execute(t, "run", "--check-config", "--config", bad)
+	if err == nil || !strings.Contains(err.Error(), "influx.url") {
+		t.Fatalf("a URL without a host = %v, want an influx.url error", err)
+	}
+	out += err.Error()
+	if strings.Contains(out, "SECRET") {
+		t.Errorf("a password shows:\n%s", out)
+	}
+}

@@ -62,7 +62,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*App, err
 	a := &App{cfg: cfg, log: log}
 	if err := a.build(ctx); err != nil {
 		a.close() // what was opened before the failure
-		return nil, err
+		return nil, startOnFullDisk(cfg.DataDir, err)
 	}
 	return a, nil
 }
@@ -215,6 +215,9 @@ func (a *App) buildIngest(ctx context.Context) error {
 		a.components = append(a.components, component{"influx", sink.Run})
 	}
 	a.MQTT = ingest.NewMQTT(mqttCfg, a.cfg.Ingest, a.input(), sink, a.Dead, a.Contacts, logging.Component(a.log, "mqtt"))
+	if a.Broker != nil {
+		a.Broker.Watch(a.MQTT.Traffic) // a subscription that takes nothing shows in Ready
+	}
 	a.components = append(a.components, component{"mqtt", a.MQTT.Run})
 	if len(a.cfg.Kafka.Brokers) > 0 {
 		a.Kafka = ingest.NewKafka(a.cfg.Kafka, a.cfg.Ingest, a.input(), a.Dead, logging.Component(a.log, "kafka"))
@@ -256,8 +259,10 @@ func (a *App) buildHTTP(ctx context.Context) error {
 
 // Ready reports nil once the store is open, contacts are loaded, MQTT
 // subscriptions are acknowledged and, with Kafka, the group has joined; and
-// then while the store commits, the disk under data_dir has room and the
-// rules are not reloading their state. Otherwise it says why.
+// then while the store commits, the disk under data_dir has room, the
+// rules are not reloading their state and (embedded broker) the MQTT
+// subscription takes the traffic the broker has for it. Otherwise it says
+// why.
 func (a *App) Ready() error {
 	// The store is open and the contacts are loaded once New has returned.
 	if err := a.health.Err(); err != nil {
@@ -267,6 +272,9 @@ func (a *App) Ready() error {
 		return err
 	}
 	if err := a.Rules.Ready(); err != nil {
+		return err
+	}
+	if err := a.MQTT.Stalled(); err != nil {
 		return err
 	}
 	switch {

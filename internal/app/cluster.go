@@ -25,11 +25,13 @@ import (
 //     its input once Kafka has;
 //   - sends SMS from the shared outbox (claims with SKIP LOCKED and leases);
 //   - answers the API from its copy of the rules' state in PostgreSQL,
-//     refreshed within about a second of each rules commit, and forwards
-//     API writes (confirm, still-out replies) through the meter topic.
+//     refreshed within about a second of each rules commit by reading only
+//     what the commits changed (rules.Engine.Refresh), and forwards API
+//     writes (confirm, still-out replies) through the meter topic.
 //
 // One of them, the holder of the cluster-rules lease, runs the rules: it
-// loads their state, consumes the meter topic from the offsets stored with
+// brings its copy up to the last commit (a warm standby: no full load),
+// consumes the meter topic from the offsets stored with
 // it, and commits state, intents and offsets in one transaction that the
 // lease fences. When it dies, another takes the lease once it lapses (15 s)
 // and carries on from the stored offsets: nothing is applied twice, and an
@@ -41,18 +43,37 @@ const (
 	rulesLeaseTTL    = 15 * time.Second
 	// refreshEvery is how often an instance that does not run the rules
 	// looks for new rules commits to copy; it waits longer when copying
-	// takes long (a large fleet).
-	refreshEvery = time.Second
+	// takes long (a storm's large commits).
+	refreshEvery = 250 * time.Millisecond
+	// copyStaleAfter is how far behind the rules' commits a copy may fall
+	// before /readyz says it is not ready: it stopped refreshing (a store
+	// it cannot read, a process that was frozen).
+	copyStaleAfter = 30 * time.Second
 )
 
-var clusterLeader = metrics.Default.Gauge("gridbell_cluster_rules_leader",
-	"Distributed mode: 1 while this instance runs the rules (holds the cluster-rules lease), else 0.")
+var (
+	clusterLeader = metrics.Default.Gauge("gridbell_cluster_rules_leader",
+		"Distributed mode: 1 while this instance runs the rules (holds the cluster-rules lease), else 0.")
+	copyLag = metrics.Default.Gauge("gridbell_cluster_copy_lag_seconds",
+		"Distributed mode: how far this instance's copy of the rules' state may be behind their last commit (0 on the instance running the rules).")
+)
 
 // clusterState is the distributed-mode part of the App.
 type clusterState struct {
 	fwd    *ingest.Forwarder
 	loaded atomic.Bool // the rules' copy has been loaded (follower) or taken over (leader)
 	leader atomic.Bool
+	// current is when (Unix ns) the copy last held every rules commit: it
+	// holds all made before then.
+	current atomic.Int64
+}
+
+// copyBehind is how far behind the rules' last commit the copy may be.
+func (c *clusterState) copyBehind() time.Duration {
+	if c.leader.Load() {
+		return 0
+	}
+	return time.Since(time.Unix(0, c.current.Load()))
 }
 
 // takeInstanceLease makes sure no two processes run under one
@@ -102,7 +123,7 @@ func (a *App) buildCluster(ctx context.Context) error {
 func (a *App) shareRate(ctx context.Context) error {
 	last := 0
 	for {
-		if n, err := cluster.LiveInstances(ctx, a.DB, time.Now()); err == nil && n != last {
+		if n, err := cluster.LiveInstances(ctx, a.DB); err == nil && n != last {
 			a.Outbox.ShareRate(n)
 			last = n
 			a.log.Info().Int("instances", n).Float64("rate", a.Outbox.Rate()).Msg("distributed mode: Twilio rate shared")
@@ -126,8 +147,14 @@ func (a *App) input() ingest.Handler {
 
 // clusterReady says why an instance in distributed mode is not ready.
 func (a *App) clusterReady() error {
-	if a.cluster != nil && !a.cluster.loaded.Load() {
+	if a.cluster == nil {
+		return nil
+	}
+	if !a.cluster.loaded.Load() {
 		return errors.New("distributed mode: the rules' state is not loaded yet")
+	}
+	if d := a.cluster.copyBehind(); d > copyStaleAfter {
+		return fmt.Errorf("distributed mode: this instance's copy of the rules' state is %s behind (not refreshed)", d.Round(time.Second))
 	}
 	return nil
 }
@@ -169,9 +196,12 @@ func (a *App) runClusterRules(ctx context.Context) error {
 	return a.lead(ctx, lease, log)
 }
 
-// follow refreshes the rules' copy whenever the rules have committed.
+// follow brings the rules' copy up to date whenever the rules have
+// committed, reading only what changed (see rules.Engine.Refresh). It keeps
+// the copy's lag (copyBehind) for /readyz and the metrics.
 func (a *App) follow(ctx context.Context, log zerolog.Logger) {
 	var seen int64 = -1
+	thr := logging.Throttle{Period: 30 * time.Second}
 	wait := time.Duration(0)
 	for {
 		select {
@@ -180,30 +210,35 @@ func (a *App) follow(ctx context.Context, log zerolog.Logger) {
 		case <-time.After(wait):
 		}
 		wait = refreshEvery
-		n, err := cluster.Commits(ctx, a.DB)
-		if err != nil || n == seen {
-			continue
-		}
+		copyLag.Set(a.cluster.copyBehind().Seconds())
 		t0 := time.Now()
-		if err := a.Rules.Refresh(ctx); err != nil {
-			if ctx.Err() == nil {
-				log.Warn().Err(err).Msg("cannot copy the rules' state, retrying")
+		n, err := cluster.Commits(ctx, a.DB)
+		if err == nil && n != seen {
+			err = a.Rules.Refresh(ctx)
+		}
+		if err != nil {
+			if ok, k := thr.Allow(); ok && ctx.Err() == nil {
+				log.Warn().Err(err).Int("suppressed", k).Dur("behind", a.cluster.copyBehind()).Msg("cannot copy the rules' state, retrying")
 			}
 			continue
 		}
 		seen = n
+		a.cluster.current.Store(t0.UnixNano()) // every commit counted before t0 is in the copy
 		a.cluster.loaded.Store(true)
-		wait = max(refreshEvery, 3*time.Since(t0))
+		copyLag.Set(a.cluster.copyBehind().Seconds())
+		wait = max(refreshEvery, time.Since(t0)/4)
 	}
 }
 
-// lead runs the rules under lease: a final load after the takeover (every
-// commit of the former holder is in it, and none can follow), then the
-// rules and the meter-topic consumer, until ctx ends or the lease is lost.
+// lead runs the rules under lease: a final refresh of the warm copy after
+// the takeover (every commit of the former holder is in it, and none can
+// follow; it reads only what changed since the copy's last refresh), then
+// the rules and the meter-topic consumer, until ctx ends or the lease is
+// lost.
 func (a *App) lead(ctx context.Context, lease *store.Lease, log zerolog.Logger) error {
 	defer lease.Release(context.WithoutCancel(ctx))
 	if err := a.Rules.Refresh(ctx); err != nil {
-		return fmt.Errorf("cannot load the rules' state after taking the lease: %w", err)
+		return fmt.Errorf("cannot bring the rules' state up to date after taking the lease: %w", err)
 	}
 	a.Rules.SetFence(cluster.Fence(a.cfg.Cluster.MeterTopic, lease.Holder()))
 	a.cluster.loaded.Store(true)
@@ -211,6 +246,7 @@ func (a *App) lead(ctx context.Context, lease *store.Lease, log zerolog.Logger) 
 	defer a.cluster.leader.Store(false)
 	clusterLeader.Set(1)
 	defer clusterLeader.Set(0)
+	copyLag.Set(0)
 	log.Info().Str("holder", lease.Holder()).Msg("distributed mode: this instance runs the rules")
 
 	ctx, cancel := context.WithCancelCause(ctx)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"syscall"
@@ -110,6 +111,31 @@ func (h *healthProbe) probeDisk() error {
 		return fmt.Errorf("disk full under data_dir %s: %d bytes free", h.dataDir, free)
 	}
 	return nil
+}
+
+// startFree is the free space under data_dir a start needs: the store
+// writes at once (the lease, a leftover WAL copied back into the
+// database) and the service is ready only above minFreeDisk.
+const startFree = 2 * minFreeDisk
+
+// startOnFullDisk turns err, a start's failure, into one that says how
+// much space to free when the disk under dataDir is the cause: a store
+// that refuses to write for want of room (store.WriteRefused) or ENOSPC,
+// with less than startFree free. Other errors pass unchanged.
+func startOnFullDisk(dataDir string, err error) error {
+	if !store.WriteRefused(err) && !errors.Is(err, syscall.ENOSPC) {
+		return err
+	}
+	var st syscall.Statfs_t
+	if syscall.Statfs(dataDir, &st) != nil {
+		return err
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if free >= startFree {
+		return err
+	}
+	return fmt.Errorf("cannot start: the disk under data_dir %s is full: %d bytes free, and a start needs %d; free %d more bytes and start again: %w",
+		dataDir, free, int64(startFree), startFree-free, err)
 }
 
 // Err reports nil while the store commits and the disk has room.

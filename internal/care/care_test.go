@@ -296,7 +296,7 @@ func TestFrequentOutage(t *testing.T) {
 			}
 			got := w.waitSMS("outage", id, 4)
 			for _, m := range got {
-				if !strings.Contains(m["body"], "这是您60天内第3次停电，深表歉意。") {
+				if !strings.Contains(m["body"], "近60天第3次停电，深表歉意。") {
 					t.Errorf("the third outage's SMS to %s does not apologise: %s", m["account"], m["body"])
 				}
 			}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/gridbell/gridbell/internal/store"
 )
@@ -91,10 +90,11 @@ func Fence(topic, holder string) func(ctx context.Context, tx *sql.Tx, offsets m
 }
 
 // LiveInstances counts the instances whose instance:<name> lease is
-// current: the processes of the cluster that are alive now.
-func LiveInstances(ctx context.Context, db *store.DB, now time.Time) (int, error) {
+// current on the store's clock: the processes of the cluster that are
+// alive now.
+func LiveInstances(ctx context.Context, db *store.DB) (int, error) {
 	var n int
-	err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM store_leases WHERE name LIKE 'instance:%' AND expires > $1`, now.UnixNano()).Scan(&n)
+	err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM store_leases WHERE name LIKE 'instance:%' AND expires > `+db.NowSQL()).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("cannot count live instances: %w", err)
 	}

@@ -82,6 +82,12 @@ func (r *Registry) Gauge(name, help string) Gauge {
 	return register(r, prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help}))
 }
 
+// GaugeFunc registers a gauge whose value f gives at each scrape. Asked
+// again, it keeps the first f.
+func (r *Registry) GaugeFunc(name, help string, f func() float64) prometheus.GaugeFunc {
+	return register(r, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+}
+
 // GaugeVec declares a gauge with labels.
 func (r *Registry) GaugeVec(name, help string, labels ...string) *GaugeVec {
 	return register(r, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels))
