@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gridbell/gridbell/internal/store"
@@ -111,27 +112,55 @@ func (p *projection) delta(c *contrib, sign int64) {
 
 var dailyCols = []string{"day", "grid", "feeder", "area", "planned", "sustained", "ns", "momentary", "affected", "notified"}
 
-// writeDaily adds deltas to care_daily.
+// writeDaily adds deltas to care_daily, and their sums by feeder to
+// care_daily_feeder.
 func writeDaily(ctx context.Context, tx *sql.Tx, postgres bool, deltas map[dayKey]*dayFigures) error {
 	if len(deltas) == 0 {
 		return nil
 	}
-	vals := make([]any, 0, len(deltas)*len(dailyCols))
+	feeders := map[dayKey]*dayFigures{}
+	for k, f := range deltas {
+		k.area = ""
+		g := feeders[k]
+		if g == nil {
+			g = &dayFigures{}
+			feeders[k] = g
+		}
+		g.add(*f, 1)
+	}
+	if err := upsertDaily(ctx, tx, postgres, "care_daily", dailyCols, deltas); err != nil {
+		return err
+	}
+	cols := slices.DeleteFunc(slices.Clone(dailyCols), func(c string) bool { return c == "area" })
+	return upsertDaily(ctx, tx, postgres, "care_daily_feeder", cols, feeders)
+}
+
+func upsertDaily(ctx context.Context, tx *sql.Tx, postgres bool, table string, cols []string, deltas map[dayKey]*dayFigures) error {
+	withArea := slices.Contains(cols, "area")
+	vals := make([]any, 0, len(deltas)*len(cols))
 	for k, f := range deltas {
 		if *f == (dayFigures{}) {
 			continue
 		}
-		vals = append(vals, k.day, k.grid, k.feeder, k.area, boolInt(k.planned), f.sustained, f.ns, f.momentary, f.affected, f.notified)
+		vals = append(vals, k.day, k.grid, k.feeder)
+		if withArea {
+			vals = append(vals, k.area)
+		}
+		vals = append(vals, boolInt(k.planned), f.sustained, f.ns, f.momentary, f.affected, f.notified)
 	}
-	nc := len(dailyCols)
+	keys := "day, grid, feeder, planned"
+	if withArea {
+		keys = "day, grid, feeder, area, planned"
+	}
+	nc := len(cols)
 	err := store.ExecBatches(ctx, tx, len(vals)/nc, 500, func(n int) string {
-		return `INSERT INTO care_daily (` + joinCols(dailyCols) + `) VALUES ` + store.Values(postgres, n, nc) +
-			` ON CONFLICT (day, grid, feeder, area, planned) DO UPDATE SET sustained = care_daily.sustained + excluded.sustained,
-			ns = care_daily.ns + excluded.ns, momentary = care_daily.momentary + excluded.momentary,
-			affected = care_daily.affected + excluded.affected, notified = care_daily.notified + excluded.notified`
+		return `INSERT INTO ` + table + ` (` + joinCols(cols) + `) VALUES ` + store.Values(postgres, n, nc) +
+			` ON CONFLICT (` + keys + `) DO UPDATE SET sustained = ` + table + `.sustained + excluded.sustained,
+			ns = ` + table + `.ns + excluded.ns, momentary = ` + table + `.momentary + excluded.momentary,
+			affected = ` + table + `.affected + excluded.affected, notified = ` + table + `.notified + excluded.notified`
 	}, func(args []any, from, to int) ([]any, error) { return append(args, vals[from*nc:to*nc]...), nil })
 	if err != nil {
-		return fmt.Errorf("cannot write care_daily: %w", err)
+		return fmt.Errorf("cannot write %s: %w", table, err)
 	}
 	return nil
 }
@@ -174,8 +203,10 @@ func (c *Care) RebuildDaily(ctx context.Context) error {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM care_daily`); err != nil {
-		return err
+	for _, t := range []string{"care_daily", "care_daily_feeder"} {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t); err != nil {
+			return err
+		}
 	}
 	if err := writeDaily(ctx, tx, c.db.Postgres(), p.deltas); err != nil {
 		return err

@@ -33,6 +33,8 @@ func (c *Care) Prune(ctx context.Context, before time.Time) (int64, error) {
 		// Whole days before the cut-off's day: their rows are gone.
 		{`DELETE FROM care_daily WHERE (day, grid, feeder, area, planned) IN (
 			SELECT day, grid, feeder, area, planned FROM care_daily WHERE day < $1 LIMIT $2)`, dayOf(cut)},
+		{`DELETE FROM care_daily_feeder WHERE (day, grid, feeder, planned) IN (
+			SELECT day, grid, feeder, planned FROM care_daily_feeder WHERE day < $1 LIMIT $2)`, dayOf(cut)},
 	} {
 		for {
 			res, err := c.db.ExecContext(ctx, st.q, st.cut, pruneBatch)

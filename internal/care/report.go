@@ -242,8 +242,12 @@ func (c *Care) aggregateRows(ctx context.Context, q Query, row func(grid, key st
 
 // aggregateDays adds care_daily's days [a, b).
 func (c *Care) aggregateDays(ctx context.Context, q Query, row func(grid, key string) *Row, a, b int64) error {
+	table := "care_daily_feeder"
+	if q.By == "area" {
+		table = "care_daily"
+	}
 	rows, err := c.db.QueryContext(ctx, `SELECT grid, `+q.By+`, planned, SUM(sustained), SUM(ns), SUM(momentary), SUM(affected), SUM(notified)
-		FROM care_daily WHERE day >= $1 AND day < $2`+plannedFilter(q.Planned)+` GROUP BY grid, `+q.By+`, planned`, a, b)
+		FROM `+table+` WHERE day >= $1 AND day < $2`+plannedFilter(q.Planned)+` GROUP BY grid, `+q.By+`, planned`, a, b)
 	if err != nil {
 		return fmt.Errorf("cannot compute reliability: %w", err)
 	}

@@ -39,6 +39,11 @@ var migrations = []string{
 	`ALTER TABLE care_interruptions ADD COLUMN nth INTEGER NOT NULL DEFAULT 0`,
 	`CREATE INDEX care_interruptions_open ON care_interruptions (end_ns, start_ns)`,
 	`CREATE INDEX care_interruptions_nth ON care_interruptions (nth, start_ns, grid, feeder, area, account)`,
+	// The same by feeder alone, for the reports by grid and by feeder: a
+	// province's day has a few hundred feeders and ten thousand areas.
+	`CREATE TABLE care_daily_feeder (day BIGINT NOT NULL, grid TEXT NOT NULL, feeder TEXT NOT NULL,
+		planned INTEGER NOT NULL, sustained BIGINT NOT NULL, ns BIGINT NOT NULL, momentary BIGINT NOT NULL,
+		affected BIGINT NOT NULL, notified BIGINT NOT NULL, PRIMARY KEY (day, grid, feeder, planned))`,
 }
 
 var interruptionCols = []string{"outage", "account", "grid", "feeder", "area", "class", "planned",
