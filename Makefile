@@ -11,7 +11,7 @@ BENCHFLAGS ?= -run '^$$' -bench . -benchmem -benchtime 1x
 # schema of their own each, dropped after).
 BENCH_PG ?= $(or $(GRIDBELL_TEST_PG),postgres://postgres@127.0.0.1:5432/test?sslmode=disable)
 
-.PHONY: all build run test test-faults soak lint bench clean influxd
+.PHONY: all build run test test-faults soak lint bench bench-province clean influxd
 
 all: build
 
@@ -70,6 +70,14 @@ bench: influxd
 	# line, when no telegraf binary is found)
 	$(GO) run ./bench/telegraf -mode batch -n 2000000
 	$(GO) run ./bench/telegraf -mode single -n 500000
+
+# Distributed mode at a province's scale (issue 19, not in `bench`): three
+# gridbell processes on PostgreSQL and an in-process kfake broker, CUSTOMERS
+# customers, a storm of CUSTOMERS/10 power_off, the rules' holder SIGKILLed
+# half-way. Its last lines are one figure each (`name: value`).
+CUSTOMERS ?= 2000000
+bench-province:
+	$(GO) run ./bench/province -customers $(CUSTOMERS) -dsn '$(BENCH_PG)'
 
 # The soak (not in CI): gridbell under 5,000 readings/s with an outage every
 # 3 minutes for 30 minutes, sampling RSS, goroutines, file descriptors and

@@ -63,6 +63,10 @@ type Limits struct {
 	MaxFuture     time.Duration `yaml:"max_future"`      // default 24h
 	LateAfter     time.Duration `yaml:"late_after"`      // older events are accepted and marked late
 	DeadLetterRaw int           `yaml:"dead_letter_raw"` // raw bytes kept per dead letter
+	// DeadLetterMax and DeadLetterMaxBytes cap the dead-letter table (its
+	// letters, and their raw bytes): past either, the oldest go.
+	DeadLetterMax      int   `yaml:"dead_letter_max"`
+	DeadLetterMaxBytes int64 `yaml:"dead_letter_max_bytes"`
 	// MaxPast rejects any event time older than this: a year-old reading
 	// or a 1970 outage start is a broken clock, not news.
 	MaxPast time.Duration `yaml:"max_past"`
@@ -204,6 +208,12 @@ func (l *Limits) Defaults() {
 	if l.DeadLetterRaw == 0 {
 		l.DeadLetterRaw = 64 << 10
 	}
+	if l.DeadLetterMax == 0 {
+		l.DeadLetterMax = 100_000
+	}
+	if l.DeadLetterMaxBytes == 0 {
+		l.DeadLetterMaxBytes = 256 << 20
+	}
 	if l.MaxPast == 0 {
 		l.MaxPast = 365 * 24 * time.Hour
 	}
@@ -227,7 +237,7 @@ func (l *Limits) Defaults() {
 // Validate checks l without network I/O.
 func (l Limits) Validate() error {
 	if l.MaxPayload < 0 || l.MaxFuture < 0 || l.LateAfter < 0 || l.DeadLetterRaw < 0 || l.MaxPast < 0 || l.MaxAhead < 0 ||
-		l.MaxAreas < 0 || l.MaxFeeders < 0 || l.MaxMeters < 0 || l.MaxCause < 0 {
+		l.MaxAreas < 0 || l.MaxFeeders < 0 || l.MaxMeters < 0 || l.MaxCause < 0 || l.DeadLetterMax < 0 || l.DeadLetterMaxBytes < 0 {
 		return errors.New("ingest limits must not be negative")
 	}
 	return nil

@@ -225,6 +225,14 @@ func (o *Outbox) keepLeases(ctx context.Context) error {
 func (o *Outbox) requeue(ctx context.Context, where, prefix string, args ...any) (int, error) {
 	q := `UPDATE notify_messages SET status = $1, reason = $2 || claimed_by, claimed_by = '', claim_token = '', lease_until = 0,
 		attempts = attempts + 1, updated_at = $3 WHERE status = $4 AND ` + where + ` RETURNING kind`
+	if o.db.Postgres() {
+		// Rows a frozen instance's open transaction holds locked (it was
+		// recording them, or checking their claims) are passed over, not
+		// waited for: this dispatcher must not stand still with it.
+		q = `UPDATE notify_messages SET status = $1, reason = $2 || claimed_by, claimed_by = '', claim_token = '', lease_until = 0,
+			attempts = attempts + 1, updated_at = $3 WHERE id IN (
+			SELECT id FROM notify_messages WHERE status = $4 AND ` + where + ` FOR UPDATE SKIP LOCKED) RETURNING kind`
+	}
 	all := append([]any{StatusQueued, prefix, o.clk.Now().UnixNano(), StatusSending}, args...)
 	rows, err := o.db.QueryContext(ctx, q, all...)
 	if err != nil {

@@ -279,4 +279,8 @@ func TestClockAheadProcess(t *testing.T) {
 	r := newStallRun(t, n, "gridbell-ahead", 30*time.Second)
 	stop := r.runPeer()
 	r.finish(stop)
+	// Nobody stopped: a lookup means a live claim was taken as lapsed.
+	if k := r.srv.Lookups(); k != 0 {
+		t.Errorf("%d lookups at the provider: live claims were taken over as lapsed", k)
+	}
 }

@@ -43,6 +43,28 @@ const commandWait = 10 * time.Second
 // SetFence makes every commit call f (see Fence). Call before Run.
 func (e *Engine) SetFence(f Fence) { e.fence = f }
 
+// fencedOut stops the engine after the fence refused a commit: another
+// instance took the rules lease and runs the rules from what the store
+// holds, so this one must apply nothing more. Nothing is reloaded: Run
+// returns the error and every request after it gets it; the process goes
+// back to being a copy (whose first refresh replaces this state). Writer
+// only.
+func (e *Engine) fencedOut(err error, events int) {
+	if e.fenced.CompareAndSwap(nil, &err) {
+		e.log.Error().Err(err).Int("events", events).
+			Msg("rules commit fenced: another instance runs the rules; this one stops applying input")
+	}
+}
+
+// fencedErr returns the error that stopped the engine's commits (fencedOut),
+// or nil.
+func (e *Engine) fencedErr() error {
+	if p := e.fenced.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // SetRemote makes Confirm, ConfirmWithReason and ReportStillOut forward
 // their write through f while this Engine is not running (Run): another
 // instance applies it. Call before the Engine is shared.
@@ -169,6 +191,12 @@ func (e *Engine) dueOffsets(quiet bool) map[int32]int64 {
 		return nil
 	}
 	return e.offsets
+}
+
+// offsetsDue reports whether the offsets pending have waited offsetEvery:
+// the next commit writes them even if the batch writes nothing else.
+func (e *Engine) offsetsDue() bool {
+	return e.fence != nil && len(e.offsets) > 0 && time.Since(e.offsetsAt) >= offsetEvery
 }
 
 func init() { // every series exists from the start

@@ -71,6 +71,14 @@ func (e *Engine) collect(idle bool) *writeSet {
 	if idle {
 		e.sweepSeen(e.clk.Now().UnixNano())
 	}
+	if len(e.held) > 0 && (e.writes(idle) || e.offsetsDue()) {
+		for _, i := range e.held {
+			if e.meters[i].held {
+				e.markDirty(i)
+			}
+		}
+		e.held = e.held[:0]
+	}
 	if len(e.dirtyMeters)+len(e.dirtyOutages)+len(e.dirtyLedger)+len(e.dirtyAccounts)+len(e.dirtyDigests) > 0 {
 		// one version a commit that changes state, shared with the meter
 		// log's seq: copies read the rows newer than the last they saw
@@ -82,7 +90,7 @@ func (e *Engine) collect(idle bool) *writeSet {
 		w.log = append(make([]byte, 0, 1+48*len(e.dirtyMeters)), logFormat2)
 		for _, i := range e.dirtyMeters {
 			m := &e.meters[i]
-			m.dirty, m.saved, m.ver = false, m.seen, e.logSeq
+			m.dirty, m.held, m.saved, m.ver = false, false, m.seen, e.logSeq
 			w.log = appendMeter(w.log, m)
 			if !m.snap {
 				m.snap = true
@@ -127,6 +135,13 @@ func (e *Engine) collect(idle bool) *writeSet {
 		w.digests = append(w.digests, g, string(b), w.ver)
 	}
 	return w
+}
+
+// writes reports whether the batch being collected writes anything apart
+// from meters held in memory (hold). Lock: e.mu held.
+func (e *Engine) writes(idle bool) bool {
+	return len(e.dirtyMeters)+len(e.dirtyOutages)+len(e.dirtyLedger)+len(e.dirtyAccounts)+len(e.dirtyDigests) > 0 ||
+		e.out.n > 0 || (idle && len(e.snapList) > 0)
 }
 
 // encodeTold writes a ledger as a JSON object, without reflection: a

@@ -52,8 +52,8 @@ type health struct {
 func (h *health) init() {
 	h.thr = logging.Throttle{Period: 10 * time.Second}
 	h.commitFails = metrics.Default.Counter("gridbell_rules_commit_failures_total", "rules batches whose commit failed (their input was not acknowledged)")
-	h.retries = metrics.Default.Counter("gridbell_rules_commit_retries_total", "retries of a rules batch's commit that the store refused for want of room (a full disk): the same commit, with backoff")
-	h.retrying = metrics.Default.Gauge("gridbell_rules_commit_retrying", "1 while the rules hold a batch the store refused for want of room and retry its commit")
+	h.retries = metrics.Default.Counter("gridbell_rules_commit_retries_total", "retries of a rules batch's commit that the store refused to write while it still reads (a full disk, a lock timeout): the same commit, with backoff")
+	h.retrying = metrics.Default.Gauge("gridbell_rules_commit_retrying", "1 while the rules hold a batch the store refused to write and retry its commit")
 	h.retrying.Set(0)
 	h.reloads = metrics.Default.Counter("gridbell_rules_reloads_total", "rules state reloads from the store after a failed commit")
 	h.reloadFails = metrics.Default.Counter("gridbell_rules_reload_failures_total", "failed attempts to reload the rules state (retried with backoff)")
@@ -169,8 +169,8 @@ const (
 )
 
 // retryCommit commits w and intents again, with backoff, for as long as
-// the store refuses them for want of room (store.WriteRefused: a full
-// disk) and ctx (Run's) lasts. The store still reads, and memory holds
+// the store refuses to write them while it still reads (store.WriteRefused:
+// a full disk, a lock timeout) and ctx (Run's) lasts. Memory holds
 // exactly what the refused commit was to write, so the same commit is
 // offered again: no reload, and the batch's callers simply wait (their
 // input stays unacknowledged meanwhile, and later input queues behind
@@ -186,7 +186,7 @@ func (e *Engine) retryCommit(ctx context.Context, w *writeSet, intents []event.I
 		if ok, n := h.thr.Allow(); ok {
 			e.log.Error().Err(err).Int("events", events).Int("intents", len(intents)).Int("attempts", tries).
 				Int("suppressed", n).Dur("retry_in", wait).
-				Msg("the store refuses the rules batch for want of room; retrying the same commit, input waits unacknowledged")
+				Msg("the store refuses to write the rules batch (full disk or lock timeout); retrying the same commit, input waits unacknowledged")
 		}
 		t := time.NewTimer(wait)
 		select {

@@ -2,11 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
+	"github.com/gridbell/gridbell/internal/app"
+	"github.com/gridbell/gridbell/internal/config"
 	"github.com/gridbell/gridbell/internal/store/storetest"
 )
 
@@ -168,5 +175,47 @@ mqtt: {brokers: ["tcp://headend:mqtt-SECRET-3@broker.example:1883"]}
 	out += err.Error()
 	if strings.Contains(out, "SECRET") {
 		t.Errorf("a password shows:\n%s", out)
+	}
+}
+
+// TestDeadLetterListText: refused input is listed as the text it was (a
+// person reads JSON, not its base64), binary input in base64, each saying
+// which.
+func TestDeadLetterListText(t *testing.T) {
+	t.Setenv("GRIDBELL_DATA_DIR", t.TempDir())
+	cfg, err := config.Load("", os.Environ())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, closeFn, err := app.OpenDeadLetters(context.Background(), cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := `{"meter":"330000000001","type":"power_of"}`
+	binary := []byte{0xff, 0xfe, 0x00, 0x01}
+	for _, raw := range [][]byte{[]byte(text), binary} {
+		if err := dl.Put(context.Background(), "mqtt", "ami/meter/1/event", "bad_type: power_of", raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeFn()
+	out, err := execute(t, "deadletter", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var l struct {
+			Raw         string `json:"raw"`
+			RawEncoding string `json:"raw_encoding"`
+			Reason      string `json:"reason"`
+		}
+		if err := json.Unmarshal([]byte(line), &l); err != nil || l.Reason == "" {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		got[l.RawEncoding] = l.Raw
+	}
+	if got["text"] != text || got["base64"] != base64.StdEncoding.EncodeToString(binary) {
+		t.Errorf("deadletter list raws = %q, want the JSON as text and the binary in base64", got)
 	}
 }

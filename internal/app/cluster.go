@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,7 +41,6 @@ import (
 
 const (
 	instanceLeaseTTL = 15 * time.Second
-	rulesLeaseTTL    = 15 * time.Second
 	// refreshEvery is how often an instance that does not run the rules
 	// looks for new rules commits to copy; it waits longer when copying
 	// takes long (a storm's large commits).
@@ -51,6 +51,15 @@ const (
 	copyStaleAfter = 30 * time.Second
 )
 
+// rulesLeaseTTL is how long the rules lease outlives its holder's last
+// renewal: a takeover after a crash waits about that long. A variable for
+// the tests.
+var rulesLeaseTTL = 15 * time.Second
+
+// takeoverDelay lengthens the load after a takeover, for the tests: a
+// large fleet's load, on a small one.
+var takeoverDelay atomic.Int64
+
 var (
 	clusterLeader = metrics.Default.Gauge("gridbell_cluster_rules_leader",
 		"Distributed mode: 1 while this instance runs the rules (holds the cluster-rules lease), else 0.")
@@ -60,9 +69,11 @@ var (
 
 // clusterState is the distributed-mode part of the App.
 type clusterState struct {
-	fwd    *ingest.Forwarder
-	loaded atomic.Bool // the rules' copy has been loaded (follower) or taken over (leader)
-	leader atomic.Bool
+	fwd     *ingest.Forwarder
+	mqttCfg ingest.MQTTConfig  // this instance's MQTT input, for adopting a dead one's session
+	sink    *ingest.InfluxSink // its InfluxDB sink; nil: none
+	loaded  atomic.Bool        // the rules' copy has been loaded (follower) or taken over (leader)
+	leader  atomic.Bool
 	// current is when (Unix ns) the copy last held every rules commit: it
 	// holds all made before then.
 	current atomic.Int64
@@ -90,15 +101,76 @@ func (a *App) takeInstanceLease(ctx context.Context) error {
 		return err
 	}
 	a.Lease = l
-	a.closers = append(a.closers, func() error { return l.Release(context.Background()) })
+	l.OnRenewError = func(err error) { a.log.Warn().Err(err).Msg("cannot renew this instance's lease; retrying") }
+	a.holdLease(l)
 	if others, err := store.LiveHolders(ctx, a.DB, singleLease); err != nil {
 		return err
 	} else if len(others) > 0 {
 		return fmt.Errorf("cannot start in distributed mode: a single-process gridbell runs on this store (%s); every SMS would go twice: stop it first", strings.Join(others, ", "))
 	}
-	a.components = append(a.components, component{"lease", l.Run})
 	a.log.Info().Str("holder", l.Holder()).Str("instance", a.cfg.Cluster.Instance).Msg("distributed mode: holding this instance's lease")
 	return nil
+}
+
+// importContactsOnce imports contacts_file for the whole cluster, once:
+// under a lease, so instances starting together import one at a time, and
+// only a file the cluster has not imported yet and that is newer than the
+// one it imported last (cluster.ShouldImport). Two instances started with
+// the same file import it once; one started with a stale copy imports
+// nothing and uses the registry as stored.
+func (a *App) importContactsOnce(ctx context.Context) error {
+	if err := cluster.Migrate(ctx, a.DB); err != nil {
+		return err
+	}
+	file, err := cluster.ReadContactsFile(a.cfg.ContactsFile)
+	if err != nil {
+		return err
+	}
+	holder := store.LeaseHolder(a.cfg.Cluster.Instance)
+	var lease *store.Lease
+	for lease == nil {
+		l, err := store.AcquireLease(ctx, a.DB, cluster.ContactsLease, holder, instanceLeaseTTL)
+		var held *store.HeldError
+		switch {
+		case err == nil:
+			lease = l
+		case errors.As(err, &held) && ctx.Err() == nil:
+			a.log.Info().Str("importer", held.Holder).Msg("another instance imports its contacts_file; waiting")
+			sleepCtx(ctx, time.Second)
+		default:
+			return fmt.Errorf("cannot take the contacts import lease: %w", err)
+		}
+	}
+	rctx, stopRenewing := context.WithCancel(ctx)
+	renewed := make(chan error, 1)
+	go func() { renewed <- lease.Run(rctx) }() // released when stopped
+	defer func() {
+		stopRenewing()
+		<-renewed
+	}()
+	last, ok, err := cluster.LastContactsFile(ctx, a.DB)
+	if err != nil {
+		return err
+	}
+	if yes, why := cluster.ShouldImport(file, last, ok); !yes {
+		if _, err := a.Contacts.Refresh(ctx); err != nil { // an import made while this instance waited
+			return err
+		}
+		ev := a.log.Info()
+		if file.SHA256 != last.SHA256 {
+			ev = a.log.Warn()
+		}
+		ev.Str("file", a.cfg.ContactsFile).Time("modified", file.Modified).Str("imported_by", last.Instance).
+			Time("imported_modified", last.Modified).Int("customers", a.Contacts.Len()).
+			Msg("contacts_file not imported: " + why + "; using the stored registry")
+		return nil
+	}
+	rejects := filepath.Join(a.cfg.DataDir, "contacts-rejects.csv")
+	a.log.Info().Str("file", a.cfg.ContactsFile).Str("rejects", rejects).Msg("importing contacts_file for the cluster")
+	if _, err := a.Contacts.ImportFile(ctx, a.cfg.ContactsFile, rejects); err != nil {
+		return fmt.Errorf("cannot import contacts_file: %w", err)
+	}
+	return cluster.RecordContactsFile(ctx, a.DB, file, a.cfg.Cluster.Instance)
 }
 
 // buildCluster makes the forwarder every input hands its events to, and
@@ -107,7 +179,7 @@ func (a *App) buildCluster(ctx context.Context) error {
 	if err := cluster.Migrate(ctx, a.DB); err != nil {
 		return err
 	}
-	fwd, err := ingest.NewForwarder(a.cfg.Kafka, a.cfg.Cluster.MeterTopic, a.Contacts)
+	fwd, err := ingest.NewForwarder(a.cfg.Kafka, a.cfg.Cluster.MeterTopic)
 	if err != nil {
 		return err
 	}
@@ -235,9 +307,45 @@ func (a *App) follow(ctx context.Context, log zerolog.Logger) {
 // follow; it reads only what changed since the copy's last refresh), then
 // the rules and the meter-topic consumer, until ctx ends or the lease is
 // lost.
+//
+// The lease is renewed from the moment it is taken until the rules have
+// stopped: through the refresh, however long a large fleet's takes, and
+// through the last commit of a graceful stop, which lands under the lease.
+// Only then is the lease released, and the next holder takes over at once.
+// A lease lost meanwhile (this process stalled past its time to live, or
+// the store could not be reached for that long) ends the refresh or the
+// rules with an error, and the process restarts as a copy; the fence
+// refuses whatever it would still commit.
 func (a *App) lead(ctx context.Context, lease *store.Lease, log zerolog.Logger) error {
-	defer lease.Release(context.WithoutCancel(ctx))
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	lease.OnRenewError = func(err error) {
+		log.Warn().Err(err).Msg("cannot renew the rules lease; retrying")
+	}
+	renewCtx, stopRenewing := context.WithCancel(context.WithoutCancel(ctx))
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		if err := lease.Run(renewCtx); err != nil && renewCtx.Err() == nil {
+			cancel(fmt.Errorf("distributed mode: %w", err))
+		}
+	}()
+	defer func() {
+		stopRenewing() // releases the lease, once the rules have stopped
+		<-renewed
+	}()
+
+	t0 := time.Now()
+	if d := takeoverDelay.Load(); d > 0 {
+		sleepCtx(ctx, time.Duration(d))
+	}
 	if err := a.Rules.Refresh(ctx); err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return fmt.Errorf("cannot bring the rules' state up to date after taking the lease: %w", cause)
+		}
+		if ctx.Err() != nil {
+			return nil // stopping
+		}
 		return fmt.Errorf("cannot bring the rules' state up to date after taking the lease: %w", err)
 	}
 	a.Rules.SetFence(cluster.Fence(a.cfg.Cluster.MeterTopic, lease.Holder()))
@@ -247,22 +355,14 @@ func (a *App) lead(ctx context.Context, lease *store.Lease, log zerolog.Logger) 
 	clusterLeader.Set(1)
 	defer clusterLeader.Set(0)
 	copyLag.Set(0)
-	log.Info().Str("holder", lease.Holder()).Msg("distributed mode: this instance runs the rules")
+	log.Info().Str("holder", lease.Holder()).Dur("load", time.Since(t0)).Msg("distributed mode: this instance runs the rules")
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	var wg sync.WaitGroup
-	rulesDone := make(chan struct{})
-	wg.Add(3)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		if err := lease.Run(ctx); err != nil && ctx.Err() == nil {
-			cancel(fmt.Errorf("distributed mode: %w", err))
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		defer close(rulesDone)
+		// Run ends when ctx does, after committing what it took: the
+		// lease is still renewed then.
 		if err := a.Rules.Run(ctx); err != nil && ctx.Err() == nil {
 			cancel(err)
 		}

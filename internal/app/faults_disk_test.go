@@ -9,7 +9,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+	"regexp"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -228,8 +229,8 @@ func TestFaultDiskFullStorm(t *testing.T) {
 	r.stop()
 	if err := r.start(); err != nil {
 		var need int64
-		if i := strings.Index(err.Error(), "free "); i >= 0 {
-			fmt.Sscanf(err.Error()[i:], "free %d more bytes", &need)
+		if m := regexp.MustCompile(`free (\d+) more bytes`).FindStringSubmatch(err.Error()); m != nil {
+			need, _ = strconv.ParseInt(m[1], 10, 64)
 		}
 		t.Logf("start on the full disk: %v", err)
 		if need <= 0 {

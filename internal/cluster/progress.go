@@ -24,6 +24,12 @@ var migrations = []string{
 		PRIMARY KEY (topic, part))`,
 	`CREATE TABLE cluster_commits (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)`,
 	`INSERT INTO cluster_commits (id, n) VALUES (1, 0)`,
+	// The contacts_file an instance imported at start, last (contacts.go).
+	`CREATE TABLE cluster_contacts_file (id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, mtime BIGINT NOT NULL,
+		instance TEXT NOT NULL, imported BIGINT NOT NULL)`,
+	// Each instance's persistent MQTT session, while it may hold a share of
+	// the messages (sessions.go).
+	`CREATE TABLE cluster_mqtt_sessions (instance TEXT PRIMARY KEY, client_id TEXT NOT NULL)`,
 }
 
 // Migrate creates the cluster's tables.

@@ -258,6 +258,21 @@ func TestBrowser(t *testing.T) {
 	}
 	poll("the page says when it last heard", `document.querySelector('#live').dataset.state === 'on'`)
 
+	// The hotline: customer 1's meter is back while the outage goes on for
+	// others; the page says so, not "in a known outage" beside "powered".
+	hotline := func(account, want string) {
+		t.Helper()
+		eval(`document.querySelector('#hotlineResult').innerHTML = ''; document.querySelector('#hotlineQ').value = '` + account + `'; ''`)
+		do("hotline lookup "+account, chromedp.Click(`[data-tab=hotline]`), chromedp.Click(`#hotlineForm button[type=submit]`))
+		poll("hotline answer for "+account, `!!document.querySelector('#hotlineResult .verdict')`)
+		if v := eval(`document.querySelector('#hotlineResult .verdict').textContent`); !strings.Contains(v, want) {
+			t.Errorf("hotline verdict for %s = %q, want %q", account, v, want)
+		}
+	}
+	hotline("0100000001", "已恢复供电")
+	hotline("0100000005", "该客户处于已知停电中")
+	do("back to the outages", chromedp.Click(`[data-tab=outages]`))
+
 	// English, and a phone's width.
 	do("switch language", chromedp.Click("#lang"))
 	poll("labels in English", `document.querySelector('[data-tab=outages]').textContent === 'Outages'`)
@@ -268,6 +283,9 @@ func TestBrowser(t *testing.T) {
 	}
 	do("phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	poll("no sideways scrolling at 390 px", `document.documentElement.scrollWidth <= 392`)
+	if cut := eval(`[...document.querySelectorAll('#tabs button')].filter(b => !b.hidden && b.getBoundingClientRect().right > innerWidth + 1).map(b => b.textContent).join(',')`); cut != "" {
+		t.Errorf("at 390 px in English these tabs are cut off: %s", cut)
+	}
 	shot("manager-390px-en.png")
 	do("back to Chinese", chromedp.Click("#lang"), chromedp.EmulateViewport(1366, 900))
 	poll("labels in Chinese", `document.querySelector('[data-tab=outages]').textContent === '停电事件'`)
@@ -286,11 +304,20 @@ func TestBrowser(t *testing.T) {
 		t.Error("the call list says its numbers are masked, though they are in full")
 	}
 
-	// The dispatcher: confirm while meters are dark → warning → reason.
+	// ops, an admin without pii, may not dial: masked, and told why.
+	do("logout", chromedp.Click("#logout"))
+	login("ops")
+	clickRow("open outage", `#outageTable tbody tr[data-id="OMS-STORM-1"]`)
+	poll("ops is told why the call list is masked", `!document.querySelector('#callNote').hidden && `+
+		`document.querySelector('#callNote').textContent.includes('pii') && document.querySelectorAll('#callTable a.phone').length === 0`)
+
+	// The dispatcher dials the call list; confirm while meters are dark →
+	// warning → reason.
 	do("logout", chromedp.Click("#logout"))
 	login("li")
 	clickRow("open outage", `#outageTable tbody tr[data-id="OMS-STORM-1"]`)
 	poll("dispatcher sees both grids", rowsJS("#custTable")+` === `+fmt.Sprint(bigCustomers+50))
+	poll("the dispatcher's call list can be dialled", `(document.querySelector('#callTable a[href^="tel:+86571"]')?.textContent || '').startsWith('0571-')`)
 	do("confirm", chromedp.Click("#confirm"))
 	poll("warning shown", `!document.querySelector('#confirmWarn').hidden && document.querySelector('#confirmWarn').textContent.includes('2045')`)
 	do("confirm without reason", chromedp.Click("#confirmGo"))

@@ -116,17 +116,15 @@ func (g *loginGate) reserve(p loginPair, now time.Time) *loginRefusal {
 	defer g.mu.Unlock()
 	g.prune(now)
 	t := g.pairs[p]
-	if t == nil {
-		t = &loginTries{}
-		g.pairs[p] = t
-	}
-	t.seen = now
-	if now.Before(t.until) {
-		return &loginRefusal{"locked", "too many wrong passwords: try again later", t.until.Sub(now)}
-	}
-	if t.fails+t.checking >= loginFailures {
-		// The checks under way may lock the pair: wait for them.
-		return &loginRefusal{"locked", "too many wrong passwords: try again later", time.Second}
+	if t != nil {
+		t.seen = now
+		if now.Before(t.until) {
+			return &loginRefusal{"locked", "too many wrong passwords: try again later", t.until.Sub(now)}
+		}
+		if t.fails+t.checking >= loginFailures {
+			// The checks under way may lock the pair: wait for them.
+			return &loginRefusal{"locked", "too many wrong passwords: try again later", time.Second}
+		}
 	}
 	b := g.addrs[p.addr]
 	if b == nil {
@@ -140,6 +138,10 @@ func (g *loginGate) reserve(p loginPair, now time.Time) *loginRefusal {
 			time.Duration((1 - b.tokens) * float64(loginAddrEvery))}
 	}
 	b.tokens--
+	if t == nil { // only now: a refused address adds no pairs to the table
+		t = &loginTries{seen: now}
+		g.pairs[p] = t
+	}
 	t.checking++
 	return nil
 }

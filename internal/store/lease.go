@@ -46,6 +46,10 @@ type Lease struct {
 	name   string
 	holder string
 	ttl    time.Duration
+
+	// OnRenewError, when set before Run, is told of each renewal the
+	// store refused (Run tries again at the next period).
+	OnRenewError func(error)
 }
 
 // LeaseHolder names this process as a lease holder: the instance name,
@@ -121,12 +125,14 @@ func (l *Lease) tryAcquire(ctx context.Context) (*HeldError, error) {
 func (l *Lease) Holder() string { return l.holder }
 
 // Run renews the lease until ctx is done, then releases it. It returns
-// ErrLeaseLost if another holder took it meanwhile. A renewal the store
-// refuses is tried again at the next period: the lease is only lost once
-// someone else holds it.
+// ErrLeaseLost if another holder took it meanwhile, or if no renewal
+// succeeded for as long as the lease lasts (the store was unreachable: by
+// then another holder may have taken it). A renewal the store refuses is
+// tried again at the next period and reported to OnRenewError, if set.
 func (l *Lease) Run(ctx context.Context) error {
 	t := time.NewTicker(l.renewEvery())
 	defer t.Stop()
+	renewed := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -136,11 +142,24 @@ func (l *Lease) Run(ctx context.Context) error {
 		now := l.db.NowSQL()
 		res, err := l.db.ExecContext(ctx, `UPDATE store_leases SET heartbeat = `+now+`, expires = `+now+` + $1 WHERE name = $2 AND holder = $3`,
 			int64(l.ttl), l.name, l.holder)
-		if err != nil {
-			continue
+		var n int64
+		if err == nil {
+			n, err = res.RowsAffected()
 		}
-		if n, err := res.RowsAffected(); err == nil && n == 0 {
+		switch {
+		case err == nil && n == 0:
 			return fmt.Errorf("cannot renew lease %s: %w", l.name, ErrLeaseLost)
+		case err == nil:
+			renewed = time.Now()
+			continue
+		case ctx.Err() != nil:
+			continue // stopping: Release follows
+		}
+		if l.OnRenewError != nil {
+			l.OnRenewError(err)
+		}
+		if time.Since(renewed) >= l.ttl {
+			return fmt.Errorf("cannot renew lease %s for %s (%v): %w", l.name, l.ttl, err, ErrLeaseLost)
 		}
 	}
 }

@@ -9,6 +9,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -57,6 +58,10 @@ func (c Config) Validate() error {
 // before (see checkpointLoop). docs/reliability.md documents it.
 const WALBound = 64 << 20
 
+// WALWorking is the size up to which the SQLite WAL is left to grow before
+// the checkpointer truncates it: room the store takes on disk at work.
+const WALWorking = 8 << 20
+
 // DB is an open store.
 type DB struct {
 	*sql.DB
@@ -97,17 +102,47 @@ func Open(ctx context.Context, cfg Config, dataDir string) (*DB, error) {
 	return nil, fmt.Errorf("unknown store driver %q", cfg.Driver)
 }
 
-func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
-	path := dsn
+// sqlitePath returns the SQLite DSN's path, under dataDir when relative or
+// empty, and the database file it names ("" in memory).
+func sqlitePath(dsn, dataDir string) (path, file string) {
+	path = dsn
 	if path == "" {
 		path = "gridbell.db"
 	}
 	if path != ":memory:" && !strings.HasPrefix(path, "file:") && !filepath.IsAbs(path) {
 		path = filepath.Join(dataDir, path)
 	}
-	file := "" // the database file, when it is one
-	if !strings.HasPrefix(path, "file:") && path != ":memory:" {
+	if f, ok := strings.CutPrefix(path, "file:"); ok && !strings.Contains(f, "mode=memory") {
+		file, _, _ = strings.Cut(f, "?")
+	} else if !ok && path != ":memory:" {
 		file = path
+	}
+	if file == ":memory:" {
+		file = ""
+	}
+	return path, file
+}
+
+// SQLiteWAL returns the size of the WAL file of the SQLite store cfg
+// names under dataDir, as a previous run left it (0: none, or not SQLite).
+func SQLiteWAL(cfg Config, dataDir string) int64 {
+	if cfg.Driver != "" && cfg.Driver != "sqlite" {
+		return 0
+	}
+	_, file := sqlitePath(cfg.DSN, dataDir)
+	if file == "" {
+		return 0
+	}
+	fi, err := os.Stat(file + "-wal")
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
+	path, file := sqlitePath(dsn, dataDir)
+	if !strings.HasPrefix(path, "file:") && path != ":memory:" {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("cannot create store directory: %w", err)
 		}
@@ -155,18 +190,25 @@ func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
 // all of it and no reader still reads from it: under steady readers (the
 // API, the dispatcher) and writers that never happens, and the WAL grew
 // without bound (335 MB for a 9.4 MB database in a 3,000-customer storm).
-// So once the WAL passes walTruncateAt the checkpointer asks for TRUNCATE,
-// which waits (up to walWait) for the writer and the readers to finish,
-// copies everything and cuts the file to zero; while it waits, new writers
-// wait too, never longer than walWait. Past WALBound/2 it waits longer
-// (walUrgentWait), since the writers are outrunning it.
+// So once the WAL passes walTruncateAt the checkpointer copies what it can
+// beside the writer (PASSIVE), then asks for TRUNCATE, which waits (up to
+// walWait; walUrgentWait past walUrgent, where the writers are outrunning
+// it) for the writer and the readers to finish, copies the rest and cuts
+// the file to zero. New write transactions wait for it meanwhile (see
+// checkpoint). When a long reader keeps it from finishing, it tries again
+// after a backoff of up to maxSkip ticks, so that the reader does not hold
+// the writers back most of the time, but at every tick once the WAL passes
+// walUrgent: the bound comes first.
 const (
 	checkpointTick = 250 * time.Millisecond
 	passiveEvery   = 4 // ticks: a PASSIVE checkpoint each second
-	walTruncateAt  = 8 << 20
+	walTruncateAt  = WALWorking
+	walUrgent      = WALBound / 4
 	walKeep        = 4 << 20 // journal_size_limit
 	walWait        = 500 * time.Millisecond
 	walUrgentWait  = 3 * time.Second
+	maxSkip        = 4 // ticks
+	checkpointTry  = 10 * time.Millisecond
 	busyTimeoutMS  = 10000 // the pool's busy_timeout
 )
 
@@ -177,6 +219,7 @@ func (db *DB) checkpointLoop(period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	ctx := context.Background()
+	skip, left := 0, 0 // backoff after a checkpoint that did not finish, in ticks
 	for n := 1; ; n++ {
 		select {
 		case <-db.stop:
@@ -188,10 +231,19 @@ func (db *DB) checkpointLoop(period time.Duration) {
 			_, wal = db.wal.sample()
 		}
 		switch {
-		case wal >= WALBound/2:
-			db.checkpoint(ctx, walUrgentWait)
+		case wal >= walTruncateAt && (left == 0 || wal >= walUrgent):
+			wait := walWait
+			if wal >= walUrgent {
+				wait = walUrgentWait
+			}
+			if db.checkpoint(ctx, wait) {
+				skip = 0
+			} else {
+				skip = min(max(2*skip, 1), maxSkip)
+			}
+			left = skip
 		case wal >= walTruncateAt:
-			db.checkpoint(ctx, walWait)
+			left--
 		case n%passiveEvery == 0:
 			// A failed passive checkpoint is retried on the next one.
 			db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
@@ -200,15 +252,15 @@ func (db *DB) checkpointLoop(period time.Duration) {
 }
 
 // checkpoint runs a TRUNCATE checkpoint that waits at most wait for the
-// writer and the readers; when they do not finish in time it copies what
-// it can (as PASSIVE) and the next tick tries again. Meanwhile BeginTx
-// holds new write transactions back: SQLite's lock is not fair, and a
-// writer that begins again right after its commit would otherwise win it
-// every time.
-func (db *DB) checkpoint(ctx context.Context, wait time.Duration) {
+// writer and the readers, and reports whether it truncated the WAL; when
+// they do not finish in time it copies what it can (as PASSIVE). Meanwhile
+// BeginTx holds new write transactions back: SQLite's lock is not fair,
+// and a writer that begins again right after its commit would otherwise
+// win it every time.
+func (db *DB) checkpoint(ctx context.Context, wait time.Duration) bool {
 	c, err := db.Conn(ctx)
 	if err != nil {
-		return
+		return false
 	}
 	defer c.Close()
 	// Most of the copying first, beside the writer: the writers are held
@@ -224,15 +276,30 @@ func (db *DB) checkpoint(ctx context.Context, wait time.Duration) {
 		db.gateMu.Unlock()
 		close(gate)
 	}()
-	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", wait.Milliseconds())); err != nil {
-		return
+	// Short tries, repeated until wait has passed, rather than one try
+	// with a busy timeout of wait: SQLite's busy handler sleeps in steps
+	// of up to 100 ms, so a single try could notice the writer's commit or
+	// the last reader's end that much late, with the writers held back.
+	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", checkpointTry.Milliseconds())); err != nil {
+		return false
 	}
-	defer c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeoutMS))
 	var busy, logFrames, copied int
-	err = c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &copied)
+	for deadline := time.Now().Add(wait); ; {
+		err = c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &copied)
+		if err != nil || busy == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(checkpointTry)
+	}
+	if _, rerr := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeoutMS)); rerr != nil {
+		// A connection with the short timeout must not go back to the
+		// pool: its writers would give up early.
+		c.Raw(func(any) error { return driver.ErrBadConn })
+	}
 	if db.wal != nil {
 		db.wal.checkpointed(err, busy != 0)
 	}
+	return err == nil && busy == 0
 }
 
 // BeginTx starts a transaction as sql.DB's does; on SQLite a write
