@@ -513,6 +513,9 @@ func (o *Outbox) render(m *msgRow) (string, error) {
 	if data["grid"] == "" {
 		data["grid"] = m.grid
 	}
+	if o.varsHook != nil {
+		o.varsHook(m.kind, m.ref, m.accounts, data)
+	}
 	return o.tpl.Render(m.lang, m.template, data)
 }
 

@@ -119,6 +119,7 @@ type Outbox struct {
 	pace   *pacer // nil = unpaced (the outbox file)
 
 	instance string        // names this instance's claims; set before Run
+	varsHook VarsHook      // set before Run; nil = none
 	lease    time.Duration // claimLease; shorter in tests
 	nonce    string        // tells this process's claims from an earlier run's of the same instance
 	claims   atomic.Uint64 // numbers this process's claims
@@ -201,6 +202,14 @@ func (o *Outbox) SetInstance(name string) {
 		o.instance = name
 	}
 }
+
+// VarsHook adds vars to a message as it is rendered: kind and ref are the
+// message's, accounts its customers. Customer care sets recent_outages on
+// an outage SMS this way.
+type VarsHook func(kind, ref string, accounts []string, vars map[string]string)
+
+// SetVarsHook makes every render call h. Call it before Run.
+func (o *Outbox) SetVarsHook(h VarsHook) { o.varsHook = h }
 
 func defaultInstance() string {
 	if h, err := os.Hostname(); err == nil && h != "" {

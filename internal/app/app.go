@@ -17,6 +17,7 @@ import (
 
 	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/ingest"
+	"github.com/gridbell/gridbell/internal/care"
 	"github.com/gridbell/gridbell/internal/clock"
 	"github.com/gridbell/gridbell/internal/config"
 	"github.com/gridbell/gridbell/internal/httpapi"
@@ -42,6 +43,7 @@ type App struct {
 	Contacts *contacts.Registry
 	Outbox   *notify.Outbox
 	Rules    *rules.Engine
+	Care     *care.Care
 	Dead     *ingest.DeadLetters
 	Broker   *ingest.Broker // nil with external brokers
 	MQTT     *ingest.MQTT
@@ -164,10 +166,17 @@ func (a *App) buildNotifyAndRules(ctx context.Context) error {
 		}
 		runRules = a.runClusterRules
 	}
-	// notify delivers what rules decide: start it first, stop it last.
+	a.Care, err = care.New(ctx, a.cfg.Care, a.DB, a.Contacts, a.Outbox, a.Outbox, clk, logging.Component(a.log, "care"))
+	if err != nil {
+		return err
+	}
+	a.Outbox.SetVarsHook(a.Care.OutageVars)
+	// notify delivers what rules decide: start it first, stop it last. Care
+	// reads what the rules committed, after them.
 	a.components = append(a.components,
 		component{"notify", a.Outbox.Run},
-		component{"rules", runRules})
+		component{"rules", runRules},
+		component{"care", a.Care.Run})
 	if a.cfg.ContactsRefresh > 0 {
 		rl := newContactsReloader(a.Contacts, a.cfg.ContactsRefresh, logging.Component(a.log, "contacts-reload"))
 		a.components = append(a.components, component{"contacts-reload", rl.Run})
@@ -256,6 +265,7 @@ func (a *App) buildHTTP(ctx context.Context) error {
 		Directory:     a.Contacts,
 		History:       a.Outbox,
 		Overview:      a.Rules,
+		Care:          a.Care,
 	}, logging.Component(a.log, "http"))
 	a.components = append(a.components, component{"http", a.HTTP.Run})
 	return nil

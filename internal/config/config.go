@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gridbell/gridbell/ingest"
+	"github.com/gridbell/gridbell/internal/care"
 	"github.com/gridbell/gridbell/internal/cluster"
 	"github.com/gridbell/gridbell/internal/httpapi"
 	"github.com/gridbell/gridbell/internal/store"
@@ -43,6 +44,7 @@ type Config struct {
 	Cluster    cluster.Config      `yaml:"cluster"`
 	SMS        notify.Config       `yaml:"sms"`
 	Rules      rules.Config        `yaml:"rules"`
+	Care       care.Config         `yaml:"care"`
 	Auth       httpapi.AuthConfig  `yaml:"auth"`
 	QuietHours notify.QuietHours   `yaml:"quiet_hours"`
 	Log        struct {
@@ -106,6 +108,7 @@ func (c *Config) Defaults() {
 	c.Ingest.Defaults()
 	c.SMS.Defaults()
 	c.Rules.Defaults()
+	c.Care.Defaults()
 	c.QuietHours.Defaults()
 }
 
@@ -113,7 +116,7 @@ func (c *Config) Defaults() {
 func (c *Config) Validate() error {
 	for _, v := range []func() error{
 		c.Store.Validate, c.MQTT.Validate, c.Kafka.Validate, c.Influx.Validate, c.Ingest.Validate,
-		c.SMS.Validate, c.Rules.Validate, c.QuietHours.Validate,
+		c.SMS.Validate, c.Rules.Validate, c.Care.Validate, c.QuietHours.Validate,
 		func() error { return httpapi.Validate(c.HTTP, c.Auth) },
 	} {
 		if err := v(); err != nil {

@@ -20,11 +20,22 @@ func writeCSV(w http.ResponseWriter, disposition string, header []string, rows f
 	cw.Flush()
 }
 
-func writeCustomersCSV(w http.ResponseWriter, id string, list []rules.AffectedCustomer) {
-	header := []string{"account", "name", "meter", "area", "grid", "class", "phones", "status", "powered"}
+// writeCustomersCSV writes an outage's customer list; tags are the care
+// tags of its customers (docs/interfaces.md §9).
+func writeCustomersCSV(w http.ResponseWriter, id string, list []rules.AffectedCustomer, tags map[string][]string) {
+	header := []string{"account", "name", "meter", "area", "grid", "class", "phones", "status", "powered", "tags"}
 	writeCSV(w, csvDisposition(id), header, func(yield func([]string)) {
 		for _, c := range list {
-			yield([]string{c.Account, c.Name, c.Meter, c.Area, c.Grid, c.Class, strings.Join(c.Phones, " "), c.Status, strconv.FormatBool(c.Powered)})
+			yield([]string{c.Account, c.Name, c.Meter, c.Area, c.Grid, c.Class, strings.Join(c.Phones, " "), c.Status, strconv.FormatBool(c.Powered),
+				strings.Join(tags[c.Account], " ")})
 		}
 	})
+}
+
+func accountsOf(list []rules.AffectedCustomer) []string {
+	out := make([]string, 0, len(list))
+	for _, c := range list {
+		out = append(out, c.Account)
+	}
+	return out
 }

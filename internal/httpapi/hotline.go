@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/gridbell/gridbell/contacts"
+	"github.com/gridbell/gridbell/internal/care"
 	"github.com/gridbell/gridbell/internal/logging"
 	"github.com/gridbell/gridbell/notify"
 	"github.com/gridbell/gridbell/rules"
@@ -34,6 +35,10 @@ type HotlineCustomer struct {
 	Powered  bool          `json:"powered"`   // every meter is powered as far as gridbell knows
 	Outage   *rules.Outage `json:"outage"`    // the live outage, else the latest one; nil = none
 	Messages []SentView    `json:"messages"`  // newest first
+	// Tags and Profile are customer care's (docs/interfaces.md §9); the
+	// lookup of a customer in an outage counts as that customer's call.
+	Tags    []string      `json:"tags"`
+	Profile *care.Profile `json:"profile,omitempty"`
 }
 
 // hotline answers GET /api/v1/hotline?q=ACCOUNT-or-PHONE: is this customer
@@ -132,6 +137,15 @@ func (s *Server) hotlineCustomer(ctx context.Context, p principal, acct contacts
 	}
 	msgs, err := s.messages(ctx, p, acct.Account)
 	hc.Messages = msgs
+	hc.Tags = []string{}
+	if s.deps.Care != nil && err == nil {
+		s.noteCall(ctx, hc)
+		pr, perr := s.deps.Care.Profile(ctx, acct)
+		if perr != nil {
+			return hc, perr
+		}
+		hc.Profile, hc.Tags = &pr, pr.Tags
+	}
 	return hc, err
 }
 

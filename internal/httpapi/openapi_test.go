@@ -31,6 +31,7 @@ type everything struct {
 	directory
 	history
 	overview
+	careAnswers
 }
 
 // Local names, so that no embedded field shares a name with a method.
@@ -45,8 +46,9 @@ type (
 		AccountsByPhone(e164 string) []string
 		Grid(g string) (contacts.GridInfo, bool)
 	}
-	history  interface{ httpapi.History }
-	overview interface{ httpapi.Overview }
+	history     interface{ httpapi.History }
+	overview    interface{ httpapi.Overview }
+	careAnswers interface{ httpapi.Care }
 )
 
 // fullDeps gives the server every part, so that Routes lists every route

@@ -25,4 +25,11 @@ func pageRoutes(mux *routeMux) {
 	static := http.StripPrefix("/static/", http.FileServerFS(files))
 	mux.Handle("GET /static/app.js", static)
 	mux.Handle("GET /static/app.css", static)
+	// The monthly reliability view (customer care): its own page and script.
+	reliability, _ := fs.ReadFile(files, "reliability.html")
+	mux.HandleFunc("GET /reliability", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(reliability)
+	})
+	mux.Handle("GET /static/reliability.js", static)
 }

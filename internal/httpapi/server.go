@@ -67,6 +67,7 @@ type Deps struct {
 	Directory     Directory // customers' names, phones and grids (workspace.go)
 	History       History   // messages per customer and per minute
 	Overview      Overview  // areas' states, storm mode, a customer's meters
+	Care          Care      // reliability, profiles, follow-up lists, calls; nil = off
 }
 
 // Server is the HTTP API.
@@ -113,6 +114,7 @@ func (s *Server) mux() *routeMux {
 	mux.HandleFunc("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /api/v1/openapi.json", serveOpenAPI)
 	s.workspaceRoutes(mux)
+	s.careRoutes(mux)
 	mux.Handle("GET /api/v1/outages", a.require(http.HandlerFunc(s.listOutages), read...))
 	mux.Handle("GET /api/v1/outages/{id}", a.require(http.HandlerFunc(s.getOutage), read...))
 	mux.Handle("GET /api/v1/outages/{id}/customers", a.require(http.HandlerFunc(s.customers), read...))
@@ -249,7 +251,8 @@ func (s *Server) getOutage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, 200, s.withCounts(r.Context(), o, principalOf(r)))
+	p := principalOf(r)
+	writeJSON(w, 200, s.withProactive(r.Context(), s.withCounts(r.Context(), o, p), p))
 }
 
 // outage is the outage the path names, as the caller may see it: 404 when
@@ -288,7 +291,7 @@ func (s *Server) customers(w http.ResponseWriter, r *http.Request) {
 		if !s.audit(w, r, AuditExport, o.ID, fmt.Sprintf("customers.csv grid=%q rows=%d", grid, len(out))) {
 			return
 		}
-		writeCustomersCSV(w, o.ID, out)
+		writeCustomersCSV(w, o.ID, out, s.tagsOf(r.Context(), accountsOf(out)))
 		return
 	}
 	writeJSON(w, 200, map[string]any{"customers": out})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gridbell/gridbell/contacts"
+	"github.com/gridbell/gridbell/internal/care"
 	"github.com/gridbell/gridbell/internal/logging"
 	"github.com/gridbell/gridbell/notify"
 	"github.com/gridbell/gridbell/rules"
@@ -73,6 +74,9 @@ type Customer struct {
 	// missing, opted_out or failed; "" when one could.
 	Reach   string `json:"reach"`
 	Powered bool   `json:"powered"`
+	// Tags are customer care's: frequent_outage, complaint_risk
+	// (docs/interfaces.md §9).
+	Tags []string `json:"tags,omitempty"`
 }
 
 // Workspace answers GET /api/v1/outages/{id}/workspace: what a manager and
@@ -81,7 +85,7 @@ type Workspace struct {
 	Outage      rules.Outage      `json:"outage"`  // counts of the asker's grids
 	Classes     map[string]int    `json:"classes"` // affected customers per class
 	Customers   []Customer        `json:"customers"`
-	CallList    []Customer        `json:"call_list"`    // no SMS could reach them: phone them
+	CallList    []Customer        `json:"call_list"`    // no SMS could reach them, or at risk of complaining: phone them
 	Dark        []rules.DarkMeter `json:"dark"`         // still dark; each names its customer, one of Customers, by account
 	ReportedOut []Customer        `json:"reported_out"` // replied they are still out
 	PII         bool              `json:"pii"`          // phones are in full
@@ -167,8 +171,15 @@ func (s *Server) buildWorkspace(ctx context.Context, p principal, o rules.Outage
 		cu := s.customer(p, c)
 		ws.Customers = append(ws.Customers, cu)
 	}
+	tags := s.tagsOf(ctx, accountsOf(list))
+	for i := range ws.Customers {
+		ws.Customers[i].Tags = tags[ws.Customers[i].Account]
+	}
+	// Critical customers first, then those at risk of complaining.
 	slices.SortStableFunc(ws.Customers, func(a, b Customer) int {
-		return cmp.Or(cmp.Compare(rankOf(a.Class), rankOf(b.Class)), boolFirst(!a.Powered, !b.Powered), cmp.Compare(a.Account, b.Account))
+		return cmp.Or(cmp.Compare(rankOf(a.Class), rankOf(b.Class)),
+			boolFirst(hasTag(a.Tags, care.TagComplaintRisk), hasTag(b.Tags, care.TagComplaintRisk)),
+			boolFirst(!a.Powered, !b.Powered), cmp.Compare(a.Account, b.Account))
 	})
 	seen := map[string]bool{}
 	for i := range ws.Customers {
@@ -179,7 +190,7 @@ func (s *Server) buildWorkspace(ctx context.Context, p principal, o rules.Outage
 		}
 		seen[c.Account] = true
 		ws.Classes[c.Class]++
-		if c.Reach != "" {
+		if c.Reach != "" || hasTag(c.Tags, care.TagComplaintRisk) {
 			ws.CallList = append(ws.CallList, s.dialable(p, *c))
 		}
 	}

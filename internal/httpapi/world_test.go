@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gridbell/gridbell/contacts"
+	"github.com/gridbell/gridbell/internal/care"
 	"github.com/gridbell/gridbell/internal/clock"
 	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/httpapi"
@@ -94,6 +95,7 @@ type world struct {
 	reg    *contacts.Registry
 	outbox *notify.Outbox
 	rules  *rules.Engine
+	care   *care.Care // frequent_outage from one sustained interruption, so that lists have customers
 	store  *httpapi.Store
 	srv    *httptest.Server
 	file   string // the outbox file
@@ -124,6 +126,10 @@ func newWorld(t *testing.T, driver, csvText string) *world {
 	if w.rules, err = rules.New(rules.Config{}, w.db, w.reg, w.outbox, clock.Real{}, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
+	ccfg := care.Config{FrequentOutage: care.Frequent{Count: 1}}
+	if w.care, err = care.New(ctx, ccfg, w.db, w.reg, w.outbox, w.outbox, clock.Real{}, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
 	if w.store, err = httpapi.OpenStore(ctx, w.db); err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +139,7 @@ func newWorld(t *testing.T, driver, csvText string) *world {
 	w.srv = httptest.NewServer(httpapi.New(httpapi.Config{Listen: "127.0.0.1:0", TimeZone: "Asia/Shanghai", TrustedProxies: []string{"127.0.0.1"}}, worldAuth(), httpapi.Deps{
 		Outages: w.rules, Deliveries: w.outbox, Quality: w.reg, Store: w.store,
 		TwilioStatus: w.outbox.StatusWebhook(), TwilioInbound: w.outbox.InboundWebhook(w.rules),
-		Directory: w.reg, History: w.outbox, Overview: w.rules,
+		Directory: w.reg, History: w.outbox, Overview: w.rules, Care: w.care,
 	}, zerolog.Nop()).Handler())
 	t.Cleanup(func() {
 		w.srv.Close()
