@@ -62,6 +62,9 @@ type writeSet struct {
 	told     []any  // 3
 	accounts []any  // 3
 	digests  []any  // 3
+	// meters held in memory stay unwritten (collect): the commit must not
+	// store offsets, which would run ahead of them
+	noOffsets bool
 }
 
 // collect copies the dirty state into a writeSet and clears the dirty
@@ -71,13 +74,22 @@ func (e *Engine) collect(idle bool) *writeSet {
 	if idle {
 		e.sweepSeen(e.clk.Now().UnixNano())
 	}
-	if len(e.held) > 0 && (e.writes(idle) || e.offsetsDue()) {
-		for _, i := range e.held {
-			if e.meters[i].held {
-				e.markDirty(i)
+	// Meters held in memory are written with the next offsets, and only
+	// then: when the batch writes state of its own anyway, or when the
+	// offsets have waited offsetEvery. A checkpoint alone (an idle tick
+	// copying logged meters into rules_meters) neither writes them nor
+	// stores offsets: it would log every held meter on every tick.
+	if len(e.held) > 0 {
+		if e.writes() || e.offsetsDue() {
+			for _, i := range e.held {
+				if e.meters[i].held {
+					e.markDirty(i)
+				}
 			}
+			e.held = e.held[:0]
+		} else {
+			w.noOffsets = true
 		}
-		e.held = e.held[:0]
 	}
 	if len(e.dirtyMeters)+len(e.dirtyOutages)+len(e.dirtyLedger)+len(e.dirtyAccounts)+len(e.dirtyDigests) > 0 {
 		// one version a commit that changes state, shared with the meter
@@ -137,11 +149,12 @@ func (e *Engine) collect(idle bool) *writeSet {
 	return w
 }
 
-// writes reports whether the batch being collected writes anything apart
-// from meters held in memory (hold). Lock: e.mu held.
-func (e *Engine) writes(idle bool) bool {
+// writes reports whether the batch being collected changes stored state
+// apart from meters held in memory (hold) and a checkpoint. Lock: e.mu
+// held.
+func (e *Engine) writes() bool {
 	return len(e.dirtyMeters)+len(e.dirtyOutages)+len(e.dirtyLedger)+len(e.dirtyAccounts)+len(e.dirtyDigests) > 0 ||
-		e.out.n > 0 || (idle && len(e.snapList) > 0)
+		e.out.n > 0
 }
 
 // encodeTold writes a ledger as a JSON object, without reflection: a
@@ -221,6 +234,9 @@ func (w *writeSet) empty() bool {
 func (e *Engine) commit(ctx context.Context, w *writeSet, intents []event.Intent) error {
 	quiet := w.empty() && len(intents) == 0
 	offsets := e.dueOffsets(quiet)
+	if w.noOffsets {
+		offsets = nil
+	}
 	if quiet && offsets == nil {
 		return nil
 	}

@@ -181,3 +181,40 @@ func TestPruneFenced(t *testing.T) {
 		t.Error("Run goes on after a fenced prune")
 	}
 }
+
+// TestCheckpointStoresNoOffsetsAheadOfHeld: in distributed mode, an idle
+// tick that only checkpoints logged meters does not store the offsets of
+// plain readings whose effects are still held in memory (it writes them
+// both, or neither). Whatever the store holds after it, an instance taking
+// over from it finds every reading before the stored offsets applied.
+func TestCheckpointStoresNoOffsetsAheadOfHeld(t *testing.T) {
+	r := newSeenRig(t, "postgres")
+	ctx := context.Background()
+	if err := cluster.Migrate(ctx, r.db); err != nil {
+		t.Fatal(err)
+	}
+	const topic = "meter-events"
+	a := r.holder("a", topic)
+	// the first commit stores offsets and logs both meters' first sign of
+	// power: the next idle tick has them to checkpoint
+	r.stepAt(a, 5*time.Minute, map[int32]int64{0: 1}, plainReading("M0101", 5*time.Minute), plainReading("M0102", 5*time.Minute))
+	r.stepAt(a, 5*time.Minute+time.Second, map[int32]int64{0: 2}, plainReading("M0103", 5*time.Minute+time.Second))
+	r.step(a, 5*time.Minute+2*time.Second) // checkpoint
+	if _, checkpointed := r.stored(); checkpointed["M0101"] == 0 {
+		t.Fatalf("the idle tick checkpointed %v, want M0101 among them", checkpointed)
+	}
+	offs, err := cluster.Offsets(ctx, r.db, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.db.Exec(`DELETE FROM store_leases WHERE name = $1`, cluster.RulesLease); err != nil {
+		t.Fatal(err)
+	}
+	b := r.holder("b", topic)
+	switch ms := b.MetersOf("A0103"); {
+	case offs[0] < 1 || offs[0] > 2:
+		t.Fatalf("stored offsets = %v, want partition 0 at 1 or 2", offs)
+	case offs[0] == 2 && (len(ms) != 1 || ms[0].LastSeen == nil):
+		t.Errorf("offset 2 stored but M0103, read before it, taken over = %+v, want seen", ms)
+	}
+}
