@@ -47,6 +47,7 @@ type DB struct {
 	*sql.DB
 	driver string
 
+	gate      *writeGate    // SQLite: in-process writers take turns (writegate.go)
 	stop      chan struct{} // SQLite: ends checkpointLoop
 	stopped   chan struct{}
 	closeOnce sync.Once
@@ -116,7 +117,7 @@ func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
 		sqldb.Close()
 		return nil, fmt.Errorf("cannot open sqlite store %s: %w", path, err)
 	}
-	db := &DB{DB: sqldb, driver: "sqlite", stop: make(chan struct{}), stopped: make(chan struct{})}
+	db := &DB{DB: sqldb, driver: "sqlite", gate: new(writeGate), stop: make(chan struct{}), stopped: make(chan struct{})}
 	go db.checkpointLoop(time.Second)
 	return db, nil
 }
