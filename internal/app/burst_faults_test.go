@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -30,8 +31,10 @@ import (
 // message; the rest stay lit. 60% of the customers go dark, then the power
 // comes back in a burst of as many messages, published at burstRate while
 // the outage SMS go out. GRIDBELL_BURST_CUSTOMERS (default 20,000) and
-// GRIDBELL_BURST_RATE (default 7,300 messages/s) change the size; `make
-// bench-burst` runs it at 100,000.
+// GRIDBELL_BURST_RATE (default 7,300 messages/s) change the size,
+// GRIDBELL_MQTT_MAX_INFLIGHT gridbell's window, GRIDBELL_BURST_CPUPROFILE
+// names a file for a CPU profile of the 10 s from the power_on burst;
+// `make bench-burst` runs it at 100,000.
 func burstSize(t *testing.T) (customers, areas, rate int) {
 	customers, rate = 20_000, 7_300
 	if v := os.Getenv("GRIDBELL_BURST_CUSTOMERS"); v != "" {
@@ -332,6 +335,14 @@ func TestFaultBurst(t *testing.T) {
 	base2 := metrics.Default.Sum("gridbell_ingest_events_total")
 	if got := int(base2 - base); got < len(offMsgs) {
 		t.Logf("power_off burst: %d of %d events taken before the power_on burst", got, len(offMsgs))
+	}
+	if path := os.Getenv("GRIDBELL_BURST_CPUPROFILE"); path != "" { // the power_on burst's
+		pf, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pprof.StartCPUProfile(pf)
+		time.AfterFunc(10*time.Second, func() { pprof.StopCPUProfile(); pf.Close() })
 	}
 	t1 := time.Now()
 	pubTook := publishBurst(t, broker.URL(), f.messages("ami", "power_on", time.Now()), rate, onAt)
