@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/text/encoding/simplifiedchinese"
 	"golang.org/x/text/transform"
+
+	"github.com/gridbell/gridbell/internal/csvout"
 )
 
 // Encodings the reader detects.
@@ -107,6 +109,10 @@ func newFileReader(src io.Reader) (*fileReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot read contacts header: %w", err)
 	}
+	if len(header) > 0 {
+		// A GB18030 file may carry the BOM too (a UTF-8 file's was dropped).
+		header[0] = strings.TrimPrefix(header[0], "\ufeff")
+	}
 	fr := &fileReader{csv: cr, encoding: enc}
 	if err := fr.mapColumns(header); err != nil {
 		return nil, err
@@ -152,9 +158,59 @@ func seekable(src io.Reader) (int64, bool) {
 	return pos, err == nil
 }
 
+// utf8Check tells a UTF-8 file from a GB18030 one. One bad byte does not
+// make a UTF-8 file GB18030 (every Chinese name would be garbled): a file is
+// UTF-8 when its bytes over 0x7F are almost all in valid UTF-8 runes, and
+// its rows with an invalid byte are rejected one by one. A GB18030 file's
+// Chinese makes invalid UTF-8 at nearly every character.
 type utf8Check struct {
-	ok     bool
-	peeked []byte
+	ok      bool
+	peeked  []byte
+	runes   int // valid runes over 0x7F
+	invalid int // invalid bytes
+}
+
+// utf8Tolerance is how many valid runes over 0x7F a UTF-8 file has at
+// least for each invalid byte; utf8GiveUp invalid bytes beyond that settle
+// it as GB18030 without reading on.
+const (
+	utf8Tolerance = 20
+	utf8GiveUp    = 1000
+)
+
+// add counts b's runes; b holds whole runes unless more input follows.
+func (u *utf8Check) add(b []byte, more bool) {
+	if more {
+		b = b[:len(b)-incompleteTail(b)]
+	}
+	if utf8.Valid(b) {
+		for _, c := range b {
+			if c >= 0xC0 { // a lead byte
+				u.runes++
+			}
+		}
+		return
+	}
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		switch {
+		case r == utf8.RuneError && n == 1:
+			u.invalid++
+		case n > 1:
+			u.runes++
+		}
+		b = b[n:]
+	}
+}
+
+// settled reports whether enough is known to call the input GB18030.
+func (u *utf8Check) settled() bool {
+	return u.invalid > utf8GiveUp && !u.utf8()
+}
+
+// utf8 reports whether the input counted so far is UTF-8.
+func (u *utf8Check) utf8() bool {
+	return u.invalid == 0 || u.runes >= utf8Tolerance*u.invalid
 }
 
 func peekUTF8(src io.Reader) (utf8Check, error) {
@@ -164,13 +220,17 @@ func peekUTF8(src io.Reader) (utf8Check, error) {
 		return utf8Check{}, fmt.Errorf("cannot read contacts file: %w", err)
 	}
 	buf = buf[:n]
-	return utf8Check{ok: validPrefix(buf, n == peekSize), peeked: buf}, nil
+	u := utf8Check{peeked: buf}
+	u.add(buf, n == peekSize)
+	u.ok = u.utf8()
+	return u, nil
 }
 
 // scanUTF8 reads all of src in blocks and reports whether it is UTF-8.
 func scanUTF8(src io.Reader) (utf8Check, error) {
 	buf := make([]byte, 256<<10)
 	carry := 0
+	var u utf8Check
 	for {
 		n, err := io.ReadFull(src, buf[carry:])
 		n += carry
@@ -178,23 +238,13 @@ func scanUTF8(src io.Reader) (utf8Check, error) {
 		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 			return utf8Check{}, fmt.Errorf("cannot read contacts file: %w", err)
 		}
-		if !validPrefix(buf[:n], more) {
-			return utf8Check{ok: false}, nil
-		}
-		if !more {
-			return utf8Check{ok: true}, nil
+		u.add(buf[:n], more)
+		if !more || u.settled() {
+			u.ok = u.utf8()
+			return u, nil
 		}
 		carry = copy(buf, buf[n-incompleteTail(buf[:n]):n])
 	}
-}
-
-// validPrefix reports whether b is UTF-8, allowing a rune cut at the end
-// when more input follows.
-func validPrefix(b []byte, more bool) bool {
-	if more {
-		b = b[:len(b)-incompleteTail(b)]
-	}
-	return utf8.Valid(b)
 }
 
 // incompleteTail is the length of a possibly cut rune at the end of b.
@@ -270,10 +320,18 @@ func (fr *fileReader) next() (r row, rej reject, ok bool, err error) {
 	line, _ := fr.csv.FieldPos(0)
 	for c := range numColumns {
 		if i := fr.cols[c]; i >= 0 && i < len(rec) {
-			r.f[c] = strings.TrimSpace(rec[i])
+			r.f[c] = strings.TrimSpace(csvout.Unquote(rec[i]))
 		}
 	}
 	r.line = int32(line)
+	if fr.encoding == EncodingUTF8 {
+		for c := range r.f {
+			if !utf8.ValidString(r.f[c]) {
+				return r, reject{line: line, column: columnNames[c], reason: "rejected: invalid UTF-8 (the rest of the file is UTF-8)",
+					raw: strings.ToValidUTF8(r.f[c], "\uFFFD")}, false, nil
+			}
+		}
+	}
 	if rej, bad := normalise(&r); bad {
 		rej.line = line
 		return r, rej, false, nil
@@ -370,16 +428,17 @@ func parseLanguage(s string) (string, bool) {
 	return "", false
 }
 
-// rejectWriter writes the reject file: a CSV with line,column,reason,raw.
+// rejectWriter writes the reject file: a CSV with line,column,reason,raw,
+// through csvout, since its raw cells are whatever the file held.
 type rejectWriter struct {
-	w *csv.Writer
+	w *csvout.Writer
 }
 
 func newRejectWriter(w io.Writer) *rejectWriter {
 	if w == nil {
 		return &rejectWriter{}
 	}
-	cw := csv.NewWriter(w)
+	cw := csvout.NewWriter(w)
 	cw.Write([]string{"line", "column", "reason", "raw"})
 	return &rejectWriter{w: cw}
 }
@@ -394,8 +453,7 @@ func (rw *rejectWriter) flush() error {
 	if rw.w == nil {
 		return nil
 	}
-	rw.w.Flush()
-	if err := rw.w.Error(); err != nil {
+	if err := rw.w.Flush(); err != nil {
 		return fmt.Errorf("cannot write rejects: %w", err)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -62,6 +63,44 @@ func TestGB18030Twin(t *testing.T) {
 	rep, err := Check(bytes.NewReader(gb))
 	if err != nil || rep.Encoding != EncodingGB18030 || !reflect.DeepEqual(rep.Grids, wantSum.Report.Grids) {
 		t.Errorf("Check(gb18030) = %+v, %v", rep, err)
+	}
+}
+
+// TestOneBadByteKeepsUTF8 (issue 21): a UTF-8 file with one invalid byte
+// in one name is still read as UTF-8, seekable or not: that row is
+// rejected, naming the byte, and every other Chinese name is intact.
+func TestOneBadByteKeepsUTF8(t *testing.T) {
+	utf := fleetCSV(t, fleet.Options{Customers: 300, Areas: 3, Grids: 1, Seed: 5, Messy: true}, true)
+	lines := bytes.Split(utf, []byte("\n"))
+	target := bytes.Split(lines[10], []byte(","))[0] // the account of the 10th row
+	cells := bytes.Split(lines[10], []byte(","))
+	cells[1] = append(append([]byte{}, cells[1][:3]...), append([]byte{0xFF}, cells[1][3:]...)...) // a bad byte after the first character
+	lines[10] = bytes.Join(cells, []byte(","))
+	bad := bytes.Join(lines, []byte("\n"))
+	if utf8.Valid(bad) {
+		t.Fatal("the file is valid UTF-8: the test proves nothing")
+	}
+	want, _ := importedState(t, bytes.NewReader(utf))
+	for name, src := range map[string]io.Reader{"seekable": bytes.NewReader(bad), "pipe": pipeOf(t, bad)} {
+		r, _ := newRegistry(t, "sqlite")
+		var rejects bytes.Buffer
+		sum, err := r.Import(context.Background(), src, &rejects)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum.Encoding != EncodingUTF8 || sum.Rejected != 1 || !strings.Contains(rejects.String(), "invalid UTF-8") {
+			t.Errorf("%s: summary %+v, rejects %q; want utf-8 and the one row rejected for invalid UTF-8", name, sum, rejects.String())
+		}
+		for _, a := range want.Accounts {
+			got, ok := r.Account(a.Account)
+			if a.Account == string(target) {
+				continue // its row was rejected; its other meter may stand
+			}
+			if !ok || got.Name != a.Name {
+				t.Errorf("%s: account %s name %q, want %q", name, a.Account, got.Name, a.Name)
+				break
+			}
+		}
 	}
 }
 
@@ -219,7 +258,7 @@ func TestReportWriters(t *testing.T) {
 	if err := rep.WriteCSV(&csvOut); err != nil {
 		t.Fatal(err)
 	}
-	wantCSV := "grid,manager,rows,accounts,valid,fixed,landline_only,invalid,missing,opted_out,valid_list_rate\n" +
+	wantCSV := "\ufeffgrid,manager,rows,accounts,valid,fixed,landline_only,invalid,missing,opted_out,valid_list_rate\n" +
 		"G01,王经理,3,2,0,2,0,0,0,0,1.0000\n" +
 		"G02,赵经理,2,2,1,0,0,1,0,1,0.5000\n" +
 		"total,,5,4,1,2,0,1,0,1,0.7500\n"
@@ -228,5 +267,28 @@ func TestReportWriters(t *testing.T) {
 	}
 	if !strings.Contains(text.String(), "75.0%") || !strings.Contains(text.String(), "rejected rows: 0") {
 		t.Errorf("WriteText:\n%s", text.String())
+	}
+	// Columns line up on a terminal, where 王经理 takes six columns: every
+	// column ends at the same display width on every line.
+	lines := strings.Split(strings.TrimRight(text.String(), "\n"), "\n")
+	ends := func(line string) []int {
+		var out []int
+		col := 0
+		for i, r := range []rune(line) {
+			col += displayWidth(string(r))
+			if r != ' ' && (i+1 == len([]rune(line)) || []rune(line)[i+1] == ' ') {
+				out = append(out, col)
+			}
+		}
+		return out
+	}
+	head := ends(lines[0])
+	for _, l := range lines[1:4] {
+		if got := ends(l); !slices.Equal(got[len(got)-9:], head[len(head)-9:]) {
+			t.Errorf("WriteText: columns of %q end at %v, the header's at %v", l, got, head)
+		}
+	}
+	if displayWidth("王经理") != 6 || displayWidth("G01") != 3 {
+		t.Errorf("displayWidth(王经理, G01) = %d, %d; want 6, 3", displayWidth("王经理"), displayWidth("G01"))
 	}
 }

@@ -263,7 +263,7 @@ func TestRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := [][]string{
-		{"line", "column", "reason", "raw"},
+		{"\ufeffline", "column", "reason", "raw"}, // the BOM, for spreadsheets
 		{"3", "account", "rejected: missing account", ""},
 		{"4", "class", "rejected: bad class", "大客户"},
 		{"5", "meter", "rejected: duplicate meter", "m1"},
@@ -332,7 +332,7 @@ func TestImportFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 0100000003 has only 无: one contact line, counted as invalid.
-	want := "line,column,reason,raw\n5,phone,invalid: placeholder,无\n"
+	want := "\ufeffline,column,reason,raw\n5,phone,invalid: placeholder,无\n"
 	if string(got) != want {
 		t.Errorf("reject file = %q, want %q", got, want)
 	}

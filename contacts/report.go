@@ -2,13 +2,16 @@ package contacts
 
 import (
 	"cmp"
-	"encoding/csv"
 	"fmt"
 	"io"
 	"math"
 	"slices"
 	"strconv"
-	"text/tabwriter"
+	"strings"
+
+	"golang.org/x/text/width"
+
+	"github.com/gridbell/gridbell/internal/csvout"
 )
 
 // Report is the contact quality of a file or of the stored registry, per
@@ -200,39 +203,64 @@ func (gq GridQuality) fields(rate string) []string {
 		strconv.Itoa(gq.OptedOut), rate}
 }
 
-// WriteText writes the report as an aligned table for a terminal.
+// WriteText writes the report as an aligned table for a terminal, each
+// column right-aligned by display width: a Chinese character takes two
+// columns of a terminal (text/tabwriter counts it as one, and a manager
+// named 王经理 pushed the columns after it out of line).
 func (rep Report) WriteText(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	writeRow := func(cells []string) {
-		for _, c := range cells {
-			fmt.Fprint(tw, c, "\t")
-		}
-		fmt.Fprintln(tw)
-	}
-	writeRow(reportHeader)
+	rows := [][]string{reportHeader}
 	for _, gq := range append(slices.Clone(rep.Grids), rep.Total) {
-		writeRow(gq.fields(fmt.Sprintf("%.1f%%", gq.ValidListRate*100)))
+		rows = append(rows, gq.fields(fmt.Sprintf("%.1f%%", gq.ValidListRate*100)))
 	}
-	if err := tw.Flush(); err != nil {
-		return fmt.Errorf("cannot write contacts report: %w", err)
+	widths := make([]int, len(reportHeader))
+	for _, r := range rows {
+		for i, c := range r {
+			widths[i] = max(widths[i], displayWidth(c))
+		}
 	}
-	_, err := fmt.Fprintf(w, "rejected rows: %d\n", rep.Rejected)
-	if err != nil {
+	var b strings.Builder
+	for _, r := range rows {
+		for i, c := range r {
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			b.WriteString(strings.Repeat(" ", widths[i]-displayWidth(c)))
+			b.WriteString(c)
+		}
+		b.WriteByte('\n')
+	}
+	fmt.Fprintf(&b, "rejected rows: %d\n", rep.Rejected)
+	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("cannot write contacts report: %w", err)
 	}
 	return nil
 }
 
+// displayWidth is the columns s takes on a terminal: two for each wide or
+// fullwidth East Asian character, one for any other.
+func displayWidth(s string) int {
+	n := 0
+	for _, r := range s {
+		switch width.LookupRune(r).Kind() {
+		case width.EastAsianWide, width.EastAsianFullwidth:
+			n += 2
+		default:
+			n++
+		}
+	}
+	return n
+}
+
 // WriteCSV writes the report as CSV, one line per grid and a total line,
-// for managers who work in spreadsheets.
+// for managers who work in spreadsheets (through csvout: a grid's manager
+// comes from the file and may be named =MGR()).
 func (rep Report) WriteCSV(w io.Writer) error {
-	cw := csv.NewWriter(w)
+	cw := csvout.NewWriter(w)
 	cw.Write(reportHeader)
 	for _, gq := range append(slices.Clone(rep.Grids), rep.Total) {
 		cw.Write(gq.fields(strconv.FormatFloat(gq.ValidListRate, 'f', 4, 64)))
 	}
-	cw.Flush()
-	if err := cw.Error(); err != nil {
+	if err := cw.Flush(); err != nil {
 		return fmt.Errorf("cannot write contacts report: %w", err)
 	}
 	return nil

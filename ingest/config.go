@@ -63,6 +63,10 @@ type Limits struct {
 	MaxFuture     time.Duration `yaml:"max_future"`      // default 24h
 	LateAfter     time.Duration `yaml:"late_after"`      // older events are accepted and marked late
 	DeadLetterRaw int           `yaml:"dead_letter_raw"` // raw bytes kept per dead letter
+	// DeadLetterMax and DeadLetterMaxBytes cap the dead-letter table (its
+	// letters, and their raw bytes): past either, the oldest go.
+	DeadLetterMax      int   `yaml:"dead_letter_max"`
+	DeadLetterMaxBytes int64 `yaml:"dead_letter_max_bytes"`
 	// MaxPast rejects any event time older than this: a year-old reading
 	// or a 1970 outage start is a broken clock, not news.
 	MaxPast time.Duration `yaml:"max_past"`
@@ -94,12 +98,23 @@ func (c *MQTTConfig) Defaults() {
 	}
 }
 
+// MarshalYAML prints the brokers with their passwords as *** (--print-config).
+func (c MQTTConfig) MarshalYAML() (any, error) {
+	type plain MQTTConfig
+	p := plain(c)
+	p.Brokers = make([]string, len(c.Brokers))
+	for i, b := range c.Brokers {
+		p.Brokers[i] = secret.MaskURL(b)
+	}
+	return p, nil
+}
+
 // Validate checks c without network I/O.
 func (c MQTTConfig) Validate() error {
 	for _, b := range c.Brokers {
 		u, err := url.Parse(b)
 		if err != nil || u.Host == "" {
-			return fmt.Errorf("mqtt.brokers: %q is not a broker URL like tcp://host:1883", b)
+			return fmt.Errorf("mqtt.brokers: %q is not a broker URL like tcp://host:1883", secret.MaskURL(b))
 		}
 	}
 	if c.MaxInflight < 1 {
@@ -154,13 +169,21 @@ func (c *InfluxConfig) Defaults() {
 	}
 }
 
+// MarshalYAML prints the URL with its password as *** (--print-config).
+func (c InfluxConfig) MarshalYAML() (any, error) {
+	type plain InfluxConfig
+	p := plain(c)
+	p.URL = secret.MaskURL(p.URL)
+	return p, nil
+}
+
 // Validate checks c without network I/O.
 func (c InfluxConfig) Validate() error {
 	if c.URL == "" {
 		return nil
 	}
 	if u, err := url.Parse(c.URL); err != nil || u.Host == "" {
-		return fmt.Errorf("influx.url %q is not a URL", c.URL)
+		return fmt.Errorf("influx.url %q is not a URL", secret.MaskURL(c.URL))
 	}
 	if c.Bucket == "" {
 		return errors.New("influx.bucket is required when influx.url is set")
@@ -185,6 +208,12 @@ func (l *Limits) Defaults() {
 	if l.DeadLetterRaw == 0 {
 		l.DeadLetterRaw = 64 << 10
 	}
+	if l.DeadLetterMax == 0 {
+		l.DeadLetterMax = 100_000
+	}
+	if l.DeadLetterMaxBytes == 0 {
+		l.DeadLetterMaxBytes = 256 << 20
+	}
 	if l.MaxPast == 0 {
 		l.MaxPast = 365 * 24 * time.Hour
 	}
@@ -208,7 +237,7 @@ func (l *Limits) Defaults() {
 // Validate checks l without network I/O.
 func (l Limits) Validate() error {
 	if l.MaxPayload < 0 || l.MaxFuture < 0 || l.LateAfter < 0 || l.DeadLetterRaw < 0 || l.MaxPast < 0 || l.MaxAhead < 0 ||
-		l.MaxAreas < 0 || l.MaxFeeders < 0 || l.MaxMeters < 0 || l.MaxCause < 0 {
+		l.MaxAreas < 0 || l.MaxFeeders < 0 || l.MaxMeters < 0 || l.MaxCause < 0 || l.DeadLetterMax < 0 || l.DeadLetterMaxBytes < 0 {
 		return errors.New("ingest limits must not be negative")
 	}
 	return nil

@@ -66,7 +66,19 @@ type DeadLetters struct {
 
 	mu     sync.Mutex // guards routes
 	routes Routes
+
+	capMu sync.Mutex // guards what follows
+	// count and bytes are the table's letters and raw bytes as this
+	// instance last knew them, plus what it has put since: an estimate
+	// (Replay, Prune and other instances change the table) that is read
+	// again from the table before anything is dropped.
+	count, bytes int64
+	synced       bool
 }
+
+// deadLettersDropped counts dead letters dropped for the caps.
+var deadLettersDropped = metrics.Default.Counter("gridbell_ingest_dead_letters_dropped_total",
+	"Dead letters dropped, oldest first, to keep the table within ingest.dead_letter_max letters and ingest.dead_letter_max_bytes raw bytes.")
 
 // Routes tells Replay which decoder a dead letter's topic needs. Whoever
 // wires the inputs sets it from their config with SetRoutes; until then the
@@ -122,7 +134,72 @@ func (d *DeadLetters) put(ctx context.Context, source, topic, reason string, raw
 	if err != nil {
 		return fmt.Errorf("cannot store dead letter: %w", err)
 	}
+	return d.cap(ctx, int64(len(raw)))
+}
+
+// cap keeps the table within the caps after a letter of kept raw bytes
+// was put: when the estimate is over, the table is counted, and the oldest
+// letters go until it is a tenth under each cap, so a flood of bad messages
+// drops in batches rather than one row an INSERT.
+func (d *DeadLetters) cap(ctx context.Context, kept int64) error {
+	d.capMu.Lock()
+	defer d.capMu.Unlock()
+	d.count, d.bytes = d.count+1, d.bytes+kept
+	if d.synced && d.count <= int64(d.lim.DeadLetterMax) && d.bytes <= d.lim.DeadLetterMaxBytes {
+		return nil
+	}
+	if err := d.db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(LENGTH(raw)), 0) FROM ingest_dead_letters`).
+		Scan(&d.count, &d.bytes); err != nil {
+		return fmt.Errorf("cannot count dead letters: %w", err)
+	}
+	d.synced = true
+	maxN, maxB := int64(d.lim.DeadLetterMax), d.lim.DeadLetterMaxBytes
+	if d.count <= maxN && d.bytes <= maxB {
+		return nil
+	}
+	wantN, wantB := maxN-maxN/10, maxB-maxB/10
+	for d.count > wantN || d.bytes > wantB {
+		dropped, freed, err := d.dropOldest(ctx, d.count-wantN, d.bytes-wantB)
+		if err != nil {
+			return err
+		}
+		if dropped == 0 {
+			break
+		}
+		d.count, d.bytes = d.count-dropped, d.bytes-freed
+		deadLettersDropped.Add(float64(dropped))
+	}
 	return nil
+}
+
+// dropOldest deletes the oldest letters, up to 500, until at least n of
+// them or b raw bytes are gone, and says how many went and their bytes.
+func (d *DeadLetters) dropOldest(ctx context.Context, n, b int64) (dropped, freed int64, err error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT id, LENGTH(raw) FROM ingest_dead_letters ORDER BY id LIMIT 500`)
+	if err != nil {
+		return 0, 0, fmt.Errorf("cannot drop dead letters: %w", err)
+	}
+	var last int64
+	for rows.Next() && (dropped < n || freed < b) {
+		var size int64
+		if err := rows.Scan(&last, &size); err != nil {
+			rows.Close()
+			return 0, 0, fmt.Errorf("cannot drop dead letters: %w", err)
+		}
+		dropped, freed = dropped+1, freed+size
+	}
+	rows.Close()
+	if dropped == 0 {
+		return 0, 0, rows.Err()
+	}
+	res, err := d.db.ExecContext(ctx, `DELETE FROM ingest_dead_letters WHERE id <= $1`, last)
+	if err != nil {
+		return 0, 0, fmt.Errorf("cannot drop dead letters: %w", err)
+	}
+	if got, err := res.RowsAffected(); err == nil && got != dropped {
+		dropped = got // another instance dropped some too; freed is then an estimate until the next count
+	}
+	return dropped, freed, nil
 }
 
 // List returns up to limit dead letters, oldest first.

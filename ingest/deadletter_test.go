@@ -2,9 +2,12 @@ package ingest
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gridbell/gridbell/internal/store/storetest"
 )
@@ -127,5 +130,62 @@ func TestDeadLettersPrune(t *testing.T) {
 	}
 	if n, _ := dl.Count(ctx); n != 0 {
 		t.Errorf("%d letters left", n)
+	}
+}
+
+// TestDeadLetterCaps (issue 21): the table keeps at most dead_letter_max
+// letters and dead_letter_max_bytes raw bytes; the oldest go first, and
+// each one dropped is counted.
+func TestDeadLetterCaps(t *testing.T) {
+	for _, backend := range storetest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			lim := testLimits()
+			lim.DeadLetterRaw, lim.DeadLetterMax, lim.DeadLetterMaxBytes = 100, 20, 1500
+			dl, err := OpenDeadLetters(ctx, storetest.Open(t, backend), lim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dropped0 := testutil.ToFloat64(deadLettersDropped)
+			put := func(i, size int) {
+				raw := []byte(fmt.Sprintf("%04d", i) + strings.Repeat("x", size-4))
+				if err := dl.Put(ctx, SourceMQTT, "ami/C1/M1/reading", "bad_json: test", raw); err != nil {
+					t.Fatal(err)
+				}
+			}
+			check := func(what string, puts int) {
+				t.Helper()
+				list, err := dl.List(ctx, 1000)
+				if err != nil {
+					t.Fatal(err)
+				}
+				kept := 0
+				for _, l := range list {
+					kept += len(l.Raw)
+				}
+				if len(list) > lim.DeadLetterMax || int64(kept) > lim.DeadLetterMaxBytes {
+					t.Errorf("%s: %d letters of %d bytes kept, want at most %d and %d", what, len(list), kept, lim.DeadLetterMax, lim.DeadLetterMaxBytes)
+				}
+				if last := string(list[len(list)-1].Raw[:4]); last != fmt.Sprintf("%04d", puts-1) {
+					t.Errorf("%s: newest kept is %s, want %04d", what, last, puts-1)
+				}
+				for i := 1; i < len(list); i++ {
+					if string(list[i].Raw[:4]) <= string(list[i-1].Raw[:4]) {
+						t.Errorf("%s: not the oldest dropped: %s after %s", what, list[i].Raw[:4], list[i-1].Raw[:4])
+					}
+				}
+				if got := testutil.ToFloat64(deadLettersDropped) - dropped0; int(got) != puts-len(list) {
+					t.Errorf("%s: %v counted dropped, want %d", what, got, puts-len(list))
+				}
+			}
+			for i := range 50 { // small letters: the count cap acts
+				put(i, 10)
+			}
+			check("50 small letters", 50)
+			for i := 50; i < 80; i++ { // letters cut to 100 bytes: the bytes cap acts
+				put(i, 5000)
+			}
+			check("30 large letters", 80)
+		})
 	}
 }

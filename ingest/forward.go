@@ -20,13 +20,6 @@ import (
 // offsets it stored with its state (MeterConsumer). An input is acked only
 // after Kafka acked the forwarded records, so a dead instance loses nothing.
 
-// FwdDirectory is what the forwarder needs of the contacts registry to key
-// records by transformer area.
-type FwdDirectory interface {
-	MeterArea(meter string) (area string, ok bool)
-	ConcentratorMeters(c string) []string
-}
-
 // fwdMaxEvents bounds the events in one forwarded record (Kafka's default
 // message limit is 1 MB; a reading is about 200 bytes of JSON).
 const fwdMaxEvents = 2000
@@ -36,15 +29,14 @@ const fwdMaxEvents = 2000
 const DefaultMeterPartitions = 12
 
 // Forwarder is the ingest Handler of distributed mode: it writes events to
-// the meter topic, keyed by transformer area, and returns once every
+// the meter topic, keyed by concentrator (Key), and returns once every
 // record is acknowledged by all in-sync replicas.
 type Forwarder struct {
-	w   *kafka.Writer
-	dir FwdDirectory
+	w *kafka.Writer
 }
 
 // NewForwarder returns a Forwarder producing to topic.
-func NewForwarder(cfg KafkaConfig, topic string, dir FwdDirectory) (*Forwarder, error) {
+func NewForwarder(cfg KafkaConfig, topic string) (*Forwarder, error) {
 	d, err := kafkaDialer(cfg)
 	if err != nil {
 		return nil, err
@@ -65,7 +57,7 @@ func NewForwarder(cfg KafkaConfig, topic string, dir FwdDirectory) (*Forwarder, 
 			ClientID: "gridbell-forwarder",
 		},
 	}
-	return &Forwarder{w: w, dir: dir}, nil
+	return &Forwarder{w: w}, nil
 }
 
 // Close flushes and closes the producer.
@@ -115,21 +107,22 @@ func (f *Forwarder) Handle(ctx context.Context, evs []event.Event) error {
 	return nil
 }
 
-// Key is the meter-topic key of ev: the transformer area of its meter;
-// for a concentrator event or an unknown meter, the area of the
-// concentrator's first known meter; otherwise the meter ("meter:<id>") or
-// concentrator ("conc:<id>"). OMS events are keyed by outage, billing
+// Key is the meter-topic key of ev, which only the event decides, so a
+// meter's events keep one partition and their order whatever the
+// instances' registries say (an unknown meter becoming known, a meter
+// moving area, a contacts import reaching one instance before another):
+// a meter's reading or event is keyed by the concentrator it came through
+// ("conc:<id>", as the concentrator's own events are, so a last gasp and
+// its meters' events stay in order), or by the meter ("meter:<id>") when
+// no concentrator is named. OMS events are keyed by outage, billing
 // events by account, forwarded API writes alike.
 func (f *Forwarder) Key(ev *event.Event) string {
 	switch {
 	case ev.Reading != nil:
-		return f.meterKey(ev.Reading.Meter, ev.Reading.Concentrator)
+		return meterKey(ev.Reading.Meter, ev.Reading.Concentrator)
 	case ev.Meter != nil:
-		return f.meterKey(ev.Meter.Meter, ev.Meter.Concentrator)
+		return meterKey(ev.Meter.Meter, ev.Meter.Concentrator)
 	case ev.Concentrator != nil:
-		if a, ok := f.concArea(ev.Concentrator.Concentrator); ok {
-			return "area:" + a
-		}
 		return "conc:" + ev.Concentrator.Concentrator
 	case ev.Outage != nil:
 		return "oms:" + ev.Outage.OutageID
@@ -141,26 +134,11 @@ func (f *Forwarder) Key(ev *event.Event) string {
 	return ""
 }
 
-func (f *Forwarder) meterKey(meter, conc string) string {
-	if a, ok := f.dir.MeterArea(meter); ok && a != "" {
-		return "area:" + a
-	}
-	if a, ok := f.concArea(conc); ok {
-		return "area:" + a
+func meterKey(meter, conc string) string {
+	if conc != "" {
+		return "conc:" + conc
 	}
 	return "meter:" + meter
-}
-
-func (f *Forwarder) concArea(c string) (string, bool) {
-	if c == "" {
-		return "", false
-	}
-	for _, m := range f.dir.ConcentratorMeters(c) {
-		if a, ok := f.dir.MeterArea(m); ok && a != "" {
-			return a, true
-		}
-	}
-	return "", false
 }
 
 // EnsureMeterTopic creates topic with partitions partitions when it does

@@ -21,12 +21,55 @@ type OffsetHandler interface {
 	HandleAt(ctx context.Context, evs []event.Event, offsets map[int32]int64) error
 }
 
-// meterBatch bounds the events one HandleAt carries, and meterReadAhead the
-// records read ahead of the rules.
+// meterBatch bounds the events one HandleAt carries; meterReadAhead the
+// records read ahead of the rules, and meterReadAheadBytes their size (a
+// record holds up to fwdMaxEvents events: 5,000 full ones would be 2 GB).
 const (
-	meterBatch     = 5000
-	meterReadAhead = 5000
+	meterBatch          = 5000
+	meterReadAhead      = 5000
+	meterReadAheadBytes = 64 << 20
 )
+
+// readBudget bounds the bytes of the records read ahead.
+type readBudget struct {
+	mu    sync.Mutex
+	left  int
+	freed chan struct{} // closed when bytes are given back
+}
+
+func newReadBudget(n int) *readBudget { return &readBudget{left: n, freed: make(chan struct{})} }
+
+// take waits until n bytes are free, or ctx ends (false). A record larger
+// than the whole budget is let through once the budget is all free.
+func (b *readBudget) take(ctx context.Context, n int) bool {
+	for {
+		b.mu.Lock()
+		if b.left >= n || b.left == meterReadAheadBytes {
+			b.left -= n
+			b.mu.Unlock()
+			return true
+		}
+		ch := b.freed
+		b.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-ch:
+		}
+	}
+}
+
+// give returns n bytes.
+func (b *readBudget) give(n int) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.left += n
+	close(b.freed)
+	b.freed = make(chan struct{})
+	b.mu.Unlock()
+}
 
 // MeterConsumer reads every partition of the meter topic, from the offsets
 // the rules stored with their state, and hands the events on in batches.
@@ -48,6 +91,7 @@ func NewMeterConsumer(cfg KafkaConfig, topic string, h OffsetHandler, dl *DeadLe
 type meterRecord struct {
 	partition int32
 	next      int64 // the offset after this record
+	size      int   // its bytes, taken from the read-ahead budget
 	evs       []event.Event
 }
 
@@ -67,6 +111,7 @@ func (c *MeterConsumer) Run(ctx context.Context, partitions int, start map[int32
 	// (bench/storm -cluster-forwarders: 64 events a commit with 4 a
 	// partition, about 4,900 with this).
 	in := make(chan meterRecord, meterReadAhead)
+	budget := newReadBudget(meterReadAheadBytes)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
@@ -90,7 +135,7 @@ func (c *MeterConsumer) Run(ctx context.Context, partitions int, start map[int32
 		go func() {
 			defer wg.Done()
 			defer r.Close()
-			c.read(ctx, p, r, in)
+			c.read(ctx, p, r, in, budget)
 		}()
 	}
 	for {
@@ -100,18 +145,21 @@ func (c *MeterConsumer) Run(ctx context.Context, partitions int, start map[int32
 			return nil
 		case first = <-in:
 		}
-		evs, offs := first.evs, map[int32]int64{first.partition: first.next}
+		evs, offs, size := first.evs, map[int32]int64{first.partition: first.next}, first.size
 	gather:
 		for len(evs) < meterBatch {
 			select {
 			case r := <-in:
 				evs = append(evs, r.evs...)
 				offs[r.partition] = r.next
+				size += r.size
 			default:
 				break gather
 			}
 		}
-		if err := c.h.HandleAt(ctx, evs, offs); err != nil {
+		err := c.h.HandleAt(ctx, evs, offs)
+		budget.give(size)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -121,8 +169,9 @@ func (c *MeterConsumer) Run(ctx context.Context, partitions int, start map[int32
 	}
 }
 
-// read fetches partition p's records into in until ctx ends.
-func (c *MeterConsumer) read(ctx context.Context, p int32, r *kafka.Reader, in chan<- meterRecord) {
+// read fetches partition p's records into in, within the read-ahead
+// budget, until ctx ends.
+func (c *MeterConsumer) read(ctx context.Context, p int32, r *kafka.Reader, in chan<- meterRecord, budget *readBudget) {
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
@@ -149,8 +198,11 @@ func (c *MeterConsumer) read(ctx context.Context, p int32, r *kafka.Reader, in c
 			}
 			evs = nil // its offset still moves on
 		}
+		if !budget.take(ctx, len(m.Value)) {
+			return
+		}
 		select {
-		case in <- meterRecord{partition: p, next: m.Offset + 1, evs: evs}:
+		case in <- meterRecord{partition: p, next: m.Offset + 1, size: len(m.Value), evs: evs}:
 		case <-ctx.Done():
 			return
 		}

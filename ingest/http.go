@@ -93,6 +93,11 @@ func (x *HTTP) endpoint(topic string, decode decodeFunc) http.Handler {
 		switch {
 		case len(a.Rejected) == 1 && a.Rejected[0].Reason == ReasonTooLarge: // also when MaxBytesReader stopped the read
 			answer(w, http.StatusRequestEntityTooLarge, a)
+		case derr != nil && len(evs) > 0:
+			// Some elements were taken, some refused: not a failed request
+			// (a client retrying it on a 400 would resend the good ones),
+			// and the answer names each refused element.
+			answer(w, http.StatusMultiStatus, a)
 		case derr != nil:
 			answer(w, http.StatusBadRequest, a)
 		default:

@@ -55,8 +55,8 @@ func TestHTTP(t *testing.T) {
 		{"account":"A2","type":"balance","at":"2026-11-26T08:00:00+08:00"},
 		{"account":"A3","type":"payment","amount":5,"at":"2026-11-26T08:00:00+08:00"}]`
 	code, a := post("/api/v1/billing/events", bill)
-	if code != 400 || a.Accepted != 2 || len(a.Rejected) != 1 || a.Rejected[0].Index != 1 || a.Rejected[0].Reason != ReasonMissing {
-		t.Fatalf("billing with one bad element: %d %+v", code, a)
+	if code != 207 || a.Accepted != 2 || len(a.Rejected) != 1 || a.Rejected[0].Index != 1 || a.Rejected[0].Reason != ReasonMissing {
+		t.Fatalf("billing with one bad element: %d %+v, want 207 (2 taken, element 1 refused)", code, a)
 	}
 	if code, a := post("/api/v1/billing/events", `{"account":`); code != 400 || a.Rejected[0].Reason != ReasonBadJSON {
 		t.Fatalf("bad json: %d %+v", code, a)
@@ -80,5 +80,8 @@ func TestHTTP(t *testing.T) {
 	letters, _ := dl.List(ctx, 10)
 	if letters[0].Source != SourceHTTP || letters[0].Topic != TopicHTTPBilling || !strings.Contains(letters[0].Reason, "element 1") {
 		t.Fatalf("dead letter %+v", letters[0])
+	}
+	if code, a := post("/api/v1/billing/events", `[{"account":"A4","type":"balance","at":"2026-11-26T08:00:00+08:00"}]`); code != 400 || a.Accepted != 0 {
+		t.Fatalf("billing with no good element: %d %+v, want 400", code, a)
 	}
 }

@@ -59,10 +59,60 @@ func normCause(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// localCause is the phrase for an OMS cause in lang. A cause the table does
-// not know is passed on only when it is written in lang (Chinese for zh,
-// Latin letters for en), else left out: a Chinese SMS does not quote the
-// OMS's English.
+// Generic phrases for a cause the table does not know: a fault, or for a
+// planned outage planned maintenance.
+var (
+	genericCause = cause{zh: "电网故障", en: "a fault on the power network"}
+	plannedCause = *causeIndex["planned maintenance"]
+)
+
+// CausePhrase is how residents are told an OMS cause in lang ("en", else
+// Chinese): the known cause's phrase, or for a cause the table does not know
+// a generic phrase (a fault; planned maintenance when planned). What an OMS
+// wrote never reaches a resident as written, so a compromised feed cannot
+// put a link or any words of its own into an SMS in the utility's name; the
+// raw text stays on the outage for operators. known reports whether the
+// table knew the cause; an empty cause has no phrase. The page shows causes
+// through it too.
+func CausePhrase(lang, raw string, planned bool) (phrase string, known bool) {
+	if strings.TrimSpace(raw) == "" {
+		return "", false
+	}
+	c, known := causeIndex[normCause(raw)]
+	switch {
+	case known:
+	case planned:
+		c = &plannedCause
+	default:
+		c = &genericCause
+	}
+	if lang == "en" {
+		return c.en, known
+	}
+	return c.zh, known
+}
+
+// CausePhrases are an OMS cause as the page tells it, per language (zh,
+// en): the phrase of the table, the cause itself when written in that
+// language, or absent.
+func CausePhrases(s string) map[string]string {
+	out := map[string]string{}
+	for _, lang := range languages {
+		if c := localCause(lang, s); c != "" {
+			out[lang] = c
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// localCause is the phrase for an OMS cause in lang, as the operators' page
+// shows it. A cause the table does not know is passed on only when it is
+// written in lang (Chinese for zh, Latin letters for en), else left out: the
+// Chinese page does not quote the OMS's English. SMS never take this path
+// (CausePhrase).
 func localCause(lang, s string) string {
 	if s == "" {
 		return ""

@@ -156,23 +156,33 @@ func (o *Outbox) hold(ctx context.Context, tx *cachedTx, c claimed, now time.Tim
 	return false, "", time.Time{}, nil
 }
 
-// markSending marks cs sending, claimed by this instance until its lease
-// ends: the dispatcher renews the lease while it runs (keepLeases), and
-// another instance takes the messages back once it lapses.
+// markSending marks cs sending under one new claim of this instance: a
+// token (instance, process and claim number) that the sends and records of
+// cs must still find on their rows (fence, record), and a lease on the
+// store's clock. The dispatcher renews the lease while it runs
+// (keepLeases, fence), and another instance takes the messages back once
+// it lapses.
 func (o *Outbox) markSending(ctx context.Context, tx *cachedTx, cs []claimed, now time.Time) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	token := fmt.Sprintf("%s#%s.%d", o.instance, o.nonce, o.claims.Add(1))
+	for i := range cs {
+		cs[i].token = token
+	}
 	for start := 0; start < len(cs); start += 200 {
 		chunk := cs[start:min(start+200, len(cs))]
-		args := make([]any, 0, 4+len(chunk))
-		args = append(args, StatusSending, now.UnixNano(), o.instance, now.Add(o.lease).UnixNano())
+		args := make([]any, 0, 5+len(chunk))
+		args = append(args, StatusSending, now.UnixNano(), o.instance, token, int64(o.lease))
 		for _, c := range chunk {
 			args = append(args, c.ID)
 		}
-		q := `UPDATE notify_messages SET status = $1, reason = '', claimed_at = $2, updated_at = $2, claimed_by = $3, lease_until = $4
-			WHERE id IN (` + store.Marks(true, 4, len(chunk)) + `)`
+		q := `UPDATE notify_messages SET status = $1, reason = '', claimed_at = $2, updated_at = $2, claimed_by = $3,
+			claim_token = $4, lease_until = ` + o.db.NowSQL() + ` + $5 WHERE id IN (` + store.Marks(true, 5, len(chunk)) + `)`
 		if !tx.o.db.Postgres() {
-			// "?" after ?4 is numbered 5, 6, …: binds without a lookup by name
-			q = `UPDATE notify_messages SET status = ?1, reason = '', claimed_at = ?2, updated_at = ?2, claimed_by = ?3, lease_until = ?4
-				WHERE id IN (` + store.Marks(false, 0, len(chunk)) + `)`
+			// "?" after ?5 is numbered 6, 7, …: binds without a lookup by name
+			q = `UPDATE notify_messages SET status = ?1, reason = '', claimed_at = ?2, updated_at = ?2, claimed_by = ?3,
+				claim_token = ?4, lease_until = ` + o.db.NowSQL() + ` + ?5 WHERE id IN (` + store.Marks(false, 0, len(chunk)) + `)`
 		}
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("cannot mark messages sending: %w", err)
@@ -183,16 +193,20 @@ func (o *Outbox) markSending(ctx context.Context, tx *cachedTx, cs []claimed, no
 
 // keepLeases renews the leases of the messages this instance is sending
 // and queues again those whose holder let its lease lapse: an instance that
-// died, or lost the store for longer than a lease. Those may have reached
+// died, stood still (a long pause, a frozen host) or lost the store for
+// longer than a lease. Leases are judged on the store's clock alone. Those may have reached
 // the provider before the holder died, so they are counted (status
 // "reclaimed") and logged.
 func (o *Outbox) keepLeases(ctx context.Context) error {
-	now := o.clk.Now()
-	if _, err := o.db.ExecContext(ctx, `UPDATE notify_messages SET lease_until = $1 WHERE status = $2 AND claimed_by = $3`,
-		now.Add(o.lease).UnixNano(), StatusSending, o.instance); err != nil {
+	now := o.db.NowSQL()
+	// Only a live lease is renewed: one that lapsed (this process stood
+	// still past it) may be another instance's by now, and its messages
+	// are checked before they are sent (fence).
+	if _, err := o.db.ExecContext(ctx, `UPDATE notify_messages SET lease_until = `+now+` + $1
+		WHERE status = $2 AND claimed_by = $3 AND lease_until > `+now, int64(o.lease), StatusSending, o.instance); err != nil {
 		return fmt.Errorf("cannot renew message leases: %w", err)
 	}
-	n, err := o.requeue(ctx, `claimed_by <> $5 AND lease_until < $6`, "lease lapsed; reclaimed from ", o.instance, now.UnixNano())
+	n, err := o.requeue(ctx, `claimed_by <> $5 AND lease_until < `+now, "lease lapsed; reclaimed from ", o.instance)
 	if err != nil {
 		return fmt.Errorf("cannot reclaim messages: %w", err)
 	}
@@ -209,8 +223,16 @@ func (o *Outbox) keepLeases(ctx context.Context) error {
 // outcome is unknown, so a sender that can look a message up (Twilio) does
 // so before sending it again (Message.Attempts), instead of sending it twice.
 func (o *Outbox) requeue(ctx context.Context, where, prefix string, args ...any) (int, error) {
-	q := `UPDATE notify_messages SET status = $1, reason = $2 || claimed_by, claimed_by = '', lease_until = 0,
+	q := `UPDATE notify_messages SET status = $1, reason = $2 || claimed_by, claimed_by = '', claim_token = '', lease_until = 0,
 		attempts = attempts + 1, updated_at = $3 WHERE status = $4 AND ` + where + ` RETURNING kind`
+	if o.db.Postgres() {
+		// Rows a frozen instance's open transaction holds locked (it was
+		// recording them, or checking their claims) are passed over, not
+		// waited for: this dispatcher must not stand still with it.
+		q = `UPDATE notify_messages SET status = $1, reason = $2 || claimed_by, claimed_by = '', claim_token = '', lease_until = 0,
+			attempts = attempts + 1, updated_at = $3 WHERE id IN (
+			SELECT id FROM notify_messages WHERE status = $4 AND ` + where + ` FOR UPDATE SKIP LOCKED) RETURNING kind`
+	}
 	all := append([]any{StatusQueued, prefix, o.clk.Now().UnixNano(), StatusSending}, args...)
 	rows, err := o.db.QueryContext(ctx, q, all...)
 	if err != nil {

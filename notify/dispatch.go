@@ -32,7 +32,8 @@ type claimed struct {
 	Message
 	attempts int
 	priority int
-	due      int64 // unix ns
+	due      int64  // unix ns
+	token    string // the claim it was taken under (markSending)
 }
 
 // outcome is what a worker learnt about one message.
@@ -73,11 +74,13 @@ func (o *Outbox) Run(ctx context.Context) error {
 	var inflight atomic.Int64
 	// Sends and records outlive ctx so that a stop never strands a message.
 	bg := context.WithoutCancel(ctx)
-	var workers, writer sync.WaitGroup
+	fences := make(chan fenceReq)
+	var workers, writer, fencing sync.WaitGroup
+	fencing.Go(func() { o.fenceLoop(bg, fences) })
 	for range o.cfg.Workers {
 		workers.Go(func() {
 			for c := range jobs {
-				results <- o.deliver(bg, c)
+				results <- o.deliver(bg, c, fences)
 			}
 		})
 	}
@@ -85,6 +88,8 @@ func (o *Outbox) Run(ctx context.Context) error {
 	o.dispatchLoop(ctx, jobs, &inflight, inflightCap)
 	close(jobs)
 	workers.Wait()
+	close(fences)
+	fencing.Wait()
 	close(results)
 	writer.Wait()
 	return nil
@@ -94,8 +99,8 @@ func (o *Outbox) Run(ctx context.Context) error {
 // (a crash, or a stop that could not record), and what any instance left
 // with a lapsed lease. A live peer's messages are left to it.
 func (o *Outbox) resume(ctx context.Context) error {
-	n, err := o.requeue(ctx, `(claimed_by = $5 OR lease_until < $6)`, "resumed after restart; claimed by ",
-		o.instance, o.clk.Now().UnixNano())
+	n, err := o.requeue(ctx, `(claimed_by = $5 OR lease_until < `+o.db.NowSQL()+`)`, "resumed after restart; claimed by ",
+		o.instance)
 	if err != nil {
 		return fmt.Errorf("cannot resume the outbox: %w", err)
 	}
@@ -273,17 +278,26 @@ func (o *Outbox) refreshDepth(ctx context.Context) {
 	}
 }
 
-// deliver sends one message; it runs on a worker.
-func (o *Outbox) deliver(ctx context.Context, c claimed) outcome {
+// deliver sends one message; it runs on a worker. Right before the send it
+// checks that the message's claim is still this instance's (fences, see
+// checkClaim), and the send must end within the claim's lease: a message
+// goes out under a live claim, or not at all.
+func (o *Outbox) deliver(ctx context.Context, c claimed, fences chan<- fenceReq) outcome {
 	if o.pace != nil {
 		if err := o.pace.wait(ctx); err != nil {
 			return outcome{claimed: c, err: err}
 		}
 	}
+	until, err := o.checkClaim(ctx, c, fences)
+	if err != nil {
+		return outcome{claimed: c, err: err}
+	}
+	sctx, cancel := context.WithDeadline(ctx, until)
+	defer cancel()
 	m := c.Message
 	m.Attempts = c.attempts
 	t0 := time.Now()
-	res, err := o.sender.Send(ctx, m)
+	res, err := o.sender.Send(sctx, m)
 	observeSend(time.Since(t0), err)
 	return outcome{claimed: c, res: res, err: err}
 }
@@ -347,7 +361,6 @@ func (o *Outbox) record(ctx context.Context, outs []outcome) error {
 	for _, r := range outs {
 		if r.err == nil {
 			sent = append(sent, r)
-			counts = append(counts, [2]string{string(r.Kind), StatusSent})
 			continue
 		}
 		status, note, err := o.recordOne(ctx, tx, r, now)
@@ -359,8 +372,26 @@ func (o *Outbox) record(ctx context.Context, outs []outcome) error {
 			notes = append(notes, *note)
 		}
 	}
-	if err := recordSent(ctx, tx, sent, now); err != nil {
+	landed, err := recordSent(ctx, tx, sent, now)
+	if err != nil {
 		return err
+	}
+	for _, r := range sent {
+		status := StatusSent
+		if !landed[r.ID] {
+			status = statusLapsed
+		}
+		counts = append(counts, [2]string{string(r.Kind), status})
+	}
+	if len(landed) < len(sent) {
+		kept := make([]outcome, 0, len(landed))
+		for _, r := range sent {
+			if landed[r.ID] {
+				kept = append(kept, r)
+			}
+		}
+		o.log.Warn().Int("messages", len(sent)-len(kept)).Msg("sent messages whose claim lapsed and passed to another instance; not recorded over it")
+		sent = kept
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("cannot commit sends: %w", err)
@@ -384,22 +415,27 @@ func (o *Outbox) record(ctx context.Context, outs []outcome) error {
 }
 
 // recordSent marks messages sent, many per statement: at thousands a second
-// one UPDATE each costs more than the sends.
-func recordSent(ctx context.Context, tx *cachedTx, sent []outcome, now time.Time) error {
+// one UPDATE each costs more than the sends. Only messages whose claim is
+// still the one they were sent under are marked (an instance that stood
+// still past its lease records nothing over the one that took them over);
+// it returns their ids.
+func recordSent(ctx context.Context, tx *cachedTx, sent []outcome, now time.Time) (map[string]bool, error) {
 	const chunk = 64
+	landed := make(map[string]bool, len(sent))
 	for start := 0; start < len(sent); start += chunk {
 		part := sent[start:min(start+chunk, len(sent))]
-		args := []any{StatusSent, now.UnixNano()}
-		var at, pid, ids strings.Builder
+		args := []any{StatusSent, now.UnixNano(), StatusSending}
+		var at, pid, tok, ids strings.Builder
 		for i, r := range part {
 			sentAt := r.res.SentAt
 			if sentAt.IsZero() {
 				sentAt = now
 			}
 			n := len(args)
-			args = append(args, r.ID, sentAt.UnixNano(), r.res.ProviderID)
+			args = append(args, r.ID, sentAt.UnixNano(), r.res.ProviderID, r.token)
 			fmt.Fprintf(&at, " WHEN $%d THEN CAST($%d AS BIGINT)", n+1, n+2)
 			fmt.Fprintf(&pid, " WHEN $%d THEN CAST($%d AS TEXT)", n+1, n+3)
+			fmt.Fprintf(&tok, " WHEN $%d THEN CAST($%d AS TEXT)", n+1, n+4)
 			if i > 0 {
 				ids.WriteByte(',')
 			}
@@ -407,35 +443,65 @@ func recordSent(ctx context.Context, tx *cachedTx, sent []outcome, now time.Time
 		}
 		q := `UPDATE notify_messages SET status = $1, reason = '', attempts = attempts + 1, updated_at = $2,
 			sent_at = CASE id` + at.String() + ` END, provider_id = CASE id` + pid.String() + ` END
-			WHERE id IN (` + ids.String() + `)`
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return fmt.Errorf("cannot mark messages sent: %w", err)
+			WHERE id IN (` + ids.String() + `) AND status = $3 AND claim_token = CASE id` + tok.String() + ` END RETURNING id`
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("cannot mark messages sent: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("cannot mark messages sent: %w", err)
+			}
+			landed[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("cannot mark messages sent: %w", err)
 		}
 	}
-	return nil
+	return landed, nil
 }
 
-// recordOne records a failed send: rejected for good, or queued for a retry.
+// recordOne records a failed send: rejected for good, or queued for a
+// retry; or a message never sent, queued again. Each takes effect only
+// while the claim it was sent under is still this instance's (ours);
+// otherwise its status is statusLapsed and nothing is written.
 func (o *Outbox) recordOne(ctx context.Context, tx execer, r outcome, now time.Time) (string, *verdictNote, error) {
 	var perm *PermanentError
 	var throttle *ThrottleError
+	lapsed := func(err error) (string, *verdictNote, error) { return statusLapsed, nil, err }
 	switch {
+	case errors.Is(r.err, errNotSent):
+		ok, err := ours(ctx, tx, r, `UPDATE notify_messages SET status = $1, reason = $2, claimed_by = '', claim_token = '', lease_until = 0,
+			updated_at = $3 WHERE id = $4`, StatusQueued, truncate(r.err.Error(), 200), now.UnixNano(), r.ID)
+		if !ok || err != nil {
+			return lapsed(err)
+		}
+		return "retried", nil, nil
 	case errors.As(r.err, &perm):
 		reason := fmt.Sprintf("code %d: %s", perm.Code, perm.Message)
-		_, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, attempts = attempts + 1, updated_at = $3
+		ok, err := ours(ctx, tx, r, `UPDATE notify_messages SET status = $1, reason = $2, attempts = attempts + 1, updated_at = $3
 			WHERE id = $4`, StatusRejected, reason, now.UnixNano(), r.ID)
-		if err != nil || (perm.Verdict == "" && !perm.OptOut) {
-			return StatusRejected, nil, err
+		if !ok || err != nil {
+			return lapsed(err)
+		}
+		if perm.Verdict == "" && !perm.OptOut {
+			return StatusRejected, nil, nil
 		}
 		note := &verdictNote{phone: r.To, verdict: perm.Verdict, optOut: perm.OptOut, reason: fmt.Sprintf("twilio error %d", perm.Code)}
 		return StatusRejected, note, suppressPhone(ctx, tx, r.To, noteReason(note), now)
 	case errors.As(r.err, &throttle):
 		o.pauseFor(throttle.RetryAfter)
 		due := now.Add(retryDelay(1, throttle.RetryAfter))
-		o.retries.note(retryThrottle, r, throttle.RetryAfter)
-		_, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, due_at = $3, updated_at = $4 WHERE id = $5`,
+		ok, err := ours(ctx, tx, r, `UPDATE notify_messages SET status = $1, reason = $2, due_at = $3, updated_at = $4 WHERE id = $5`,
 			StatusQueued, "throttled by provider", due.UnixNano(), now.UnixNano(), r.ID)
-		return "retried", nil, err
+		if !ok || err != nil {
+			return lapsed(err)
+		}
+		o.retries.note(retryThrottle, r, throttle.RetryAfter)
+		return "retried", nil, nil
 	}
 	attempts := r.attempts + 1
 	class, wait := retryTransient, retryDelay(attempts, 0)
@@ -444,16 +510,23 @@ func (o *Outbox) recordOne(ctx context.Context, tx execer, r outcome, now time.T
 		// retry looks the message up first (Message.Attempts).
 		class, wait = retryUnknown, max(wait, o.cfg.Twilio.Timeout)
 	}
-	o.retries.note(class, r, wait)
 	if attempts >= o.cfg.MaxAttempts {
-		_, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, attempts = $3, updated_at = $4 WHERE id = $5`,
+		ok, err := ours(ctx, tx, r, `UPDATE notify_messages SET status = $1, reason = $2, attempts = $3, updated_at = $4 WHERE id = $5`,
 			StatusRejected, fmt.Sprintf("gave up after %d attempts: %v", attempts, r.err), attempts, now.UnixNano(), r.ID)
-		return StatusRejected, nil, err
+		if !ok || err != nil {
+			return lapsed(err)
+		}
+		o.retries.note(class, r, wait)
+		return StatusRejected, nil, nil
 	}
 	due := now.Add(wait)
-	_, err := tx.ExecContext(ctx, `UPDATE notify_messages SET status = $1, reason = $2, attempts = $3, due_at = $4, updated_at = $5
+	ok, err := ours(ctx, tx, r, `UPDATE notify_messages SET status = $1, reason = $2, attempts = $3, due_at = $4, updated_at = $5
 		WHERE id = $6`, StatusQueued, truncate("retry: "+r.err.Error(), 200), attempts, due.UnixNano(), now.UnixNano(), r.ID)
-	return "retried", nil, err
+	if !ok || err != nil {
+		return lapsed(err)
+	}
+	o.retries.note(class, r, wait)
+	return "retried", nil, nil
 }
 
 func noteReason(n *verdictNote) string {
@@ -516,7 +589,7 @@ func (o *Outbox) runOnce(ctx context.Context) (int, error) {
 		}
 		outs := make([]outcome, len(cs))
 		for i, c := range cs {
-			outs[i] = o.deliver(ctx, c)
+			outs[i] = o.deliver(ctx, c, nil)
 		}
 		if err := o.record(ctx, outs); err != nil {
 			return total, err

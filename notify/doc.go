@@ -10,8 +10,10 @@
 // Intent variables the templates read (Intent.Vars, all strings; times in
 // RFC 3339): area, start, etr, end or restored_at, cause, reminder ("true"
 // for the 24 h planned reminder), balance, threshold, amount, due,
-// disconnect_at; digests: manager, outages, count, critical_count, critical
-// (or one free-text summary). The masked accounts, the hotline and the grid
+// disconnect_at; digests: manager, start (the earliest outage's), areas,
+// outages, count, critical_count and critical (all critical customers),
+// life_support_count and life_support, other_critical_count and
+// other_critical (important and high-risk), or one free-text summary. The masked accounts, the hotline and the grid
 // are filled in by notify. Operators override any template with
 // <templates_dir>/<zh|en>/<name>.txt.
 package notify

@@ -94,6 +94,11 @@ var migrations = []string{
 	// A storm's intents, logged compactly in the rules' transaction and
 	// unpacked into notify_intents by the dispatcher (intentlog.go).
 	`CREATE TABLE notify_intent_log (id TEXT PRIMARY KEY, at BIGINT NOT NULL, n INTEGER NOT NULL, data BYTEA NOT NULL)`,
+	// Which claim of its instance a sending message belongs to (claim.go):
+	// a claim that lapsed, and the outcome of its sends, is told apart from
+	// the claim that took the message over. lease_until is on the store's
+	// clock from here on.
+	`ALTER TABLE notify_messages ADD COLUMN claim_token TEXT NOT NULL DEFAULT ''`,
 }
 
 // claimLease is how long a claimed message stays with its instance without
@@ -115,6 +120,8 @@ type Outbox struct {
 
 	instance string        // names this instance's claims; set before Run
 	lease    time.Duration // claimLease; shorter in tests
+	nonce    string        // tells this process's claims from an earlier run's of the same instance
+	claims   atomic.Uint64 // numbers this process's claims
 
 	kick        chan struct{}
 	hasReceipts atomic.Bool
@@ -154,6 +161,7 @@ func NewOutbox(cfg Config, qh QuietHours, db *store.DB, dir Directory, sender Se
 		kick:     make(chan struct{}, 1),
 		instance: defaultInstance(),
 		lease:    claimLease,
+		nonce:    newNonce(),
 		errLog:   logging.Throttle{Period: 10 * time.Second},
 		retries:  newRetryLog(log),
 	}

@@ -91,8 +91,8 @@ func TestConsolidation(t *testing.T) {
 				if m.Kind != event.KindRestored {
 					t.Errorf("kind %s, want restored", m.Kind)
 				}
-				if !strings.Contains(m.Body, "09:02至11月26日10:40停电，现已恢复供电") &&
-					!strings.Contains(m.Body, "from Nov 26 09:02 to Nov 26 10:40 and is back") {
+				if !strings.Contains(m.Body, "11月26日09:02至10:40停电，现已恢复供电") &&
+					!strings.Contains(m.Body, "from Nov 26 09:02 to 10:40 and is back") {
 					t.Errorf("body %q is not the consolidated text", m.Body)
 				}
 			}

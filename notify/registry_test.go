@@ -77,7 +77,7 @@ func TestRegistry(t *testing.T) {
 				got[m.To] = m.Body
 			}
 			if len(got) != 2 || !strings.Contains(got["+8613800000001"], "****0001、****0006") ||
-				!strings.HasPrefix(got["+8613800000002"], "Power cut at your address") {
+				!strings.HasPrefix(got["+8613800000002"], "Power cut since") {
 				t.Errorf("sent %v", got)
 			}
 			st, err := o.Stats(ctx, "OMS-1")

@@ -112,27 +112,59 @@ func readTemplate(dir, lang, name string) (string, error) {
 // funcs gives templates "time", which prints an RFC 3339 value in the
 // local zone ("11月26日09:02", "Nov 26 09:02"), with the year when it is not
 // this year ("2027年1月5日09:00", "Jan 5 2027 09:00"), and anything else as
-// is.
+// is; "later", which prints the second of two times, without its date when
+// it falls on the first's day ("12:00"); and "date", which prints a day
+// (2026-11-20, or an RFC 3339 time) as "11月20日" / "Nov 20", the year
+// again only when it is not this year. One date style per language.
 func (t *Templates) funcs(lang string) template.FuncMap {
-	layout, withYear := "1月2日15:04", "2006年1月2日15:04"
+	layout, withYear, day, dayYear := "1月2日15:04", "2006年1月2日15:04", "1月2日", "2006年1月2日"
 	if lang == "en" {
-		layout, withYear = "Jan 2 15:04", "Jan 2 2006 15:04"
+		layout, withYear, day, dayYear = "Jan 2 15:04", "Jan 2 2006 15:04", "Jan 2", "Jan 2 2006"
 	}
-	return template.FuncMap{"time": func(s string) string {
-		v, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			return s
-		}
-		v = v.In(t.loc)
+	format := func(v time.Time, layout, withYear string) string {
 		if v.Year() != t.now().In(t.loc).Year() {
 			return v.Format(withYear)
 		}
 		return v.Format(layout)
-	}}
+	}
+	local := func(s string) (time.Time, bool) {
+		v, err := time.Parse(time.RFC3339, s)
+		return v.In(t.loc), err == nil
+	}
+	fmtTime := func(s string) string {
+		v, ok := local(s)
+		if !ok {
+			return s
+		}
+		return format(v, layout, withYear)
+	}
+	return template.FuncMap{
+		"time": fmtTime,
+		"later": func(first, s string) string {
+			a, okA := local(first)
+			b, okB := local(s)
+			if okA && okB && a.YearDay() == b.YearDay() && a.Year() == b.Year() {
+				return b.Format("15:04")
+			}
+			return fmtTime(s)
+		},
+		"date": func(s string) string {
+			v, ok := local(s)
+			if !ok {
+				d, err := time.ParseInLocation(time.DateOnly, s, t.loc)
+				if err != nil {
+					return s
+				}
+				v = d
+			}
+			return format(v, day, dayYear)
+		},
+	}
 }
 
 // Render renders template name in lang (zh when lang is unknown) with data.
-// The OMS cause is told as a phrase of lang (see localCause) or left out.
+// The OMS cause is told only as one of the known phrases of lang (see
+// CausePhrase).
 // A body over the segment cap is shortened (see fit).
 func (t *Templates) Render(lang, name string, data map[string]string) (string, error) {
 	set, ok := t.sets[lang]
@@ -145,7 +177,7 @@ func (t *Templates) Render(lang, name string, data map[string]string) (string, e
 	}
 	if c, ok := data["cause"]; ok {
 		data = maps.Clone(data)
-		data["cause"] = localCause(lang, c)
+		data["cause"], _ = CausePhrase(lang, c, name == "planned_notice")
 	}
 	exec := func(data map[string]string) (string, error) {
 		var b bytes.Buffer
@@ -162,9 +194,9 @@ func (t *Templates) Render(lang, name string, data map[string]string) (string, e
 }
 
 // shortenable are the variables of free text, in the order fit shortens
-// them: what the sender wrote (cause), lists of names (critical, summary)
-// and of accounts.
-var shortenable = []string{"cause", "critical", "summary", "accounts"}
+// them: what the sender wrote (cause), lists of names (critical, summary,
+// areas; life-support customers last) and of accounts.
+var shortenable = []string{"cause", "other_critical", "critical", "summary", "areas", "life_support", "accounts"}
 
 // fit keeps body within the segment cap. It shortens the free-text
 // variables first, halving each until the body fits (a value shortened ends
@@ -236,8 +268,10 @@ func cutToSegments(body string, n int) string {
 // typicalVars are the values a template must fit in two segments with.
 func typicalVars(lang string) map[string]string {
 	accounts, critical := "****2345、****6789", "市第一人民医院、星河化工、王某某"
+	lifeSupport, otherCritical := "王某某", "市第一人民医院、星河化工"
 	if lang == "en" {
 		accounts, critical = "****2345, ****6789", "City No.1 Hospital, Xinghe Chemicals, Wang"
+		lifeSupport, otherCritical = "Wang", "City No.1 Hospital, Xinghe Chemicals"
 	}
 	return map[string]string{
 		"accounts": accounts, "account": "****2345", "hotline": "95598", "grid": "G01", "manager": "王经理",
@@ -245,6 +279,8 @@ func typicalVars(lang string) map[string]string {
 		"end": "2026-11-26T11:40:00+08:00", "cause": "tree contact", "balance": "18.50", "threshold": "30.00",
 		"amount": "236.40", "due": "2026-11-20", "disconnect_at": "2026-11-27T10:00:00+08:00", "reminder": "true",
 		"outages": "OMS-20261126-0042", "count": "120", "critical_count": "3", "critical": critical,
+		"areas": "TA-0101", "life_support_count": "1", "life_support": lifeSupport,
+		"other_critical_count": "2", "other_critical": otherCritical,
 	}
 }
 

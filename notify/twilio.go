@@ -182,6 +182,12 @@ type callTransport struct {
 }
 
 func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// The send's deadline ends within its claim's lease (deliver): a
+	// process that stood still past it must not write the request now,
+	// before the runtime has even noticed that the deadline passed.
+	if d, ok := t.ctx.Deadline(); ok && !time.Now().Before(d) {
+		return nil, context.DeadlineExceeded
+	}
 	ctx := httptrace.WithClientTrace(t.ctx, &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
 		if i.Err == nil {
 			t.mu.Lock()

@@ -3,7 +3,6 @@ package rules
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -44,6 +43,28 @@ const commandWait = 10 * time.Second
 // SetFence makes every commit call f (see Fence). Call before Run.
 func (e *Engine) SetFence(f Fence) { e.fence = f }
 
+// fencedOut stops the engine after the fence refused a commit: another
+// instance took the rules lease and runs the rules from what the store
+// holds, so this one must apply nothing more. Nothing is reloaded: Run
+// returns the error and every request after it gets it; the process goes
+// back to being a copy (whose first refresh replaces this state). Writer
+// only.
+func (e *Engine) fencedOut(err error, events int) {
+	if e.fenced.CompareAndSwap(nil, &err) {
+		e.log.Error().Err(err).Int("events", events).
+			Msg("rules commit fenced: another instance runs the rules; this one stops applying input")
+	}
+}
+
+// fencedErr returns the error that stopped the engine's commits (fencedOut),
+// or nil.
+func (e *Engine) fencedErr() error {
+	if p := e.fenced.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // SetRemote makes Confirm, ConfirmWithReason and ReportStillOut forward
 // their write through f while this Engine is not running (Run): another
 // instance applies it. Call before the Engine is shared.
@@ -55,15 +76,6 @@ func (e *Engine) SetRemote(f Forwarder) { e.remote = f }
 // later.
 func (e *Engine) HandleAt(ctx context.Context, evs []event.Event, offsets map[int32]int64) error {
 	return e.call(ctx, &request{evs: evs, offsets: offsets})
-}
-
-// Refresh replaces the state with what the store holds now: the read-only
-// copy of an instance that does not run the rules. Never while Run runs.
-func (e *Engine) Refresh(ctx context.Context) error {
-	if e.running.Load() {
-		return errors.New("cannot refresh a running rules engine")
-	}
-	return e.load(ctx)
 }
 
 // forwarding reports whether API writes go to another instance.
@@ -179,6 +191,12 @@ func (e *Engine) dueOffsets(quiet bool) map[int32]int64 {
 		return nil
 	}
 	return e.offsets
+}
+
+// offsetsDue reports whether the offsets pending have waited offsetEvery:
+// the next commit writes them even if the batch writes nothing else.
+func (e *Engine) offsetsDue() bool {
+	return e.fence != nil && len(e.offsets) > 0 && time.Since(e.offsetsAt) >= offsetEvery
 }
 
 func init() { // every series exists from the start

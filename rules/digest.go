@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/internal/event"
@@ -18,12 +19,17 @@ const maxNames = 20
 // digest gathers what one grid's manager is to be told, stored as JSON so
 // a held storm digest survives a restart. Guarded by Engine.mu.
 type digest struct {
-	Count     int       `json:"count"`
-	Critical  []string  `json:"critical,omitempty"` // names
-	NCritical int       `json:"n_critical"`
-	Areas     []string  `json:"areas,omitempty"`
-	Outages   []string  `json:"outages,omitempty"`
-	LastSent  time.Time `json:"last_sent"`
+	Count     int      `json:"count"`
+	Critical  []string `json:"critical,omitempty"` // names
+	NCritical int      `json:"n_critical"`
+	// LifeSupport are the names among Critical of life-support customers,
+	// told apart from important and high-risk ones.
+	LifeSupport  []string  `json:"life_support,omitempty"`
+	NLifeSupport int       `json:"n_life_support,omitempty"`
+	Areas        []string  `json:"areas,omitempty"`
+	Outages      []string  `json:"outages,omitempty"`
+	Start        time.Time `json:"start,omitzero"` // the earliest outage's start
+	LastSent     time.Time `json:"last_sent"`
 
 	dirty bool
 }
@@ -49,17 +55,28 @@ func (e *Engine) digestAdd(m *meterState, r *outage, area string) {
 	if !slices.Contains(d.Outages, r.ID) {
 		d.Outages = append(d.Outages, r.ID)
 	}
+	if r.Start != nil && (d.Start.IsZero() || r.Start.Before(d.Start)) {
+		d.Start = *r.Start
+	}
 	if area != "" && !slices.Contains(d.Areas, area) {
 		d.Areas = append(d.Areas, area)
 	}
-	if contacts.Class(e.classOf(m)).Critical() {
-		d.NCritical++
-		if len(d.Critical) < maxNames {
-			name := m.account
-			if a, ok := e.dir.Account(m.account); ok && a.Name != "" {
-				name = a.Name + "(" + m.account + ")"
-			}
-			d.Critical = append(d.Critical, name)
+	class := contacts.Class(e.classOf(m))
+	if !class.Critical() {
+		return
+	}
+	name := m.account
+	if a, ok := e.dir.Account(m.account); ok && a.Name != "" {
+		name = a.Name + "(" + m.account + ")"
+	}
+	d.NCritical++
+	if len(d.Critical) < maxNames {
+		d.Critical = append(d.Critical, name)
+	}
+	if class == contacts.LifeSupport {
+		d.NLifeSupport++
+		if len(d.LifeSupport) < maxNames {
+			d.LifeSupport = append(d.LifeSupport, name)
 		}
 	}
 }
@@ -93,7 +110,13 @@ func (e *Engine) sendDigest(g string, now time.Time) {
 	} else {
 		vars := map[string]string{"grid": g, "manager": info.Manager, "count": strconv.Itoa(d.Count),
 			"critical_count": strconv.Itoa(d.NCritical), "critical": strings.Join(d.Critical, "、"),
-			"areas": joinCapped(d.Areas, 10), "outages": joinCapped(d.Outages, 5), "storm": strconv.FormatBool(e.stormFlag.Load())}
+			"areas": joinCapped(d.Areas, 10), "outages": joinCapped(smsIDs(d.Outages), 5), "storm": strconv.FormatBool(e.stormFlag.Load()),
+			"life_support_count": strconv.Itoa(d.NLifeSupport), "life_support": strings.Join(d.LifeSupport, "、"),
+			"other_critical_count": strconv.Itoa(d.NCritical - d.NLifeSupport),
+			"other_critical":       strings.Join(slices.DeleteFunc(slices.Clone(d.Critical), func(n string) bool { return slices.Contains(d.LifeSupport, n) }), "、")}
+		if !d.Start.IsZero() {
+			vars["start"] = fmtTime(&d.Start)
+		}
 		e.emit(event.Intent{Key: digestKey(g, d, now), Kind: event.KindManagerDigest,
 			Grid: g, To: info.ManagerPhone, Ref: d.Outages[0], Vars: vars, Priority: event.PriorityCritical, CreatedAt: now})
 	}
@@ -109,6 +132,28 @@ func digestKey(g string, d *digest, now time.Time) string {
 	fmt.Fprintf(h, "|%d|%s", d.Count, strings.Join(d.Critical, ","))
 	return fmt.Sprintf("digest/%s/%d/%x", g, now.UnixNano(), h.Sum64())
 }
+
+// smsIDs are outage ids as a manager's SMS may show them: letters, digits,
+// - and _ alone, at most smsIDLen characters. An id is what an OMS wrote;
+// a compromised feed must not put a link or words of its own into an SMS
+// in the utility's name ("http://evil.example/pay" shows as
+// "httpevilexamplepay").
+func smsIDs(ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		r := []rune(strings.Map(func(r rune) rune {
+			if r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) {
+				return r
+			}
+			return -1
+		}, id))
+		out[i] = string(r[:min(len(r), smsIDLen)])
+	}
+	return out
+}
+
+// smsIDLen caps an outage id in an SMS.
+const smsIDLen = 40
 
 func joinCapped(s []string, n int) string {
 	if len(s) <= n {

@@ -55,9 +55,11 @@ type Engine struct {
 
 	reqs    chan *request
 	stopped chan struct{}
+	runCtx  context.Context // Run's; written before the writer loop starts
 
 	stormFlag atomic.Bool  // storm mode; written by the writer only
 	maxLag    atomic.Int64 // the largest decision lag since start, ns
+	fullLoads atomic.Int64 // loads of the whole state (FullLoads)
 
 	mu    sync.RWMutex
 	state // guarded by mu; replaced whole by load
@@ -68,9 +70,10 @@ type Engine struct {
 	health    health
 
 	// distributed mode (cluster.go)
-	running   atomic.Bool // Run is running: this instance applies input
-	remote    Forwarder   // where API writes go while not running; nil: single process
-	fence     Fence       // checked in every commit; nil: single process
+	running   atomic.Bool           // Run is running: this instance applies input
+	remote    Forwarder             // where API writes go while not running; nil: single process
+	fence     Fence                 // checked in every commit; nil: single process
+	fenced    atomic.Pointer[error] // the fence refused a commit: Run stops (fencedOut)
 	offsets   map[int32]int64
 	offsetsAt time.Time // when offsets were last committed
 
@@ -109,6 +112,8 @@ type state struct {
 	names      map[internKey]uint16
 	logSeq     int64   // last meter log row written
 	snapList   []int32 // meters logged but not checkpointed
+	held       []int32 // meters changed in memory, to write with the next offsets (hold)
+	copyTrim   int64   // a copy's meter log start when it last pruned snapList (follow.go)
 	dirGen     uint64  // directory generation the cached registry facts come from
 	sweepAt    int     // next meter the last-seen sweep looks at; -1 = no sweep running
 	nextSweep  int64   // when the next last-seen sweep starts (clock, Unix ns)
@@ -134,6 +139,7 @@ func New(cfg Config, db *store.DB, dir Directory, sink IntentSink, clk clock.Clo
 	if err := e.load(ctx); err != nil {
 		return nil, err
 	}
+	scraped.Store(e)
 	return e, nil
 }
 
@@ -150,7 +156,7 @@ func (e *Engine) reset() {
 	e.outages, e.outageIdx, e.seq = nil, map[string]int32{}, 0
 	e.accounts, e.digests = map[string]*account{}, map[string]*digest{}
 	e.stormHits = nil
-	e.logSeq, e.snapList = 0, nil
+	e.logSeq, e.snapList, e.held = 0, nil, nil
 	e.sweepAt, e.nextSweep = -1, e.clk.Now().Add(seenFlushEvery).UnixNano()
 	e.resetBatch()
 }
@@ -260,9 +266,12 @@ func (e *Engine) Tick(ctx context.Context) error {
 // and takes due decisions every Tick. It exits when ctx is done, after
 // committing what it had taken.
 func (e *Engine) Run(ctx context.Context) error {
+	e.runCtx = ctx
 	defer close(e.stopped)
 	e.running.Store(true)
 	defer e.running.Store(false)
+	e.takeOver()
+	scraped.Store(e)
 	t := time.NewTicker(e.cfg.Tick)
 	defer t.Stop()
 	for {
@@ -274,6 +283,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.process(e.gather(r))
 		case <-t.C:
 			e.process(nil)
+		}
+		if err := e.fencedErr(); err != nil {
+			return err
 		}
 	}
 }
@@ -296,7 +308,7 @@ func (e *Engine) gather(r *request) []*request {
 
 // drain commits the requests already queued when Run is told to stop.
 func (e *Engine) drain() {
-	for {
+	for e.fencedErr() == nil {
 		select {
 		case r := <-e.reqs:
 			e.process(e.gather(r))
@@ -308,8 +320,9 @@ func (e *Engine) drain() {
 }
 
 // flushSeen writes every last-seen time and first sight the sweep has not
-// written yet (meter.go), so a graceful stop loses none of them; only a
-// crash does. Writer only.
+// written yet (meter.go), and every change held for the next offsets
+// (hold), so a graceful stop loses none of them; only a crash does.
+// Writer only.
 func (e *Engine) flushSeen() {
 	e.mu.Lock()
 	for i := range e.meters {
@@ -317,6 +330,12 @@ func (e *Engine) flushSeen() {
 			e.markDirty(int32(i))
 		}
 	}
+	for _, i := range e.held {
+		if e.meters[i].held {
+			e.markDirty(i)
+		}
+	}
+	e.held = e.held[:0]
 	dirty := len(e.dirtyMeters) > 0
 	e.mu.Unlock()
 	if dirty && !e.reloading.Load() {
@@ -324,11 +343,19 @@ func (e *Engine) flushSeen() {
 	}
 }
 
-// process applies a batch and commits it in one transaction. If the
-// commit fails, every caller gets the error and the engine reloads its
-// state from the store before it applies anything more (see reload), so
-// state and store never disagree.
+// process applies a batch and commits it in one transaction. If the store
+// refuses to write the commit while it still reads (a full disk, a lock
+// timeout: store.WriteRefused), the same commit is retried until it passes
+// (retryCommit), the callers waiting. If the commit fails otherwise, every caller gets the error and
+// the engine reloads its state from the store before it applies anything
+// more (see reload), so state and store never disagree.
 func (e *Engine) process(batch []*request) {
+	if err := e.fencedErr(); err != nil {
+		for _, r := range batch {
+			r.done <- err
+		}
+		return
+	}
 	if e.reloading.Load() && !e.reload() {
 		e.refuse(batch)
 		return
@@ -359,9 +386,15 @@ func (e *Engine) process(batch []*request) {
 	applied := time.Since(began)
 
 	err := e.commit(ctx, w, intents)
-	if err != nil {
+	if err != nil && store.WriteRefused(err) && e.runCtx != nil {
+		err = e.retryCommit(e.runCtx, w, intents, err, n)
+	}
+	switch {
+	case err != nil && e.fence != nil && errors.Is(err, store.ErrLeaseLost):
+		e.fencedOut(err, n)
+	case err != nil:
 		err = e.commitFailed(err, n)
-	} else {
+	default:
 		e.health.committed()
 		e.observe(n, len(intents), oldest, firstDue)
 		if took := time.Since(began); took > time.Second {

@@ -62,6 +62,7 @@ type meterState struct {
 	flags   uint8
 	known   bool
 	dirty   bool
+	held    bool   // in Engine.held: changed in memory, not written (distributed mode)
 	since   int64  // when st began
 	seen    int64  // newest evidence of power (reading, power_on)
 	saved   int64  // seen as last persisted
@@ -209,6 +210,23 @@ func (e *Engine) learnConc(i int32, c string) {
 	set[i] = struct{}{}
 }
 
+// hold notes, in distributed mode, that meter i changed in memory in a way
+// that is written later (a last-seen time, the newest event time, a first
+// sign of power): the next commit that stores meter-topic offsets writes
+// it too (collect), so the offsets never run ahead of the state. Otherwise
+// a takeover would read the input from those offsets over a state without
+// its effects (a late power_off would darken a meter a reading showed
+// powered after it). Lock: e.mu held.
+func (e *Engine) hold(i int32) {
+	if e.fence == nil {
+		return
+	}
+	if m := &e.meters[i]; !m.dirty && !m.held {
+		m.held = true
+		e.held = append(e.held, i)
+	}
+}
+
 func (e *Engine) markDirty(i int32) {
 	m := &e.meters[i]
 	if !m.dirty {
@@ -227,6 +245,7 @@ func (e *Engine) powerOff(i int32, ts int64, byConc bool) {
 		return
 	}
 	m.lastTS = ts
+	e.hold(i)
 	if m.st == stDark {
 		return
 	}
@@ -260,12 +279,15 @@ func (e *Engine) powered(i int32, ts int64, on, byConc bool) {
 		// (seenFlushEvery)
 		if m.outage >= 0 && e.outages[m.outage].live() {
 			e.markDirty(i)
+		} else {
+			e.hold(i)
 		}
 	}
 	if ts < m.lastTS || (!on && m.st == stDark && ts <= m.since) {
 		return
 	}
 	m.lastTS = ts
+	e.hold(i)
 	if on && ts > m.onTS {
 		m.onTS = ts
 		e.markDirty(i)
@@ -307,6 +329,7 @@ func (e *Engine) relay(i int32, ts int64, open bool) {
 		return
 	}
 	m.relayTS = ts
+	e.hold(i)
 	was := m.tripped()
 	if open {
 		m.flags |= fTripped

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cmp"
 	"slices"
 	"time"
 )
@@ -151,4 +152,44 @@ func (e *Engine) isOut(i int32) bool {
 	}
 	r := e.outages[m.outage]
 	return r.live() && e.meterVerdict(r, i) == "dark"
+}
+
+// PendingArea is a transformer area with meters gone dark whose momentary
+// window still runs: no outage is decided yet, and the page says so.
+type PendingArea struct {
+	Area     string    `json:"area"`
+	Grid     string    `json:"grid"`
+	Meters   int       `json:"meters"`    // dark meters awaiting their decision
+	DecideAt time.Time `json:"decide_at"` // the earliest of their windows closing
+}
+
+// Pending lists the areas with meters awaiting their momentary decision, by
+// grid and area.
+func (e *Engine) Pending() []PendingArea {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	byArea := map[int32]*PendingArea{}
+	for _, it := range e.pending {
+		m := &e.meters[it.m]
+		if m.due != it.due || m.st != stDark || m.area < 0 {
+			continue // stale: decided or cancelled
+		}
+		p := byArea[m.area]
+		if p == nil {
+			p = &PendingArea{Area: e.areas[m.area].name, Grid: e.gridOf(m), DecideAt: time.Unix(0, it.due).UTC()}
+			byArea[m.area] = p
+		}
+		p.Meters++
+		if d := time.Unix(0, it.due).UTC(); d.Before(p.DecideAt) {
+			p.DecideAt = d
+		}
+	}
+	out := make([]PendingArea, 0, len(byArea))
+	for _, p := range byArea {
+		out = append(out, *p)
+	}
+	slices.SortFunc(out, func(a, b PendingArea) int {
+		return cmp.Or(cmp.Compare(a.Grid, b.Grid), cmp.Compare(a.Area, b.Area))
+	})
+	return out
 }

@@ -33,6 +33,17 @@ var migrations = []string{
 	`ALTER TABLE rules_meters ADD COLUMN on_ts BIGINT NOT NULL DEFAULT 0`,
 	// Nothing reads the per-account ledger since rules_told (8) replaced it.
 	`DROP TABLE rules_ledger`,
+	// Every row carries the version (meter log seq) of the commit that
+	// wrote it, so a copy reads only what changed since its last refresh.
+	`ALTER TABLE rules_outages ADD COLUMN ver BIGINT NOT NULL DEFAULT 0`,
+	`ALTER TABLE rules_told ADD COLUMN ver BIGINT NOT NULL DEFAULT 0`,
+	`ALTER TABLE rules_accounts ADD COLUMN ver BIGINT NOT NULL DEFAULT 0`,
+	`ALTER TABLE rules_digests ADD COLUMN ver BIGINT NOT NULL DEFAULT 0`,
+	`CREATE INDEX rules_meters_ver ON rules_meters (ver)`,
+	`CREATE INDEX rules_outages_ver ON rules_outages (ver)`,
+	`CREATE INDEX rules_told_ver ON rules_told (ver)`,
+	`CREATE INDEX rules_accounts_ver ON rules_accounts (ver)`,
+	`CREATE INDEX rules_digests_ver ON rules_digests (ver)`,
 }
 
 // checkpointChunk caps the meters copied from the log into rules_meters in
@@ -42,14 +53,15 @@ const checkpointChunk = 10000
 // writeSet is a batch's dirty state, copied out under the lock so the
 // store is written without holding it.
 type writeSet struct {
+	ver      int64  // the commit's version, in every row it writes; 0 = none
 	logSeq   int64  // 0 = no meter changed
 	log      []byte // the changed meters, encoded
 	snap     []any  // checkpointed meters, 10 values a row
 	trimLog  int64  // log rows up to this seq are checkpointed: delete them
-	outages  []any  // 4 values a row
-	told     []any  // 2
-	accounts []any  // 2
-	digests  []any  // 2
+	outages  []any  // 5 values a row
+	told     []any  // 3
+	accounts []any  // 3
+	digests  []any  // 3
 }
 
 // collect copies the dirty state into a writeSet and clears the dirty
@@ -59,13 +71,26 @@ func (e *Engine) collect(idle bool) *writeSet {
 	if idle {
 		e.sweepSeen(e.clk.Now().UnixNano())
 	}
-	if len(e.dirtyMeters) > 0 {
+	if len(e.held) > 0 && (e.writes(idle) || e.offsetsDue()) {
+		for _, i := range e.held {
+			if e.meters[i].held {
+				e.markDirty(i)
+			}
+		}
+		e.held = e.held[:0]
+	}
+	if len(e.dirtyMeters)+len(e.dirtyOutages)+len(e.dirtyLedger)+len(e.dirtyAccounts)+len(e.dirtyDigests) > 0 {
+		// one version a commit that changes state, shared with the meter
+		// log's seq: copies read the rows newer than the last they saw
 		e.logSeq++
+		w.ver = e.logSeq
+	}
+	if len(e.dirtyMeters) > 0 {
 		w.logSeq = e.logSeq
 		w.log = append(make([]byte, 0, 1+48*len(e.dirtyMeters)), logFormat2)
 		for _, i := range e.dirtyMeters {
 			m := &e.meters[i]
-			m.dirty, m.saved, m.ver = false, m.seen, e.logSeq
+			m.dirty, m.held, m.saved, m.ver = false, false, m.seen, e.logSeq
 			w.log = appendMeter(w.log, m)
 			if !m.snap {
 				m.snap = true
@@ -91,25 +116,32 @@ func (e *Engine) collect(idle bool) *writeSet {
 		r.dirty = false
 		e.freeze(r)
 		b, _ := json.Marshal(r)
-		w.outages = append(w.outages, r.ID, r.Seq, r.Status, string(b))
+		w.outages = append(w.outages, r.ID, r.Seq, r.Status, string(b), w.ver)
 	}
 	for o := range e.dirtyLedger {
 		r := e.outages[o]
-		w.told = append(w.told, r.ID, encodeTold(r.ledger))
+		w.told = append(w.told, r.ID, encodeTold(r.ledger), w.ver)
 	}
 	for _, id := range e.dirtyAccounts {
 		a := e.accounts[id]
 		a.dirty = false
 		b, _ := json.Marshal(a)
-		w.accounts = append(w.accounts, id, string(b))
+		w.accounts = append(w.accounts, id, string(b), w.ver)
 	}
 	for _, g := range e.dirtyDigests {
 		d := e.digests[g]
 		d.dirty = false
 		b, _ := json.Marshal(d)
-		w.digests = append(w.digests, g, string(b))
+		w.digests = append(w.digests, g, string(b), w.ver)
 	}
 	return w
+}
+
+// writes reports whether the batch being collected writes anything apart
+// from meters held in memory (hold). Lock: e.mu held.
+func (e *Engine) writes(idle bool) bool {
+	return len(e.dirtyMeters)+len(e.dirtyOutages)+len(e.dirtyLedger)+len(e.dirtyAccounts)+len(e.dirtyDigests) > 0 ||
+		e.out.n > 0 || (idle && len(e.snapList) > 0)
 }
 
 // encodeTold writes a ledger as a JSON object, without reflection: a
@@ -211,10 +243,10 @@ func (e *Engine) commit(ctx context.Context, w *writeSet, intents []event.Intent
 		vals []any
 	}{
 		{"rules_meters", []string{"meter", "st", "flags", "since", "seen", "last_ts", "relay_ts", "due", "ver", "on_ts"}, 1, w.snap},
-		{"rules_outages", []string{"id", "seq", "status", "data"}, 1, w.outages},
-		{"rules_told", []string{"outage", "data"}, 1, w.told},
-		{"rules_accounts", []string{"account", "data"}, 1, w.accounts},
-		{"rules_digests", []string{"grid", "data"}, 1, w.digests},
+		{"rules_outages", []string{"id", "seq", "status", "data", "ver"}, 1, w.outages},
+		{"rules_told", []string{"outage", "data", "ver"}, 1, w.told},
+		{"rules_accounts", []string{"account", "data", "ver"}, 1, w.accounts},
+		{"rules_digests", []string{"grid", "data", "ver"}, 1, w.digests},
 	}
 	for _, t := range tables {
 		if err := upsert(ctx, tx, e.db.Postgres(), t.name, t.cols, t.keys, t.vals); err != nil {
@@ -292,48 +324,62 @@ func (e *Engine) load(ctx context.Context) error {
 	e.mu.Lock()
 	e.state = f.state
 	e.mu.Unlock()
+	e.fullLoads.Add(1)
+	fullLoads.Inc()
 	e.resetBatch()
 	clear(e.offsets) // input applied since the last commit is read again from the stored offsets
 	return nil
 }
 
-// loadState fills e's state from the store. e is not shared yet.
+// loadState fills e's state from the store, read in one snapshot (see
+// snapshot). e is not shared yet.
 func (e *Engine) loadState(ctx context.Context) error {
 	e.reset()
 	if e.gens != nil {
 		e.dirGen = e.gens.Generation() // before the first lookup: a later swap is seen
 	}
-	if err := e.loadMeters(ctx); err != nil {
+	q, done, err := e.snapshot(ctx)
+	if err != nil {
 		return err
 	}
-	if err := e.loadOutages(ctx); err != nil {
+	defer done()
+	if err := e.loadMeters(ctx, q); err != nil {
 		return err
 	}
-	if err := e.loadLedger(ctx); err != nil {
+	if err := e.loadOutages(ctx, q); err != nil {
 		return err
 	}
-	if err := loadRows(ctx, e.db, `SELECT account, data FROM rules_accounts`, func(k string, b []byte) error {
+	if err := e.loadLedger(ctx, q); err != nil {
+		return err
+	}
+	if err := loadRows(ctx, q, `SELECT account, data FROM rules_accounts`, func(k string, b []byte) error {
 		a := &account{}
 		e.accounts[k] = a
 		return json.Unmarshal(b, a)
 	}); err != nil {
 		return err
 	}
-	if err := loadRows(ctx, e.db, `SELECT grid, data FROM rules_digests`, func(k string, b []byte) error {
+	if err := loadRows(ctx, q, `SELECT grid, data FROM rules_digests`, func(k string, b []byte) error {
 		d := &digest{}
 		e.digests[k] = d
 		return json.Unmarshal(b, d)
 	}); err != nil {
 		return err
 	}
+	v, err := lastVersion(ctx, q)
+	if err != nil {
+		return err
+	}
+	e.logSeq = max(e.logSeq, v)
+	e.copyTrim = -1
 	e.resetBatch()
 	return nil
 }
 
 // loadMeters reads the checkpoint, replays the newer log entries over it,
 // and rebuilds area counts and pending decisions.
-func (e *Engine) loadMeters(ctx context.Context) error {
-	rows, err := e.db.QueryContext(ctx, `SELECT meter, st, flags, since, seen, last_ts, relay_ts, due, ver, on_ts FROM rules_meters`)
+func (e *Engine) loadMeters(ctx context.Context, q querier) error {
+	rows, err := q.QueryContext(ctx, `SELECT meter, st, flags, since, seen, last_ts, relay_ts, due, ver, on_ts FROM rules_meters`)
 	if err != nil {
 		return fmt.Errorf("cannot load rules meters: %w", err)
 	}
@@ -350,7 +396,7 @@ func (e *Engine) loadMeters(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("cannot load rules meters: %w", err)
 	}
-	if err := e.replayLog(ctx); err != nil {
+	if err := e.replayLog(ctx, q); err != nil {
 		return err
 	}
 	for i := range e.meters {
@@ -365,8 +411,8 @@ func (e *Engine) loadMeters(ctx context.Context) error {
 	return nil
 }
 
-func (e *Engine) replayLog(ctx context.Context) error {
-	return loadRows(ctx, e.db, `SELECT seq, data FROM rules_meter_log ORDER BY seq`, func(seq int64, b []byte) error {
+func (e *Engine) replayLog(ctx context.Context, q querier) error {
+	return loadRows(ctx, q, `SELECT seq, data FROM rules_meter_log ORDER BY seq`, func(seq int64, b []byte) error {
 		return decodeMeters(b, func(lm *loggedMeter) { e.restoreMeter(lm, seq, true) })
 	})
 }
@@ -389,9 +435,9 @@ func (e *Engine) restoreMeter(lm *loggedMeter, ver int64, logged bool) {
 	}
 }
 
-func (e *Engine) loadOutages(ctx context.Context) error {
+func (e *Engine) loadOutages(ctx context.Context, q querier) error {
 	var recs []*outage
-	err := loadRows(ctx, e.db, `SELECT id, data FROM rules_outages`, func(_ string, b []byte) error {
+	err := loadRows(ctx, q, `SELECT id, data FROM rules_outages`, func(_ string, b []byte) error {
 		r := &outage{}
 		recs = append(recs, r)
 		return json.Unmarshal(b, r)
@@ -414,32 +460,46 @@ func (e *Engine) loadOutages(ctx context.Context) error {
 			e.outageIdx[a] = r.idx
 		}
 		e.rebuildMembers(r)
-		if r.Source != "oms" && now.Sub(r.Created) <= e.cfg.StormWindow {
+	}
+	e.rebuildStormHits(now)
+	return nil
+}
+
+// rebuildStormHits counts again the records of the storm window (each AMI
+// record's creation). Lock: e.mu held.
+func (e *Engine) rebuildStormHits(now time.Time) {
+	e.stormHits = e.stormHits[:0]
+	for _, r := range e.outages {
+		if r.Status != statusMerged && r.Source != "oms" && now.Sub(r.Created) <= e.cfg.StormWindow {
 			e.stormHits = append(e.stormHits, r.Created)
 		}
 	}
 	slices.SortFunc(e.stormHits, func(a, b time.Time) int { return a.Compare(b) })
-	return nil
 }
 
 // rebuildMembers makes r's scope its members again. A live record's claim
-// on a meter beats a closed one's; otherwise the later record wins.
-// Lock: e.mu held.
+// on a meter beats a closed one's; otherwise the later record wins (see
+// outranks), whatever order the records are rebuilt in. Lock: e.mu held.
 func (e *Engine) rebuildMembers(r *outage) {
 	claim := func(i int32) {
 		m := &e.meters[i]
 		if m.outage == r.idx {
 			return
 		}
-		if m.outage >= 0 && e.outages[m.outage].live() && !r.live() {
+		if m.outage >= 0 && !r.outranks(e.outages[m.outage]) {
 			return
 		}
 		m.outage = r.idx
 		r.members = append(r.members, i)
 	}
+	cover := func(ai int32) {
+		if rec := e.areas[ai].rec; rec < 0 || e.outages[rec].Seq <= r.Seq {
+			e.areas[ai].rec = r.idx
+		}
+	}
 	for _, a := range r.Areas {
 		ai := e.area(a)
-		e.areas[ai].rec = r.idx
+		cover(ai)
 		for _, i := range e.areas[ai].meters {
 			claim(i)
 		}
@@ -455,15 +515,24 @@ func (e *Engine) rebuildMembers(r *outage) {
 		i := e.meter(id, "")
 		claim(i)
 		if a := e.meters[i].area; a >= 0 && r.Source != "oms" {
-			e.areas[a].rec = r.idx
+			cover(a)
 		}
 	}
 }
 
+// outranks reports whether r's claim on a meter beats h's: a live record
+// beats a closed one, then the later record wins.
+func (r *outage) outranks(h *outage) bool {
+	if r.live() != h.live() {
+		return r.live()
+	}
+	return r.Seq > h.Seq
+}
+
 // loadLedger reads what each outage's customers were told: one row an
 // outage (rules_told).
-func (e *Engine) loadLedger(ctx context.Context) error {
-	return loadRows(ctx, e.db, `SELECT outage, data FROM rules_told`, func(id string, b []byte) error {
+func (e *Engine) loadLedger(ctx context.Context, q querier) error {
+	return loadRows(ctx, q, `SELECT outage, data FROM rules_told`, func(id string, b []byte) error {
 		var told map[string]uint8
 		if err := json.Unmarshal(b, &told); err != nil {
 			return err
@@ -478,7 +547,7 @@ func (e *Engine) loadLedger(ctx context.Context) error {
 }
 
 // loadRows runs q, whose rows are a key and its data, and calls f for each.
-func loadRows[K any](ctx context.Context, db *store.DB, q string, f func(K, []byte) error) error {
+func loadRows[K any](ctx context.Context, db querier, q string, f func(K, []byte) error) error {
 	rows, err := db.QueryContext(ctx, q)
 	if err != nil {
 		return fmt.Errorf("cannot load rules state: %w", err)

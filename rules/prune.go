@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -102,13 +103,17 @@ func (e *Engine) prune(ctx context.Context, before time.Time, batch int) (int, e
 		}
 	}
 	if err := e.deleteRecords(ctx, ids); err != nil {
+		if e.fence != nil && errors.Is(err, store.ErrLeaseLost) {
+			e.fencedOut(err, 0)
+		}
 		return 0, err
 	}
 	e.dropRecords(drop)
 	return n, nil
 }
 
-// deleteRecords deletes the rows of records ids in one transaction.
+// deleteRecords deletes the rows of records ids in one transaction, under
+// the fence in distributed mode (a former holder prunes nothing).
 func (e *Engine) deleteRecords(ctx context.Context, ids []string) error {
 	tx, err := e.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -125,6 +130,11 @@ func (e *Engine) deleteRecords(ctx context.Context, ids []string) error {
 		`DELETE FROM rules_outages WHERE id IN (` + in + `)`,
 	} {
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("cannot prune outage records: %w", err)
+		}
+	}
+	if e.fence != nil {
+		if err := e.fence(ctx, tx, nil); err != nil {
 			return fmt.Errorf("cannot prune outage records: %w", err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/logging"
 	"github.com/gridbell/gridbell/internal/metrics"
 	"github.com/gridbell/gridbell/internal/store"
@@ -41,6 +42,8 @@ type health struct {
 	thr      logging.Throttle
 
 	commitFails metrics.Counter
+	retries     metrics.Counter
+	retrying    metrics.Gauge
 	reloads     metrics.Counter
 	reloadFails metrics.Counter
 	gauge       metrics.Gauge
@@ -49,6 +52,9 @@ type health struct {
 func (h *health) init() {
 	h.thr = logging.Throttle{Period: 10 * time.Second}
 	h.commitFails = metrics.Default.Counter("gridbell_rules_commit_failures_total", "rules batches whose commit failed (their input was not acknowledged)")
+	h.retries = metrics.Default.Counter("gridbell_rules_commit_retries_total", "retries of a rules batch's commit that the store refused to write while it still reads (a full disk, a lock timeout): the same commit, with backoff")
+	h.retrying = metrics.Default.Gauge("gridbell_rules_commit_retrying", "1 while the rules hold a batch the store refused to write and retry its commit")
+	h.retrying.Set(0)
 	h.reloads = metrics.Default.Counter("gridbell_rules_reloads_total", "rules state reloads from the store after a failed commit")
 	h.reloadFails = metrics.Default.Counter("gridbell_rules_reload_failures_total", "failed attempts to reload the rules state (retried with backoff)")
 	h.gauge = metrics.Default.Gauge("gridbell_rules_reloading", "1 while the rules apply no input until their state is reloaded from the store")
@@ -152,6 +158,54 @@ func (e *Engine) reload() bool {
 			Msg("cannot reload rules state; input waits unacknowledged")
 	}
 	return false
+}
+
+// Retrying a refused commit: the first retry is quick, later ones are
+// spaced up to retryMax, which bounds how long the rules lag behind a disk
+// that has room again.
+const (
+	retryFirst = 100 * time.Millisecond
+	retryMax   = 2 * time.Second
+)
+
+// retryCommit commits w and intents again, with backoff, for as long as
+// the store refuses to write them while it still reads (store.WriteRefused:
+// a full disk, a lock timeout) and ctx (Run's) lasts. Memory holds
+// exactly what the refused commit was to write, so the same commit is
+// offered again: no reload, and the batch's callers simply wait (their
+// input stays unacknowledged meanwhile, and later input queues behind
+// them). It returns nil once committed, else the last error, for
+// commitFailed. Writer only.
+func (e *Engine) retryCommit(ctx context.Context, w *writeSet, intents []event.Intent, err error, events int) error {
+	h := &e.health
+	h.set(err, nil)
+	h.retrying.Set(1)
+	defer h.retrying.Set(0)
+	down, tries, wait := time.Now(), 1, retryFirst
+	for store.WriteRefused(err) {
+		if ok, n := h.thr.Allow(); ok {
+			e.log.Error().Err(err).Int("events", events).Int("intents", len(intents)).Int("attempts", tries).
+				Int("suppressed", n).Dur("retry_in", wait).
+				Msg("the store refuses to write the rules batch (full disk or lock timeout); retrying the same commit, input waits unacknowledged")
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		tries++
+		h.retries.Inc()
+		if err = e.commit(context.Background(), w, intents); err == nil {
+			e.log.Warn().Int("attempts", tries).Dur("down", time.Since(down)).
+				Msg("rules batch committed after the store refused it; applying input again")
+			return nil
+		}
+		h.set(err, nil)
+		wait = min(2*wait, retryMax)
+	}
+	return err
 }
 
 // refuse answers a batch taken while reloading: nothing was applied.

@@ -16,6 +16,7 @@ import (
 	"github.com/gridbell/gridbell/internal/clock"
 	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/faults"
+	"github.com/gridbell/gridbell/internal/metrics"
 	"github.com/gridbell/gridbell/internal/store"
 )
 
@@ -165,5 +166,99 @@ func TestFaultStoreRestartNeverPartial(t *testing.T) {
 				t.Errorf("outage %s still active with every meter back", o.ID)
 			}
 		})
+	}
+}
+
+// TestFaultDiskFullRetriesCommit puts a SQLite store on a small tmpfs and
+// fills it during a power_off burst and while the outage decisions commit.
+// The store still reads, so the rules must hold the refused batch and
+// retry the same commit (no reload, no input refused as reloading),
+// report not ready meanwhile, and take everything once space returns:
+// every customer then has exactly one outage and one restored intent.
+func TestFaultDiskFullRetriesCommit(t *testing.T) {
+	ctx := context.Background()
+	disk := faults.SmallDisk(t, 32<<20)
+	db, err := store.Open(ctx, store.Config{Driver: "sqlite"}, disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	openSink(t, db)
+	const n = 3000
+	clk := clock.NewFake(t0)
+	e, err := New(Config{Tick: 50 * time.Millisecond}, db, genDir(t, n, 30), tableSink{}, clk, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runEngine(t, e)
+	reloads0 := metrics.Default.Sum("gridbell_rules_reloads_total")
+	retries0 := metrics.Default.Sum("gridbell_rules_commit_retries_total")
+	var reloading atomic.Int64
+	// fill fills the disk with an empty WAL (what the WAL file still
+	// holds would take a few commits), runs f, and frees the disk 2 s
+	// later; not ready meanwhile.
+	fill := func(phase string, f func()) {
+		if _, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			t.Fatal(err)
+		}
+		free := faults.Fill(t, disk)
+		done := make(chan struct{})
+		go func() { defer close(done); f() }()
+		time.Sleep(2 * time.Second)
+		notReady := e.Ready()
+		free()
+		<-done
+		t.Logf("%s: disk full 2 s, the rules said %v; ready %s after space returned", phase, notReady, waitReady(t, e))
+		if notReady == nil {
+			t.Errorf("%s: the rules were ready on a full disk", phase)
+		}
+	}
+
+	fill("power_off burst", func() {
+		burst(t, e, n, func(m string) event.Event { return meterEv(m, event.PowerOff, 0) }, &reloading)
+	})
+	clk.Set(t0.Add(61 * time.Second))
+	fill("outage decisions", func() {
+		if err := e.Tick(ctx); err != nil {
+			t.Errorf("the Tick whose commit the disk refused: %v, want it committed once space returned", err)
+		}
+	})
+	clk.Set(t0.Add(10 * time.Minute))
+	burst(t, e, n, func(m string) event.Event { return meterEv(m, event.PowerOn, 10*time.Minute) }, &reloading)
+	clk.Set(t0.Add(12 * time.Minute))
+	if err := e.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	reloads := metrics.Default.Sum("gridbell_rules_reloads_total") - reloads0
+	retries := metrics.Default.Sum("gridbell_rules_commit_retries_total") - retries0
+	t.Logf("commit retries %v, reloads %v, input refused as reloading %d", retries, reloads, reloading.Load())
+	if retries == 0 {
+		t.Error("no commit was retried: the full disk refused nothing")
+	}
+	if reloads != 0 || reloading.Load() != 0 {
+		t.Errorf("%v reloads, input refused as reloading %d times; want none on a full disk that still reads", reloads, reloading.Load())
+	}
+	per := map[string]map[string]int{}
+	for _, s := range readOutbox(t, db) {
+		if per[s.Kind] == nil {
+			per[s.Kind] = map[string]int{}
+		}
+		per[s.Kind][s.Account]++
+	}
+	for _, kind := range []string{"outage", "restored"} {
+		lost, dup := 0, 0
+		for k := range n {
+			switch c := per[kind][fmt.Sprintf("A%08d", k)]; {
+			case c == 0:
+				lost++
+			case c > 1:
+				dup += c - 1
+			}
+		}
+		t.Logf("%s: lost %d, duplicated %d of %d", kind, lost, dup, n)
+		if lost != 0 || dup != 0 {
+			t.Errorf("%s intents: lost %d, duplicated %d; want 0, 0", kind, lost, dup)
+		}
 	}
 }

@@ -18,20 +18,23 @@ type Counts struct {
 
 // Outage is one outage record as the API shows it (docs/interfaces.md §6).
 type Outage struct {
-	ID          string     `json:"id"`
-	Kind        string     `json:"kind"`
-	Source      string     `json:"source"` // ami, oms or both
-	Status      string     `json:"status"` // scheduled, active, restored, cancelled
-	Areas       []string   `json:"areas"`
-	Feeders     []string   `json:"feeders"`
-	Start       *time.Time `json:"start"`
-	ETR         *time.Time `json:"etr"`
-	RestoredAt  *time.Time `json:"restored_at"`
-	Counts      Counts     `json:"counts"`
-	Aliases     []string   `json:"aliases,omitempty"` // ids of AMI records merged into this one
-	Cause       string     `json:"cause,omitempty"`
-	ConfirmedBy string     `json:"confirmed_by,omitempty"`
-	ConfirmedAt *time.Time `json:"confirmed_at,omitempty"`
+	ID         string     `json:"id"`
+	Kind       string     `json:"kind"`
+	Source     string     `json:"source"` // ami, oms or both
+	Status     string     `json:"status"` // scheduled, active, restored, cancelled
+	Areas      []string   `json:"areas"`
+	Feeders    []string   `json:"feeders"`
+	Start      *time.Time `json:"start"`
+	ETR        *time.Time `json:"etr"`
+	RestoredAt *time.Time `json:"restored_at"`
+	Counts     Counts     `json:"counts"`
+	Aliases    []string   `json:"aliases,omitempty"` // ids of AMI records merged into this one
+	Cause      string     `json:"cause,omitempty"`
+	// CausePhrases is Cause in plain words per language (zh, en), filled
+	// by the HTTP layer.
+	CausePhrases map[string]string `json:"cause_phrases,omitempty"`
+	ConfirmedBy  string            `json:"confirmed_by,omitempty"`
+	ConfirmedAt  *time.Time        `json:"confirmed_at,omitempty"`
 	// ConfirmReason is why a dispatcher confirmed with meters still dark.
 	ConfirmReason string `json:"confirm_reason,omitempty"`
 	// NeedsAttention: confirmed while customers are still dark, and some

@@ -103,7 +103,7 @@ func clusterPipeline(ctx context.Context, db *store.DB, eng *rules.Engine, reg *
 	p := &pipeline{}
 	var fwds []*ingest.Forwarder
 	for range forwarders {
-		f, err := ingest.NewForwarder(kcfg, topic, reg)
+		f, err := ingest.NewForwarder(kcfg, topic)
 		if err != nil {
 			kc.Close()
 			return nil, err

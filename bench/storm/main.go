@@ -28,6 +28,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -97,6 +98,8 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 		return err
 	}
 	defer db.Close()
+	wal := watchWAL(filepath.Join(dir, "gridbell.db-wal"))
+	defer wal.stop()
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
 	var res []result
 	add := func(name, value, target string) { res = append(res, result{name, value, target}) }
@@ -113,6 +116,21 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 	debug.FreeOSMemory()
 	rssImport := peakRSS()
 	resetPeakRSS()
+	walImport := wal.reset()
+	if driver != "postgres" {
+		// The import is one transaction: its WAL is as large as it is.
+		// The storm's figure starts once the checkpointer has cut it back.
+		start := time.Now()
+		for time.Since(start) < 2*time.Minute {
+			if _, w := db.Size(); w < 8<<20 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		_, w := db.Size()
+		add("WAL after the import, cut back by the checkpointer", fmt.Sprintf("%.1f MiB after %s", float64(w)/(1<<20), time.Since(start).Round(time.Millisecond)), "")
+		wal.reset()
+	}
 
 	var scfg notify.Config
 	scfg.OutboxFile = filepath.Join(dir, "outbox.jsonl")
@@ -214,6 +232,15 @@ func run(customers, areas, events int, share float64, workers, batch, verify int
 	add("verification", fmt.Sprintf("%d meters (%d restored, %d dark, %d unknown) in %s", n, len(v.Restored), len(v.Dark), len(v.Unknown), took), "< 100 ms")
 	add("peak RSS, storm run (registry resident)", fmt.Sprintf("%d MiB", peakRSS()>>20), "< 2048 MiB")
 	add("peak RSS, fleet generation + directory", fmt.Sprintf("%d MiB", rssImport>>20), "")
+	if driver != "postgres" {
+		var dbSize int64
+		if fi, err := os.Stat(filepath.Join(dir, "gridbell.db")); err == nil {
+			dbSize = fi.Size()
+		}
+		add("SQLite WAL peak, storm run", fmt.Sprintf("%.1f MiB", float64(wal.reset())/(1<<20)), fmt.Sprintf("≤ %d MiB", store.WALBound>>20))
+		add("SQLite WAL peak, contacts import (one transaction)", fmt.Sprintf("%.1f MiB", float64(walImport)/(1<<20)), "")
+		add("SQLite database at the end", fmt.Sprintf("%.1f MiB", float64(dbSize)/(1<<20)), "")
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "storm: %d customers, %d areas, store %s, sink %s, %s, GOMAXPROCS %d\n", customers, areas, driver, sinkName, mode, runtime.GOMAXPROCS(0))
 	fmt.Fprintln(tw, "figure\tvalue\ttarget")
@@ -443,3 +470,38 @@ func peakRSS() int64 {
 
 // resetPeakRSS restarts VmHWM from the current RSS (Linux clear_refs 5).
 func resetPeakRSS() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// walWatch samples the size of a SQLite WAL file every 10 ms and keeps the
+// largest seen.
+type walWatch struct {
+	peak atomic.Int64
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func watchWAL(path string) *walWatch {
+	w := &walWatch{done: make(chan struct{})}
+	w.wg.Go(func() {
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if fi, err := os.Stat(path); err == nil && fi.Size() > w.peak.Load() {
+				w.peak.Store(fi.Size())
+			}
+			select {
+			case <-w.done:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return w
+}
+
+// reset returns the peak so far and starts a new one.
+func (w *walWatch) reset() int64 { return w.peak.Swap(0) }
+
+func (w *walWatch) stop() {
+	close(w.done)
+	w.wg.Wait()
+}

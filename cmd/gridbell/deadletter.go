@@ -8,9 +8,11 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
+	"github.com/gridbell/gridbell/ingest"
 	"github.com/gridbell/gridbell/internal/app"
 )
 
@@ -43,8 +45,9 @@ func deadletterCmd(g *globals) *cobra.Command {
 				return nil
 			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetEscapeHTML(false)
 			for _, it := range items {
-				if err := enc.Encode(it); err != nil {
+				if err := enc.Encode(listLine(it)); err != nil {
 					return err
 				}
 			}
@@ -106,4 +109,20 @@ func postReplay(ctx context.Context, out io.Writer, api, token string, ids []int
 	}
 	_, err = out.Write(b)
 	return err
+}
+
+// deadLetterLine is a dead letter as `deadletter list` prints it: the
+// refused input as text a person can read when it is UTF-8 (JSON, line
+// protocol: nearly always), base64 only when it is not.
+type deadLetterLine struct {
+	ingest.DeadLetter
+	Raw         any    `json:"raw"`
+	RawEncoding string `json:"raw_encoding"` // text or base64
+}
+
+func listLine(d ingest.DeadLetter) deadLetterLine {
+	if utf8.Valid(d.Raw) {
+		return deadLetterLine{DeadLetter: d, Raw: string(d.Raw), RawEncoding: "text"}
+	}
+	return deadLetterLine{DeadLetter: d, Raw: d.Raw, RawEncoding: "base64"}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -100,40 +101,53 @@ func writeImportSummary(out io.Writer, file, rejects string, s contacts.Summary)
 
 // rowBar reads a contacts file and moves a progress bar by rows (lines),
 // with the total estimated from the file size and the bytes a row took so
-// far, so that it shows rows/s and an ETA.
+// far; the rate is its own (rows/s since the start), shown from the first
+// second on: the bar's own read "0 rows/hr" in its first half second. Once
+// the file is read the total is the rows read, so the bar stands at 100%
+// while the import commits.
 type rowBar struct {
 	r           io.Reader
 	bar         *progressbar.ProgressBar
 	size, bytes int64
 	rows        int64
 	max         int64
+	start, said time.Time
 }
 
 func newRowBar(r io.Reader, size int64, w io.Writer) *rowBar {
 	bar := progressbar.NewOptions64(-1,
 		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription("importing"),
-		progressbar.OptionSetItsString("rows"),
-		progressbar.OptionShowIts(),
 		progressbar.OptionShowCount(),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSetElapsedTime(true),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionSetWidth(30),
-		progressbar.OptionClearOnFinish(),
 	)
-	return &rowBar{r: r, bar: bar, size: size, max: -1}
+	return &rowBar{r: r, bar: bar, size: size, max: -1, start: time.Now()}
 }
 
 func (b *rowBar) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.bytes += int64(n)
 	b.rows += int64(bytes.Count(p[:n], []byte{'\n'}))
-	if b.rows > 0 && b.size > 0 {
-		if est := b.rows * b.size / b.bytes; est > b.max+b.max/50 || est < b.max-b.max/50 {
-			b.max = est
-			b.bar.ChangeMax64(est)
-		}
+	if b.rows == 0 {
+		return n, err
+	}
+	if now := time.Now(); now.Sub(b.said) >= time.Second && now.Sub(b.start) >= time.Second {
+		b.said = now
+		b.bar.Describe(fmt.Sprintf("importing, %.0f rows/s", float64(b.rows)/now.Sub(b.start).Seconds()))
+	}
+	switch est := b.rows * b.size / b.bytes; {
+	case errors.Is(err, io.EOF):
+		b.bar.Describe("read; committing")
+		b.max = b.rows
+		b.bar.ChangeMax64(b.rows)
+	case b.size > 0 && (b.rows >= b.max || est > b.max+b.max/50 || est < b.max-b.max/50):
+		// an estimate stays above the rows read: at the total the bar
+		// would count itself done
+		b.max = max(est, b.rows+1)
+		b.bar.ChangeMax64(b.max)
 	}
 	b.bar.Set64(b.rows)
 	return n, err
@@ -142,6 +156,6 @@ func (b *rowBar) Read(p []byte) (int, error) {
 // finish clears the bar (nil when there is none).
 func (b *rowBar) finish() {
 	if b != nil {
-		b.bar.Finish()
+		b.bar.Clear()
 	}
 }

@@ -2,11 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
+	"github.com/gridbell/gridbell/internal/app"
+	"github.com/gridbell/gridbell/internal/config"
 	"github.com/gridbell/gridbell/internal/store/storetest"
 )
 
@@ -130,5 +137,85 @@ func TestUnknownEnvironment(t *testing.T) {
 	_, err := execute(t, "run", "--check-config")
 	if err == nil || !strings.Contains(err.Error(), "GRIDBELL_RULES_MOMENTARY") {
 		t.Errorf("run --check-config with GRIDBELL_RULES_MOMENTRY = %v, want an error suggesting GRIDBELL_RULES_MOMENTARY", err)
+	}
+}
+
+// TestPrintConfigMasksURLs (issue 21): a password in the store DSN, the
+// InfluxDB URL or an MQTT broker URL shows as *** in --print-config and in
+// a config error.
+func TestPrintConfigMasksURLs(t *testing.T) {
+	t.Setenv("GRIDBELL_DATA_DIR", t.TempDir())
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(cfg, []byte(`store: {driver: postgres, dsn: "postgres://gridbell:pg-SECRET-1@db:5432/g?sslmode=disable"}
+influx: {url: "https://admin:influx-SECRET-2@influx.example:8086", bucket: meters}
+mqtt: {brokers: ["tcp://headend:mqtt-SECRET-3@broker.example:1883"]}
+`), 0o600)
+	out, err := execute(t, "run", "--print-config", "--config", cfg)
+	if err != nil {
+		t.Fatalf("--print-config: %v\n%s", err, out)
+	}
+	for _, want := range []string{"postgres://gridbell:***@db:5432/g", "https://admin:***@influx.example:8086", "tcp://headend:***@broker.example:1883"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--print-config lacks %q:\n%s", want, out)
+		}
+	}
+	kv := filepath.Join(t.TempDir(), "kv.yaml")
+	os.WriteFile(kv, []byte(`store: {driver: postgres, dsn: "host=db user=gridbell password=pg-SECRET-4 dbname=g"}`+"\n"), 0o600)
+	kvOut, err := execute(t, "run", "--print-config", "--config", kv)
+	if err != nil || !strings.Contains(kvOut, "password=***") {
+		t.Errorf("--print-config of a key=value DSN = %v:\n%s", err, kvOut)
+	}
+	out += kvOut
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte(`influx: {url: "https://admin:influx-SECRET-5@", bucket: meters}`+"\n"), 0o600)
+	_, err = execute(t, "run", "--check-config", "--config", bad)
+	if err == nil || !strings.Contains(err.Error(), "influx.url") {
+		t.Fatalf("a URL without a host = %v, want an influx.url error", err)
+	}
+	out += err.Error()
+	if strings.Contains(out, "SECRET") {
+		t.Errorf("a password shows:\n%s", out)
+	}
+}
+
+// TestDeadLetterListText: refused input is listed as the text it was (a
+// person reads JSON, not its base64), binary input in base64, each saying
+// which.
+func TestDeadLetterListText(t *testing.T) {
+	t.Setenv("GRIDBELL_DATA_DIR", t.TempDir())
+	cfg, err := config.Load("", os.Environ())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, closeFn, err := app.OpenDeadLetters(context.Background(), cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := `{"meter":"330000000001","type":"power_of"}`
+	binary := []byte{0xff, 0xfe, 0x00, 0x01}
+	for _, raw := range [][]byte{[]byte(text), binary} {
+		if err := dl.Put(context.Background(), "mqtt", "ami/meter/1/event", "bad_type: power_of", raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeFn()
+	out, err := execute(t, "deadletter", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var l struct {
+			Raw         string `json:"raw"`
+			RawEncoding string `json:"raw_encoding"`
+			Reason      string `json:"reason"`
+		}
+		if err := json.Unmarshal([]byte(line), &l); err != nil || l.Reason == "" {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		got[l.RawEncoding] = l.Raw
+	}
+	if got["text"] != text || got["base64"] != base64.StdEncoding.EncodeToString(binary) {
+		t.Errorf("deadletter list raws = %q, want the JSON as text and the binary in base64", got)
 	}
 }

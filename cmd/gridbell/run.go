@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -39,7 +41,7 @@ func runCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), "config ok")
 				return nil
 			}
-			ctx, stop := signalContext()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
@@ -119,6 +121,10 @@ func playDemo(ctx context.Context, cfg *config.Config, a *app.App, f *fleet.Flee
 			opts.Token = t.Token.Reveal()
 			break
 		}
+	}
+	if opts.Token == "" && (len(cfg.Auth.Tokens) > 0 || len(cfg.Auth.Users) > 0) {
+		log.Warn().Msg("demo: the API needs a token here and auth.tokens has no admin or ingest token: " +
+			"the scenario's OMS and billing events will be refused (401); add one to auth.tokens")
 	}
 	if waitReady(ctx, a) != nil {
 		return

@@ -32,12 +32,13 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 	secrets := []string{
 		"admin-SECRET-token-7f3a9c", "manager-SECRET-token-55e1b0", "twilio-SECRET-auth-9d2e41",
 		"influx-SECRET-token-c0ffee", "broker-SECRET-password-1234",
+		"influx-SECRET-url-pass-77", // the password in influx.url (issue 21)
 	}
 	phones := []string{"13812345601", "13987654302", "88886666"}
 	contactsFile := filepath.Join(dir, "contacts.csv")
 	os.WriteFile(contactsFile, []byte("account,name,meter,area,grid,manager,manager_phone,phone,phone2\n"+
 		"0100000001,One,330000000001,TA-1,G01,Wang,13987654302,138 1234 5601,0571-88886666\n"), 0o600)
-	httpAddr, brokerAddr := freeAddr(t), freeAddr(t)
+	httpAddr, brokerAddr, influxAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg := filepath.Join(dir, "config.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`data_dir: %s
 contacts_file: %s
@@ -45,14 +46,14 @@ http: {listen: "%s"}
 mqtt:
   embedded_listen: "%s"
   embedded_auth: {ingest: [{username: headend, password: "%s"}]}
-influx: {url: "", token: "%s"}
+influx: {url: "http://meters:%s@%s", bucket: meters, token: "%s", flush_every: 100ms}
 sms:
   twilio: {auth_token: "%s", inbound_url: "https://sms.example/twilio/inbound"}
 auth:
   tokens:
     - {name: ops, token: "%s", role: admin}
     - {name: wang, token: "%s", role: manager, grids: [G01]}
-`, filepath.Join(dir, "data"), contactsFile, httpAddr, brokerAddr, secrets[4], secrets[3], secrets[2], secrets[0], secrets[1])), 0o600)
+`, filepath.Join(dir, "data"), contactsFile, httpAddr, brokerAddr, secrets[4], secrets[5], influxAddr, secrets[3], secrets[2], secrets[0], secrets[1])), 0o600)
 
 	var all bytes.Buffer
 	printed, err := exec.Command(bin, "run", "--print-config", "--config", cfg).CombinedOutput()
@@ -114,7 +115,7 @@ auth:
 	fmt.Fprintf(&all, "logs:\n%s\n", logs.String())
 
 	text := all.String()
-	for _, want := range []string{"-> 401", "-> 403", "-> 400", "gridbell_", "http api serving", "token: '***'"} {
+	for _, want := range []string{"-> 401", "-> 403", "-> 400", "gridbell_", "http api serving", "token: '***'", "http://meters:***@"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the run's output lacks %q: the test saw less than it should", want)
 		}

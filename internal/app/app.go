@@ -60,7 +60,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*App, err
 	a := &App{cfg: cfg, log: log}
 	if err := a.build(ctx); err != nil {
 		a.close() // what was opened before the failure
-		return nil, err
+		return nil, startOnFullDisk(cfg.Store, cfg.DataDir, err)
 	}
 	return a, nil
 }
@@ -125,6 +125,9 @@ func (a *App) openContacts(ctx context.Context) error {
 			Msg("contacts_file does not exist: using the stored registry")
 		return nil
 	}
+	if a.cfg.Cluster.Enabled {
+		return a.importContactsOnce(ctx)
+	}
 	rejects := filepath.Join(a.cfg.DataDir, "contacts-rejects.csv")
 	a.log.Info().Str("file", a.cfg.ContactsFile).Str("rejects", rejects).Msg("importing contacts_file")
 	if _, err := reg.ImportFile(ctx, a.cfg.ContactsFile, rejects); err != nil {
@@ -134,7 +137,13 @@ func (a *App) openContacts(ctx context.Context) error {
 }
 
 func (a *App) buildNotifyAndRules(ctx context.Context) error {
-	clk := clock.Real{}
+	clk, err := clock.FromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	if _, off := clk.(clock.Offset); off {
+		a.log.Warn().Str("offset", os.Getenv(clock.OffsetEnv)).Msg("this instance's clock is set off the host's, for a test")
+	}
 	sender, err := notify.NewSender(a.cfg.SMS, a.cfg.DataDir, logging.Component(a.log, "sender"))
 	if err != nil {
 		return err
@@ -210,6 +219,11 @@ func (a *App) buildIngest(ctx context.Context) error {
 		a.Broker.Watch(a.MQTT.Traffic) // a subscription that takes nothing shows in Ready
 	}
 	a.components = append(a.components, component{"mqtt", a.MQTT.Run})
+	if a.cluster != nil && a.Broker == nil {
+		if err := a.registerSession(ctx, mqttCfg, sink); err != nil {
+			return err
+		}
+	}
 	if len(a.cfg.Kafka.Brokers) > 0 {
 		a.Kafka = ingest.NewKafka(a.cfg.Kafka, a.cfg.Ingest, a.input(), a.Dead, logging.Component(a.log, "kafka"))
 		a.components = append(a.components, component{"kafka", a.Kafka.Run})

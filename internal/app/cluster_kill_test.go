@@ -64,6 +64,12 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 
 func (env *clusterEnv) spawn(t *testing.T, name string) *process {
 	t.Helper()
+	return env.spawnWith(t, name)
+}
+
+// spawnWith starts instance name with extra environment variables.
+func (env *clusterEnv) spawnWith(t *testing.T, name string, extra ...string) *process {
+	t.Helper()
 	bin, err := buildOnce()
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +79,7 @@ func (env *clusterEnv) spawn(t *testing.T, name string) *process {
 		"GRIDBELL_SMS_PHONE_HOURLY=-1",
 		"GRIDBELL_LOG_LEVEL=warn",
 	)
+	envv = append(envv, extra...)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -210,7 +210,7 @@ func TestClusterThreeInstances(t *testing.T) {
 	}
 	defer db.Close()
 	live := func() int {
-		n, err := cluster.LiveInstances(context.Background(), db, time.Now())
+		n, err := cluster.LiveInstances(context.Background(), db)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -352,6 +352,13 @@ func TestClusterThreeInstances(t *testing.T) {
 			in.get(t, "/api/v1/outages/"+target, &o)
 			return o.ConfirmedBy != ""
 		})
+	}
+	// Copies followed every commit, and the successor took over, without
+	// loading the rules' whole state again.
+	for _, in := range liveIns {
+		if n := in.app.Rules.FullLoads(); n != 1 {
+			t.Errorf("%s loaded the rules' whole state %d times, want once (at start)", in.name, n)
+		}
 	}
 }
 

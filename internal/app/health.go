@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"syscall"
@@ -110,6 +111,36 @@ func (h *healthProbe) probeDisk() error {
 		return fmt.Errorf("disk full under data_dir %s: %d bytes free", h.dataDir, free)
 	}
 	return nil
+}
+
+// startFree is the free space under data_dir a start needs: minFreeDisk,
+// below which the service is not ready, and room for the store's own
+// writes: the WAL's working size (store.WALWorking) and, for a WAL a
+// previous run left (a stop on a full disk), as much again, since copying
+// it back into the database at open may grow the database by that much
+// before the WAL is truncated.
+func startFree(walLeft int64) int64 { return minFreeDisk + store.WALWorking + walLeft }
+
+// startOnFullDisk turns err, a start's failure, into one that says how
+// much space to free when the disk under dataDir is the cause: a store
+// that refuses to write for want of room (store.WriteRefused) or ENOSPC,
+// with less than startFree free. Other errors pass unchanged.
+func startOnFullDisk(st store.Config, dataDir string, err error) error {
+	if !store.WriteRefused(err) && !errors.Is(err, syscall.ENOSPC) {
+		return err
+	}
+	var fs syscall.Statfs_t
+	if syscall.Statfs(dataDir, &fs) != nil {
+		return err
+	}
+	free := int64(fs.Bavail) * int64(fs.Bsize)
+	walLeft := store.SQLiteWAL(st, dataDir)
+	need := startFree(walLeft)
+	if free >= need {
+		return err
+	}
+	return fmt.Errorf("cannot start: the disk under data_dir %s is full: %d bytes free, and a start needs %d (%d to be ready, %d for the store's WAL at work, %d for the WAL the last run left); free %d more bytes and start again: %w",
+		dataDir, free, need, int64(minFreeDisk), int64(store.WALWorking), walLeft, need-free, err)
 }
 
 // Err reports nil while the store commits and the disk has room.

@@ -33,6 +33,7 @@ func (a *App) takeLease(ctx context.Context) error {
 		return err
 	}
 	a.Lease = l
+	l.OnRenewError = func(err error) { a.log.Warn().Err(err).Msg("cannot renew the single-process lease; retrying") }
 	a.closers = append(a.closers, func() error { return l.Release(context.Background()) })
 	if others, err := store.LiveHolders(ctx, a.DB, "instance:%"); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 const (
 	dashboardFile = "../../deploy/grafana/gridbell.json"
 	alertsFile    = "../../deploy/prometheus/alerts.yaml"
+	scrapeFile    = "../../deploy/prometheus/prometheus.yml"
 )
 
 // metricName finds the metric names a PromQL expression uses.
@@ -101,6 +103,49 @@ func TestMonitoringFiles(t *testing.T) {
 		if out, err := exec.Command(path, "check", "rules", alertsFile).CombinedOutput(); err != nil {
 			t.Errorf("promtool check rules: %v\n%s", err, out)
 		}
+		if out, err := exec.Command(path, "check", "config", scrapeFile).CombinedOutput(); err != nil {
+			t.Errorf("promtool check config: %v\n%s", err, out)
+		}
+	}
+	checkScrapeConfig(t)
+}
+
+// checkScrapeConfig: the shipped scrape configuration scrapes gridbell
+// under the job the alert rules name and loads those rules.
+func checkScrapeConfig(t *testing.T) {
+	raw, err := os.ReadFile(scrapeFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			JobName     string `yaml:"job_name"`
+			MetricsPath string `yaml:"metrics_path"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(raw, &c); err != nil {
+		t.Fatalf("%s: %v", scrapeFile, err)
+	}
+	alerts, err := os.ReadFile(alertsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := regexp.MustCompile(`job="([^"]+)"`).FindAllStringSubmatch(string(alerts), -1)
+	if len(jobs) == 0 {
+		t.Fatalf("%s names no job", alertsFile)
+	}
+	for _, j := range jobs {
+		found := false
+		for _, sc := range c.ScrapeConfigs {
+			found = found || (sc.JobName == j[1] && (sc.MetricsPath == "" || sc.MetricsPath == "/metrics"))
+		}
+		if !found {
+			t.Errorf("%s scrapes no job %q on /metrics, which %s expects", scrapeFile, j[1], alertsFile)
+		}
+	}
+	if !slices.Contains(c.RuleFiles, filepath.Base(alertsFile)) {
+		t.Errorf("%s loads rule files %v, not %s", scrapeFile, c.RuleFiles, filepath.Base(alertsFile))
 	}
 }
 

@@ -4,6 +4,7 @@
 package clock
 
 import (
+	"fmt"
 	"sync"
 	"time"
 )
@@ -47,4 +48,30 @@ func (f *Fake) Advance(d time.Duration) {
 	f.mu.Lock()
 	f.now = f.now.Add(d)
 	f.mu.Unlock()
+}
+
+// Offset runs D ahead of the wall clock (behind when D < 0), as a host
+// whose clock is off: the test suite starts an instance with
+// GRIDBELL_TEST_CLOCK_OFFSET to check that nothing shared trusts a host's
+// clock (FromEnv).
+type Offset struct{ D time.Duration }
+
+// Now returns time.Now() + D.
+func (c Offset) Now() time.Time { return time.Now().Add(c.D) }
+
+// OffsetEnv names the test suite's variable for FromEnv.
+const OffsetEnv = "GRIDBELL_TEST_CLOCK_OFFSET"
+
+// FromEnv returns the wall clock, or an Offset one when OffsetEnv holds a
+// duration (a test's instance whose host clock is off).
+func FromEnv(getenv func(string) string) (Clock, error) {
+	s := getenv(OffsetEnv)
+	if s == "" {
+		return Real{}, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return nil, fmt.Errorf("%s=%q is not a duration: %w", OffsetEnv, s, err)
+	}
+	return Offset{D: d}, nil
 }

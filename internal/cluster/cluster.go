@@ -1,9 +1,21 @@
-// Package cluster holds what distributed mode (docs/deploy.md, distributed mode) needs of the
-// configuration: whether this process is one of several sharing the work,
-// its stable instance name, and the Kafka topic MQTT input is forwarded to.
-// It sits beside the stages, not in the flow: each stage reads the
-// instance name; the partitioned rule workers are not built yet, and until
-// they are, the service refuses to start in distributed mode (see app).
+// Package cluster is where distributed mode (docs/deploy.md, distributed
+// mode) starts: several gridbell processes on Kafka and PostgreSQL, one of
+// which, the holder of the cluster-rules lease, runs the rules while the
+// others keep copies of their state and forward their input to it.
+//
+// This package holds the cluster section of the configuration and what the
+// instances share in the store beside the rules' state: the meter-topic
+// offsets stored with it and the commit count the copies follow, the fence
+// every rules commit passes (progress.go), and the record of the
+// contacts_file imported at start (contacts.go). The other pieces:
+//   - internal/app/cluster.go runs an instance: its instance lease, the
+//     copy it follows, the takeover of the rules lease (renewed through the
+//     load and the last commit), the graceful stop, the contacts import;
+//   - ingest/forward.go forwards every input to the meter topic, keyed by
+//     concentrator; ingest/forward_consume.go is the holder's consumer;
+//   - rules/cluster.go is the rules' side: input with offsets, the fence,
+//     the copy's refresh, API writes forwarded to the holder;
+//   - internal/store/lease.go the leases themselves.
 package cluster
 
 import (
@@ -23,8 +35,8 @@ type Config struct {
 	// Instance is this process's stable name: it marks the SMS it is
 	// sending and the leases it holds. Default: the host name.
 	Instance string `yaml:"instance"`
-	// MeterTopic is the Kafka topic MQTT input is forwarded to, keyed by
-	// transformer area.
+	// MeterTopic is the Kafka topic every input is forwarded to, keyed by
+	// concentrator (else meter; see ingest.Forwarder.Key).
 	MeterTopic string `yaml:"meter_topic"`
 }
 

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/gridbell/gridbell/internal/store"
 )
@@ -25,6 +24,12 @@ var migrations = []string{
 		PRIMARY KEY (topic, part))`,
 	`CREATE TABLE cluster_commits (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)`,
 	`INSERT INTO cluster_commits (id, n) VALUES (1, 0)`,
+	// The contacts_file an instance imported at start, last (contacts.go).
+	`CREATE TABLE cluster_contacts_file (id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, mtime BIGINT NOT NULL,
+		instance TEXT NOT NULL, imported BIGINT NOT NULL)`,
+	// Each instance's persistent MQTT session, while it may hold a share of
+	// the messages (sessions.go).
+	`CREATE TABLE cluster_mqtt_sessions (instance TEXT PRIMARY KEY, client_id TEXT NOT NULL)`,
 }
 
 // Migrate creates the cluster's tables.
@@ -91,10 +96,11 @@ func Fence(topic, holder string) func(ctx context.Context, tx *sql.Tx, offsets m
 }
 
 // LiveInstances counts the instances whose instance:<name> lease is
-// current: the processes of the cluster that are alive now.
-func LiveInstances(ctx context.Context, db *store.DB, now time.Time) (int, error) {
+// current on the store's clock: the processes of the cluster that are
+// alive now.
+func LiveInstances(ctx context.Context, db *store.DB) (int, error) {
 	var n int
-	err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM store_leases WHERE name LIKE 'instance:%' AND expires > $1`, now.UnixNano()).Scan(&n)
+	err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM store_leases WHERE name LIKE 'instance:%' AND expires > `+db.NowSQL()).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("cannot count live instances: %w", err)
 	}

@@ -116,6 +116,21 @@ func TestAuthRefused(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+	// Issue 21: a long token of few characters is as weak as a short one,
+	// and grids on a role that sees every grid are a mistake, not a scope.
+	for yml, want := range map[string]string{
+		"auth: {tokens: [{token: aaaaaaaaaaaaaaaa, role: admin}]}":                                       "too easy to guess",
+		"auth: {tokens: [{token: abababababababababababab, role: admin}]}":                               "too easy to guess",
+		"auth: {tokens: [{token: ivr-0123456789abcdef, role: hotline, grids: [G01]}]}":                   "grids are for managers",
+		"auth: {users: [{name: li, password_hash: '" + testHash + "', role: dispatcher, grids: [G01]}]}": "grids are for managers",
+	} {
+		if _, err := Load(writeFile(t, yml), nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s = %v, want an error saying %q", yml, err, want)
+		}
+	}
+	if _, err := Load(writeFile(t, "auth: {tokens: [{token: Zx3-q9TfLw2RkP8v, role: admin}]}"), nil); err != nil {
+		t.Errorf("a random 16-character token refused: %v", err)
+	}
 }
 
 // TestContactsRefresh: 30s unless set; 0 in the file or the environment

@@ -5,11 +5,12 @@
 package fleet
 
 import (
-	"encoding/csv"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"strconv"
+
+	"github.com/gridbell/gridbell/internal/csvout"
 )
 
 // Options shape a fleet. Zero values get defaults: 1000 customers, one area
@@ -189,7 +190,7 @@ func pow10(n int) int {
 // header uses the Chinese aliases and values are Chinese (居民, 是/否), as a
 // Chinese spreadsheet export has them.
 func (f *Fleet) WriteCSV(w io.Writer, chineseHeaders bool) error {
-	cw := csv.NewWriter(w)
+	cw := csvout.NewWriter(w)
 	header := englishHeader
 	if chineseHeaders {
 		header = chineseHeader
@@ -200,8 +201,7 @@ func (f *Fleet) WriteCSV(w io.Writer, chineseHeaders bool) error {
 		f.Customers[i].record(rec, chineseHeaders)
 		cw.Write(rec)
 	}
-	cw.Flush()
-	if err := cw.Error(); err != nil {
+	if err := cw.Flush(); err != nil {
 		return fmt.Errorf("cannot write fleet contacts: %w", err)
 	}
 	return nil

@@ -68,7 +68,7 @@ func TestWriteCSV(t *testing.T) {
 	if err := f.WriteCSV(&zh, true); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(en.String(), "account,name,meter,") || !strings.HasPrefix(zh.String(), "户号,户名,表号,") {
+	if !strings.HasPrefix(en.String(), "\ufeffaccount,name,meter,") || !strings.HasPrefix(zh.String(), "\ufeff户号,户名,表号,") {
 		t.Fatalf("headers: %q / %q", en.String()[:30], zh.String()[:30])
 	}
 	if strings.Count(en.String(), "\n") != 51 {

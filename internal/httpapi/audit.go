@@ -17,6 +17,7 @@ const (
 	AuditConfirm     = "confirm"      // a dispatcher confirmed a restoration
 	AuditExport      = "export"       // a customer list left as CSV
 	AuditPIIView     = "pii_view"     // phone numbers shown in full
+	AuditCallList    = "call_list"    // the call list's numbers shown in full to dial them
 	AuditLookup      = "lookup"       // a hotline lookup of one customer
 	AuditLogin       = "login"        // a person logged in
 	AuditLoginFailed = "login_failed" // a wrong name or password

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,6 +22,8 @@ import (
 const (
 	bigCustomers = 2000
 	bigAreas     = 10
+	// pendingMeters of TA-30 go dark while the page watches.
+	pendingMeters = 5
 	// xssName is customer 1000's name: the page must show it as text.
 	xssName = `<img src=x id=xss onerror=alert(1)>客户1000&amp;`
 )
@@ -60,6 +63,10 @@ func bigCSV() string {
 	}
 	for i := bigCustomers + 1; i <= bigCustomers+50; i++ {
 		row(i, "G02", "TA-20", "F-9")
+	}
+	// TA-30 of G01 is outside the storm: its meters go dark during the test.
+	for i := bigCustomers + 51; i < bigCustomers+51+pendingMeters; i++ {
+		row(i, "G01", "TA-30", "F-1")
 	}
 	return b.String()
 }
@@ -202,10 +209,23 @@ func TestBrowser(t *testing.T) {
 	if n := eval(`String(` + rowsJS("#callTable") + `)`); n == "0" {
 		t.Error("call list is empty, want the landline, invalid and opted-out customers")
 	}
-	if tel := eval(`document.querySelector('#callTable a[href^="tel:+86571"]')?.textContent || ''`); !strings.HasPrefix(tel, "+86571") {
-		t.Errorf("call list landline = %q, want it in full, callable", tel)
+	if tel := eval(`document.querySelector('#callTable a[href^="tel:+86571"]')?.textContent || ''`); !strings.HasPrefix(tel, "0571-8") {
+		t.Errorf("call list landline = %q, want it in full as written in China (0571-8…), callable", tel)
 	}
 	shot("manager-desktop.png")
+	// Plain Chinese: the OMS's "tree contact" as the SMS says it, dates as
+	// the SMS writes them, a meter-detected outage by its area and local start.
+	if meta := eval(`document.querySelector('#dMeta').textContent`); !strings.Contains(meta, "原因 树木碰触线路") ||
+		!regexp.MustCompile(`开始 \d{1,2}月\d{1,2}日 \d\d:\d\d`).MatchString(meta) {
+		t.Errorf("outage details = %q, want the cause in Chinese and dates as 12月6日 23:53", meta)
+	}
+	if name := eval(`outageName({id: 'AMI-TA-0003-20261206T155314', start: '2026-12-06T15:53:14Z'})`); name != "TA-0003 12月6日 23:53" {
+		t.Errorf("a meter-detected outage reads %q, want TA-0003 12月6日 23:53", name)
+	}
+	if tab := eval(`document.querySelector('[data-tab=storm]').textContent`); tab != "G01 网格总览" {
+		t.Errorf("the overview tab of G01's manager = %q, want G01 网格总览", tab)
+	}
+	pendingWindow(t, w, eval, poll, shot)
 	listBehaves(t, eval)
 
 	// A count arrives live: five meters come back, no reload. The lists are
@@ -238,6 +258,21 @@ func TestBrowser(t *testing.T) {
 	}
 	poll("the page says when it last heard", `document.querySelector('#live').dataset.state === 'on'`)
 
+	// The hotline: customer 1's meter is back while the outage goes on for
+	// others; the page says so, not "in a known outage" beside "powered".
+	hotline := func(account, want string) {
+		t.Helper()
+		eval(`document.querySelector('#hotlineResult').innerHTML = ''; document.querySelector('#hotlineQ').value = '` + account + `'; ''`)
+		do("hotline lookup "+account, chromedp.Click(`[data-tab=hotline]`), chromedp.Click(`#hotlineForm button[type=submit]`))
+		poll("hotline answer for "+account, `!!document.querySelector('#hotlineResult .verdict')`)
+		if v := eval(`document.querySelector('#hotlineResult .verdict').textContent`); !strings.Contains(v, want) {
+			t.Errorf("hotline verdict for %s = %q, want %q", account, v, want)
+		}
+	}
+	hotline("0100000001", "已恢复供电")
+	hotline("0100000005", "该客户处于已知停电中")
+	do("back to the outages", chromedp.Click(`[data-tab=outages]`))
+
 	// English, and a phone's width.
 	do("switch language", chromedp.Click("#lang"))
 	poll("labels in English", `document.querySelector('[data-tab=outages]').textContent === 'Outages'`)
@@ -248,9 +283,26 @@ func TestBrowser(t *testing.T) {
 	}
 	do("phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	poll("no sideways scrolling at 390 px", `document.documentElement.scrollWidth <= 392`)
+	if cut := eval(`[...document.querySelectorAll('#tabs button')].filter(b => !b.hidden && b.getBoundingClientRect().right > innerWidth + 1).map(b => b.textContent).join(',')`); cut != "" {
+		t.Errorf("at 390 px in English these tabs are cut off: %s", cut)
+	}
 	shot("manager-390px-en.png")
 	do("back to Chinese", chromedp.Click("#lang"), chromedp.EmulateViewport(1366, 900))
 	poll("labels in Chinese", `document.querySelector('[data-tab=outages]').textContent === '停电事件'`)
+
+	// zhao manages G01 without pii: the call list in full to dial, the rest
+	// masked.
+	do("logout", chromedp.Click("#logout"))
+	login("zhao")
+	clickRow("open outage", `#outageTable tbody tr[data-id="OMS-STORM-1"]`)
+	poll("zhao's lists replace wang's", rowsJS("#custTable")+` === `+fmt.Sprint(bigCustomers)+
+		` && document.querySelectorAll('#custTable a.phone').length === 0 && `+rowsJS("#callTable")+` > 0`)
+	if tel := eval(`document.querySelector('#callTable a[href^="tel:+86571"]')?.textContent || ''`); !strings.HasPrefix(tel, "0571-8") {
+		t.Errorf("call list landline for a manager without pii = %q, want 0571-8…, callable", tel)
+	}
+	if eval(`String(document.querySelector('#callNote').hidden)`) != "true" {
+		t.Error("the call list says its numbers are masked, though they are in full")
+	}
 
 	// The dispatcher: confirm while meters are dark → warning → reason.
 	do("logout", chromedp.Click("#logout"))
@@ -349,4 +401,26 @@ func atoi(t *testing.T, s string) int {
 		t.Fatalf("%q is not a number", s)
 	}
 	return n
+}
+
+// pendingWindow: meters of TA-30 go dark; while their momentary window runs
+// no outage exists, and the outage list says how many meters are dark where
+// and in how many seconds the rules decide.
+func pendingWindow(t *testing.T, w *world, eval func(string) string, poll func(what, js string), shot func(string)) {
+	t.Helper()
+	var meters []string
+	for i := bigCustomers + 51; i < bigCustomers+51+pendingMeters; i++ {
+		meters = append(meters, fmt.Sprintf("33%010d", i))
+	}
+	w.powerOff(meters...)
+	poll("the pending window shows", `!document.querySelector('#pending').hidden && document.querySelector('#pending').textContent.includes('TA-30')`)
+	text := eval(`document.querySelector('#pending').textContent`)
+	var n, secs int
+	if _, err := fmt.Sscanf(text, "TA-30 台区 %d 块表停电，%d 秒后判定是否为停电", &n, &secs); err != nil || n != pendingMeters || secs < 1 || secs > 60 {
+		t.Errorf("pending banner = %q, want %d meters of TA-30 and the seconds left (1–60)", text, pendingMeters)
+	}
+	shot("manager-pending-window.png")
+	if eval(`String([...document.querySelectorAll('#outageTable tbody tr')].some(tr => tr.dataset.id.includes('TA-30')))`) != "false" {
+		t.Error("an outage of TA-30 is listed while its window still runs")
+	}
 }

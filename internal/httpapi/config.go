@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"slices"
 	"time"
@@ -40,6 +41,29 @@ const (
 
 // MinTokenLength is the shortest token accepted: a short token can be guessed.
 const MinTokenLength = 16
+
+// MinTokenBits is the least entropy a token may have, estimated from its
+// characters' frequencies (tokenBits): a long token of few characters
+// (aaaaaaaaaaaaaaaa, abababababababab) is as weak as a short one. 16
+// random base64 characters make about 60.
+const MinTokenBits = 48
+
+// tokenBits estimates a token's entropy: its length times the Shannon
+// entropy of its characters' frequencies.
+func tokenBits(tok string) float64 {
+	n := map[rune]int{}
+	total := 0
+	for _, r := range tok {
+		n[r]++
+		total++
+	}
+	h := 0.0
+	for _, c := range n {
+		p := float64(c) / float64(total)
+		h -= p * math.Log2(p)
+	}
+	return h * float64(total)
+}
 
 // Token is one API token, for machines, and what it may do.
 type Token struct {
@@ -125,6 +149,9 @@ func validateAuth(a AuthConfig) error {
 		if len(t.Token.Reveal()) < MinTokenLength {
 			return fmt.Errorf("%s: token is shorter than %d characters", where, MinTokenLength)
 		}
+		if bits := tokenBits(t.Token.Reveal()); bits < MinTokenBits {
+			return fmt.Errorf("%s: token is too easy to guess (about %.0f bits, want %d; use e.g. openssl rand -base64 24)", where, bits, MinTokenBits)
+		}
 		if j, dup := seen[t.Token.Reveal()]; dup {
 			return fmt.Errorf("%s: same token as auth.tokens[%d]", where, j)
 		}
@@ -163,6 +190,10 @@ func checkRole(where, role string, grids []string, allowed ...string) error {
 	}
 	if role == RoleManager && len(grids) == 0 {
 		return fmt.Errorf("%s: a manager needs grids", where)
+	}
+	if role != RoleManager && len(grids) > 0 {
+		// A hotline agent given grids would still see every grid.
+		return fmt.Errorf("%s: grids are for managers; role %s sees every grid", where, role)
 	}
 	return nil
 }

@@ -88,8 +88,25 @@ func (f *liveFeed) fingerprint() []byte {
 	b, _ := json.Marshal(struct {
 		Storm   bool
 		Outages []rules.Outage
-	}{f.s.stormMode(), list})
+		Pending []rules.PendingArea
+	}{f.s.stormMode(), list, f.s.pending(principal{role: RoleAdmin})})
 	return b
+}
+
+// pending are the areas of p's grids whose meters went dark and await their
+// momentary decision.
+func (s *Server) pending(p principal) []rules.PendingArea {
+	out := []rules.PendingArea{}
+	src, ok := s.deps.Overview.(interface{ Pending() []rules.PendingArea })
+	if !ok {
+		return out
+	}
+	for _, a := range src.Pending() {
+		if p.canSeeGrid(a.Grid) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func (s *Server) stormMode() bool {
@@ -115,6 +132,9 @@ type feedMessage struct {
 	At      time.Time      `json:"at"`
 	Storm   bool           `json:"storm"`
 	Outages []rules.Outage `json:"outages"`
+	// Pending: meters dark in these areas, no outage decided yet (the
+	// momentary window runs until decide_at).
+	Pending []rules.PendingArea `json:"pending"`
 }
 
 // events answers GET /api/v1/events with server-sent events: "outages"
@@ -137,8 +157,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	defer alive.Stop()
 	var last []byte
 	send := func() bool {
-		msg := feedMessage{At: time.Now().UTC(), Storm: s.stormMode(), Outages: s.feedOutages(r.Context(), p)}
-		b, _ := json.Marshal(msg.Outages)
+		msg := feedMessage{At: time.Now().UTC(), Storm: s.stormMode(), Outages: s.feedOutages(r.Context(), p), Pending: s.pending(p)}
+		b, _ := json.Marshal([]any{msg.Outages, msg.Pending})
 		if bytes.Equal(b, last) && last != nil {
 			return true
 		}

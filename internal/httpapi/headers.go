@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"time"
 )
 
 // ContentSecurityPolicy is sent with every answer: scripts only from
@@ -52,9 +53,10 @@ func trusted(proxies []netip.Prefix, r *http.Request) bool {
 	return ok && slices.ContainsFunc(proxies, func(p netip.Prefix) bool { return p.Contains(a) })
 }
 
-// refusalWriter marks an error answer "Connection: close". net/http would
-// otherwise read up to 256 KiB of the unread body before answering, for
-// as long as the client cares to trickle it.
+// refusalWriter marks an error answer "Connection: close" and ends the
+// reading of its body at once. net/http would otherwise read up to 256 KiB
+// of the unread body, before answering and again when the request ends, for
+// as long as the client cares to trickle it (up to read_timeout).
 type refusalWriter struct {
 	http.ResponseWriter
 }
@@ -62,6 +64,8 @@ type refusalWriter struct {
 func (w *refusalWriter) WriteHeader(code int) {
 	if code >= 400 {
 		w.Header().Set("Connection", "close")
+		// The body is not wanted: a read from now on fails at once.
+		http.NewResponseController(w.ResponseWriter).SetReadDeadline(time.Now())
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

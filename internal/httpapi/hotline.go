@@ -68,7 +68,9 @@ func (s *Server) hotline(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(out) == 0 {
-		writeJSON(w, http.StatusNotFound, map[string]any{"error": "no customer found for " + by, "customers": out})
+		// The same answer whether the customer is in another grid or
+		// nowhere: a manager learns nothing of other grids from it.
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "no customer of yours found for that account or number", "customers": out})
 		return
 	}
 	writeJSON(w, 200, map[string]any{"customers": out})
@@ -112,7 +114,20 @@ func (s *Server) hotlineCustomer(ctx context.Context, p principal, acct contacts
 		live := m.Outage.Status == "active" || m.Outage.Status == "scheduled"
 		if hc.Outage == nil || (live && !hc.InOutage) || (live == hc.InOutage && later(m.Outage, hc.Outage)) {
 			o := *m.Outage
+			o.CausePhrases = notify.CausePhrases(o.Cause)
 			hc.Outage, hc.InOutage = &o, live
+		}
+	}
+	if grids := p.scope(); hc.Outage != nil && grids != nil {
+		// The meter's outage is the whole one: a manager gets it as the
+		// outage routes give it, with the areas and counts of its grids.
+		o, ok := rules.Outage{}, false
+		if s.deps.Outages != nil {
+			o, ok = s.deps.Outages.OutageIn(hc.Outage.ID, grids)
+		}
+		hc.Outage, hc.InOutage = nil, hc.InOutage && ok
+		if ok {
+			hc.Outage = &o
 		}
 	}
 	msgs, err := s.messages(ctx, p, acct.Account)

@@ -116,6 +116,34 @@ func TestSlowClientsAreCut(t *testing.T) {
 	}
 }
 
+// TestRefusedBodyIsNotWaitedFor (issue 21): a request refused for its
+// credentials, whose body (under 256 KiB) comes slowly or never, loses its
+// connection at once, not after read_timeout: here a minute, longer than
+// the test's patience.
+func TestRefusedBodyIsNotWaitedFor(t *testing.T) {
+	cfg := slowCfg
+	cfg.ReadTimeout, cfg.WriteTimeout = time.Minute, time.Minute
+	addr := serve(t, cfg, slowAuth, slowDeps(t))
+	for _, first := range []string{
+		"POST /api/v1/oms/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{",
+		"POST /api/v1/oms/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong-token-0123456789\r\nContent-Length: 100\r\n\r\n",
+		"POST /api/v1/contacts/import HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\naccount,",
+	} {
+		c := dial(t, addr, first)
+		go func() { // trickles a byte every 100 ms until the server closes
+			for {
+				time.Sleep(100 * time.Millisecond)
+				if _, err := c.Write([]byte("x")); err != nil {
+					return
+				}
+			}
+		}()
+		if got := cut(t, c); !strings.HasPrefix(got, "HTTP/1.1 401") {
+			t.Errorf("%.40q: answer = %.60q, want 401", first, got)
+		}
+	}
+}
+
 func TestTrickledBodyIsCut(t *testing.T) {
 	addr := serve(t, slowCfg, slowAuth, slowDeps(t))
 	for _, path := range []string{"/api/v1/oms/events", "/twilio/inbound"} {

@@ -43,6 +43,7 @@ var tokens = map[string]string{
 	"admin": "admin-token-0123456789", "dispatcher": "dispatcher-token-0123456789",
 	"mgr-G01": "manager-g01-token-0123456789", "mgr-G02": "manager-g02-token-0123456789",
 	"mgr-G03": "manager-g03-token-0123456789", "ingest": "ingest-token-0123456789",
+	"hotline": "hotline-token-0123456789",
 	"unknown": "no-such-token-0123456789", "none": "",
 }
 
@@ -112,11 +113,13 @@ func matrixWorld(t *testing.T) string {
 		{Token: secret.String(tokens["mgr-G02"]), Role: httpapi.RoleManager, Grids: []string{"G02"}},
 		{Token: secret.String(tokens["mgr-G03"]), Role: httpapi.RoleManager, Grids: []string{"G03"}},
 		{Token: secret.String(tokens["ingest"]), Role: httpapi.RoleIngest},
+		{Token: secret.String(tokens["hotline"]), Role: httpapi.RoleHotline},
 	}}
 	accept := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) })
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{}, auth, httpapi.Deps{
 		Outages: eng, Deliveries: ob, Quality: reg, Contacts: reg, ContactsDir: dir,
 		OMSEvents: accept, Billing: accept, DeadLetters: dead, Handler: eng,
+		Directory: reg, History: ob, Overview: eng,
 	}, log).Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL
@@ -144,7 +147,7 @@ func call(t *testing.T, base, who, method, path, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-var roles = []string{"none", "unknown", "admin", "dispatcher", "mgr-G01", "mgr-G02", "mgr-G03", "ingest"}
+var roles = []string{"none", "unknown", "admin", "dispatcher", "mgr-G01", "mgr-G02", "mgr-G03", "ingest", "hotline"}
 
 // codes is a route's answer per role: 401 without a known token, 403 for
 // roles not in may, ok for the others, with per-role exceptions.
@@ -165,6 +168,7 @@ func codes(ok int, may []string, except map[string]int) map[string]int {
 func TestRoleRouteGridMatrix(t *testing.T) {
 	base := matrixWorld(t)
 	read := []string{"admin", "dispatcher", "manager"}
+	lookup := []string{"admin", "dispatcher", "manager", "hotline"}
 	open := map[string]int{}
 	for _, r := range roles {
 		open[r] = 200
@@ -197,6 +201,18 @@ func TestRoleRouteGridMatrix(t *testing.T) {
 		{"POST", "/api/v1/oms/events", "{}", codes(202, []string{"admin", "ingest"}, nil)},
 		{"POST", "/api/v1/billing/events", "{}", codes(202, []string{"admin", "ingest"}, nil)},
 		{"GET", "/api/v1/deadletters", "", codes(200, []string{"admin"}, nil)},
+		// The 95598 hotline: a manager finds its own grids' customers, with
+		// the outage cut to its grids (issue 21).
+		{"GET", "/api/v1/hotline?q=0100000001", "", codes(200, lookup, map[string]int{"mgr-G02": 404, "mgr-G03": 404})},
+		{"GET", "/api/v1/hotline?q=13812345601", "", codes(200, lookup, map[string]int{"mgr-G02": 404, "mgr-G03": 404})},
+		{"GET", "/api/v1/hotline?q=0100000002", "", codes(200, lookup, map[string]int{"mgr-G01": 404, "mgr-G03": 404})},
+		{"GET", "/api/v1/hotline?q=0100000099", "", codes(404, lookup, nil)},
+		{"GET", "/api/v1/outages/OMS-A/workspace", "", codes(200, read, noA)},
+		{"GET", "/api/v1/outages/OMS-B/workspace", "", codes(200, read, noB)},
+		{"GET", "/api/v1/storm", "", codes(200, read, nil)},
+		{"GET", "/api/v1/me", "", codes(200, []string{"admin", "dispatcher", "manager", "ingest", "hotline"}, nil)},
+		{"GET", "/api/v1/accounts/0100000001/messages", "", codes(200, lookup, map[string]int{"mgr-G02": 404, "mgr-G03": 404})},
+		{"GET", "/api/v1/accounts/0100000002/messages", "", codes(200, lookup, map[string]int{"mgr-G01": 404, "mgr-G03": 404})},
 		{"POST", "/api/v1/deadletters/replay", `{"ids":[]}`, codes(200, []string{"admin"}, nil)},
 	}
 	for _, c := range cases {
@@ -213,6 +229,39 @@ func TestRoleRouteGridMatrix(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestHotlineScope (issue 21): the G01 manager looking a G01 customer up
+// gets the outage with G01's area and counts alone, as the outage route
+// gives it; "not found" reads the same for a G02 customer as for none.
+func TestHotlineScope(t *testing.T) {
+	base := matrixWorld(t)
+	var ans struct {
+		Customers []struct{ Outage *rules.Outage }
+	}
+	get(t, base, "mgr-G01", "/api/v1/hotline?q=0100000001", &ans)
+	var mine rules.Outage
+	get(t, base, "mgr-G01", "/api/v1/outages/OMS-A", &mine)
+	if len(ans.Customers) != 1 || ans.Customers[0].Outage == nil {
+		t.Fatalf("G01 manager's lookup = %+v, want one customer in OMS-A", ans)
+	}
+	if o := ans.Customers[0].Outage; !slices.Equal(o.Areas, []string{"TA-1"}) || o.Counts.Affected != mine.Counts.Affected || o.Counts.Affected != 2 {
+		t.Errorf("G01 manager's hotline outage = areas %v counts %+v, want TA-1 and 2 affected as GET /outages/OMS-A gives", o.Areas, o.Counts)
+	}
+	get(t, base, "admin", "/api/v1/hotline?q=0100000001", &ans)
+	if o := ans.Customers[0].Outage; o == nil || len(o.Areas) != 2 || o.Counts.Affected != 4 {
+		t.Errorf("admin's hotline outage = %+v, want both areas and 4 affected", o)
+	}
+	_, other := call(t, base, "mgr-G01", "GET", "/api/v1/hotline?q=0100000002", "")
+	_, none := call(t, base, "mgr-G01", "GET", "/api/v1/hotline?q=0100000099", "")
+	if other != none {
+		t.Errorf("not found differs: another grid's customer %s, no customer %s", other, none)
+	}
+	_, other = call(t, base, "mgr-G01", "GET", "/api/v1/hotline?q=13812345602", "")
+	_, none = call(t, base, "mgr-G01", "GET", "/api/v1/hotline?q=13812345699", "")
+	if other != none {
+		t.Errorf("not found by phone differs: another grid's customer %s, no customer %s", other, none)
 	}
 }
 

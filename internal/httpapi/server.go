@@ -75,7 +75,7 @@ type Server struct {
 	deps    Deps
 	auth    authenticator
 	live    *liveFeed // server-sent events (events.go)
-	logins  throttle
+	logins  *loginGate
 	proxies []netip.Prefix // http.trusted_proxies
 	log     zerolog.Logger
 	srv     *http.Server
@@ -89,7 +89,7 @@ func New(cfg Config, auth AuthConfig, deps Deps, log zerolog.Logger) *Server {
 		deps.Metrics = metrics.Default
 	}
 	cfg.Defaults()
-	s := &Server{cfg: cfg, deps: deps, auth: newAuthenticator(auth, deps.Store), log: log}
+	s := &Server{cfg: cfg, deps: deps, auth: newAuthenticator(auth, deps.Store), logins: newLoginGate(), log: log}
 	s.proxies, _ = parseProxies(cfg.TrustedProxies) // Validate has refused bad ones
 	s.live = &liveFeed{s: s, stop: make(chan struct{})}
 	s.metricsHandler = deps.Metrics.Handler(promLog{log})
@@ -224,6 +224,7 @@ func (s *Server) withCounts(ctx context.Context, o rules.Outage, p principal) ru
 		st = s.within(st, p)
 		o.Counts.Notified, o.Counts.Delivered = st.Notified, st.Delivered
 	}
+	o.CausePhrases = notify.CausePhrases(o.Cause)
 	return o
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
@@ -12,19 +13,12 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"sync"
+	"strconv"
 	"time"
 )
 
 // sessionCookie names the web page's session cookie.
 const sessionCookie = "gridbell_session"
-
-// Login throttling: after loginFailures wrong passwords in a row for one
-// name, that name is refused for loginLockout.
-const (
-	loginFailures = 5
-	loginLockout  = time.Minute
-)
 
 // session is one person's login. Only a hash of its id is stored: a copy of
 // the table does not let anyone in.
@@ -88,37 +82,6 @@ func (s *Store) endSession(ctx context.Context, id string) error {
 	return nil
 }
 
-// throttle counts wrong passwords per name.
-type throttle struct {
-	mu    sync.Mutex
-	fails map[string]int
-	until map[string]time.Time
-}
-
-func (t *throttle) locked(name string, now time.Time) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return now.Before(t.until[name])
-}
-
-func (t *throttle) record(name string, ok bool, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.fails == nil {
-		t.fails, t.until = map[string]int{}, map[string]time.Time{}
-	}
-	if ok {
-		delete(t.fails, name)
-		delete(t.until, name)
-		return
-	}
-	t.fails[name]++
-	if t.fails[name] >= loginFailures {
-		t.fails[name] = 0
-		t.until[name] = now.Add(loginLockout)
-	}
-}
-
 // me is who the page is talking to.
 type me struct {
 	Name     string   `json:"name"`
@@ -165,8 +128,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	if s.logins.locked(body.Name, now) {
-		writeError(w, http.StatusTooManyRequests, "too many wrong passwords: try again in a minute")
+	done, no := s.logins.admit(r.Context(), body.Name, s.clientAddr(r), now)
+	if no != nil {
+		loginChecks.WithLabelValues(no.result).Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(no.retry.Round(time.Second)/time.Second))))
+		writeError(w, http.StatusTooManyRequests, no.msg)
 		return
 	}
 	u, known := s.auth.users[body.Name]
@@ -175,12 +141,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		hash = u.PasswordHash.Reveal()
 	}
 	ok := checkPassword(hash, body.Password) && known
-	s.logins.record(body.Name, ok, now)
+	done(ok)
 	if !ok {
+		loginChecks.WithLabelValues("wrong").Inc()
 		s.deps.Store.Audit(r.Context(), AuditEntry{At: now, Name: body.Name, Action: AuditLoginFailed, Remote: r.RemoteAddr})
 		writeError(w, http.StatusUnauthorized, "wrong name or password")
 		return
 	}
+	loginChecks.WithLabelValues("ok").Inc()
 	id, sess, err := s.deps.Store.newSession(r.Context(), u.Name, s.auth.cfg.SessionTTL)
 	if err == nil {
 		err = s.deps.Store.Audit(r.Context(), AuditEntry{At: now, Name: u.Name, Role: u.Role, Action: AuditLogin, Remote: r.RemoteAddr})
@@ -196,9 +164,22 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 }
 
 // logout answers POST /api/v1/logout: the session ends on the server too.
+// Ending a live session needs its CSRF token, as every session's write
+// does, so another site cannot log a person out; a cookie of no session
+// is just cleared.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(sessionCookie); err == nil && s.deps.Store != nil {
-		if err := s.deps.Store.endSession(r.Context(), c.Value); err != nil {
+		sess, err := s.deps.Store.session(r.Context(), c.Value)
+		switch {
+		case err == nil && subtle.ConstantTimeCompare([]byte(r.Header.Get("X-CSRF-Token")), []byte(sess.csrf)) != 1:
+			writeError(w, http.StatusForbidden, errBadCSRF.Error())
+			return
+		case err == nil:
+			err = s.deps.Store.endSession(r.Context(), c.Value)
+		case errors.Is(err, errNoSession):
+			err = nil
+		}
+		if err != nil {
 			s.log.Error().Err(err).Msg("cannot log out")
 			writeError(w, http.StatusServiceUnavailable, "cannot end the session")
 			return

@@ -72,6 +72,16 @@ func TestLoginSession(t *testing.T) {
 	if code := li.do("POST", "/api/v1/outages/OMS-S-1/confirm", `{"reason":"crew reports all back"}`, nil); code != 200 {
 		t.Errorf("a session's write with its CSRF token = %d, want 200", code)
 	}
+	// Logging out a live session needs its CSRF token (issue 21): another
+	// site cannot end it.
+	li.csrf = ""
+	if code := li.do("POST", "/api/v1/logout", "", nil); code != http.StatusForbidden {
+		t.Errorf("logout without X-CSRF-Token = %d, want 403", code)
+	}
+	if code := li.do("GET", "/api/v1/me", "", nil); code != 200 {
+		t.Errorf("me after a refused logout = %d, want 200", code)
+	}
+	li.csrf = csrf
 	if code := li.do("POST", "/api/v1/logout", "", nil); code != http.StatusNoContent {
 		t.Errorf("logout = %d", code)
 	}

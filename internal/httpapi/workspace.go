@@ -85,7 +85,22 @@ type Workspace struct {
 	Dark        []rules.DarkMeter `json:"dark"`         // still dark; each names its customer, one of Customers, by account
 	ReportedOut []Customer        `json:"reported_out"` // replied they are still out
 	PII         bool              `json:"pii"`          // phones are in full
+	// CallListFull: the call list's phones are in full, to be dialled (see
+	// canDial); CallListNote says why they are masked when they are not.
+	CallListFull bool   `json:"call_list_full"`
+	CallListNote string `json:"call_list_note,omitempty"`
 }
+
+// canDial reports whether p sees the call list's numbers in full to phone
+// the customers no SMS could reach: with pii, or as a dispatcher or the
+// manager of the customers' grid (a manager sees only the grids' own
+// customers). Each such view is audited (call_list).
+func canDial(p principal) bool {
+	return p.pii || p.role == RoleDispatcher || p.role == RoleManager
+}
+
+// noDial is what a person without the right is told of the call list.
+const noDial = "numbers masked: the call list is shown in full to dispatchers, grid managers and people with the pii permission"
 
 // classRank puts life-support, high-risk and important customers first.
 var classRank = map[string]int{string(contacts.LifeSupport): 0, string(contacts.HighRisk): 1, string(contacts.Important): 2}
@@ -114,6 +129,10 @@ func (s *Server) workspace(w http.ResponseWriter, r *http.Request) {
 		if !s.audit(w, r, AuditPIIView, o.ID, fmt.Sprintf("workspace: %d customers' numbers", len(ws.Customers))) {
 			return
 		}
+	} else if ws.CallListFull && len(ws.CallList) > 0 {
+		if !s.audit(w, r, AuditCallList, o.ID, fmt.Sprintf("call list: %d customers' numbers", len(ws.CallList))) {
+			return
+		}
 	}
 	// The page reports these with its own timings (docs/benchmarks.md).
 	w.Header().Set("Server-Timing", fmt.Sprintf("build;dur=%.1f, audit;dur=%.1f",
@@ -133,9 +152,13 @@ func (s *Server) buildWorkspace(ctx context.Context, p principal, o rules.Outage
 		st = s.within(st, p)
 		o.Counts.Notified, o.Counts.Delivered = st.Notified, st.Delivered
 	}
+	o.CausePhrases = notify.CausePhrases(o.Cause)
 	ver, _ := s.deps.Outages.VerificationIn(o.ID, p.scope())
 	ws := Workspace{Outage: o, Classes: map[string]int{}, Customers: make([]Customer, 0, len(list)),
-		CallList: []Customer{}, Dark: []rules.DarkMeter{}, ReportedOut: []Customer{}, PII: p.pii}
+		CallList: []Customer{}, Dark: []rules.DarkMeter{}, ReportedOut: []Customer{}, PII: p.pii, CallListFull: canDial(p)}
+	if !ws.CallListFull {
+		ws.CallListNote = noDial
+	}
 	if p.role == RoleManager && len(list) == 0 {
 		return ws, false
 	}
@@ -157,7 +180,7 @@ func (s *Server) buildWorkspace(ctx context.Context, p principal, o rules.Outage
 		seen[c.Account] = true
 		ws.Classes[c.Class]++
 		if c.Reach != "" {
-			ws.CallList = append(ws.CallList, *c)
+			ws.CallList = append(ws.CallList, s.dialable(p, *c))
 		}
 	}
 	for _, d := range ver.Dark {
@@ -197,6 +220,18 @@ func (s *Server) visibleCustomers(p principal, o rules.Outage) []rules.AffectedC
 		list, _ = s.deps.Outages.Customers(o.ID, "")
 	}
 	return list
+}
+
+// dialable is call-list entry c with its phones in full when p may dial
+// them.
+func (s *Server) dialable(p principal, c Customer) Customer {
+	if p.pii || !canDial(p) {
+		return c
+	}
+	if acct, ok := s.deps.Directory.Account(c.Account); ok {
+		c.Phones = phonesFor(principal{pii: true}, acct.Contacts)
+	}
+	return c
 }
 
 // customer renders c for p: phones from the registry, in full for pii.

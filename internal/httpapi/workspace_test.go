@@ -85,7 +85,8 @@ func TestWorkspaceManager(t *testing.T) {
 	if c := ws.Outage.Counts; c.Affected != 6 || c.Dark != 6 || c.Restored != 0 {
 		t.Errorf("manager's counts = %+v, want 6 affected, 6 dark (G01 only)", c)
 	}
-	// zhao manages G01 too, without pii: masked numbers.
+	// zhao manages G01 too, without pii: masked numbers, except on the
+	// call list, which the grid's manager must be able to dial.
 	var masked httpapi.Workspace
 	w.login("zhao").do("GET", "/api/v1/outages/OMS-W-1/workspace", "", &masked)
 	for _, c := range masked.Customers {
@@ -94,6 +95,33 @@ func TestWorkspaceManager(t *testing.T) {
 				t.Errorf("manager without pii sees %s's number %s", c.Account, p)
 			}
 		}
+	}
+	dial := map[string]string{}
+	for _, c := range masked.CallList {
+		dial[c.Account] = strings.Join(c.Phones, " ")
+	}
+	if !masked.CallListFull || masked.CallListNote != "" || dial["0100000003"] != "+8657188886666" {
+		t.Errorf("manager without pii: call list full %v (%q), landline %q; want it in full to dial",
+			masked.CallListFull, masked.CallListNote, dial["0100000003"])
+	}
+	var calls struct{ Entries []httpapi.AuditEntry }
+	w.as(tokAdmin).do("GET", "/api/v1/audit?action=call_list&name=zhao", "", &calls)
+	if len(calls.Entries) != 1 || calls.Entries[0].Target != "OMS-W-1" || !strings.Contains(calls.Entries[0].Detail, "call list") {
+		t.Errorf("zhao's call-list views = %+v, want the one of OMS-W-1", calls.Entries)
+	}
+	// A role without the right (an admin token without pii) sees the
+	// numbers masked and why.
+	var admin httpapi.Workspace
+	w.as(tokAdmin).do("GET", "/api/v1/outages/OMS-W-1/workspace", "", &admin)
+	for _, c := range admin.CallList {
+		for _, p := range c.Phones {
+			if !strings.Contains(p, "****") {
+				t.Errorf("admin without pii sees %s's number %s on the call list", c.Account, p)
+			}
+		}
+	}
+	if admin.CallListFull || !strings.Contains(admin.CallListNote, "pii") {
+		t.Errorf("admin without pii: call list full %v, note %q; want masked with the reason", admin.CallListFull, admin.CallListNote)
 	}
 	// A manager with no customer in an outage does not see it.
 	w2 := newWorld(t, "sqlite", worldCSV)

@@ -168,6 +168,16 @@ func (w *world) powerOn(meters ...string) {
 	w.handle(evs...)
 }
 
+// powerOff reports meters dark now (a last gasp).
+func (w *world) powerOff(meters ...string) {
+	w.t.Helper()
+	var evs []event.Event
+	for _, m := range meters {
+		evs = append(evs, event.Event{Meter: &event.MeterEvent{Meter: m, Type: event.PowerOff, TS: time.Now()}})
+	}
+	w.handle(evs...)
+}
+
 // sent waits until the outbox file holds n messages and returns them.
 func (w *world) sent(n int) []map[string]string {
 	w.t.Helper()

@@ -12,6 +12,8 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
+
+	"github.com/gridbell/gridbell/internal/secret"
 )
 
 // ackTimeout bounds the wait for one batch of QoS 1 acknowledgements.
@@ -48,11 +50,11 @@ func dial(ctx context.Context, broker string, log zerolog.Logger) (mqtt.Client, 
 		t := c.Connect()
 		t.WaitTimeout(10 * time.Second)
 		if t.Error() == nil && c.IsConnectionOpen() {
-			log.Info().Str("broker", broker).Msg("connected to MQTT broker")
+			log.Info().Str("broker", secret.MaskURL(broker)).Msg("connected to MQTT broker")
 			return c, nil
 		}
 		if attempt == 1 || attempt%10 == 0 {
-			log.Warn().Err(t.Error()).Str("broker", broker).Int("attempt", attempt).Msg("MQTT broker not reachable yet, retrying")
+			log.Warn().Err(t.Error()).Str("broker", secret.MaskURL(broker)).Int("attempt", attempt).Msg("MQTT broker not reachable yet, retrying")
 		}
 		select {
 		case <-ctx.Done():

@@ -28,3 +28,24 @@ func DataError(err error) bool {
 	}
 	return false
 }
+
+// WriteRefused reports whether err is the store refusing to write for want
+// of room or a moment's access, while it still reads: SQLite's full disk
+// or database, I/O error or lock timeout, or a PostgreSQL SQLSTATE of
+// class 53 (insufficient resources: disk full, out of memory, too many
+// connections). The same write may pass once the store recovers; the
+// state it read before is still good.
+func WriteRefused(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return len(pg.Code) == 5 && pg.Code[:2] == "53"
+	}
+	var lite *sqlite.Error
+	if errors.As(err, &lite) {
+		switch lite.Code() & 0xff {
+		case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return true
+		}
+	}
+	return false
+}

@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/gridbell/gridbell/internal/store"
@@ -44,5 +46,38 @@ func TestDataError(t *testing.T) {
 				t.Errorf("a closed store: DataError(%v) = true, want false", err)
 			}
 		})
+	}
+}
+
+// TestWriteRefused: a SQLite database that may not grow (max_page_count)
+// refuses a write as full, WriteRefused; a key collision is no such thing.
+func TestWriteRefused(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.Open(t, "sqlite")
+	c, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, `CREATE TABLE t_full (k INTEGER PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	var pages int64
+	if err := c.QueryRowContext(ctx, `PRAGMA page_count`).Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ExecContext(ctx, fmt.Sprintf(`PRAGMA max_page_count = %d`, pages+2)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.ExecContext(ctx, `INSERT INTO t_full (k, v) VALUES (1, $1)`, strings.Repeat("x", 1<<20))
+	if err == nil || !store.WriteRefused(err) || store.DataError(err) {
+		t.Errorf("a full database: WriteRefused(%v) = %v, DataError = %v; want true, false", err, store.WriteRefused(err), store.DataError(err))
+	}
+	if _, err := c.ExecContext(ctx, `INSERT INTO t_full (k, v) VALUES (2, 'a')`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.ExecContext(ctx, `INSERT INTO t_full (k, v) VALUES (2, 'b')`)
+	if err == nil || store.WriteRefused(err) {
+		t.Errorf("a key collision: WriteRefused(%v) = true, want false", err)
 	}
 }

@@ -25,22 +25,31 @@ type HeldError struct {
 	Holder    string
 	Heartbeat time.Time // its last renewal
 	Expires   time.Time
+	Now       time.Time // the store's time when it was read: the times above are on its clock
 }
 
 func (e *HeldError) Error() string {
+	now := e.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
 	return fmt.Sprintf("lease %s is held by %s (last heartbeat %s ago, expires in %s)", e.Name, e.Holder,
-		time.Since(e.Heartbeat).Round(time.Second), time.Until(e.Expires).Round(time.Second))
+		now.Sub(e.Heartbeat).Round(time.Second), e.Expires.Sub(now).Round(time.Second))
 }
 
 // Lease is one named lease row in the store: a holder, its last heartbeat
 // and an expiry. The holder renews it every third of its time to live; a
 // holder that dies stops renewing and the lease lapses. Times come from
-// the hosts' clocks, which must agree to well within the time to live.
+// the store's clock (DB.NowSQL), so the hosts' clocks need not agree.
 type Lease struct {
 	db     *DB
 	name   string
 	holder string
 	ttl    time.Duration
+
+	// OnRenewError, when set before Run, is told of each renewal the
+	// store refused (Run tries again at the next period).
+	OnRenewError func(error)
 }
 
 // LeaseHolder names this process as a lease holder: the instance name,
@@ -81,7 +90,7 @@ func AcquireLease(ctx context.Context, db *DB, name, holder string, ttl time.Dur
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("cannot take %w: %w", held, ctx.Err())
-		case <-time.After(min(time.Until(held.Expires)+10*time.Millisecond, l.renewEvery()+l.renewEvery()/4)):
+		case <-time.After(min(held.Expires.Sub(held.Now)+10*time.Millisecond, l.renewEvery()+l.renewEvery()/4)):
 		}
 	}
 }
@@ -91,11 +100,11 @@ func (l *Lease) renewEvery() time.Duration { return l.ttl / 3 }
 // tryAcquire takes the lease if it is free, lapsed or already this
 // holder's, and otherwise returns who holds it.
 func (l *Lease) tryAcquire(ctx context.Context) (*HeldError, error) {
-	now := time.Now()
-	res, err := l.db.ExecContext(ctx, `INSERT INTO store_leases (name, holder, heartbeat, expires) VALUES ($1, $2, $3, $4)
+	now := l.db.NowSQL()
+	res, err := l.db.ExecContext(ctx, `INSERT INTO store_leases (name, holder, heartbeat, expires) VALUES ($1, $2, `+now+`, `+now+` + $3)
 		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, heartbeat = excluded.heartbeat, expires = excluded.expires
-		WHERE store_leases.expires < $3 OR store_leases.holder = $2`,
-		l.name, l.holder, now.UnixNano(), now.Add(l.ttl).UnixNano())
+		WHERE store_leases.expires < excluded.heartbeat OR store_leases.holder = $2`,
+		l.name, l.holder, int64(l.ttl))
 	if err != nil {
 		return nil, fmt.Errorf("cannot take lease %s: %w", l.name, err)
 	}
@@ -103,12 +112,12 @@ func (l *Lease) tryAcquire(ctx context.Context) (*HeldError, error) {
 		return nil, err
 	}
 	var h HeldError
-	var hb, exp int64
-	err = l.db.QueryRowContext(ctx, `SELECT holder, heartbeat, expires FROM store_leases WHERE name = $1`, l.name).Scan(&h.Holder, &hb, &exp)
+	var hb, exp, at int64
+	err = l.db.QueryRowContext(ctx, `SELECT holder, heartbeat, expires, `+now+` FROM store_leases WHERE name = $1`, l.name).Scan(&h.Holder, &hb, &exp, &at)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read lease %s: %w", l.name, err)
 	}
-	h.Name, h.Heartbeat, h.Expires = l.name, time.Unix(0, hb), time.Unix(0, exp)
+	h.Name, h.Heartbeat, h.Expires, h.Now = l.name, time.Unix(0, hb), time.Unix(0, exp), time.Unix(0, at)
 	return &h, nil
 }
 
@@ -116,26 +125,41 @@ func (l *Lease) tryAcquire(ctx context.Context) (*HeldError, error) {
 func (l *Lease) Holder() string { return l.holder }
 
 // Run renews the lease until ctx is done, then releases it. It returns
-// ErrLeaseLost if another holder took it meanwhile. A renewal the store
-// refuses is tried again at the next period: the lease is only lost once
-// someone else holds it.
+// ErrLeaseLost if another holder took it meanwhile, or if no renewal
+// succeeded for as long as the lease lasts (the store was unreachable: by
+// then another holder may have taken it). A renewal the store refuses is
+// tried again at the next period and reported to OnRenewError, if set.
 func (l *Lease) Run(ctx context.Context) error {
 	t := time.NewTicker(l.renewEvery())
 	defer t.Stop()
+	renewed := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return l.Release(context.WithoutCancel(ctx))
 		case <-t.C:
 		}
-		now := time.Now()
-		res, err := l.db.ExecContext(ctx, `UPDATE store_leases SET heartbeat = $1, expires = $2 WHERE name = $3 AND holder = $4`,
-			now.UnixNano(), now.Add(l.ttl).UnixNano(), l.name, l.holder)
-		if err != nil {
-			continue
+		now := l.db.NowSQL()
+		res, err := l.db.ExecContext(ctx, `UPDATE store_leases SET heartbeat = `+now+`, expires = `+now+` + $1 WHERE name = $2 AND holder = $3`,
+			int64(l.ttl), l.name, l.holder)
+		var n int64
+		if err == nil {
+			n, err = res.RowsAffected()
 		}
-		if n, err := res.RowsAffected(); err == nil && n == 0 {
+		switch {
+		case err == nil && n == 0:
 			return fmt.Errorf("cannot renew lease %s: %w", l.name, ErrLeaseLost)
+		case err == nil:
+			renewed = time.Now()
+			continue
+		case ctx.Err() != nil:
+			continue // stopping: Release follows
+		}
+		if l.OnRenewError != nil {
+			l.OnRenewError(err)
+		}
+		if time.Since(renewed) >= l.ttl {
+			return fmt.Errorf("cannot renew lease %s for %s (%v): %w", l.name, l.ttl, err, ErrLeaseLost)
 		}
 	}
 }
@@ -152,7 +176,7 @@ func (l *Lease) Release(ctx context.Context) error {
 // LiveHolders returns the holders of the current (unexpired) leases whose
 // names match the SQL LIKE pattern like.
 func LiveHolders(ctx context.Context, db *DB, like string) ([]string, error) {
-	rows, err := db.QueryContext(ctx, `SELECT holder FROM store_leases WHERE name LIKE $1 AND expires > $2 ORDER BY name`, like, time.Now().UnixNano())
+	rows, err := db.QueryContext(ctx, `SELECT holder FROM store_leases WHERE name LIKE $1 AND expires > `+db.NowSQL()+` ORDER BY name`, like)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read leases: %w", err)
 	}

@@ -9,6 +9,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,12 +21,22 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
 	_ "modernc.org/sqlite"             // registers "sqlite"
+
+	"github.com/gridbell/gridbell/internal/secret"
 )
 
 // Config is the store section of the configuration.
 type Config struct {
 	Driver string `yaml:"driver"` // sqlite or postgres
 	DSN    string `yaml:"dsn"`    // empty sqlite DSN = <data_dir>/gridbell.db
+}
+
+// MarshalYAML prints the DSN with its password as *** (--print-config).
+func (c Config) MarshalYAML() (any, error) {
+	type plain Config
+	p := plain(c)
+	p.DSN = secret.MaskURL(p.DSN)
+	return p, nil
 }
 
 // Validate checks c without touching the network.
@@ -42,12 +53,24 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// WALBound is the size the SQLite write-ahead log stays under: the
+// checkpointer copies it back into the database and truncates it well
+// before (see checkpointLoop). docs/reliability.md documents it.
+const WALBound = 64 << 20
+
+// WALWorking is the size up to which the SQLite WAL is left to grow before
+// the checkpointer truncates it: room the store takes on disk at work.
+const WALWorking = 8 << 20
+
 // DB is an open store.
 type DB struct {
 	*sql.DB
 	driver string
 
-	gate      *writeGate    // SQLite: in-process writers take turns (writegate.go)
+	wal       *walMonitor // SQLite on a file: its size; nil otherwise
+	gateMu    sync.Mutex
+	gate      chan struct{} // SQLite: open while a checkpoint holds new writers back; closed when it ends
+	writers   *writeGate    // SQLite: in-process writers take turns, the urgent first (writegate.go)
 	stop      chan struct{} // SQLite: ends checkpointLoop
 	stopped   chan struct{}
 	closeOnce sync.Once
@@ -80,14 +103,46 @@ func Open(ctx context.Context, cfg Config, dataDir string) (*DB, error) {
 	return nil, fmt.Errorf("unknown store driver %q", cfg.Driver)
 }
 
-func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
-	path := dsn
+// sqlitePath returns the SQLite DSN's path, under dataDir when relative or
+// empty, and the database file it names ("" in memory).
+func sqlitePath(dsn, dataDir string) (path, file string) {
+	path = dsn
 	if path == "" {
 		path = "gridbell.db"
 	}
 	if path != ":memory:" && !strings.HasPrefix(path, "file:") && !filepath.IsAbs(path) {
 		path = filepath.Join(dataDir, path)
 	}
+	if f, ok := strings.CutPrefix(path, "file:"); ok && !strings.Contains(f, "mode=memory") {
+		file, _, _ = strings.Cut(f, "?")
+	} else if !ok && path != ":memory:" {
+		file = path
+	}
+	if file == ":memory:" {
+		file = ""
+	}
+	return path, file
+}
+
+// SQLiteWAL returns the size of the WAL file of the SQLite store cfg
+// names under dataDir, as a previous run left it (0: none, or not SQLite).
+func SQLiteWAL(cfg Config, dataDir string) int64 {
+	if cfg.Driver != "" && cfg.Driver != "sqlite" {
+		return 0
+	}
+	_, file := sqlitePath(cfg.DSN, dataDir)
+	if file == "" {
+		return 0
+	}
+	fi, err := os.Stat(file + "-wal")
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
+	path, file := sqlitePath(dsn, dataDir)
 	if !strings.HasPrefix(path, "file:") && path != ":memory:" {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("cannot create store directory: %w", err)
@@ -106,8 +161,10 @@ func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
 	// Checkpoints run in the background (checkpointLoop), not inside the
 	// commit that happens to pass the WAL's size limit: a storm's big
 	// transaction would otherwise copy the WAL back into the database
-	// before its callers hear it committed.
-	path += sep + "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
+	// before its callers hear it committed. journal_size_limit cuts the
+	// WAL file back whenever a writer starts it over.
+	path += sep + "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=wal_autocheckpoint(0)" +
+		fmt.Sprintf("&_pragma=journal_size_limit(%d)", walKeep) + "&_txlock=immediate"
 	sqldb, err := sql.Open("sqlite", path)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open sqlite store: %w", err)
@@ -117,27 +174,152 @@ func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
 		sqldb.Close()
 		return nil, fmt.Errorf("cannot open sqlite store %s: %w", path, err)
 	}
-	db := &DB{DB: sqldb, driver: "sqlite", gate: new(writeGate), stop: make(chan struct{}), stopped: make(chan struct{})}
-	go db.checkpointLoop(time.Second)
+	db := &DB{DB: sqldb, driver: "sqlite", writers: new(writeGate), stop: make(chan struct{}), stopped: make(chan struct{})}
+	if file != "" {
+		db.wal = newWALMonitor(file)
+		// What a previous run left in the WAL (a crash, a stop on a full
+		// disk) goes back into the database first: the start then writes
+		// into an empty log.
+		db.checkpoint(ctx, walWait)
+	}
+	go db.checkpointLoop(checkpointTick)
 	return db, nil
 }
 
-// checkpointLoop copies the WAL back into the database every period without
-// blocking readers or the writer (PASSIVE), until Close.
+// Checkpoints. A PASSIVE checkpoint copies what it can without waiting for
+// anyone, but the WAL file only starts over when a checkpoint has copied
+// all of it and no reader still reads from it: under steady readers (the
+// API, the dispatcher) and writers that never happens, and the WAL grew
+// without bound (335 MB for a 9.4 MB database in a 3,000-customer storm).
+// So once the WAL passes walTruncateAt the checkpointer copies what it can
+// beside the writer (PASSIVE), then asks for TRUNCATE, which waits (up to
+// walWait; walUrgentWait past walUrgent, where the writers are outrunning
+// it) for the writer and the readers to finish, copies the rest and cuts
+// the file to zero. New write transactions wait for it meanwhile (see
+// checkpoint). When a long reader keeps it from finishing, it tries again
+// after a backoff of up to maxSkip ticks, so that the reader does not hold
+// the writers back most of the time, but at every tick once the WAL passes
+// walUrgent: the bound comes first.
+const (
+	checkpointTick = 250 * time.Millisecond
+	passiveEvery   = 4 // ticks: a PASSIVE checkpoint each second
+	walTruncateAt  = WALWorking
+	walUrgent      = WALBound / 4
+	walKeep        = 4 << 20 // journal_size_limit
+	walWait        = 500 * time.Millisecond
+	walUrgentWait  = 3 * time.Second
+	maxSkip        = 4 // ticks
+	checkpointTry  = 10 * time.Millisecond
+	busyTimeoutMS  = 10000 // the pool's busy_timeout
+)
+
+// checkpointLoop watches the WAL's size every period and checkpoints (see
+// above) until Close.
 func (db *DB) checkpointLoop(period time.Duration) {
 	defer close(db.stopped)
 	t := time.NewTicker(period)
 	defer t.Stop()
-	for {
+	ctx := context.Background()
+	skip, left := 0, 0 // backoff after a checkpoint that did not finish, in ticks
+	for n := 1; ; n++ {
 		select {
 		case <-db.stop:
 			return
 		case <-t.C:
-			// A failed passive checkpoint is retried on the next tick;
-			// the WAL only grows meanwhile.
-			db.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)")
+		}
+		var wal int64
+		if db.wal != nil {
+			_, wal = db.wal.sample()
+		}
+		switch {
+		case wal >= walTruncateAt && (left == 0 || wal >= walUrgent):
+			wait := walWait
+			if wal >= walUrgent {
+				wait = walUrgentWait
+			}
+			if db.checkpoint(ctx, wait) {
+				skip = 0
+			} else {
+				skip = min(max(2*skip, 1), maxSkip)
+			}
+			left = skip
+		case wal >= walTruncateAt:
+			left--
+		case n%passiveEvery == 0:
+			// A failed passive checkpoint is retried on the next one.
+			db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
 		}
 	}
+}
+
+// checkpoint runs a TRUNCATE checkpoint that waits at most wait for the
+// writer and the readers, and reports whether it truncated the WAL; when
+// they do not finish in time it copies what it can (as PASSIVE). Meanwhile
+// BeginTx holds new write transactions back: SQLite's lock is not fair,
+// and a writer that begins again right after its commit would otherwise
+// win it every time.
+func (db *DB) checkpoint(ctx context.Context, wait time.Duration) bool {
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	// Most of the copying first, beside the writer: the writers are held
+	// back only for what it wrote meanwhile.
+	c.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+	gate := make(chan struct{})
+	db.gateMu.Lock()
+	db.gate = gate
+	db.gateMu.Unlock()
+	defer func() {
+		db.gateMu.Lock()
+		db.gate = nil
+		db.gateMu.Unlock()
+		close(gate)
+	}()
+	// Short tries, repeated until wait has passed, rather than one try
+	// with a busy timeout of wait: SQLite's busy handler sleeps in steps
+	// of up to 100 ms, so a single try could notice the writer's commit or
+	// the last reader's end that much late, with the writers held back.
+	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", checkpointTry.Milliseconds())); err != nil {
+		return false
+	}
+	var busy, logFrames, copied int
+	for deadline := time.Now().Add(wait); ; {
+		err = c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &copied)
+		if err != nil || busy == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(checkpointTry)
+	}
+	if _, rerr := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeoutMS)); rerr != nil {
+		// A connection with the short timeout must not go back to the
+		// pool: its writers would give up early.
+		c.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	if db.wal != nil {
+		db.wal.checkpointed(err, busy != 0)
+	}
+	return err == nil && busy == 0
+}
+
+// BeginTx starts a transaction as sql.DB's does; on SQLite a write
+// transaction first waits for a checkpoint in progress (see checkpoint),
+// at most walUrgentWait and the time to copy the WAL.
+func (db *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
+	if db.stop != nil && (opts == nil || !opts.ReadOnly) {
+		db.gateMu.Lock()
+		gate := db.gate
+		db.gateMu.Unlock()
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	return db.DB.BeginTx(ctx, opts)
 }
 
 // Close stops the checkpointer, checkpoints what is left and closes the store.
@@ -150,6 +332,15 @@ func (db *DB) Close() error {
 		})
 	}
 	return db.DB.Close()
+}
+
+// Size returns the bytes of a SQLite store's database file and its WAL
+// (0, 0 for PostgreSQL or an in-memory database).
+func (db *DB) Size() (dbBytes, walBytes int64) {
+	if db.wal == nil {
+		return 0, 0
+	}
+	return db.wal.sample()
 }
 
 // privateFile creates the SQLite file at path readable by its owner only,

@@ -52,15 +52,15 @@ func (g *writeGate) urgentWaiting() bool {
 // meter intake waits on) goes before the ordinary ones (the SMS
 // dispatcher's). On PostgreSQL, which has many writers, it does nothing.
 func (db *DB) LockWrite(urgent bool) (unlock func()) {
-	if db.Postgres() || db.gate == nil {
+	if db.Postgres() || db.writers == nil {
 		return func() {}
 	}
-	db.gate.lock(urgent)
-	return sync.OnceFunc(db.gate.unlock)
+	db.writers.lock(urgent)
+	return sync.OnceFunc(db.writers.unlock)
 }
 
 // UrgentWriteWaiting reports whether an urgent writer waits at the gate:
 // an ordinary writer holding it should commit what it has done and let go.
 func (db *DB) UrgentWriteWaiting() bool {
-	return db.gate != nil && db.gate.urgentWaiting()
+	return db.writers != nil && db.writers.urgentWaiting()
 }

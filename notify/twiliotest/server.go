@@ -66,6 +66,7 @@ type Server struct {
 	byTo     map[string]Fault
 	next     []Fault
 	lookups  int
+	latency  time.Duration
 }
 
 // New starts a server for one account.
@@ -73,6 +74,15 @@ func New(accountSID, authToken string) *Server {
 	s := &Server{AccountSID: accountSID, AuthToken: authToken, byTo: map[string]Fault{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
+}
+
+// SetLatency makes every message creation take d before the message
+// exists and is answered, as Twilio's API takes a few hundred
+// milliseconds.
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
 }
 
 // FailTo answers every message to `to` with f.
@@ -193,6 +203,10 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	}
 	m := Received{To: r.PostForm.Get("To"), From: r.PostForm.Get("From"), Body: r.PostForm.Get("Body"),
 		MessagingServiceSID: r.PostForm.Get("MessagingServiceSid"), StatusCallback: r.PostForm.Get("StatusCallback")}
+	s.mu.Lock()
+	latency := s.latency
+	s.mu.Unlock()
+	time.Sleep(latency)
 	f, faulty := s.fault(m.To)
 	if faulty {
 		time.Sleep(f.Delay)

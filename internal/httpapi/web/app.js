@@ -7,13 +7,13 @@ const I18N = {
   zh: {
     title: '停电工作台', storm_on: '风暴模式', logout: '退出', login_title: '登录', user: '用户名', password: '密码',
     login: '登录', token_login: '使用 API 令牌', token: '令牌', use_token: '使用令牌', login_failed: '用户名或密码错误',
-    login_locked: '密码错误次数过多，请一分钟后再试', tab_outages: '停电事件', tab_storm: '全局总览', tab_hotline: '热线查询',
+    login_locked: '密码错误次数过多，请一分钟后再试', tab_outages: '停电事件', tab_storm: '全局总览', tab_storm_grid: '{g} 网格总览', tab_hotline: '热线查询',
     tab_quality: '联系方式质量', tab_audit: '审计日志', outages: '停电事件', show: '显示', f_live: '进行中',
     f_attention: '需关注', f_all: '全部（近 24 小时）', c_id: '编号', c_kind: '类型', c_status: '状态', c_areas: '台区',
     c_start: '开始', c_etr: '预计复电', c_affected: '受影响', c_notified: '已通知', c_delivered: '已送达',
     c_restored: '已复电', c_dark: '仍停电', no_outages: '当前没有停电事件。', csv: '下载客户清单 (CSV)',
     confirm: '确认复电', priority: '重要客户（生命支持、高危、重要）', c_class: '类别', c_account: '户号', c_name: '户名',
-    c_phones: '电话', c_power: '供电', c_sms: '短信', none: '无', call_list: '需电话联系（短信无法送达）',
+    c_phones: '电话', c_power: '供电', c_sms: '短信', none: '无', call_list: '需电话联系（短信无法送达）', call_masked: '号码已隐藏：需电话联系名单的完整号码仅向调度员、本网格客户经理和有完整号码（pii）权限的人员显示，每次查看都记入审计日志',
     c_reason: '原因', still_dark: '仍未复电的电表', c_meter: '表号', c_last_seen: '最后在线', reported_out: '客户回复仍停电',
     customers: '全部受影响客户', c_area: '台区', c_grid: '网格', st_ok: '正常', st_partial: '部分停电', st_out: '停电',
     st_restoring: '复电核实中', sms_minutes: '每分钟短信（近 30 分钟）', c_minute: '时间', c_queued: '排队',
@@ -33,27 +33,28 @@ const I18N = {
     stat_affected: '受影响客户', stat_notified: '已通知', stat_delivered: '已送达', stat_restored: '已复电', stat_dark: '仍停电',
     confirm_q: '确认 {id} 已全部复电？', confirm_dark: '仍有 {n} 户未复电。如仍要确认，请填写原因；该事件将保留在“需关注”列表中，直到这些电表恢复。',
     need_reason: '请填写原因', confirmed_by: '{who} 于 {at} 确认复电', confirmed_reason: '原因：{r}',
+    pending_area: '{area} 台区 {n} 块表停电，{s} 秒后判定是否为停电', pending_now: '{area} 台区 {n} 块表停电，正在判定',
     attention_banner: '已确认但仍有客户停电：', cause: '原因', source: '来源', etr: '预计复电', start: '开始',
-    in_outage: '该客户处于已知停电中', not_in_outage: '未发现该客户处于停电中', since: '停电开始', no_customer: '未找到该客户',
+    in_outage: '该客户处于已知停电中', back_in_outage: '该客户已恢复供电，所在停电事件尚未结束（其他客户仍在停电）', not_in_outage: '未发现该客户处于停电中', since: '停电开始', no_customer: '未找到该客户',
     last_outage: '最近一次停电', messages: '短信记录', history_of: '{name}（{acct}）的短信记录',
     kind_planned_notice: '计划停电通知', kind_outage: '停电通知', kind_etr_update: '复电时间更新', kind_restored: '复电通知',
     kind_arrears: '欠费提醒', kind_disconnect_notice: '停电（欠费）通知', kind_balance_low: '余额不足',
     kind_balance_exhausted: '余额耗尽', kind_manager_digest: '客户经理摘要', customers_out: '停电客户 {n} 户，停电台区 {a} 个',
-    a_confirm: '确认复电', a_export: '导出', a_pii_view: '查看完整号码', a_lookup: '热线查询', a_login: '登录',
+    a_confirm: '确认复电', a_export: '导出', a_pii_view: '查看完整号码', a_call_list: '查看需电话联系名单号码', a_lookup: '热线查询', a_login: '登录',
     a_login_failed: '登录失败', role_admin: '管理员', role_dispatcher: '调度员', role_manager: '客户经理', role_hotline: '热线坐席',
     role_ingest: '接入', error: '出错了', unknown: '未知',
   },
   en: {
     title: 'Outage workspace', storm_on: 'Storm mode', logout: 'Log out', login_title: 'Log in', user: 'Name', password: 'Password',
     login: 'Log in', token_login: 'Use an API token', token: 'Token', use_token: 'Use token', login_failed: 'Wrong name or password',
-    login_locked: 'Too many wrong passwords: try again in a minute', tab_outages: 'Outages', tab_storm: 'Overview',
+    login_locked: 'Too many wrong passwords: try again in a minute', tab_outages: 'Outages', tab_storm: 'Overview', tab_storm_grid: 'Grid {g}',
     tab_hotline: 'Hotline lookup', tab_quality: 'Contact quality', tab_audit: 'Audit log', outages: 'Outages', show: 'Show',
     f_live: 'Live', f_attention: 'Needs attention', f_all: 'All (last 24 h)', c_id: 'ID', c_kind: 'Kind', c_status: 'Status',
     c_areas: 'Areas', c_start: 'Start', c_etr: 'ETR', c_affected: 'Affected', c_notified: 'Notified', c_delivered: 'Delivered',
     c_restored: 'Restored', c_dark: 'Still dark', no_outages: 'No outages right now.', csv: 'Customer list (CSV)',
     confirm: 'Confirm restoration', priority: 'Priority customers (life support, high risk, important)', c_class: 'Class',
     c_account: 'Account', c_name: 'Name', c_phones: 'Phones', c_power: 'Power', c_sms: 'SMS', none: 'None',
-    call_list: 'Call list (no SMS could reach them)', c_reason: 'Why', still_dark: 'Meters still dark', c_meter: 'Meter',
+    call_list: 'Call list (no SMS could reach them)', call_masked: 'Numbers masked: the call list is shown in full to dispatchers, the grid\'s managers and people with the pii permission, each view audited', c_reason: 'Why', still_dark: 'Meters still dark', c_meter: 'Meter',
     c_last_seen: 'Last seen', reported_out: 'Customers who replied "still out"', customers: 'All affected customers',
     c_area: 'Area', c_grid: 'Grid', st_ok: 'Normal', st_partial: 'Partly out', st_out: 'Out', st_restoring: 'Verifying',
     sms_minutes: 'SMS per minute (last 30 min)', c_minute: 'Minute', c_queued: 'Queued', c_sent: 'Sent', c_failed: 'Failed',
@@ -75,14 +76,15 @@ const I18N = {
     confirm_q: 'Confirm that {id} is restored?',
     confirm_dark: '{n} customers are still dark. To confirm anyway, give a reason; the outage stays on the "needs attention" list until their meters come back.',
     need_reason: 'Please give a reason', confirmed_by: 'Confirmed by {who} at {at}', confirmed_reason: 'Reason: {r}',
+    pending_area: '{n} meters dark in {area}, deciding in {s} s', pending_now: '{n} meters dark in {area}, deciding now',
     attention_banner: 'Confirmed with customers still dark:', cause: 'Cause', source: 'Source', etr: 'ETR', start: 'Start',
-    in_outage: 'This customer is in a known outage', not_in_outage: 'No known outage for this customer', since: 'Since',
+    in_outage: 'This customer is in a known outage', back_in_outage: 'Power is back for this customer; the outage is still open for others', not_in_outage: 'No known outage for this customer', since: 'Since',
     no_customer: 'No customer found', last_outage: 'Latest outage', messages: 'Messages', history_of: 'Messages to {name} ({acct})',
     kind_planned_notice: 'Planned outage notice', kind_outage: 'Outage', kind_etr_update: 'ETR update', kind_restored: 'Restored',
     kind_arrears: 'Arrears', kind_disconnect_notice: 'Disconnection notice', kind_balance_low: 'Balance low',
     kind_balance_exhausted: 'Balance exhausted', kind_manager_digest: 'Manager digest',
     customers_out: '{n} customers out, {a} areas affected', a_confirm: 'Confirmation', a_export: 'Export',
-    a_pii_view: 'Full numbers viewed', a_lookup: 'Hotline lookup', a_login: 'Login', a_login_failed: 'Failed login',
+    a_pii_view: 'Full numbers viewed', a_call_list: 'Call list numbers viewed', a_lookup: 'Hotline lookup', a_login: 'Login', a_login_failed: 'Failed login',
     role_admin: 'Admin', role_dispatcher: 'Dispatcher', role_manager: 'Customer manager', role_hotline: 'Hotline agent',
     role_ingest: 'Ingest', error: 'Something went wrong', unknown: 'unknown',
   },
@@ -91,7 +93,7 @@ const I18N = {
 const state = {
   me: null, token: sessionStorage.getItem('gridbell-token') || '', lang: localStorage.getItem('gridbell-lang') || 'zh',
   outages: [], filter: 'live', tab: 'outages', current: null, ws: null, es: null, lastHeard: 0, storm: false,
-  reloadTimer: 0, pollTimer: 0, stormTimer: 0, loadedAt: 0,
+  reloadTimer: 0, pollTimer: 0, stormTimer: 0, loadedAt: 0, pending: [], pendingTimer: 0,
 };
 window.gridbell = { timings: [] }; // read by the browser test
 
@@ -114,12 +116,15 @@ function fmt(ts, withDate = true) {
   const key = state.lang + (state.me?.timezone || '') + withDate;
   let f = formatters.get(key);
   if (!f) {
-    const opts = { timeZone: state.me?.timezone || 'Asia/Shanghai', hour: '2-digit', minute: '2-digit', hour12: false };
-    Object.assign(opts, withDate ? { month: '2-digit', day: '2-digit' } : { second: '2-digit' });
-    f = new Intl.DateTimeFormat(state.lang === 'zh' ? 'zh-CN' : 'en-GB', opts);
+    const opts = { timeZone: state.me?.timezone || 'Asia/Shanghai', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' };
+    Object.assign(opts, withDate ? { month: state.lang === 'zh' ? 'numeric' : 'short', day: 'numeric' } : { second: '2-digit' });
+    f = new Intl.DateTimeFormat('en-US', opts);
     formatters.set(key, f);
   }
-  return f.format(new Date(ts));
+  if (!withDate) return f.format(new Date(ts));
+  // One date style per language, the SMS's: 12月6日 23:53, Dec 6 23:53.
+  const p = Object.fromEntries(f.formatToParts(new Date(ts)).map((x) => [x.type, x.value]));
+  return state.lang === 'zh' ? `${p.month}月${p.day}日 ${p.hour}:${p.minute}` : `${p.month} ${p.day} ${p.hour}:${p.minute}`;
 }
 const word = (prefix, v) => (v ? t(prefix + v) : '');
 const clsBadge = (c) => `<span class="cls cls-${esc(c)}">${esc(word('cls_', c) || c)}</span>`;
@@ -131,7 +136,17 @@ function smsWord(status) {
 }
 function phones(list) {
   if (!list || !list.length) return '—';
-  return list.map((p) => (p.includes('*') ? `<span class="phone">${esc(p)}</span>` : `<a class="phone" href="tel:${esc(p)}">${esc(p)}</a>`)).join(' ');
+  return list.map((p) => (p.includes('*') ? `<span class="phone">${esc(p)}</span>` : `<a class="phone" href="tel:${esc(p)}">${esc(dialText(p))}</a>`)).join(' ');
+}
+// dialText writes a Chinese number as people here write it: a mobile as its
+// 11 digits (13812345678), a landline with its trunk 0 and area code
+// (010-98439974, 0571-88886666); any other number as given.
+function dialText(p) {
+  if (!p.startsWith('+86')) return p;
+  const n = p.slice(3);
+  if (/^1\d{10}$/.test(n)) return n;
+  const area = /^(10|2\d)/.test(n) ? 2 : 3;
+  return '0' + n.slice(0, area) + '-' + n.slice(area);
 }
 const power = (on) => (on ? `<span class="good">${t('powered')}</span>` : `<span class="dark">${t('unpowered')}</span>`);
 
@@ -337,6 +352,9 @@ const can = {
 function renderWho() {
   const m = state.me;
   $('#who').textContent = m.name + ' · ' + t('role_' + m.role) + (m.grids.length ? ' · ' + m.grids.join(', ') : '');
+  // A manager of one grid sees that grid's overview, not the whole company's.
+  const one = m.role === 'manager' && m.grids.length === 1;
+  for (const el of $$('[data-i18n=tab_storm]')) el.textContent = one ? t('tab_storm_grid', { g: m.grids[0] }) : t('tab_storm');
 }
 function start() {
   $('#login').hidden = true;
@@ -416,6 +434,11 @@ function feed(msg) {
   heard();
   const prev = state.outages.find((o) => o.id === state.current);
   state.outages = msg.outages || [];
+  // Remaining seconds of each pending window by the server's clock, counted
+  // down from when the message came.
+  const at = Date.parse(msg.at) || Date.now();
+  state.pending = (msg.pending || []).map((p) => ({ ...p, left: Date.parse(p.decide_at) - at, from: Date.now() }));
+  renderPending();
   state.storm = !!msg.storm;
   $('#storm').hidden = !state.storm;
   renderOutages();
@@ -443,10 +466,35 @@ function shown() {
   if (state.filter === 'attention') return state.outages.filter((o) => o.needs_attention);
   return state.outages;
 }
+// outageName is how people read an outage: an OMS id as the OMS wrote it;
+// a meter-detected one (AMI-<area>-<start in UTC>) as its area and its start
+// in local time, "TA-0003 12月6日 23:53", its id kept in the title.
+function outageName(o) {
+  const m = /^AMI-(.+)-\d{8}T\d{6}(?:-\d+)?$/.exec(o.id);
+  return m && o.start ? `${m[1]} ${fmt(o.start)}` : o.id;
+}
+
+// causeText is an outage's cause in the page's language: the plain phrase
+// when gridbell knows the OMS's words, else the words as the OMS wrote them.
+const causeText = (o) => (o.cause_phrases && o.cause_phrases[state.lang]) || o.cause;
+
+// renderPending says which areas have meters dark with no outage decided
+// yet, and in how many seconds the momentary window closes.
+function renderPending() {
+  clearTimeout(state.pendingTimer);
+  const list = state.pending || [];
+  $('#pending').hidden = !list.length;
+  if (!list.length) return;
+  $('#pending').textContent = list.map((p) => {
+    const s = Math.ceil((p.left - (Date.now() - p.from)) / 1000);
+    return t(s > 0 ? 'pending_area' : 'pending_now', { n: p.meters, area: p.area, s });
+  }).join('；');
+  state.pendingTimer = setTimeout(renderPending, 1000);
+}
 function renderOutages() {
   const list = shown();
   rows($('#outageTable tbody'), list, (o) => [
-    ['c_id', esc(o.id) + (o.needs_attention ? ' ⚠' : '')], ['c_kind', esc(word('k_', o.kind) || o.kind)],
+    ['c_id', `<span title="${esc(o.id)}">${esc(outageName(o))}</span>` + (o.needs_attention ? ' ⚠' : '')], ['c_kind', esc(word('k_', o.kind) || o.kind)],
     ['c_status', esc(word('s_', o.status) || o.status)], ['c_areas', esc((o.areas || []).slice(0, 6).join(' ') + ((o.areas || []).length > 6 ? ' …' : ''))],
     ['c_start', fmt(o.start)], ['c_etr', fmt(o.etr)], ['c_affected', o.counts.affected, 'num'],
     ['c_notified', o.counts.notified, 'num'], ['c_delivered', o.counts.delivered, 'num'],
@@ -455,7 +503,7 @@ function renderOutages() {
   empty('#noOutages', list);
   const att = state.outages.filter((o) => o.needs_attention);
   $('#attention').hidden = !att.length;
-  $('#attention').textContent = t('attention_banner') + ' ' + att.map((o) => `${o.id} (${o.counts.dark})`).join(', ');
+  $('#attention').textContent = t('attention_banner') + ' ' + att.map((o) => `${outageName(o)} (${o.counts.dark})`).join(', ');
 }
 $('#outageTable tbody').addEventListener('click', (e) => { const tr = e.target.closest('tr[data-id]'); if (tr) openOutage(tr.dataset.id); });
 
@@ -512,8 +560,8 @@ function renderWorkspace(ws) {
   state.loadedAt = Date.now();
   firstScreen();
   const o = ws.outage;
-  $('#dTitle').textContent = o.id + ' · ' + (word('k_', o.kind) || o.kind) + ' · ' + (word('s_', o.status) || o.status);
-  $('#dMeta').textContent = [t('start') + ' ' + fmt(o.start), t('etr') + ' ' + fmt(o.etr), o.cause ? t('cause') + ' ' + o.cause : '',
+  $('#dTitle').textContent = outageName(o) + ' · ' + (word('k_', o.kind) || o.kind) + ' · ' + (word('s_', o.status) || o.status);
+  $('#dMeta').textContent = [t('start') + ' ' + fmt(o.start), t('etr') + ' ' + fmt(o.etr), o.cause ? t('cause') + ' ' + causeText(o) : '',
     t('source') + ' ' + (word('src_', o.source) || o.source), (o.areas || []).join(' ')].filter(Boolean).join(' · ');
   renderStats(o.counts);
   $('#dConfirmed').hidden = !o.confirmed_by;
@@ -534,6 +582,8 @@ function renderWorkspace(ws) {
     ['c_phones', phones(x.phones)], ['c_reason', `<span class="bad">${esc(t('r_' + x.reach))}</span>`]],
   (x) => `class="clickable" data-account="${esc(x.account)}" data-name="${esc(x.name)}"`, (x) => x.account);
   empty('#noCall', ws.call_list);
+  $('#callNote').hidden = ws.call_list_full || !ws.call_list.length;
+  $('#callNote').textContent = t('call_masked');
 
   $('#darkCount').textContent = ws.dark.length;
   const byAccount = new Map(ws.customers.map((c) => [c.account, c])); // the dark list names its customers by account
@@ -575,7 +625,7 @@ async function showHistory(acct, name) {
 // ---- confirm ----
 $('#confirm').addEventListener('click', () => {
   const o = state.ws.outage;
-  $('#confirmText').textContent = t('confirm_q', { id: o.id });
+  $('#confirmText').textContent = t('confirm_q', { id: outageName(o) });
   warnDark(o.counts.dark);
   $('#confirmError').textContent = '';
   $('#reason').value = '';
@@ -647,9 +697,12 @@ $('#hotlineForm').addEventListener('submit', async (e) => {
   }
   out.innerHTML = d.customers.map((c) => {
     const o = c.outage;
-    const head = c.in_outage ? `<p class="verdict dark">${t('in_outage')}</p>` : `<p class="verdict good">${t('not_in_outage')}</p>`;
-    const outage = o ? `<p>${c.in_outage ? '' : t('last_outage') + ': '}${esc(o.id)} · ${esc(word('k_', o.kind))} · ${esc(word('s_', o.status))}
-      · ${t('since')} ${fmt(o.start)} · ${t('etr')} ${fmt(o.etr)}${o.cause ? ' · ' + t('cause') + ' ' + esc(o.cause) : ''}</p>` : '';
+    // One state: a customer whose meters are back is told so even while the
+    // outage goes on for others (the restored SMS went out).
+    const head = c.in_outage && !c.powered ? `<p class="verdict dark">${t('in_outage')}</p>`
+      : `<p class="verdict good">${t(c.in_outage ? 'back_in_outage' : 'not_in_outage')}</p>`;
+    const outage = o ? `<p>${c.in_outage ? '' : t('last_outage') + ': '}${esc(outageName(o))} · ${esc(word('k_', o.kind))} · ${esc(word('s_', o.status))}
+      · ${t('since')} ${fmt(o.start)} · ${t('etr')} ${fmt(o.etr)}${o.cause ? ' · ' + t('cause') + ' ' + esc(causeText(o)) : ''}</p>` : '';
     const msgs = c.messages.map((m) => `<tr><td data-label="${t('c_time')}">${fmt(m.at)}</td><td data-label="${t('c_kind')}">${esc(word('kind_', m.kind) || m.kind)}</td>
       <td data-label="${t('c_ref')}">${esc(m.ref)}</td><td data-label="${t('c_phone')}">${phones([m.phone])}</td>
       <td data-label="${t('c_result')}"><span class="${m.delivered ? 'good' : m.failed ? 'bad' : ''}">${esc(smsWord(m.status))}</span></td></tr>`).join('');

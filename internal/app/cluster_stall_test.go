@@ -1,0 +1,191 @@
+//go:build faults
+
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gridbell/gridbell/internal/clock"
+	"github.com/gridbell/gridbell/internal/store"
+	"github.com/gridbell/gridbell/notify/twiliotest"
+)
+
+const (
+	stallSID   = "AC0123456789abcdef0123456789abcdef"
+	stallToken = "0123456789abcdef0123456789abcdef"
+)
+
+// stallCluster is three gridbell processes in distributed mode sending
+// through a Twilio-shaped server that answers in 300 ms, over a fleet of
+// areas × perArea customers.
+type stallCluster struct {
+	env    *clusterEnv
+	srv    *twiliotest.Server
+	db     *store.DB
+	procs  map[string]*process
+	meters []string
+	conc   map[string]string
+}
+
+func newStallCluster(t *testing.T, areas, perArea int) *stallCluster {
+	t.Helper()
+	env := newClusterEnv(t)
+	srv := twiliotest.New(stallSID, stallToken)
+	t.Cleanup(srv.Close)
+	srv.SetLatency(300 * time.Millisecond)
+	meters, conc := stormFleet(t, env.contacts, areas, perArea)
+	db, err := store.Open(context.Background(), env.store, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &stallCluster{env: env, srv: srv, db: db, procs: map[string]*process{}, meters: meters, conc: conc}
+}
+
+// spawn starts instance name sending through the Twilio-shaped server.
+func (c *stallCluster) spawn(t *testing.T, name string, extra ...string) {
+	t.Helper()
+	c.procs[name] = c.env.spawnWith(t, name, append([]string{
+		"GRIDBELL_SMS_SENDER=twilio",
+		"GRIDBELL_SMS_TWILIO_ACCOUNT_SID=" + stallSID,
+		"GRIDBELL_SMS_TWILIO_AUTH_TOKEN=" + stallToken,
+		"GRIDBELL_SMS_TWILIO_FROM=+15005550006",
+		"GRIDBELL_SMS_TWILIO_API_BASE=" + c.srv.URL,
+		"GRIDBELL_SMS_TWILIO_RATE=100",
+	}, extra...)...)
+	waitFor(t, name+" ready", 90*time.Second, c.procs[name].ready)
+}
+
+// powerOff publishes a power_off of every meter.
+func (c *stallCluster) powerOff(t *testing.T) {
+	publish := mqttPublisher(t, "tcp://127.0.0.1:1883", c.env.prefix)
+	ts := time.Now().Format(time.RFC3339Nano)
+	for _, m := range c.meters {
+		publish(c.conc[m]+"/"+m+"/event", map[string]any{"meter": m, "ts": ts, "type": "power_off"})
+	}
+}
+
+// claims counts the messages instance name holds claimed.
+func (c *stallCluster) claims(name string) int {
+	var n int
+	c.db.QueryRow(`SELECT COUNT(*) FROM notify_messages WHERE status = 'sending' AND claimed_by = $1`, name).Scan(&n)
+	return n
+}
+
+// check waits until every customer has an outage SMS and the outbox is
+// empty, then counts what the provider received per phone, kind and
+// reference: none may be lost or doubled, and every row must name the
+// message the provider holds for its phone.
+func (c *stallCluster) check(t *testing.T) {
+	t.Helper()
+	type key struct{ to, body string }
+	received := func() map[key]int {
+		seen := map[key]int{}
+		for _, m := range c.srv.Received() {
+			seen[key{m.To, m.Body}]++
+		}
+		return seen
+	}
+	waitFor(t, "an outage SMS to every customer", 3*time.Minute, func() bool { return len(received()) >= len(c.meters) })
+	waitFor(t, "the outbox settled", 2*time.Minute, func() bool {
+		var n int
+		c.db.QueryRow(`SELECT (SELECT COUNT(*) FROM notify_intents WHERE state = 'pending') + (SELECT COALESCE(SUM(n), 0) FROM notify_intent_log) +
+			(SELECT COUNT(*) FROM notify_messages WHERE status IN ('queued', 'held', 'sending'))`).Scan(&n)
+		return n == 0
+	})
+	time.Sleep(2 * time.Second) // let anything wrongly queued show up
+	seen := received()
+	sids := map[string]string{}
+	for _, m := range c.srv.Received() {
+		sids[m.SID] = m.To
+	}
+	rows, err := c.db.Query(`SELECT phone, kind, ref, body, status, provider_id FROM notify_messages`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	lost, doubled, over, msgs := 0, 0, 0, 0
+	var twice []string
+	for rows.Next() {
+		var phone, kind, ref, body, status, sid string
+		if err := rows.Scan(&phone, &kind, &ref, &body, &status, &sid); err != nil {
+			t.Fatal(err)
+		}
+		msgs++
+		switch n := seen[key{phone, body}]; {
+		case n == 0:
+			lost++
+		case n > 1:
+			doubled += n - 1
+			twice = append(twice, fmt.Sprintf("%s %s %s ×%d", phone, kind, ref, n))
+		}
+		if status != "sent" && status != "delivered" || sids[sid] != phone {
+			over++
+		}
+	}
+	t.Logf("%d messages to %d customers: lost %d, doubled %d; %d rows not naming the provider's message; %d lookups at the provider",
+		msgs, len(c.meters), lost, doubled, over, c.srv.Lookups())
+	if len(twice) > 0 {
+		t.Logf("doubled, for example: %v", twice[:min(len(twice), 5)])
+	}
+	if msgs != len(c.meters) || lost != 0 || doubled != 0 || over != 0 {
+		t.Errorf("%d messages for %d customers: lost %d, doubled %d, %d rows recorded over another send; want one each, none lost, doubled or overwritten",
+			msgs, len(c.meters), lost, doubled, over)
+	}
+}
+
+// TestClusterSIGSTOP: three gridbell processes send a storm's outage SMS
+// (1,000 customers) through a Twilio-shaped server answering in 300 ms. An
+// instance not running the rules is frozen (SIGSTOP) for 25 s while it
+// holds claimed messages, past every lease, then resumed. Its claims are
+// taken over and sent by the others; it sends none of them again and
+// records nothing over them.
+func TestClusterSIGSTOP(t *testing.T) {
+	c := newStallCluster(t, 20, 50)
+	for _, name := range []string{"s1", "s2", "s3"} {
+		c.spawn(t, name)
+	}
+	waitFor(t, "a process running the rules", 30*time.Second, func() bool { return rulesHolder(t, c.db) != "" })
+	stalled := "s1"
+	if rulesHolder(t, c.db) == stalled {
+		stalled = "s2"
+	}
+	c.powerOff(t)
+	waitFor(t, "SMS going out, some claimed by "+stalled, 2*time.Minute, func() bool {
+		return c.srv.Count() >= 100 && c.claims(stalled) >= 16
+	})
+	p := c.procs[stalled]
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Signal(syscall.SIGCONT) })
+	t.Logf("SIGSTOP of %s holding %d claims, %d SMS received by the provider", stalled, c.claims(stalled), c.srv.Count())
+	time.Sleep(25 * time.Second)
+	t.Logf("after 25 s: %d SMS received, %d claims still %s's", c.srv.Count(), c.claims(stalled), stalled)
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	c.check(t)
+}
+
+// TestClusterClockAhead: the same storm, with an instance not running the
+// rules whose clock runs 30 s ahead: it takes none of the others' live
+// claims as lapsed, and nothing goes twice.
+func TestClusterClockAhead(t *testing.T) {
+	c := newStallCluster(t, 20, 50)
+	c.spawn(t, "s1")
+	c.spawn(t, "s2")
+	waitFor(t, "a process running the rules", 30*time.Second, func() bool { return rulesHolder(t, c.db) != "" })
+	c.spawn(t, "s3", clock.OffsetEnv+"=30s")
+	c.powerOff(t)
+	c.check(t)
+	// Nobody stopped: a lookup means a live claim was taken as lapsed
+	// (147 before leases were judged on the store's clock).
+	if n := c.srv.Lookups(); n != 0 {
+		t.Errorf("%d lookups at the provider: live claims were taken over as lapsed", n)
+	}
+}
