@@ -347,8 +347,9 @@ func TestFaultBurst(t *testing.T) {
 	t1 := time.Now()
 	pubTook := publishBurst(t, broker.URL(), f.messages("ami", "power_on", time.Now()), rate, onAt)
 	takeRate, taken := takenRate(base2, len(onMsgs), t1, 2*time.Minute)
+	extra := time.Duration(f.n/20_000) * time.Minute // the SMS of a larger storm take longer
 	out.follow(t, "outage", len(dark), 2*time.Minute)
-	out.follow(t, "restored", len(dark), 3*time.Minute)
+	out.follow(t, "restored", len(dark), 3*time.Minute+extra)
 	drops := dropped()
 
 	gasp, outMissing := out.latencies(f, "outage", offAt, dark)
