@@ -31,10 +31,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/gridbell/gridbell/contacts"
 	"github.com/gridbell/gridbell/ingest"
 	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/store"
@@ -211,11 +209,7 @@ func run(customers int, dsn, mqtt string, smsWait time.Duration, keep bool) erro
 
 	// The storm: N/10 meters of whole areas lose power, written to the
 	// meter topic as the instances forward their input.
-	reg, err := contacts.Open(ctx, db, zerolog.Nop())
-	if err != nil {
-		return err
-	}
-	fwd, err := ingest.NewForwarder(ingest.KafkaConfig{Brokers: kc.ListenAddrs()}, prefix+".meter-events", reg)
+	fwd, err := ingest.NewForwarder(ingest.KafkaConfig{Brokers: kc.ListenAddrs()}, prefix+".meter-events")
 	if err != nil {
 		return err
 	}

@@ -304,11 +304,20 @@ func TestBrowser(t *testing.T) {
 		t.Error("the call list says its numbers are masked, though they are in full")
 	}
 
-	// The dispatcher: confirm while meters are dark → warning → reason.
+	// ops, an admin without pii, may not dial: masked, and told why.
+	do("logout", chromedp.Click("#logout"))
+	login("ops")
+	clickRow("open outage", `#outageTable tbody tr[data-id="OMS-STORM-1"]`)
+	poll("ops is told why the call list is masked", `!document.querySelector('#callNote').hidden && `+
+		`document.querySelector('#callNote').textContent.includes('pii') && document.querySelectorAll('#callTable a.phone').length === 0`)
+
+	// The dispatcher dials the call list; confirm while meters are dark →
+	// warning → reason.
 	do("logout", chromedp.Click("#logout"))
 	login("li")
 	clickRow("open outage", `#outageTable tbody tr[data-id="OMS-STORM-1"]`)
 	poll("dispatcher sees both grids", rowsJS("#custTable")+` === `+fmt.Sprint(bigCustomers+50))
+	poll("the dispatcher's call list can be dialled", `(document.querySelector('#callTable a[href^="tel:+86571"]')?.textContent || '').startsWith('0571-')`)
 	do("confirm", chromedp.Click("#confirm"))
 	poll("warning shown", `!document.querySelector('#confirmWarn').hidden && document.querySelector('#confirmWarn').textContent.includes('2045')`)
 	do("confirm without reason", chromedp.Click("#confirmGo"))

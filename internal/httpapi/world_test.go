@@ -48,7 +48,8 @@ const (
 )
 
 // worldAuth has a person and a token for every role: wang manages G01 and
-// may see numbers, zhao manages G01 and may not, sun manages G02.
+// may see numbers, zhao manages G01 and may not, sun manages G02; ops is an
+// admin without pii, who may not dial the call list.
 func worldAuth() httpapi.AuthConfig {
 	a := httpapi.AuthConfig{
 		Tokens: []httpapi.Token{
@@ -60,6 +61,7 @@ func worldAuth() httpapi.AuthConfig {
 		},
 		Users: []httpapi.User{
 			{Name: "root", PasswordHash: passwordHash, Role: httpapi.RoleAdmin, PII: true},
+			{Name: "ops", PasswordHash: passwordHash, Role: httpapi.RoleAdmin},
 			{Name: "li", PasswordHash: passwordHash, Role: httpapi.RoleDispatcher},
 			{Name: "wang", PasswordHash: passwordHash, Role: httpapi.RoleManager, Grids: []string{"G01"}, PII: true},
 			{Name: "zhao", PasswordHash: passwordHash, Role: httpapi.RoleManager, Grids: []string{"G01"}},
