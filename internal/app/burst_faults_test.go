@@ -364,7 +364,14 @@ func TestFaultBurst(t *testing.T) {
 	fmt.Fprintf(&tb, "  power_on → restored SMS:  p50 %s p95 %s max %s; missing %d of %d\n", pct(back, .5), pct(back, .95), pct(back, 1), restMissing, len(dark))
 	t.Log("\n" + tb.String())
 	if restMissing != 0 {
-		t.Errorf("restored SMS missing for %d of %d dark customers", restMissing, len(dark))
+		var which []string
+		for _, k := range dark {
+			if _, ok := out.seen["restored"][f.phone(k)]; !ok && len(which) < 10 {
+				_, told := out.seen["outage"][f.phone(k)]
+				which = append(which, fmt.Sprintf("%d (area TA-%04d, outage SMS seen %v)", k, k/f.perArea, told))
+			}
+		}
+		t.Errorf("restored SMS missing for %d of %d dark customers, first: %v", restMissing, len(dark), which)
 	}
 	if drops != 0 {
 		t.Errorf("Mosquitto dropped %d messages", drops)
