@@ -35,6 +35,9 @@ var (
 			}
 			return 0
 		})
+	_ = metrics.Default.CounterFunc("gridbell_mqtt_broker_dropped_total",
+		"Messages the embedded MQTT broker dropped for a subscriber that fell behind (its queue full), since it started; 0 with an outside broker (docs/deploy.md: read the broker's own count).",
+		brokerDropped.sum)
 	_ = metrics.Default.GaugeFunc("gridbell_mqtt_last_message_age_seconds",
 		"Seconds since gridbell last took an MQTT message (since the input started, before the first).",
 		func() float64 {
@@ -60,8 +63,32 @@ var (
 		"The spool's cap (influx.spool_max_bytes); readings beyond it are dropped. 0 while the sink is off.")
 )
 
+// droppedCounts are the embedded broker's counters of dropped messages.
+type droppedCounts struct {
+	mu     sync.Mutex
+	counts []*int64
+}
+
+// Store makes the counts of the running broker the ones summed.
+func (d *droppedCounts) Store(counts ...*int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.counts = counts
+}
+
+func (d *droppedCounts) sum() float64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var n int64
+	for _, c := range d.counts {
+		n += atomic.LoadInt64(c)
+	}
+	return float64(n)
+}
+
 // The MQTT input's state the scrape-time gauges read.
 var (
+	brokerDropped droppedCounts
 	mqttLastTaken atomic.Int64                  // unix nanos of the last message taken
 	mqttUnacked   atomic.Pointer[chan struct{}] // the running input's window
 )

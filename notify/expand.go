@@ -68,6 +68,12 @@ func (o *Outbox) expand(ctx context.Context) (int, error) {
 	}
 	var ev expandEvents
 	for i, in := range ins {
+		if i > 0 && o.db.UrgentWriteWaiting() {
+			// The rules wait to commit (intake waits on them): store what
+			// is expanded and let them go; the rest stays due.
+			ins = ins[:i]
+			break
+		}
 		if err := o.expandOne(ctx, tx, in, accts[i], now, &ev); err != nil {
 			return 0, fmt.Errorf("cannot expand intent %s: %w", in.Key, err)
 		}

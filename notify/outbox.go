@@ -129,8 +129,7 @@ type Outbox struct {
 	lastLogAt   atomic.Int64 // the latest intent log row's time, unix ns (intentlog.go)
 	logged      atomic.Bool  // the intent log may hold rows: unpack looks only then
 
-	writeMu sync.Mutex // taken by begin on SQLite: one writer at a time
-	stmts   sync.Map   // query → *sql.Stmt prepared on db
+	stmts sync.Map // query → *sql.Stmt prepared on db
 
 	mu          sync.Mutex // guards pausedUntil
 	pausedUntil time.Time  // a provider throttle pauses every claim

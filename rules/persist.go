@@ -240,6 +240,8 @@ func (e *Engine) commit(ctx context.Context, w *writeSet, intents []event.Intent
 	if quiet && offsets == nil {
 		return nil
 	}
+	unlock := e.db.LockWrite(true) // before the dispatcher's writes: intake waits on this one
+	defer unlock()
 	tx, err := e.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("cannot begin rules transaction: %w", err)

@@ -139,10 +139,11 @@ func (p *Postgres) run(name string, args ...string) error {
 // QoS 1 messages across a restart (persistence on), as a production broker
 // must for at-least-once delivery.
 type Mosquitto struct {
-	Port int
-	dir  string
-	cmd  *exec.Cmd
-	t    testing.TB
+	Port  int
+	dir   string
+	cmd   *exec.Cmd
+	t     testing.TB
+	extra string // more mosquitto.conf lines (StartMosquittoConf)
 }
 
 // StartMosquitto starts a broker on a free port, stopped at the end of the
@@ -159,6 +160,21 @@ func StartMosquitto(t testing.TB) *Mosquitto {
 	return m
 }
 
+// StartMosquittoConf starts a broker as StartMosquitto does, with extra
+// mosquitto.conf lines after its own (a later line overrides an earlier
+// one, such as max_queued_messages).
+func StartMosquittoConf(t testing.TB, extra string) *Mosquitto {
+	t.Helper()
+	if _, err := exec.LookPath("mosquitto"); err != nil {
+		storetest.Missing(t, "mosquitto", err)
+		return nil
+	}
+	m := &Mosquitto{Port: FreePort(t), t: t, extra: extra}
+	t.Cleanup(m.Stop)
+	m.Start()
+	return m
+}
+
 // URL is the broker's tcp:// address.
 func (m *Mosquitto) URL() string { return fmt.Sprintf("tcp://127.0.0.1:%d", m.Port) }
 
@@ -167,7 +183,7 @@ func (m *Mosquitto) Start() {
 	m.t.Helper()
 	if m.dir == "" {
 		m.dir = m.t.TempDir()
-		conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\npersistence_location %s/\nautosave_interval 1\nmax_queued_messages 0\n", m.Port, m.dir)
+		conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\npersistence_location %s/\nautosave_interval 1\nmax_queued_messages 0\n%s\n", m.Port, m.dir, m.extra)
 		if err := os.WriteFile(filepath.Join(m.dir, "mosquitto.conf"), []byte(conf), 0o644); err != nil {
 			m.t.Fatal(err)
 		}

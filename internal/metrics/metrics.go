@@ -88,6 +88,12 @@ func (r *Registry) GaugeFunc(name, help string, f func() float64) prometheus.Gau
 	return register(r, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 }
 
+// CounterFunc registers a counter whose value f gives at each scrape. Asked
+// again, it keeps the first f.
+func (r *Registry) CounterFunc(name, help string, f func() float64) prometheus.CounterFunc {
+	return register(r, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+}
+
 // GaugeVec declares a gauge with labels.
 func (r *Registry) GaugeVec(name, help string, labels ...string) *GaugeVec {
 	return register(r, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels))

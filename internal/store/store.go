@@ -70,6 +70,7 @@ type DB struct {
 	wal       *walMonitor // SQLite on a file: its size; nil otherwise
 	gateMu    sync.Mutex
 	gate      chan struct{} // SQLite: open while a checkpoint holds new writers back; closed when it ends
+	writers   *writeGate    // SQLite: in-process writers take turns, the urgent first (writegate.go)
 	stop      chan struct{} // SQLite: ends checkpointLoop
 	stopped   chan struct{}
 	closeOnce sync.Once
@@ -173,7 +174,7 @@ func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
 		sqldb.Close()
 		return nil, fmt.Errorf("cannot open sqlite store %s: %w", path, err)
 	}
-	db := &DB{DB: sqldb, driver: "sqlite", stop: make(chan struct{}), stopped: make(chan struct{})}
+	db := &DB{DB: sqldb, driver: "sqlite", writers: new(writeGate), stop: make(chan struct{}), stopped: make(chan struct{})}
 	if file != "" {
 		db.wal = newWALMonitor(file)
 		// What a previous run left in the WAL (a crash, a stop on a full
