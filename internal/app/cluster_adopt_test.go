@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gridbell/gridbell/internal/store"
 )
 
 // outagesOf is process p's GET /api/v1/outages: id, status and counts of
@@ -53,22 +51,7 @@ func TestClusterDeadSessionAdopted(t *testing.T) {
 	env := newClusterEnv(t)
 	const areas, perArea = 30, 20
 	meters, conc := stormFleet(t, env.contacts, areas, perArea)
-	db, err := store.Open(context.Background(), env.store, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	procs := map[string]*process{}
-	var dirs []string
-	for i := range 3 {
-		name := fmt.Sprintf("d%d", i+1)
-		procs[name] = env.spawn(t, name)
-		dirs = append(dirs, procs[name].dataDir)
-	}
-	for _, p := range procs {
-		waitFor(t, p.name+" ready", 90*time.Second, p.ready)
-	}
-	waitFor(t, "a process running the rules", 30*time.Second, func() bool { return rulesHolder(t, db) != "" })
+	db, procs, dirs := env.startThree(t, "d")
 
 	publish := mqttPublisher(t, "tcp://127.0.0.1:1883", env.prefix)
 	now := time.Now()

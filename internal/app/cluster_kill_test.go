@@ -169,23 +169,7 @@ func TestClusterSIGKILL(t *testing.T) {
 	env := newClusterEnv(t)
 	const areas, perArea = 40, 50
 	meters, conc := stormFleet(t, env.contacts, areas, perArea)
-	db, err := store.Open(context.Background(), env.store, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-
-	procs := map[string]*process{}
-	var dirs []string
-	for i := range 3 {
-		name := fmt.Sprintf("k%d", i+1)
-		procs[name] = env.spawn(t, name)
-		dirs = append(dirs, procs[name].dataDir)
-	}
-	for _, p := range procs {
-		waitFor(t, p.name+" ready", 90*time.Second, p.ready)
-	}
-	waitFor(t, "a process running the rules", 30*time.Second, func() bool { return rulesHolder(t, db) != "" })
+	db, procs, dirs := env.startThree(t, "k")
 
 	publish := mqttPublisher(t, "tcp://127.0.0.1:1883", env.prefix)
 	now := time.Now()
@@ -325,4 +309,28 @@ func TestClusterSIGKILL(t *testing.T) {
 		t.Errorf("replaying the meter topic from 0 (%d records) sent more: %d phones before, %d after; repeats %d/%d before, %d/%d after",
 			consumed, before, after, dupO, dupR, d2o, d2r)
 	}
+}
+
+// startThree starts three instances named prefix1..prefix3 and waits until
+// each is ready and one runs the rules. It returns the store they share,
+// the processes by name and their data directories.
+func (env *clusterEnv) startThree(t *testing.T, prefix string) (*store.DB, map[string]*process, []string) {
+	t.Helper()
+	db, err := store.Open(context.Background(), env.store, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	procs := map[string]*process{}
+	var dirs []string
+	for i := range 3 {
+		name := fmt.Sprintf("%s%d", prefix, i+1)
+		procs[name] = env.spawn(t, name)
+		dirs = append(dirs, procs[name].dataDir)
+	}
+	for _, p := range procs {
+		waitFor(t, p.name+" ready", 90*time.Second, p.ready)
+	}
+	waitFor(t, "a process running the rules", 30*time.Second, func() bool { return rulesHolder(t, db) != "" })
+	return db, procs, dirs
 }
