@@ -35,7 +35,8 @@ const I18N = {
     need_reason: '请填写原因', confirmed_by: '{who} 于 {at} 确认复电', confirmed_reason: '原因：{r}',
     pending_area: '{area} 台区 {n} 块表停电，{s} 秒后判定是否为停电', pending_now: '{area} 台区 {n} 块表停电，正在判定',
     attention_banner: '已确认但仍有客户停电：', cause: '原因', source: '来源', etr: '预计复电', start: '开始',
-    in_outage: '该客户处于已知停电中', back_in_outage: '该客户已恢复供电，所在停电事件尚未结束（其他客户仍在停电）', not_in_outage: '未发现该客户处于停电中', since: '停电开始', no_customer: '未找到该客户',
+    in_outage: '该客户处于已知停电中', back_in_outage: '该客户已恢复供电，所在停电事件尚未结束（其他客户仍在停电）', not_in_outage: '未发现该客户处于停电中',
+    unknown_in_outage: '该客户在停电范围内，其电表尚未确认来电', unknown_state: '暂无该客户电表的供电信息', power_unknown: '供电状态未知', since: '停电开始', no_customer: '未找到该客户',
     last_outage: '最近一次停电', messages: '短信记录', history_of: '{name}（{acct}）的短信记录',
     kind_planned_notice: '计划停电通知', kind_outage: '停电通知', kind_etr_update: '复电时间更新', kind_restored: '复电通知',
     kind_arrears: '欠费提醒', kind_disconnect_notice: '停电（欠费）通知', kind_balance_low: '余额不足',
@@ -78,7 +79,8 @@ const I18N = {
     need_reason: 'Please give a reason', confirmed_by: 'Confirmed by {who} at {at}', confirmed_reason: 'Reason: {r}',
     pending_area: '{n} meters dark in {area}, deciding in {s} s', pending_now: '{n} meters dark in {area}, deciding now',
     attention_banner: 'Confirmed with customers still dark:', cause: 'Cause', source: 'Source', etr: 'ETR', start: 'Start',
-    in_outage: 'This customer is in a known outage', back_in_outage: 'Power is back for this customer; the outage is still open for others', not_in_outage: 'No known outage for this customer', since: 'Since',
+    in_outage: 'This customer is in a known outage', back_in_outage: 'Power is back for this customer; the outage is still open for others', not_in_outage: 'No known outage for this customer',
+    unknown_in_outage: 'This customer is within an outage; its meter has not confirmed power yet', unknown_state: 'No word yet from this customer\'s meters', power_unknown: 'Power unknown', since: 'Since',
     no_customer: 'No customer found', last_outage: 'Latest outage', messages: 'Messages', history_of: 'Messages to {name} ({acct})',
     kind_planned_notice: 'Planned outage notice', kind_outage: 'Outage', kind_etr_update: 'ETR update', kind_restored: 'Restored',
     kind_arrears: 'Arrears', kind_disconnect_notice: 'Disconnection notice', kind_balance_low: 'Balance low',
@@ -697,17 +699,19 @@ $('#hotlineForm').addEventListener('submit', async (e) => {
   }
   out.innerHTML = d.customers.map((c) => {
     const o = c.outage;
-    // One state: a customer whose meters are back is told so even while the
-    // outage goes on for others (the restored SMS went out).
-    const head = c.in_outage && !c.powered ? `<p class="verdict dark">${t('in_outage')}</p>`
-      : `<p class="verdict good">${t(c.in_outage ? 'back_in_outage' : 'not_in_outage')}</p>`;
-    const outage = o ? `<p>${c.in_outage ? '' : t('last_outage') + ': '}${esc(outageName(o))} · ${esc(word('k_', o.kind))} · ${esc(word('s_', o.status))}
+    // One state (c.state): out, back (verified powered while the outage
+    // goes on for others; the restored SMS went out), powered, or unknown.
+    const live = o && (o.status === 'active' || o.status === 'scheduled');
+    const head = c.state === 'out' ? `<p class="verdict dark">${t('in_outage')}</p>`
+      : c.state === 'unknown' ? `<p class="verdict">${t(live ? 'unknown_in_outage' : 'unknown_state')}</p>`
+      : `<p class="verdict good">${t(c.state === 'back' && live ? 'back_in_outage' : 'not_in_outage')}</p>`;
+    const outage = o ? `<p>${live ? '' : t('last_outage') + ': '}${esc(outageName(o))} · ${esc(word('k_', o.kind))} · ${esc(word('s_', o.status))}
       · ${t('since')} ${fmt(o.start)} · ${t('etr')} ${fmt(o.etr)}${o.cause ? ' · ' + t('cause') + ' ' + esc(causeText(o)) : ''}</p>` : '';
     const msgs = c.messages.map((m) => `<tr><td data-label="${t('c_time')}">${fmt(m.at)}</td><td data-label="${t('c_kind')}">${esc(word('kind_', m.kind) || m.kind)}</td>
       <td data-label="${t('c_ref')}">${esc(m.ref)}</td><td data-label="${t('c_phone')}">${phones([m.phone])}</td>
       <td data-label="${t('c_result')}"><span class="${m.delivered ? 'good' : m.failed ? 'bad' : ''}">${esc(smsWord(m.status))}</span></td></tr>`).join('');
     return `<div class="hotline-card"><h3>${esc(c.name)} · ${esc(c.account)} · ${clsBadge(c.class)} · ${esc(c.grid)}</h3>${head}${outage}
-      <p>${t('c_phones')}: ${phones(c.phones)} · ${power(c.powered)}</p><h3>${t('messages')}</h3>
+      <p>${t('c_phones')}: ${phones(c.phones)} · ${c.state === 'unknown' ? `<span>${t('power_unknown')}</span>` : power(c.powered)}</p><h3>${t('messages')}</h3>
       ${msgs ? `<table class="list"><thead><tr><th>${t('c_time')}</th><th>${t('c_kind')}</th><th>${t('c_ref')}</th><th>${t('c_phone')}</th><th>${t('c_result')}</th></tr></thead><tbody>${msgs}</tbody></table>` : `<p class="empty">${t('no_messages')}</p>`}</div>`;
   }).join('');
 });
