@@ -9,6 +9,7 @@ import (
 // AreaState is one transformer area as the storm overview shows it.
 type AreaState struct {
 	Area      string `json:"area"`
+	Name      string `json:"name,omitempty"` // the area's name in the contacts file, filled by the HTTP layer
 	Grid      string `json:"grid"`
 	Feeder    string `json:"feeder"`
 	Customers int    `json:"customers"`        // accounts with a meter in the area
@@ -188,6 +189,7 @@ func (e *Engine) isOut(i int32) bool {
 // window still runs: no outage is decided yet, and the page says so.
 type PendingArea struct {
 	Area     string    `json:"area"`
+	Name     string    `json:"name,omitempty"` // the area's name in the contacts file, filled by the HTTP layer
 	Grid     string    `json:"grid"`
 	Meters   int       `json:"meters"`    // dark meters awaiting their decision
 	DecideAt time.Time `json:"decide_at"` // the earliest of their windows closing

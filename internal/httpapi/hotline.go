@@ -116,6 +116,7 @@ func (s *Server) hotlineCustomer(ctx context.Context, p principal, acct contacts
 		if hc.Outage == nil || (live && !hc.InOutage) || (live == hc.InOutage && later(m.Outage, hc.Outage)) {
 			o := *m.Outage
 			o.CausePhrases = notify.CausePhrases(o.Cause)
+			o.AreaNames = s.areaNames(o.Areas)
 			hc.Outage, hc.InOutage = &o, live
 		}
 	}
@@ -128,6 +129,7 @@ func (s *Server) hotlineCustomer(ctx context.Context, p principal, acct contacts
 		}
 		hc.Outage, hc.InOutage = nil, hc.InOutage && ok
 		if ok {
+			o.CausePhrases, o.AreaNames = notify.CausePhrases(o.Cause), s.areaNames(o.Areas)
 			hc.Outage = &o
 		}
 	}
