@@ -473,8 +473,16 @@ function shown() {
 // in local time, "TA-0003 12月6日 23:53", its id kept in the title.
 function outageName(o) {
   const m = /^AMI-(.+)-\d{8}T\d{6}(?:-\d+)?$/.exec(o.id);
-  return m && o.start ? `${m[1]} ${fmt(o.start)}` : o.id;
+  return m && o.start ? `${areaLabel(m[1], (o.area_names || {})[m[1]])} ${fmt(o.start)}` : o.id;
 }
+
+// areaLabel writes a transformer area as a person reads it: "name (code)"
+// when the contacts file names it, else its code.
+const areaLabel = (code, name) => (name ? `${name} (${code})` : code);
+const outageAreas = (o, n) => {
+  const as = (o.areas || []).map((a) => areaLabel(a, (o.area_names || {})[a]));
+  return n && as.length > n ? as.slice(0, n).join(' ') + ' …' : as.join(' ');
+};
 
 // causeText is an outage's cause in the page's language: the plain phrase
 // when gridbell knows the OMS's words, else the words as the OMS wrote them.
@@ -489,7 +497,7 @@ function renderPending() {
   if (!list.length) return;
   $('#pending').textContent = list.map((p) => {
     const s = Math.ceil((p.left - (Date.now() - p.from)) / 1000);
-    return t(s > 0 ? 'pending_area' : 'pending_now', { n: p.meters, area: p.area, s });
+    return t(s > 0 ? 'pending_area' : 'pending_now', { n: p.meters, area: areaLabel(p.area, p.name), s });
   }).join('；');
   state.pendingTimer = setTimeout(renderPending, 1000);
 }
@@ -497,7 +505,7 @@ function renderOutages() {
   const list = shown();
   rows($('#outageTable tbody'), list, (o) => [
     ['c_id', `<span title="${esc(o.id)}">${esc(outageName(o))}</span>` + (o.needs_attention ? ' ⚠' : '')], ['c_kind', esc(word('k_', o.kind) || o.kind)],
-    ['c_status', esc(word('s_', o.status) || o.status)], ['c_areas', esc((o.areas || []).slice(0, 6).join(' ') + ((o.areas || []).length > 6 ? ' …' : ''))],
+    ['c_status', esc(word('s_', o.status) || o.status)], ['c_areas', esc(outageAreas(o, 6))],
     ['c_start', fmt(o.start)], ['c_etr', fmt(o.etr)], ['c_affected', o.counts.affected, 'num'],
     ['c_notified', o.counts.notified, 'num'], ['c_delivered', o.counts.delivered, 'num'],
     ['c_restored', o.counts.restored, 'num'], ['c_dark', o.counts.dark, 'num' + (o.counts.dark ? ' dark' : '')],
@@ -564,7 +572,7 @@ function renderWorkspace(ws) {
   const o = ws.outage;
   $('#dTitle').textContent = outageName(o) + ' · ' + (word('k_', o.kind) || o.kind) + ' · ' + (word('s_', o.status) || o.status);
   $('#dMeta').textContent = [t('start') + ' ' + fmt(o.start), t('etr') + ' ' + fmt(o.etr), o.cause ? t('cause') + ' ' + causeText(o) : '',
-    t('source') + ' ' + (word('src_', o.source) || o.source), (o.areas || []).join(' ')].filter(Boolean).join(' · ');
+    t('source') + ' ' + (word('src_', o.source) || o.source), outageAreas(o)].filter(Boolean).join(' · ');
   renderStats(o.counts);
   $('#dConfirmed').hidden = !o.confirmed_by;
   $('#dConfirmed').textContent = o.confirmed_by ? t('confirmed_by', { who: o.confirmed_by, at: fmt(o.confirmed_at) }) +
@@ -677,7 +685,7 @@ async function loadStorm() {
   $('#stormSummary').textContent = (d.storm ? t('storm_on') + ' · ' : '') + t('customers_out', { n: d.out, a: d.areas_out });
   $('#tiles').innerHTML = d.grids.map((g) => `<div class="grid-block"><h3>${esc(g.grid)} ${g.manager ? '· ' + esc(g.manager) : ''}
     <span class="count">${g.out} / ${g.customers}</span></h3>` + g.feeders.map((f) => `<div class="feeder"><b>${esc(f.feeder || '—')}</b>` +
-    f.areas.map((a) => `<span class="tile s-${esc(a.state)}" title="${esc(a.area)} ${esc(t('st_' + a.state))} ${a.out}/${a.customers}${a.outage ? ' ' + esc(a.outage) : ''}">${esc(a.area)}<small>${a.out}/${a.customers}</small></span>`).join('') +
+    f.areas.map((a) => `<span class="tile s-${esc(a.state)}" title="${esc(areaLabel(a.area, a.name))} ${esc(t('st_' + a.state))} ${a.out}/${a.customers}${a.outage ? ' ' + esc(a.outage) : ''}">${esc(areaLabel(a.area, a.name))}<small>${a.out}/${a.customers}</small></span>`).join('') +
     '</div>').join('') + '</div>').join('');
   const top = Math.max(1, ...d.sms.map((m) => m.queued));
   const bar = (v) => `${v} <progress max="${top}" value="${v}"></progress>`;
