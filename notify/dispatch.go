@@ -25,6 +25,9 @@ const (
 	// transactions, and at most this many messages per worker can be sent
 	// twice after a crash (sent, not yet recorded).
 	inflightPerWorker = 8
+	// fenceLoops check claims before their sends (fence.go): a few at once,
+	// so that the workers do not queue behind one statement's round trip.
+	fenceLoops = 2
 )
 
 // claimed is one message handed to a worker.
@@ -76,7 +79,9 @@ func (o *Outbox) Run(ctx context.Context) error {
 	bg := context.WithoutCancel(ctx)
 	fences := make(chan fenceReq)
 	var workers, writer, fencing sync.WaitGroup
-	fencing.Go(func() { o.fenceLoop(bg, fences) })
+	for range fenceLoops {
+		fencing.Go(func() { o.fenceLoop(bg, fences) })
+	}
 	for range o.cfg.Workers {
 		workers.Go(func() {
 			for c := range jobs {

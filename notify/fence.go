@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/gridbell/gridbell/internal/store"
 )
 
 // errNotSent marks an outcome whose message was never handed to the
@@ -17,8 +15,9 @@ import (
 // another instance took it over.
 var errNotSent = errors.New("not handed to the sender")
 
-// errClaimLost: the message's claim lapsed before its send (this instance
-// stood still past its lease), so it may be another instance's by now.
+// errClaimLost: the message's claim lapsed, or had too little of its lease
+// left, before its send (this instance stood still past it), so it may be
+// another instance's by now.
 var errClaimLost = fmt.Errorf("%w: its claim lapsed before the send", errNotSent)
 
 // fenceReq asks the fence loop to check one message's claim.
@@ -36,50 +35,62 @@ type fenceAns struct {
 
 // fence checks, just before cs are handed to the sender, that their
 // claims are still this instance's and their leases live on the store's
-// clock, and renews those leases, all in one statement per claim. It
-// returns the ids still claimed and the local time by which their sends
-// must end: two thirds of a lease after the check began. A send thus ends
-// within its lease or is cut off, and an instance that stood still past
-// that time (the monotonic clock runs on while a process is stopped)
-// sends nothing it checked before it stopped.
-func (o *Outbox) fence(ctx context.Context, cs []claimed) (map[string]bool, time.Time, error) {
+// clock. It returns, for each message still claimed (fenceKey), the local
+// time by which its send must end: its remaining lease, less a third of a
+// lease, after the check began. A send thus ends within its lease or is
+// cut off, and an instance that stood still (a frozen process or VM) sends
+// nothing whose lease lapsed meanwhile: another instance may have taken it.
+// The check only reads (one statement per claim, prepared once): a peer
+// takes a claim back only once its lease has lapsed on the store's clock,
+// and by then every send under it has ended.
+//
+// A SQLite store has one process (the single-process lease): nobody else
+// takes its claims back, so there it does not read the store and every
+// message gets two thirds of a lease.
+func (o *Outbox) fence(ctx context.Context, cs []claimed) (map[string]time.Time, error) {
 	start := time.Now()
-	byToken := map[string][]any{}
-	for _, c := range cs {
-		byToken[c.token] = append(byToken[c.token], c.ID)
+	until := make(map[string]time.Time, len(cs))
+	if !o.db.Postgres() {
+		for _, c := range cs {
+			until[fenceKey(c.token, c.ID)] = start.Add(o.lease * 2 / 3)
+		}
+		return until, nil
 	}
-	now := o.db.NowSQL()
-	ours := make(map[string]bool, len(cs))
-	tx, err := o.begin(ctx) // on SQLite, in turn with the other writers
+	stmt, err := o.prepared(ctx, `SELECT id, lease_until - `+o.db.NowSQL()+` FROM notify_messages WHERE status = $1 AND claim_token = $2`)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("cannot check message claims: %w", err)
+		return nil, fmt.Errorf("cannot check message claims: %w", err)
 	}
-	defer tx.Rollback()
-	for token, ids := range byToken {
-		args := append([]any{int64(o.lease), StatusSending, token}, ids...)
-		rows, err := tx.QueryContext(ctx, `UPDATE notify_messages SET lease_until = `+now+` + $1
-			WHERE status = $2 AND claim_token = $3 AND lease_until > `+now+` AND id IN (`+store.Marks(true, 3, len(ids))+`) RETURNING id`, args...)
+	done := map[string]bool{}
+	for _, c := range cs {
+		if done[c.token] {
+			continue
+		}
+		done[c.token] = true
+		rows, err := stmt.QueryContext(ctx, StatusSending, c.token)
 		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("cannot check message claims: %w", err)
+			return nil, fmt.Errorf("cannot check message claims: %w", err)
 		}
 		for rows.Next() {
 			var id string
-			if err := rows.Scan(&id); err != nil {
+			var left int64
+			if err := rows.Scan(&id, &left); err != nil {
 				rows.Close()
-				return nil, time.Time{}, fmt.Errorf("cannot check message claims: %w", err)
+				return nil, fmt.Errorf("cannot check message claims: %w", err)
 			}
-			ours[id] = true
+			if d := time.Duration(left) - o.lease/3; d > 0 {
+				until[fenceKey(c.token, id)] = start.Add(d)
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return nil, time.Time{}, fmt.Errorf("cannot check message claims: %w", err)
+			return nil, fmt.Errorf("cannot check message claims: %w", err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return nil, time.Time{}, fmt.Errorf("cannot check message claims: %w", err)
-	}
-	return ours, start.Add(o.lease * 2 / 3), nil
+	return until, nil
 }
+
+// fenceKey names message id under claim token in fence's answer.
+func fenceKey(token, id string) string { return token + "\x00" + id }
 
 // fenceLoop checks claims for the workers until reqs is closed, many per
 // statement: the requests that gather while one check runs go in the next.
@@ -102,15 +113,16 @@ func (o *Outbox) fenceLoop(ctx context.Context, reqs <-chan fenceReq) {
 		for i, r := range batch {
 			cs[i] = r.c
 		}
-		ours, until, err := o.fence(ctx, cs)
+		until, err := o.fence(ctx, cs)
 		for _, r := range batch {
+			u, ok := until[fenceKey(r.c.token, r.c.ID)]
 			switch {
 			case err != nil:
 				r.reply <- fenceAns{err: fmt.Errorf("%w: %w", errNotSent, err)}
-			case !ours[r.c.ID]:
+			case !ok:
 				r.reply <- fenceAns{err: errClaimLost}
 			default:
-				r.reply <- fenceAns{until: until}
+				r.reply <- fenceAns{until: u}
 			}
 		}
 	}
@@ -120,14 +132,15 @@ func (o *Outbox) fenceLoop(ctx context.Context, reqs <-chan fenceReq) {
 // on its own when fences is nil (runOnce).
 func (o *Outbox) checkClaim(ctx context.Context, c claimed, fences chan<- fenceReq) (time.Time, error) {
 	if fences == nil {
-		ours, until, err := o.fence(ctx, []claimed{c})
+		until, err := o.fence(ctx, []claimed{c})
+		u, ok := until[fenceKey(c.token, c.ID)]
 		switch {
 		case err != nil:
 			return time.Time{}, fmt.Errorf("%w: %w", errNotSent, err)
-		case !ours[c.ID]:
+		case !ok:
 			return time.Time{}, errClaimLost
 		}
-		return until, nil
+		return u, nil
 	}
 	reply := make(chan fenceAns, 1)
 	fences <- fenceReq{c: c, reply: reply}

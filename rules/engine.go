@@ -346,9 +346,10 @@ func (e *Engine) flushSeen() {
 // process applies a batch and commits it in one transaction. If the store
 // refuses to write the commit while it still reads (a full disk, a lock
 // timeout: store.WriteRefused), the same commit is retried until it passes
-// (retryCommit), the callers waiting. If the commit fails otherwise, every caller gets the error and
-// the engine reloads its state from the store before it applies anything
-// more (see reload), so state and store never disagree.
+// (retryCommit), the callers waiting. If the commit fails otherwise,
+// every caller gets the error and the engine reloads its state from the
+// store before it applies anything more (see reload), so state and store
+// never disagree.
 func (e *Engine) process(batch []*request) {
 	if err := e.fencedErr(); err != nil {
 		for _, r := range batch {

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -73,5 +74,110 @@ func TestTakeoverKeepsReadingEffects(t *testing.T) {
 	}
 	if ms := b.MetersOf("A0101"); len(ms) != 1 || !ms[0].Powered {
 		t.Errorf("M0101 after the takeover = %+v, want powered", ms)
+	}
+}
+
+// TestFencedCommitStopsRules: a holder whose lease another instance took
+// has its next commit refused by the fence; the engine then stops (Run
+// returns the refusal) instead of reloading its state and going on, and
+// writes nothing: the store's commit count does not move.
+func TestFencedCommitStopsRules(t *testing.T) {
+	r := newSeenRig(t, "postgres")
+	ctx := context.Background()
+	if err := cluster.Migrate(ctx, r.db); err != nil {
+		t.Fatal(err)
+	}
+	const topic = "meter-events"
+	a := r.holder("a", topic)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	ran := make(chan error, 1)
+	go func() { ran <- a.Run(runCtx) }()
+	if err := a.HandleAt(ctx, []event.Event{plainReading("M0101", time.Minute)}, map[int32]int64{0: 1}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := cluster.Commits(ctx, r.db)
+	if err != nil || before == 0 {
+		t.Fatalf("commits after the first batch = %d, %v; want some", before, err)
+	}
+	// Another instance takes the lease (a lapsed after a stall).
+	if _, err := r.db.Exec(`DELETE FROM store_leases WHERE name = $1`, cluster.RulesLease); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.AcquireLease(ctx, r.db, cluster.RulesLease, "b", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	late := event.Event{Meter: &event.MeterEvent{Meter: "M0102", Concentrator: "C-01", TS: t0.Add(2 * time.Minute), Type: event.PowerOff}}
+	if err := a.HandleAt(ctx, []event.Event{late}, map[int32]int64{0: 2}); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("a batch after the takeover = %v, want the fence's refusal (ErrLeaseLost)", err)
+	}
+	select {
+	case err := <-ran:
+		if !errors.Is(err, store.ErrLeaseLost) {
+			t.Errorf("Run after a fenced commit = %v, want the fence's refusal", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run goes on after a fenced commit")
+	}
+	if err := a.HandleAt(ctx, []event.Event{plainReading("M0101", 3*time.Minute)}, map[int32]int64{0: 3}); err == nil {
+		t.Error("a batch after the engine stopped was accepted")
+	}
+	if after, _ := cluster.Commits(ctx, r.db); after != before {
+		t.Errorf("commits went from %d to %d after the takeover, want none", before, after)
+	}
+	if offs, _ := cluster.Offsets(ctx, r.db, topic); offs[0] != 1 {
+		t.Errorf("stored offset = %d after the takeover, want 1 (the fenced holder's)", offs[0])
+	}
+}
+
+// TestPruneFenced: pruning is a commit like any other: a former holder
+// whose lease another instance took deletes no outage record.
+func TestPruneFenced(t *testing.T) {
+	r := newSeenRig(t, "postgres")
+	ctx := context.Background()
+	if err := cluster.Migrate(ctx, r.db); err != nil {
+		t.Fatal(err)
+	}
+	a := r.holder("a", "meter-events")
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	ran := make(chan error, 1)
+	go func() { ran <- a.Run(runCtx) }()
+	r.clk.Set(t0.Add(2 * time.Minute))
+	for i, evs := range [][]event.Event{
+		{omsEv("OMS-P", event.StatusStarted, []string{"TA-04"}, nil, 0)},
+		meters(event.PowerOn, time.Minute, "M0401", "M0402", "M0403", "M0404"),
+		{omsEv("OMS-P", event.StatusRestored, []string{"TA-04"}, nil, time.Minute)},
+	} {
+		if err := a.HandleAt(ctx, evs, map[int32]int64{0: int64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() (n int) {
+		r.db.QueryRow(`SELECT COUNT(*) FROM rules_outages WHERE id = 'OMS-P'`).Scan(&n)
+		return n
+	}
+	if o, _ := a.Outage("OMS-P"); o.Status != statusRestored || count() != 1 {
+		t.Fatalf("OMS-P is %q with %d rows, want restored and stored", o.Status, count())
+	}
+	if _, err := r.db.Exec(`DELETE FROM store_leases WHERE name = $1`, cluster.RulesLease); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.AcquireLease(ctx, r.db, cluster.RulesLease, "b", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Prune(ctx, t0.Add(24*time.Hour), 100); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("prune after the takeover = %v, want the fence's refusal", err)
+	}
+	if n := count(); n != 1 {
+		t.Errorf("a former holder's prune deleted OMS-P (%d rows left), want it kept", n)
+	}
+	select {
+	case err := <-ran:
+		if !errors.Is(err, store.ErrLeaseLost) {
+			t.Errorf("Run after a fenced prune = %v, want the fence's refusal", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("Run goes on after a fenced prune")
 	}
 }

@@ -102,13 +102,12 @@ func (a *App) takeInstanceLease(ctx context.Context) error {
 	}
 	a.Lease = l
 	l.OnRenewError = func(err error) { a.log.Warn().Err(err).Msg("cannot renew this instance's lease; retrying") }
-	a.closers = append(a.closers, func() error { return l.Release(context.Background()) })
+	a.holdLease(l)
 	if others, err := store.LiveHolders(ctx, a.DB, singleLease); err != nil {
 		return err
 	} else if len(others) > 0 {
 		return fmt.Errorf("cannot start in distributed mode: a single-process gridbell runs on this store (%s); every SMS would go twice: stop it first", strings.Join(others, ", "))
 	}
-	a.components = append(a.components, component{"lease", l.Run})
 	a.log.Info().Str("holder", l.Holder()).Str("instance", a.cfg.Cluster.Instance).Msg("distributed mode: holding this instance's lease")
 	return nil
 }

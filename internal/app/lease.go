@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gridbell/gridbell/internal/store"
@@ -34,13 +35,43 @@ func (a *App) takeLease(ctx context.Context) error {
 	}
 	a.Lease = l
 	l.OnRenewError = func(err error) { a.log.Warn().Err(err).Msg("cannot renew the single-process lease; retrying") }
-	a.closers = append(a.closers, func() error { return l.Release(context.Background()) })
+	a.holdLease(l)
 	if others, err := store.LiveHolders(ctx, a.DB, "instance:%"); err != nil {
 		return err
 	} else if len(others) > 0 {
 		return fmt.Errorf("cannot start in single-process mode: instances in distributed mode run on this store (%s); every SMS would go twice: stop them, or start this one with cluster.enabled", strings.Join(others, ", "))
 	}
-	a.components = append(a.components, component{"lease", l.Run})
 	a.log.Info().Str("holder", l.Holder()).Msg("holding the store's single-process lease")
 	return nil
+}
+
+// holdLease renews l from now on: through the rest of the start, which a
+// large contacts import or rules state outlasts the lease's time to live
+// with, and while the service runs (the "lease" component, the first, so
+// it stops last), until the stop or a failed start releases it.
+func (a *App) holdLease(l *store.Lease) {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	var once sync.Once
+	var result error
+	finish := func(err error, ended bool) error {
+		once.Do(func() {
+			stop()
+			if !ended {
+				err = <-done // Run releases the lease once ctx is done
+			}
+			result = err
+		})
+		return result
+	}
+	a.closers = append(a.closers, func() error { return finish(nil, false) })
+	a.components = append(a.components, component{"lease", func(cctx context.Context) error {
+		select {
+		case <-cctx.Done():
+			return finish(nil, false)
+		case err := <-done: // lost
+			return finish(err, true)
+		}
+	}})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,5 +67,39 @@ func TestLease(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestLeaseUnrenewable: a holder whose store stops answering is told of
+// each failed renewal, and once none has succeeded for the lease's time to
+// live, Run gives the lease up as lost (another holder may have it by
+// then) instead of trying for ever.
+func TestLeaseUnrenewable(t *testing.T) {
+	ctx := context.Background()
+	cfg := storetest.Config(t, "postgres")
+	db, err := store.Open(ctx, cfg, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 900 * time.Millisecond
+	l, err := store.AcquireLease(ctx, db, "unrenewable", store.LeaseHolder("host-a"), ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed atomic.Int64
+	l.OnRenewError = func(error) { failed.Add(1) }
+	db.Close() // the store is gone for this holder
+	ran := make(chan error, 1)
+	go func() { ran <- l.Run(ctx) }()
+	select {
+	case err := <-ran:
+		if !errors.Is(err, store.ErrLeaseLost) {
+			t.Errorf("Run with a store gone = %v, want ErrLeaseLost", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run goes on renewing a lease it cannot renew")
+	}
+	if n := failed.Load(); n < 2 {
+		t.Errorf("OnRenewError told of %d failed renewals, want every one (at least 2 in a time to live)", n)
 	}
 }

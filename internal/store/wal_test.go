@@ -12,7 +12,7 @@ import (
 	"github.com/gridbell/gridbell/internal/store"
 )
 
-// TestWALBound writes a storm's volume through a SQLite store, 320 MB of
+// TestWALBound writes a storm's volume through a SQLite store, 240 MB of
 // page writes in transactions of 8 MB (the rules rewriting their rows, the
 // outbox marking SMS sent), while readers overlap without pause (the API,
 // the dispatcher), so that some reader always holds a snapshot. The WAL
@@ -21,7 +21,7 @@ import (
 func TestWALBound(t *testing.T) {
 	const (
 		rows   = 2000 // of 4 KB: an 8 MB table, rewritten whole per transaction
-		rounds = 40
+		rounds = 30
 	)
 	ctx := context.Background()
 	db, err := store.Open(ctx, store.Config{Driver: "sqlite"}, t.TempDir())
