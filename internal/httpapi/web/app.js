@@ -610,7 +610,7 @@ function renderWorkspace(ws) {
 
   $('#custCount').textContent = ws.customers.length;
   rows($('#custTable tbody'), ws.customers, (x) => [['c_account', esc(x.account)], ['c_name', esc(x.name)], ['c_class', clsBadge(x.class)],
-    ['c_area', esc(x.area)], ['c_grid', esc(x.grid)], ['c_phones', phones(x.phones)], ['c_sms', esc(smsWord(x.status))], ['c_power', power(x.powered)]],
+    ['c_area', esc(areaLabel(x.area, (ws.outage.area_names || {})[x.area]))], ['c_grid', esc(x.grid)], ['c_phones', phones(x.phones)], ['c_sms', esc(smsWord(x.status))], ['c_power', power(x.powered)]],
   (x) => `class="clickable" data-account="${esc(x.account)}" data-name="${esc(x.name)}"`, (x) => x.account + ' ' + x.meter);
 }
 
