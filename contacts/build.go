@@ -16,6 +16,13 @@ type builder struct {
 	acct                       []acctBuild
 	contacts                   []contactBuild
 	grid                       []gridBuild
+	areaName                   []areaNameBuild // per area
+}
+
+// areaNameBuild is an area's name, from its first named row by key.
+type areaNameBuild struct {
+	key  int64
+	name string
 }
 
 // acctBuild is what the builder keeps of an account until freeze.
@@ -67,7 +74,7 @@ func (b *builder) add(r *row) bool {
 	}
 	key := rowKey(r)
 	a := b.addAccount(r, key)
-	rec := meterRec{account: a, area: internDim(b.areas, r.f[colArea]), conc: internDim(b.concs, r.f[colConcentrator]),
+	rec := meterRec{account: a, area: b.addArea(r, key), conc: internDim(b.concs, r.f[colConcentrator]),
 		feeder: internDim(b.feeders, r.f[colFeeder]), grid: b.addGrid(r, key), class: classCode(r.class)}
 	rec.setFlag(flagPrepaid, r.prepaid)
 	rec.setFlag(flagRetired, r.retired)
@@ -91,6 +98,22 @@ func internDim(s *symtab, v string) int32 {
 	}
 	id, _ := s.intern(v)
 	return id
+}
+
+// addArea interns r's area and keeps its name from the first row by key
+// that gives one.
+func (b *builder) addArea(r *row, key int64) int32 {
+	a := internDim(b.areas, r.f[colArea])
+	if a < 0 {
+		return a
+	}
+	for int(a) >= len(b.areaName) {
+		b.areaName = append(b.areaName, areaNameBuild{})
+	}
+	if n := &b.areaName[a]; r.f[colAreaName] != "" && (n.name == "" || key < n.key) {
+		*n = areaNameBuild{key: key, name: r.f[colAreaName]}
+	}
+	return a
 }
 
 func (b *builder) addAccount(r *row, key int64) int32 {
@@ -147,6 +170,10 @@ func (b *builder) freeze() *index {
 	ix.phoneState = make([]phoneWord, ix.phones.len())
 	b.freezeGroups(ix)
 	b.freezeGrids(ix)
+	ix.areaNames = make([]string, len(b.areaName))
+	for a, n := range b.areaName {
+		ix.areaNames[a] = n.name
+	}
 	return ix
 }
 

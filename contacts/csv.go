@@ -45,14 +45,17 @@ const (
 	colPhone2
 	colLanguage
 	colOptOut
+	colAreaName
 	numColumns
 )
 
 var columnNames = [numColumns]string{"account", "name", "meter", "concentrator", "area", "feeder", "grid",
-	"manager", "manager_phone", "class", "prepaid", "phone", "phone2", "language", "opt_out"}
+	"manager", "manager_phone", "class", "prepaid", "phone", "phone2", "language", "opt_out",
+	"area_name"}
 
 var columnAliases = [numColumns]string{"户号", "户名", "表号", "集中器", "台区", "线路", "网格",
-	"客户经理", "客户经理电话", "客户类别", "费控", "手机", "备用电话", "语言", "退订"}
+	"客户经理", "客户经理电话", "客户类别", "费控", "手机", "备用电话", "语言", "退订",
+	"台区名称"}
 
 var required = []column{colAccount, colMeter, colArea, colGrid}
 

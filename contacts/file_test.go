@@ -155,8 +155,8 @@ func importedState(t *testing.T, src io.Reader) (registryState, Summary) {
 // same figures for the same messy file.
 func TestReportsAgree(t *testing.T) {
 	file := fleetCSV(t, fleet.Options{Customers: 3000, Areas: 30, Grids: 3, Seed: 5, PrepaidShare: 0.2, Messy: true}, false)
-	file = append(file, "0199999999,坏行,,C-0001,TA-0001,F-01,G01,,,居民,否,13812345678,,zh,否\n"+
-		"0199999998,坏行,339999999998,C-0001,TA-0001,F-01,G01,,,外星人,否,13812345678,,zh,否\n"...)
+	file = append(file, "0199999999,坏行,,C-0001,TA-0001,F-01,G01,,,居民,否,13812345678,,zh,否,\n"+
+		"0199999998,坏行,339999999998,C-0001,TA-0001,F-01,G01,,,外星人,否,13812345678,,zh,否,\n"...)
 	checked, err := Check(bytes.NewReader(file))
 	if err != nil {
 		t.Fatal(err)

@@ -29,6 +29,7 @@ type index struct {
 	areaOff, concOff             []int32
 	areaMeters, concMeters       []string // shared with callers: read only
 	feederAreas                  [][]string
+	areaNames                    []string // per area: its name, "" when the file gave none
 	gridInfo                     []GridInfo
 	gridNames                    []string
 	active, activeMeters         int

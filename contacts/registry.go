@@ -279,6 +279,17 @@ func (r *Registry) MeterArea(id string) (area string, ok bool) {
 	return dim(ix.areas, ix.meter[m].area), true
 }
 
+// AreaName returns the name the contacts file gives a transformer area
+// (its area_name column), "" when it gives none.
+func (r *Registry) AreaName(area string) string {
+	ix := r.ix.Load()
+	a, ok := ix.areas.find(area)
+	if !ok || int(a) >= len(ix.areaNames) {
+		return ""
+	}
+	return ix.areaNames[a]
+}
+
 // AreaMeters returns the active meters of a transformer area. The slice is
 // shared: do not modify it.
 func (r *Registry) AreaMeters(area string) []string {

@@ -72,6 +72,9 @@ var migrations = []string{
 	// another one stored (StateFeed).
 	`ALTER TABLE contacts_phone_state ADD COLUMN changed_at BIGINT NOT NULL DEFAULT 0`,
 	`CREATE INDEX contacts_phone_state_changed ON contacts_phone_state (changed_at)`,
+	// area_name, the transformer area's name, became the record's last
+	// field: stored records get it empty.
+	"UPDATE contacts_customers SET record = record || '\x1f'",
 }
 
 // postgresOnly marks a migration that runs on PostgreSQL only; on SQLite

@@ -110,7 +110,7 @@ func (e *Engine) sendDigest(g string, now time.Time) {
 	} else {
 		vars := map[string]string{"grid": g, "manager": info.Manager, "count": strconv.Itoa(d.Count),
 			"critical_count": strconv.Itoa(d.NCritical), "critical": strings.Join(d.Critical, "、"),
-			"areas": joinCapped(d.Areas, 10), "outages": joinCapped(smsIDs(d.Outages), 5), "storm": strconv.FormatBool(e.stormFlag.Load()),
+			"areas": joinCapped(d.Areas, 10), "area_names": e.namedAreas(d.Areas, 10), "outages": joinCapped(smsIDs(d.Outages), 5), "storm": strconv.FormatBool(e.stormFlag.Load()),
 			"life_support_count": strconv.Itoa(d.NLifeSupport), "life_support": strings.Join(d.LifeSupport, "、"),
 			"other_critical_count": strconv.Itoa(d.NCritical - d.NLifeSupport),
 			"other_critical":       strings.Join(slices.DeleteFunc(slices.Clone(d.Critical), func(n string) bool { return slices.Contains(d.LifeSupport, n) }), "、")}
@@ -121,6 +121,41 @@ func (e *Engine) sendDigest(g string, now time.Time) {
 			Grid: g, To: info.ManagerPhone, Ref: d.Outages[0], Vars: vars, Priority: event.PriorityCritical, CreatedAt: now})
 	}
 	*d = digest{LastSent: now, dirty: true}
+}
+
+// areaNamer is a Directory that knows transformer areas' names (the
+// contacts file's area_name column), as *contacts.Registry does.
+type areaNamer interface {
+	AreaName(area string) string
+}
+
+// areaNameLen caps an area's name in a manager's SMS.
+const areaNameLen = 16
+
+// namedAreas writes at most n of areas as a person reads them, "name(code)"
+// (a code alone when it has no name), for the digest's area_names; "" when
+// the directory names none of them, so that templates fall back to areas.
+func (e *Engine) namedAreas(areas []string, n int) string {
+	dir, ok := e.dir.(areaNamer)
+	if !ok {
+		return ""
+	}
+	out := make([]string, len(areas))
+	named := false
+	for i, a := range areas {
+		out[i] = a
+		if name := []rune(strings.TrimSpace(dir.AreaName(a))); len(name) > 0 {
+			named = true
+			if len(name) > areaNameLen {
+				name = append(name[:areaNameLen-1], '…')
+			}
+			out[i] = string(name) + "(" + a + ")"
+		}
+	}
+	if !named {
+		return ""
+	}
+	return joinCapped(out, n)
 }
 
 // digestKey names one digest: its grid, time and contents, so two digests of

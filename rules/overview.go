@@ -9,6 +9,7 @@ import (
 // AreaState is one transformer area as the storm overview shows it.
 type AreaState struct {
 	Area      string `json:"area"`
+	Name      string `json:"name,omitempty"` // the area's name in the contacts file, filled by the HTTP layer
 	Grid      string `json:"grid"`
 	Feeder    string `json:"feeder"`
 	Customers int    `json:"customers"`        // accounts with a meter in the area
@@ -94,9 +95,18 @@ func (e *Engine) areaState(ai int32) (AreaState, bool) {
 type MeterOutage struct {
 	Meter    string     `json:"meter"`
 	Powered  bool       `json:"powered"`
+	State    string     `json:"state"` // MeterOut, MeterBack, MeterPowered or MeterUnknown
 	LastSeen *time.Time `json:"last_seen"`
 	Outage   *Outage    `json:"outage"` // nil: never in an outage
 }
+
+// A meter's state as the hotline tells it (MeterOutage.State).
+const (
+	MeterOut     = "out"     // dark by its own report, or held dark by a live outage
+	MeterBack    = "back"    // a live outage holds it and it is verified powered again
+	MeterPowered = "powered" // no live outage holds it and it is not dark
+	MeterUnknown = "unknown" // gridbell has no word of it: not in the contacts, never heard, or its own breaker tripped
+)
 
 // MetersOf tells, for each meter of account, whether it is powered and
 // which outage (live or closed) last held it: what the hotline needs.
@@ -109,10 +119,11 @@ func (e *Engine) MetersOf(account string) []MeterOutage {
 	defer e.mu.RUnlock()
 	out := []MeterOutage{}
 	for _, id := range acct.Meters {
-		mo := MeterOutage{Meter: id}
+		mo := MeterOutage{Meter: id, State: MeterUnknown}
 		if i, ok := e.meterIdx[id]; ok {
 			m := &e.meters[i]
 			mo.Powered = !e.isOut(i)
+			mo.State = e.meterState(i)
 			if last := max(m.seen, m.since); last > 0 {
 				t := time.Unix(0, last).UTC()
 				mo.LastSeen = &t
@@ -125,6 +136,26 @@ func (e *Engine) MetersOf(account string) []MeterOutage {
 		out = append(out, mo)
 	}
 	return out
+}
+
+// meterState is meter i's MeterOutage.State. Lock: e.mu held (read).
+func (e *Engine) meterState(i int32) string {
+	m := &e.meters[i]
+	if e.isOut(i) {
+		return MeterOut
+	}
+	if !m.known || m.tripped() {
+		return MeterUnknown
+	}
+	if m.outage >= 0 && int(m.outage) < len(e.outages) {
+		if r := e.outages[m.outage]; r.live() {
+			if e.meterVerdict(r, i) == "restored" {
+				return MeterBack
+			}
+			return MeterUnknown
+		}
+	}
+	return MeterPowered
 }
 
 // resolve is the record r was merged into, or r. Lock: e.mu held (read).
@@ -158,6 +189,7 @@ func (e *Engine) isOut(i int32) bool {
 // window still runs: no outage is decided yet, and the page says so.
 type PendingArea struct {
 	Area     string    `json:"area"`
+	Name     string    `json:"name,omitempty"` // the area's name in the contacts file, filled by the HTTP layer
 	Grid     string    `json:"grid"`
 	Meters   int       `json:"meters"`    // dark meters awaiting their decision
 	DecideAt time.Time `json:"decide_at"` // the earliest of their windows closing

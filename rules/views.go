@@ -33,8 +33,11 @@ type Outage struct {
 	// CausePhrases is Cause in plain words per language (zh, en), filled
 	// by the HTTP layer.
 	CausePhrases map[string]string `json:"cause_phrases,omitempty"`
-	ConfirmedBy  string            `json:"confirmed_by,omitempty"`
-	ConfirmedAt  *time.Time        `json:"confirmed_at,omitempty"`
+	// AreaNames names the areas the contacts file names (its area_name
+	// column), by code; filled by the HTTP layer.
+	AreaNames   map[string]string `json:"area_names,omitempty"`
+	ConfirmedBy string            `json:"confirmed_by,omitempty"`
+	ConfirmedAt *time.Time        `json:"confirmed_at,omitempty"`
 	// ConfirmReason is why a dispatcher confirmed with meters still dark.
 	ConfirmReason string `json:"confirm_reason,omitempty"`
 	// NeedsAttention: confirmed while customers are still dark, and some

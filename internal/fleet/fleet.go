@@ -35,6 +35,7 @@ type Customer struct {
 	Prepaid                                                                              bool
 	Phone, Phone2, Language                                                              string
 	OptOut                                                                               bool
+	AreaName                                                                             string // the area's name (area_name)
 }
 
 // Fleet is a generated fleet. Areas and Concentrators are parallel: area i
@@ -42,6 +43,7 @@ type Customer struct {
 type Fleet struct {
 	Customers     []Customer
 	Areas         []string
+	AreaNames     []string // parallel to Areas: each area's name, as a utility's CIS writes it
 	Concentrators []string
 	Grids         []string
 }
@@ -83,9 +85,20 @@ func withDefaults(o Options) Options {
 	return o
 }
 
+// areaPlaces name the demo's transformer areas: a residential compound or
+// street, numbered, as a Chinese utility's registry names them.
+var areaPlaces = []string{"幸福里", "和平路", "春晖苑", "东湖村", "滨江花园", "建设街", "明珠小区", "桂花巷", "新华路", "金桥村"}
+
+// areaName is the name of area i (from 1); it draws no random numbers, so a
+// seed gives the same fleet as before areas had names.
+func areaName(i int) string {
+	return fmt.Sprintf("%s%d号台区", areaPlaces[(i-1)%len(areaPlaces)], (i-1)/len(areaPlaces)+1)
+}
+
 func (g *gen) layout() {
 	for i := 1; i <= g.o.Areas; i++ {
 		g.f.Areas = append(g.f.Areas, fmt.Sprintf("TA-%04d", i))
+		g.f.AreaNames = append(g.f.AreaNames, areaName(i))
 		g.f.Concentrators = append(g.f.Concentrators, fmt.Sprintf("C-%04d", i))
 	}
 	for i := 1; i <= g.o.Grids; i++ {
@@ -117,7 +130,7 @@ func meterID(k int) string { return "33" + fmt.Sprintf("%010d", 1_000_000+k*7) }
 
 func (g *gen) customer(k, acct, area int) Customer {
 	grid := area * g.o.Grids / g.o.Areas
-	c := Customer{Account: accountID(acct), Meter: meterID(k), Area: g.f.Areas[area], Concentrator: g.f.Concentrators[area],
+	c := Customer{Account: accountID(acct), Meter: meterID(k), Area: g.f.Areas[area], AreaName: g.f.AreaNames[area], Concentrator: g.f.Concentrators[area],
 		Feeder: fmt.Sprintf("F-%02d", area/10+1), Grid: g.f.Grids[grid], Manager: g.mgr[grid].name,
 		ManagerPhone: g.mgr[grid].phone, Class: g.class(), Prepaid: g.rng.Float64() < g.o.PrepaidShare, Language: "zh"}
 	c.Name = g.name(c.Class)
@@ -208,10 +221,10 @@ func (f *Fleet) WriteCSV(w io.Writer, chineseHeaders bool) error {
 }
 
 var englishHeader = []string{"account", "name", "meter", "concentrator", "area", "feeder", "grid", "manager",
-	"manager_phone", "class", "prepaid", "phone", "phone2", "language", "opt_out"}
+	"manager_phone", "class", "prepaid", "phone", "phone2", "language", "opt_out", "area_name"}
 
 var chineseHeader = []string{"户号", "户名", "表号", "集中器", "台区", "线路", "网格", "客户经理", "客户经理电话",
-	"客户类别", "费控", "手机", "备用电话", "语言", "退订"}
+	"客户类别", "费控", "手机", "备用电话", "语言", "退订", "台区名称"}
 
 var chineseClass = map[string]string{"resident": "居民", "commercial": "商业", "industrial": "工业",
 	"important": "重要", "high_risk": "高危", "life_support": "生命支持"}
@@ -228,5 +241,5 @@ func (c *Customer) record(rec []string, zh bool) {
 		return no
 	}
 	copy(rec, []string{c.Account, c.Name, c.Meter, c.Concentrator, c.Area, c.Feeder, c.Grid, c.Manager,
-		c.ManagerPhone, class, b(c.Prepaid), c.Phone, c.Phone2, c.Language, b(c.OptOut)})
+		c.ManagerPhone, class, b(c.Prepaid), c.Phone, c.Phone2, c.Language, b(c.OptOut), c.AreaName})
 }

@@ -71,6 +71,9 @@ func TestWriteCSV(t *testing.T) {
 	if !strings.HasPrefix(en.String(), "\ufeffaccount,name,meter,") || !strings.HasPrefix(zh.String(), "\ufeff户号,户名,表号,") {
 		t.Fatalf("headers: %q / %q", en.String()[:30], zh.String()[:30])
 	}
+	if !strings.Contains(en.String(), ",幸福里1号台区\n") || !strings.Contains(zh.String(), ",台区名称\n") {
+		t.Errorf("no area names: %q", en.String()[:200])
+	}
 	if strings.Count(en.String(), "\n") != 51 {
 		t.Fatalf("%d lines, want 51", strings.Count(en.String(), "\n"))
 	}

@@ -32,7 +32,7 @@ const (
 // two feeders, with every kind of class and contact, plus 50 of G02.
 func bigCSV() string {
 	var b strings.Builder
-	b.WriteString("account,name,meter,area,feeder,grid,manager,manager_phone,class,phone,opt_out\n")
+	b.WriteString("account,name,meter,area,feeder,grid,manager,manager_phone,class,phone,opt_out,area_name\n")
 	row := func(i int, grid, area, feeder string) {
 		class, phone, opt := "resident", fmt.Sprintf("139%08d", i), ""
 		switch {
@@ -55,7 +55,11 @@ func bigCSV() string {
 		if i == 1000 {
 			name = xssName
 		}
-		fmt.Fprintf(&b, "01%08d,%s,33%010d,%s,%s,%s,王经理,13900000101,%s,%s,%s\n", i, name, i, area, feeder, grid, class, phone, opt)
+		areaName := "" // TA-01 alone is named
+		if area == "TA-01" {
+			areaName = "幸福里1号台区"
+		}
+		fmt.Fprintf(&b, "01%08d,%s,33%010d,%s,%s,%s,王经理,13900000101,%s,%s,%s,%s\n", i, name, i, area, feeder, grid, class, phone, opt, areaName)
 	}
 	for i := 1; i <= bigCustomers; i++ {
 		area := fmt.Sprintf("TA-%02d", (i-1)%bigAreas+1)
@@ -221,6 +225,12 @@ func TestBrowser(t *testing.T) {
 	}
 	if name := eval(`outageName({id: 'AMI-TA-0003-20261206T155314', start: '2026-12-06T15:53:14Z'})`); name != "TA-0003 12月6日 23:53" {
 		t.Errorf("a meter-detected outage reads %q, want TA-0003 12月6日 23:53", name)
+	}
+	if name := eval(`outageName({id: 'AMI-TA-0003-20261206T155314', start: '2026-12-06T15:53:14Z', area_names: {'TA-0003': '幸福里3号台区'}})`); name != "幸福里3号台区 (TA-0003) 12月6日 23:53" {
+		t.Errorf("a meter-detected outage of a named area reads %q, want 幸福里3号台区 (TA-0003) 12月6日 23:53", name)
+	}
+	if meta := eval(`document.querySelector('#dMeta').textContent`); !strings.Contains(meta, "幸福里1号台区 (TA-01) TA-02") {
+		t.Errorf("outage details = %q, want the named area as 幸福里1号台区 (TA-01), the others by code", meta)
 	}
 	if tab := eval(`document.querySelector('[data-tab=storm]').textContent`); tab != "G01 网格总览" {
 		t.Errorf("the overview tab of G01's manager = %q, want G01 网格总览", tab)

@@ -103,6 +103,7 @@ func (s *Server) pending(p principal) []rules.PendingArea {
 	}
 	for _, a := range src.Pending() {
 		if p.canSeeGrid(a.Grid) {
+			a.Name = s.areaName(a.Area)
 			out = append(out, a)
 		}
 	}

@@ -31,8 +31,9 @@ type HotlineCustomer struct {
 	Grid     string        `json:"grid"`
 	Class    string        `json:"class"`
 	Phones   []string      `json:"phones"`
-	InOutage bool          `json:"in_outage"` // a live outage holds one of its meters
-	Powered  bool          `json:"powered"`   // every meter is powered as far as gridbell knows
+	State    string        `json:"state"`     // out, back, powered or unknown: see customerState
+	InOutage bool          `json:"in_outage"` // a live outage holds it and it is not verified back (state out or unknown)
+	Powered  bool          `json:"powered"`   // state back or powered: every meter verified powered
 	Outage   *rules.Outage `json:"outage"`    // the live outage, else the latest one; nil = none
 	Messages []SentView    `json:"messages"`  // newest first
 	// Tags and Profile are customer care's (docs/interfaces.md §9); the
@@ -110,9 +111,9 @@ func (s *Server) lookup(q string) (accounts []string, by string) {
 
 func (s *Server) hotlineCustomer(ctx context.Context, p principal, acct contacts.Account) (HotlineCustomer, error) {
 	hc := HotlineCustomer{Account: acct.Account, Name: acct.Name, Grid: acct.Grid, Class: string(acct.Class),
-		Phones: phonesFor(p, acct.Contacts), Powered: true}
-	for _, m := range s.deps.Overview.MetersOf(acct.Account) {
-		hc.Powered = hc.Powered && m.Powered
+		Phones: phonesFor(p, acct.Contacts)}
+	meters := s.deps.Overview.MetersOf(acct.Account)
+	for _, m := range meters {
 		if m.Outage == nil {
 			continue
 		}
@@ -120,6 +121,7 @@ func (s *Server) hotlineCustomer(ctx context.Context, p principal, acct contacts
 		if hc.Outage == nil || (live && !hc.InOutage) || (live == hc.InOutage && later(m.Outage, hc.Outage)) {
 			o := *m.Outage
 			o.CausePhrases = notify.CausePhrases(o.Cause)
+			o.AreaNames = s.areaNames(o.Areas)
 			hc.Outage, hc.InOutage = &o, live
 		}
 	}
@@ -132,9 +134,13 @@ func (s *Server) hotlineCustomer(ctx context.Context, p principal, acct contacts
 		}
 		hc.Outage, hc.InOutage = nil, hc.InOutage && ok
 		if ok {
+			o.CausePhrases, o.AreaNames = notify.CausePhrases(o.Cause), s.areaNames(o.Areas)
 			hc.Outage = &o
 		}
 	}
+	hc.State = customerState(meters)
+	hc.Powered = hc.State == rules.MeterBack || hc.State == rules.MeterPowered
+	hc.InOutage = hc.InOutage && !hc.Powered
 	msgs, err := s.messages(ctx, p, acct.Account)
 	hc.Messages = msgs
 	hc.Tags = []string{}
@@ -147,6 +153,24 @@ func (s *Server) hotlineCustomer(ctx context.Context, p principal, acct contacts
 		hc.Profile, hc.Tags = &pr, pr.Tags
 	}
 	return hc, err
+}
+
+// customerState is one state for a customer from its meters': out when
+// any meter is out, else unknown when any is unknown (or it has none),
+// else back when any is verified back while its outage goes on, else
+// powered.
+func customerState(meters []rules.MeterOutage) string {
+	if len(meters) == 0 {
+		return rules.MeterUnknown
+	}
+	rank := map[string]int{rules.MeterPowered: 0, rules.MeterBack: 1, rules.MeterUnknown: 2, rules.MeterOut: 3}
+	st := rules.MeterPowered
+	for _, m := range meters {
+		if rank[m.State] > rank[st] {
+			st = m.State
+		}
+	}
+	return st
 }
 
 func later(a, b *rules.Outage) bool {

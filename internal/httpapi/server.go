@@ -227,6 +227,7 @@ func (s *Server) withCounts(ctx context.Context, o rules.Outage, p principal) ru
 		o.Counts.Notified, o.Counts.Delivered = st.Notified, st.Delivered
 	}
 	o.CausePhrases = notify.CausePhrases(o.Cause)
+	o.AreaNames = s.areaNames(o.Areas)
 	return o
 }
 

@@ -51,6 +51,7 @@ func (s *Server) storm(w http.ResponseWriter, r *http.Request) {
 			st.Grids = append(st.Grids, GridTiles{Grid: a.Grid, Manager: info.Manager, Feeders: []FeederTiles{}})
 			g = &st.Grids[len(st.Grids)-1]
 		}
+		a.Name = s.areaName(a.Area)
 		f := feederOf(g, a.Feeder)
 		f.Areas = append(f.Areas, a)
 		f.Customers += a.Customers

@@ -157,6 +157,7 @@ func (s *Server) buildWorkspace(ctx context.Context, p principal, o rules.Outage
 		o.Counts.Notified, o.Counts.Delivered = st.Notified, st.Delivered
 	}
 	o.CausePhrases = notify.CausePhrases(o.Cause)
+	o.AreaNames = s.areaNames(o.Areas)
 	ver, _ := s.deps.Outages.VerificationIn(o.ID, p.scope())
 	ws := Workspace{Outage: o, Classes: map[string]int{}, Customers: make([]Customer, 0, len(list)),
 		CallList: []Customer{}, Dark: []rules.DarkMeter{}, ReportedOut: []Customer{}, PII: p.pii, CallListFull: canDial(p)}

@@ -35,7 +35,8 @@ const I18N = {
     need_reason: '请填写原因', confirmed_by: '{who} 于 {at} 确认复电', confirmed_reason: '原因：{r}',
     pending_area: '{area} 台区 {n} 块表停电，{s} 秒后判定是否为停电', pending_now: '{area} 台区 {n} 块表停电，正在判定',
     attention_banner: '已确认但仍有客户停电：', cause: '原因', source: '来源', etr: '预计复电', start: '开始',
-    in_outage: '该客户处于已知停电中', back_in_outage: '该客户已恢复供电，所在停电事件尚未结束（其他客户仍在停电）', not_in_outage: '未发现该客户处于停电中', since: '停电开始', no_customer: '未找到该客户',
+    in_outage: '该客户处于已知停电中', back_in_outage: '该客户已恢复供电，所在停电事件尚未结束（其他客户仍在停电）', not_in_outage: '未发现该客户处于停电中',
+    unknown_in_outage: '该客户在停电范围内，其电表尚未确认来电', unknown_state: '暂无该客户电表的供电信息', power_unknown: '供电状态未知', since: '停电开始', no_customer: '未找到该客户',
     last_outage: '最近一次停电', messages: '短信记录', history_of: '{name}（{acct}）的短信记录',
     kind_planned_notice: '计划停电通知', kind_outage: '停电通知', kind_etr_update: '复电时间更新', kind_restored: '复电通知',
     kind_arrears: '欠费提醒', kind_disconnect_notice: '停电（欠费）通知', kind_balance_low: '余额不足',
@@ -78,7 +79,8 @@ const I18N = {
     need_reason: 'Please give a reason', confirmed_by: 'Confirmed by {who} at {at}', confirmed_reason: 'Reason: {r}',
     pending_area: '{n} meters dark in {area}, deciding in {s} s', pending_now: '{n} meters dark in {area}, deciding now',
     attention_banner: 'Confirmed with customers still dark:', cause: 'Cause', source: 'Source', etr: 'ETR', start: 'Start',
-    in_outage: 'This customer is in a known outage', back_in_outage: 'Power is back for this customer; the outage is still open for others', not_in_outage: 'No known outage for this customer', since: 'Since',
+    in_outage: 'This customer is in a known outage', back_in_outage: 'Power is back for this customer; the outage is still open for others', not_in_outage: 'No known outage for this customer',
+    unknown_in_outage: 'This customer is within an outage; its meter has not confirmed power yet', unknown_state: 'No word yet from this customer\'s meters', power_unknown: 'Power unknown', since: 'Since',
     no_customer: 'No customer found', last_outage: 'Latest outage', messages: 'Messages', history_of: 'Messages to {name} ({acct})',
     kind_planned_notice: 'Planned outage notice', kind_outage: 'Outage', kind_etr_update: 'ETR update', kind_restored: 'Restored',
     kind_arrears: 'Arrears', kind_disconnect_notice: 'Disconnection notice', kind_balance_low: 'Balance low',
@@ -471,8 +473,16 @@ function shown() {
 // in local time, "TA-0003 12月6日 23:53", its id kept in the title.
 function outageName(o) {
   const m = /^AMI-(.+)-\d{8}T\d{6}(?:-\d+)?$/.exec(o.id);
-  return m && o.start ? `${m[1]} ${fmt(o.start)}` : o.id;
+  return m && o.start ? `${areaLabel(m[1], (o.area_names || {})[m[1]])} ${fmt(o.start)}` : o.id;
 }
+
+// areaLabel writes a transformer area as a person reads it: "name (code)"
+// when the contacts file names it, else its code.
+const areaLabel = (code, name) => (name ? `${name} (${code})` : code);
+const outageAreas = (o, n) => {
+  const as = (o.areas || []).map((a) => areaLabel(a, (o.area_names || {})[a]));
+  return n && as.length > n ? as.slice(0, n).join(' ') + ' …' : as.join(' ');
+};
 
 // causeText is an outage's cause in the page's language: the plain phrase
 // when gridbell knows the OMS's words, else the words as the OMS wrote them.
@@ -487,7 +497,7 @@ function renderPending() {
   if (!list.length) return;
   $('#pending').textContent = list.map((p) => {
     const s = Math.ceil((p.left - (Date.now() - p.from)) / 1000);
-    return t(s > 0 ? 'pending_area' : 'pending_now', { n: p.meters, area: p.area, s });
+    return t(s > 0 ? 'pending_area' : 'pending_now', { n: p.meters, area: areaLabel(p.area, p.name), s });
   }).join('；');
   state.pendingTimer = setTimeout(renderPending, 1000);
 }
@@ -495,7 +505,7 @@ function renderOutages() {
   const list = shown();
   rows($('#outageTable tbody'), list, (o) => [
     ['c_id', `<span title="${esc(o.id)}">${esc(outageName(o))}</span>` + (o.needs_attention ? ' ⚠' : '')], ['c_kind', esc(word('k_', o.kind) || o.kind)],
-    ['c_status', esc(word('s_', o.status) || o.status)], ['c_areas', esc((o.areas || []).slice(0, 6).join(' ') + ((o.areas || []).length > 6 ? ' …' : ''))],
+    ['c_status', esc(word('s_', o.status) || o.status)], ['c_areas', esc(outageAreas(o, 6))],
     ['c_start', fmt(o.start)], ['c_etr', fmt(o.etr)], ['c_affected', o.counts.affected, 'num'],
     ['c_notified', o.counts.notified, 'num'], ['c_delivered', o.counts.delivered, 'num'],
     ['c_restored', o.counts.restored, 'num'], ['c_dark', o.counts.dark, 'num' + (o.counts.dark ? ' dark' : '')],
@@ -562,7 +572,7 @@ function renderWorkspace(ws) {
   const o = ws.outage;
   $('#dTitle').textContent = outageName(o) + ' · ' + (word('k_', o.kind) || o.kind) + ' · ' + (word('s_', o.status) || o.status);
   $('#dMeta').textContent = [t('start') + ' ' + fmt(o.start), t('etr') + ' ' + fmt(o.etr), o.cause ? t('cause') + ' ' + causeText(o) : '',
-    t('source') + ' ' + (word('src_', o.source) || o.source), (o.areas || []).join(' ')].filter(Boolean).join(' · ');
+    t('source') + ' ' + (word('src_', o.source) || o.source), outageAreas(o)].filter(Boolean).join(' · ');
   renderStats(o.counts);
   $('#dConfirmed').hidden = !o.confirmed_by;
   $('#dConfirmed').textContent = o.confirmed_by ? t('confirmed_by', { who: o.confirmed_by, at: fmt(o.confirmed_at) }) +
@@ -600,7 +610,7 @@ function renderWorkspace(ws) {
 
   $('#custCount').textContent = ws.customers.length;
   rows($('#custTable tbody'), ws.customers, (x) => [['c_account', esc(x.account)], ['c_name', esc(x.name)], ['c_class', clsBadge(x.class)],
-    ['c_area', esc(x.area)], ['c_grid', esc(x.grid)], ['c_phones', phones(x.phones)], ['c_sms', esc(smsWord(x.status))], ['c_power', power(x.powered)]],
+    ['c_area', esc(areaLabel(x.area, (ws.outage.area_names || {})[x.area]))], ['c_grid', esc(x.grid)], ['c_phones', phones(x.phones)], ['c_sms', esc(smsWord(x.status))], ['c_power', power(x.powered)]],
   (x) => `class="clickable" data-account="${esc(x.account)}" data-name="${esc(x.name)}"`, (x) => x.account + ' ' + x.meter);
 }
 
@@ -675,7 +685,7 @@ async function loadStorm() {
   $('#stormSummary').textContent = (d.storm ? t('storm_on') + ' · ' : '') + t('customers_out', { n: d.out, a: d.areas_out });
   $('#tiles').innerHTML = d.grids.map((g) => `<div class="grid-block"><h3>${esc(g.grid)} ${g.manager ? '· ' + esc(g.manager) : ''}
     <span class="count">${g.out} / ${g.customers}</span></h3>` + g.feeders.map((f) => `<div class="feeder"><b>${esc(f.feeder || '—')}</b>` +
-    f.areas.map((a) => `<span class="tile s-${esc(a.state)}" title="${esc(a.area)} ${esc(t('st_' + a.state))} ${a.out}/${a.customers}${a.outage ? ' ' + esc(a.outage) : ''}">${esc(a.area)}<small>${a.out}/${a.customers}</small></span>`).join('') +
+    f.areas.map((a) => `<span class="tile s-${esc(a.state)}" title="${esc(areaLabel(a.area, a.name))} ${esc(t('st_' + a.state))} ${a.out}/${a.customers}${a.outage ? ' ' + esc(a.outage) : ''}">${esc(areaLabel(a.area, a.name))}<small>${a.out}/${a.customers}</small></span>`).join('') +
     '</div>').join('') + '</div>').join('');
   const top = Math.max(1, ...d.sms.map((m) => m.queued));
   const bar = (v) => `${v} <progress max="${top}" value="${v}"></progress>`;
@@ -697,17 +707,19 @@ $('#hotlineForm').addEventListener('submit', async (e) => {
   }
   out.innerHTML = d.customers.map((c) => {
     const o = c.outage;
-    // One state: a customer whose meters are back is told so even while the
-    // outage goes on for others (the restored SMS went out).
-    const head = c.in_outage && !c.powered ? `<p class="verdict dark">${t('in_outage')}</p>`
-      : `<p class="verdict good">${t(c.in_outage ? 'back_in_outage' : 'not_in_outage')}</p>`;
-    const outage = o ? `<p>${c.in_outage ? '' : t('last_outage') + ': '}${esc(outageName(o))} · ${esc(word('k_', o.kind))} · ${esc(word('s_', o.status))}
+    // One state (c.state): out, back (verified powered while the outage
+    // goes on for others; the restored SMS went out), powered, or unknown.
+    const live = o && (o.status === 'active' || o.status === 'scheduled');
+    const head = c.state === 'out' ? `<p class="verdict dark">${t('in_outage')}</p>`
+      : c.state === 'unknown' ? `<p class="verdict">${t(live ? 'unknown_in_outage' : 'unknown_state')}</p>`
+      : `<p class="verdict good">${t(c.state === 'back' && live ? 'back_in_outage' : 'not_in_outage')}</p>`;
+    const outage = o ? `<p>${live ? '' : t('last_outage') + ': '}${esc(outageName(o))} · ${esc(word('k_', o.kind))} · ${esc(word('s_', o.status))}
       · ${t('since')} ${fmt(o.start)} · ${t('etr')} ${fmt(o.etr)}${o.cause ? ' · ' + t('cause') + ' ' + esc(causeText(o)) : ''}</p>` : '';
     const msgs = c.messages.map((m) => `<tr><td data-label="${t('c_time')}">${fmt(m.at)}</td><td data-label="${t('c_kind')}">${esc(word('kind_', m.kind) || m.kind)}</td>
       <td data-label="${t('c_ref')}">${esc(m.ref)}</td><td data-label="${t('c_phone')}">${phones([m.phone])}</td>
       <td data-label="${t('c_result')}"><span class="${m.delivered ? 'good' : m.failed ? 'bad' : ''}">${esc(smsWord(m.status))}</span></td></tr>`).join('');
     return `<div class="hotline-card"><h3>${esc(c.name)} · ${esc(c.account)} · ${clsBadge(c.class)} · ${esc(c.grid)}</h3>${head}${outage}
-      <p>${t('c_phones')}: ${phones(c.phones)} · ${power(c.powered)}</p><h3>${t('messages')}</h3>
+      <p>${t('c_phones')}: ${phones(c.phones)} · ${c.state === 'unknown' ? `<span>${t('power_unknown')}</span>` : power(c.powered)}</p><h3>${t('messages')}</h3>
       ${msgs ? `<table class="list"><thead><tr><th>${t('c_time')}</th><th>${t('c_kind')}</th><th>${t('c_ref')}</th><th>${t('c_phone')}</th><th>${t('c_result')}</th></tr></thead><tbody>${msgs}</tbody></table>` : `<p class="empty">${t('no_messages')}</p>`}</div>`;
   }).join('');
 });
