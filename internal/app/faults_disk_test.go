@@ -84,8 +84,20 @@ func newDiskRun(t *testing.T, n int, dataDir string) *diskRun {
 	return r
 }
 
-// start starts the service in this process and returns app.New's error.
+// start starts the service in this process, waits until it is ready and
+// returns app.New's error.
 func (r *diskRun) start() error {
+	if err := r.launch(); err != nil {
+		return err
+	}
+	waitFor(r.t, "readiness", 30*time.Second, func() bool { return r.app.Ready() == nil })
+	return nil
+}
+
+// launch starts the service in this process without waiting for it to be
+// ready (on a nearly full disk it starts but is not ready until there is
+// room) and returns app.New's error.
+func (r *diskRun) launch() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, r.cfg, zerolog.New(zerolog.NewTestWriter(r.t)).Level(zerolog.WarnLevel))
 	if err != nil {
@@ -94,7 +106,6 @@ func (r *diskRun) start() error {
 	}
 	r.app, r.cancel, r.done = a, cancel, make(chan error, 1)
 	go func() { r.done <- a.Run(ctx) }()
-	waitFor(r.t, "readiness", 30*time.Second, func() bool { return a.Ready() == nil })
 	return nil
 }
 
@@ -227,7 +238,7 @@ func TestFaultDiskFullStorm(t *testing.T) {
 	// a restart on a full disk
 	free = faults.Fill(t, disk)
 	r.stop()
-	if err := r.start(); err != nil {
+	if err := r.launch(); err != nil {
 		var need int64
 		if m := regexp.MustCompile(`free (\d+) more bytes`).FindStringSubmatch(err.Error()); m != nil {
 			need, _ = strconv.ParseInt(m[1], 10, 64)
@@ -249,9 +260,10 @@ func TestFaultDiskFullStorm(t *testing.T) {
 		}
 		t.Logf("started once the %d bytes it asked for were freed", need)
 	} else {
-		t.Logf("started on the full disk")
+		t.Logf("started on the full disk: %v", r.app.Ready())
 	}
 	free()
+	waitFor(t, "readiness once space returned", 30*time.Second, func() bool { return r.app.Ready() == nil })
 
 	time.Sleep(2 * time.Second) // anything wrongly queued shows up
 	close(stopWatch)
