@@ -87,14 +87,28 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dispatchUntilEmpty(t, o, db)
+}
+
+// unsettled counts what the outbox of db still has to do.
+func unsettled(db *store.DB) (int, error) {
+	var left int
+	err := db.QueryRow(`SELECT (SELECT COUNT(*) FROM notify_intents WHERE state = 'pending') + (SELECT COALESCE(SUM(n), 0) FROM notify_intent_log) +
+		(SELECT COUNT(*) FROM notify_messages WHERE status IN ('queued', 'held', 'sending'))`).Scan(&left)
+	return left, err
+}
+
+// dispatchUntilEmpty runs o, the outbox of db, until nothing is left to
+// send: what a child process of TestSIGKILL or TestSIGSTOP does.
+func dispatchUntilEmpty(t *testing.T, o *Outbox, db *store.DB) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- o.Run(ctx) }()
 	for {
 		time.Sleep(50 * time.Millisecond)
-		var left int
-		if err := db.QueryRow(`SELECT (SELECT COUNT(*) FROM notify_intents WHERE state = 'pending') + (SELECT COALESCE(SUM(n), 0) FROM notify_intent_log) +
-			(SELECT COUNT(*) FROM notify_messages WHERE status IN ('queued', 'held', 'sending'))`).Scan(&left); err != nil {
+		left, err := unsettled(db)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if left == 0 {

@@ -28,22 +28,6 @@ const (
 	stallAhead = "GRIDBELL_NOTIFY_STALL_AHEAD"
 )
 
-// unsettled counts what the outbox of db still has to do.
-func unsettled(db *store.DB) (int, error) {
-	var left int
-	err := db.QueryRow(`SELECT (SELECT COUNT(*) FROM notify_intents WHERE state = 'pending') + (SELECT COALESCE(SUM(n), 0) FROM notify_intent_log) +
-		(SELECT COUNT(*) FROM notify_messages WHERE status IN ('queued', 'held', 'sending'))`).Scan(&left)
-	return left, err
-}
-
-// stallConfig is the outbox configuration of both instances: Twilio,
-// 16 workers, unpaced.
-func stallConfig(url string) Config {
-	cfg := crashConfig(url)
-	cfg.Workers = 16
-	return cfg
-}
-
 // TestStallChild is one instance of TestSIGSTOP or TestClockAheadProcess;
 // it is skipped unless run as their child. It dispatches the shared outbox
 // until it is empty.
@@ -57,7 +41,7 @@ func TestStallChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	cfg := stallConfig(os.Getenv(stallURL))
+	cfg := crashConfig(os.Getenv(stallURL))
 	snd, err := NewSender(cfg, t.TempDir(), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -75,23 +59,7 @@ func TestStallChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.SetInstance(os.Getenv(stallName))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- o.Run(ctx) }()
-	for {
-		time.Sleep(50 * time.Millisecond)
-		left, err := unsettled(db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if left == 0 {
-			break
-		}
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	dispatchUntilEmpty(t, o, db)
 }
 
 // stallRun is one run of two instances sharing an outbox on PostgreSQL: a
@@ -119,7 +87,7 @@ func newStallRun(t *testing.T, n int, childName string, ahead time.Duration) *st
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	peer, err := NewOutbox(stallConfig(srv.URL), QuietHours{}, db, loadRegistry(t, db, n), mustSender(t, srv.URL), clock.Real{}, zerolog.Nop())
+	peer, err := NewOutbox(crashConfig(srv.URL), QuietHours{}, db, loadRegistry(t, db, n), mustSender(t, srv.URL), clock.Real{}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +116,7 @@ func newStallRun(t *testing.T, n int, childName string, ahead time.Duration) *st
 
 func mustSender(t *testing.T, url string) Sender {
 	t.Helper()
-	snd, err := NewSender(stallConfig(url), t.TempDir(), zerolog.Nop())
+	snd, err := NewSender(crashConfig(url), t.TempDir(), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
