@@ -71,6 +71,7 @@ type stallRun struct {
 	srv   *twiliotest.Server
 	db    *store.DB
 	peer  *Outbox
+	sent  *countingSender // what the peer handed to the provider
 	child *exec.Cmd
 	done  chan struct{} // closed when the child has exited, with err
 	err   error
@@ -87,7 +88,8 @@ func newStallRun(t *testing.T, n int, childName string, ahead time.Duration) *st
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	peer, err := NewOutbox(crashConfig(srv.URL), QuietHours{}, db, loadRegistry(t, db, n), mustSender(t, srv.URL), clock.Real{}, zerolog.Nop())
+	sent := &countingSender{Sender: mustSender(t, srv.URL)}
+	peer, err := NewOutbox(crashConfig(srv.URL), QuietHours{}, db, loadRegistry(t, db, n), sent, clock.Real{}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +106,7 @@ func newStallRun(t *testing.T, n int, childName string, ahead time.Duration) *st
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	r := &stallRun{t: t, n: n, srv: srv, db: db, peer: peer, child: cmd, done: make(chan struct{})}
+	r := &stallRun{t: t, n: n, srv: srv, db: db, peer: peer, sent: sent, child: cmd, done: make(chan struct{})}
 	go func() { r.err = cmd.Wait(); close(r.done) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGCONT)
@@ -247,6 +249,10 @@ func TestClockAheadProcess(t *testing.T) {
 	r := newStallRun(t, n, "gridbell-ahead", 30*time.Second)
 	stop := r.runPeer()
 	r.finish(stop)
+	// Unless both sent, the child had no live claim of the peer's to take.
+	if k := r.sent.n.Load(); k == 0 || k >= n {
+		t.Errorf("the peer sent %d of %d messages, want both instances sending", k, n)
+	}
 	// Nobody stopped: a lookup means a live claim was taken as lapsed.
 	if k := r.srv.Lookups(); k != 0 {
 		t.Errorf("%d lookups at the provider: live claims were taken over as lapsed", k)
