@@ -43,6 +43,51 @@ func checkRows(t *testing.T, o *Outbox, srv *twiliotest.Server, n int) {
 	}
 }
 
+// claimSome enqueues n messages on o and claims held of them, as o's
+// dispatcher does before it hands them to its workers.
+func claimSome(t *testing.T, o *Outbox, n, held int) []claimed {
+	t.Helper()
+	ctx := context.Background()
+	if err := o.Enqueue(ctx, nil, loadIntents(n, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.expand(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := o.claim(ctx, held)
+	if err != nil || len(cs) != held {
+		t.Fatalf("claim = %d messages, %v; want %d", len(cs), err, held)
+	}
+	return cs
+}
+
+// sendClaimed has o's workers deliver cs and o record the outcomes, as o
+// goes on with claims it took before.
+func sendClaimed(t *testing.T, o *Outbox, cs []claimed) {
+	t.Helper()
+	ctx := context.Background()
+	outs := make([]outcome, len(cs))
+	for i, c := range cs {
+		outs[i] = o.deliver(ctx, c, nil)
+	}
+	if err := o.record(ctx, outs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// settle runs os a second more (a message left claimed, or sent twice,
+// shows then) and checks every one of n messages went once, recorded in
+// o's store as the message srv received.
+func settle(t *testing.T, os []*Outbox, o *Outbox, srv *twiliotest.Server, n int) {
+	t.Helper()
+	seen, twice := perPhone(srv)
+	t.Logf("before the last second: %d messages to %d phones, %d phones twice", srv.Count(), len(seen), twice)
+	again := time.Now()
+	runUntil(t, os, func() bool { return time.Since(again) > time.Second })
+	checkOnce(t, srv, n)
+	checkRows(t, o, srv, n)
+}
+
 // TestStalledClaim: an instance claims messages and stalls (a GC pause, a
 // frozen VM) past their lease; its peer takes them back and sends them.
 // When the stalled instance goes on and hands its old claims to its
@@ -56,37 +101,12 @@ func TestStalledClaim(t *testing.T) {
 	os, _ := sharedOutboxes(t, "postgres", srv, n, "gridbell-stalled", "gridbell-peer")
 	stalled, peer := os[0], os[1]
 	stalled.lease, peer.lease = 2*time.Second, 2*time.Second
-	ctx := context.Background()
-	if err := stalled.Enqueue(ctx, nil, loadIntents(n, time.Now())); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stalled.expand(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cs, err := stalled.claim(ctx, held)
-	if err != nil || len(cs) != held {
-		t.Fatalf("claim = %d messages, %v; want %d", len(cs), err, held)
-	}
+	cs := claimSome(t, stalled, n, held)
 	time.Sleep(stalled.lease + stalled.lease/2) // the stall
 	runUntil(t, []*Outbox{peer}, func() bool { return srv.Count() >= n })
-
-	// The stalled instance goes on where it stopped: its workers
-	// deliver what it claimed and it records the outcomes.
-	outs := make([]outcome, len(cs))
-	for i, c := range cs {
-		outs[i] = stalled.deliver(ctx, c, nil)
-	}
-	if err := stalled.record(ctx, outs); err != nil {
-		t.Fatal(err)
-	}
-	seen, twice := perPhone(srv)
-	t.Logf("after the stalled instance went on: %d messages to %d phones, %d phones twice", srv.Count(), len(seen), twice)
-	// Run both a second more: a message left claimed, or sent twice,
-	// shows now.
-	again := time.Now()
-	runUntil(t, os, func() bool { return time.Since(again) > time.Second })
-	checkOnce(t, srv, n)
-	checkRows(t, peer, srv, n)
+	// The stalled instance goes on where it stopped.
+	sendClaimed(t, stalled, cs)
+	settle(t, os, peer, srv, n)
 }
 
 // TestClockAhead: an instance whose clock runs 30 s ahead starts beside a
@@ -100,17 +120,7 @@ func TestClockAhead(t *testing.T) {
 		os, _ := sharedOutboxes(t, driver, srv, n, "gridbell-peer", "gridbell-ahead")
 		peer, ahead := os[0], os[1]
 		ahead.clk = aheadClock{30 * time.Second}
-		ctx := context.Background()
-		if err := peer.Enqueue(ctx, nil, loadIntents(n, time.Now())); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := peer.expand(ctx); err != nil {
-			t.Fatal(err)
-		}
-		cs, err := peer.claim(ctx, held)
-		if err != nil || len(cs) != held {
-			t.Fatalf("claim = %d messages, %v; want %d", len(cs), err, held)
-		}
+		cs := claimSome(t, peer, n, held)
 		// The instance ahead starts and sends what is free, and a second
 		// more (a lease judged on its clock would have lapsed 15 s ago).
 		var all time.Time
@@ -121,20 +131,7 @@ func TestClockAhead(t *testing.T) {
 			return srv.Count() >= n || !all.IsZero() && time.Since(all) > time.Second
 		})
 		// The peer's workers deliver its claims, well within their lease.
-		outs := make([]outcome, len(cs))
-		for i, c := range cs {
-			outs[i] = peer.deliver(ctx, c, nil)
-		}
-		if err := peer.record(ctx, outs); err != nil {
-			t.Fatal(err)
-		}
-		seen, twice := perPhone(srv)
-		t.Logf("after the peer sent its claims: %d messages to %d phones, %d phones twice", srv.Count(), len(seen), twice)
-		// Run both a second more: a message left claimed, or sent twice,
-		// shows now.
-		again := time.Now()
-		runUntil(t, os, func() bool { return time.Since(again) > time.Second })
-		checkOnce(t, srv, n)
-		checkRows(t, peer, srv, n)
+		sendClaimed(t, peer, cs)
+		settle(t, os, peer, srv, n)
 	})
 }
