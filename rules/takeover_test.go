@@ -23,17 +23,60 @@ func (r *seenRig) stepAt(e *Engine, d time.Duration, offsets map[int32]int64, ev
 	}
 }
 
+// newFencedRig is a seenRig on PostgreSQL with distributed mode's tables.
+func newFencedRig(t *testing.T) *seenRig {
+	r := newSeenRig(t, "postgres")
+	if err := cluster.Migrate(context.Background(), r.db); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// takeLease gives the cluster-rules lease to name, whoever held it (its
+// lease lapsed: it crashed or stalled).
+func (r *seenRig) takeLease(name string) {
+	r.t.Helper()
+	if _, err := r.db.Exec(`DELETE FROM store_leases WHERE name = $1`, cluster.RulesLease); err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := store.AcquireLease(context.Background(), r.db, cluster.RulesLease, name, time.Minute); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
 // holder makes an engine run the rules under the cluster-rules lease taken
 // for name, as lead does in distributed mode.
 func (r *seenRig) holder(name, topic string) *Engine {
 	r.t.Helper()
-	ctx := context.Background()
-	if _, err := store.AcquireLease(ctx, r.db, cluster.RulesLease, name, time.Minute); err != nil {
+	if _, err := store.AcquireLease(context.Background(), r.db, cluster.RulesLease, name, time.Minute); err != nil {
 		r.t.Fatal(err)
 	}
 	e := r.open()
 	e.SetFence(cluster.Fence(topic, name))
 	return e
+}
+
+// run runs e until the test ends; the channel gets what Run returned.
+func (r *seenRig) run(e *Engine) <-chan error {
+	ctx, stop := context.WithCancel(context.Background())
+	r.t.Cleanup(stop)
+	ran := make(chan error, 1)
+	go func() { ran <- e.Run(ctx) }()
+	return ran
+}
+
+// wantFenced fails unless Run, whose result ran gets, returned the fence's
+// refusal within 10 s of what.
+func wantFenced(t *testing.T, ran <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-ran:
+		if !errors.Is(err, store.ErrLeaseLost) {
+			t.Errorf("Run after a fenced %s = %v, want the fence's refusal", what, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("Run goes on after a fenced %s", what)
+	}
 }
 
 // TestTakeoverKeepsReadingEffects: in distributed mode, the meter-topic
@@ -43,11 +86,8 @@ func (r *seenRig) holder(name, topic string) *Engine {
 // those offsets, and a late power_off stamped before the readings changes
 // nothing there, as it changed nothing in the former holder: no outage.
 func TestTakeoverKeepsReadingEffects(t *testing.T) {
-	r := newSeenRig(t, "postgres")
+	r := newFencedRig(t)
 	ctx := context.Background()
-	if err := cluster.Migrate(ctx, r.db); err != nil {
-		t.Fatal(err)
-	}
 	const topic = "meter-events"
 	a := r.holder("a", topic)
 	r.stepAt(a, 5*time.Minute, map[int32]int64{0: 1}, plainReading("M0101", 5*time.Minute), plainReading("M0102", 5*time.Minute))
@@ -57,9 +97,7 @@ func TestTakeoverKeepsReadingEffects(t *testing.T) {
 	}
 
 	// a crashes; its lease lapses and b takes over from the stored offsets.
-	if _, err := r.db.Exec(`DELETE FROM store_leases WHERE name = $1`, cluster.RulesLease); err != nil {
-		t.Fatal(err)
-	}
+	r.takeLease("b")
 	b := r.holder("b", topic)
 	late := event.Event{Meter: &event.MeterEvent{Meter: "M0101", Concentrator: "C-01", TS: t0.Add(2 * time.Minute), Type: event.PowerOff}}
 	r.stepAt(b, 5*time.Minute+2*time.Second, map[int32]int64{0: 2}, late)
@@ -82,17 +120,11 @@ func TestTakeoverKeepsReadingEffects(t *testing.T) {
 // returns the refusal) instead of reloading its state and going on, and
 // writes nothing: the store's commit count does not move.
 func TestFencedCommitStopsRules(t *testing.T) {
-	r := newSeenRig(t, "postgres")
+	r := newFencedRig(t)
 	ctx := context.Background()
-	if err := cluster.Migrate(ctx, r.db); err != nil {
-		t.Fatal(err)
-	}
 	const topic = "meter-events"
 	a := r.holder("a", topic)
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	ran := make(chan error, 1)
-	go func() { ran <- a.Run(runCtx) }()
+	ran := r.run(a)
 	if err := a.HandleAt(ctx, []event.Event{plainReading("M0101", time.Minute)}, map[int32]int64{0: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -101,24 +133,12 @@ func TestFencedCommitStopsRules(t *testing.T) {
 		t.Fatalf("commits after the first batch = %d, %v; want some", before, err)
 	}
 	// Another instance takes the lease (a lapsed after a stall).
-	if _, err := r.db.Exec(`DELETE FROM store_leases WHERE name = $1`, cluster.RulesLease); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.AcquireLease(ctx, r.db, cluster.RulesLease, "b", time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	r.takeLease("b")
 	late := event.Event{Meter: &event.MeterEvent{Meter: "M0102", Concentrator: "C-01", TS: t0.Add(2 * time.Minute), Type: event.PowerOff}}
 	if err := a.HandleAt(ctx, []event.Event{late}, map[int32]int64{0: 2}); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("a batch after the takeover = %v, want the fence's refusal (ErrLeaseLost)", err)
 	}
-	select {
-	case err := <-ran:
-		if !errors.Is(err, store.ErrLeaseLost) {
-			t.Errorf("Run after a fenced commit = %v, want the fence's refusal", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run goes on after a fenced commit")
-	}
+	wantFenced(t, ran, "commit")
 	if err := a.HandleAt(ctx, []event.Event{plainReading("M0101", 3*time.Minute)}, map[int32]int64{0: 3}); err == nil {
 		t.Error("a batch after the engine stopped was accepted")
 	}
@@ -133,16 +153,10 @@ func TestFencedCommitStopsRules(t *testing.T) {
 // TestPruneFenced: pruning is a commit like any other: a former holder
 // whose lease another instance took deletes no outage record.
 func TestPruneFenced(t *testing.T) {
-	r := newSeenRig(t, "postgres")
+	r := newFencedRig(t)
 	ctx := context.Background()
-	if err := cluster.Migrate(ctx, r.db); err != nil {
-		t.Fatal(err)
-	}
 	a := r.holder("a", "meter-events")
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	ran := make(chan error, 1)
-	go func() { ran <- a.Run(runCtx) }()
+	ran := r.run(a)
 	r.clk.Set(t0.Add(2 * time.Minute))
 	for i, evs := range [][]event.Event{
 		{omsEv("OMS-P", event.StatusStarted, []string{"TA-04"}, nil, 0)},
@@ -160,26 +174,14 @@ func TestPruneFenced(t *testing.T) {
 	if o, _ := a.Outage("OMS-P"); o.Status != statusRestored || count() != 1 {
 		t.Fatalf("OMS-P is %q with %d rows, want restored and stored", o.Status, count())
 	}
-	if _, err := r.db.Exec(`DELETE FROM store_leases WHERE name = $1`, cluster.RulesLease); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.AcquireLease(ctx, r.db, cluster.RulesLease, "b", time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	r.takeLease("b")
 	if _, err := a.Prune(ctx, t0.Add(24*time.Hour), 100); !errors.Is(err, store.ErrLeaseLost) {
 		t.Errorf("prune after the takeover = %v, want the fence's refusal", err)
 	}
 	if n := count(); n != 1 {
 		t.Errorf("a former holder's prune deleted OMS-P (%d rows left), want it kept", n)
 	}
-	select {
-	case err := <-ran:
-		if !errors.Is(err, store.ErrLeaseLost) {
-			t.Errorf("Run after a fenced prune = %v, want the fence's refusal", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("Run goes on after a fenced prune")
-	}
+	wantFenced(t, ran, "prune")
 }
 
 // TestCheckpointStoresNoOffsetsAheadOfHeld: in distributed mode, an idle
@@ -188,11 +190,8 @@ func TestPruneFenced(t *testing.T) {
 // both, or neither). Whatever the store holds after it, an instance taking
 // over from it finds every reading before the stored offsets applied.
 func TestCheckpointStoresNoOffsetsAheadOfHeld(t *testing.T) {
-	r := newSeenRig(t, "postgres")
+	r := newFencedRig(t)
 	ctx := context.Background()
-	if err := cluster.Migrate(ctx, r.db); err != nil {
-		t.Fatal(err)
-	}
 	const topic = "meter-events"
 	a := r.holder("a", topic)
 	// the first commit stores offsets and logs both meters' first sign of
@@ -207,9 +206,7 @@ func TestCheckpointStoresNoOffsetsAheadOfHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.db.Exec(`DELETE FROM store_leases WHERE name = $1`, cluster.RulesLease); err != nil {
-		t.Fatal(err)
-	}
+	r.takeLease("b")
 	b := r.holder("b", topic)
 	switch ms := b.MetersOf("A0103"); {
 	case offs[0] < 1 || offs[0] > 2:
