@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -187,31 +188,40 @@ func TestPruneFenced(t *testing.T) {
 // TestCheckpointStoresNoOffsetsAheadOfHeld: in distributed mode, an idle
 // tick that only checkpoints logged meters does not store the offsets of
 // plain readings whose effects are still held in memory (it writes them
-// both, or neither). Whatever the store holds after it, an instance taking
-// over from it finds every reading before the stored offsets applied.
+// both, or neither): right after the readings it writes neither, and once
+// the offsets have waited offsetEvery it writes both. Whatever the store
+// holds after it, an instance taking over from it finds every reading
+// before the stored offsets applied.
 func TestCheckpointStoresNoOffsetsAheadOfHeld(t *testing.T) {
-	r := newFencedRig(t)
-	ctx := context.Background()
-	const topic = "meter-events"
-	a := r.holder("a", topic)
-	// the first commit stores offsets and logs both meters' first sign of
-	// power: the next idle tick has them to checkpoint
-	r.stepAt(a, 5*time.Minute, map[int32]int64{0: 1}, plainReading("M0101", 5*time.Minute), plainReading("M0102", 5*time.Minute))
-	r.stepAt(a, 5*time.Minute+time.Second, map[int32]int64{0: 2}, plainReading("M0103", 5*time.Minute+time.Second))
-	r.step(a, 5*time.Minute+2*time.Second) // checkpoint
-	if _, checkpointed := r.stored(); checkpointed["M0101"] == 0 {
-		t.Fatalf("the idle tick checkpointed %v, want M0101 among them", checkpointed)
-	}
-	offs, err := cluster.Offsets(ctx, r.db, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.takeLease("b")
-	b := r.holder("b", topic)
-	switch ms := b.MetersOf("A0103"); {
-	case offs[0] < 1 || offs[0] > 2:
-		t.Fatalf("stored offsets = %v, want partition 0 at 1 or 2", offs)
-	case offs[0] == 2 && (len(ms) != 1 || ms[0].LastSeen == nil):
-		t.Errorf("offset 2 stored but M0103, read before it, taken over = %+v, want seen", ms)
+	for _, c := range []struct {
+		wait time.Duration // before the idle tick
+		want int64         // the offset it must store; 0: 1 or 2
+	}{{0, 0}, {offsetEvery + 100*time.Millisecond, 2}} {
+		t.Run(fmt.Sprintf("after %s", c.wait), func(t *testing.T) {
+			r := newFencedRig(t)
+			const topic = "meter-events"
+			a := r.holder("a", topic)
+			// the first commit stores offsets and logs both meters' first
+			// sign of power: the next idle tick has them to checkpoint
+			r.stepAt(a, 5*time.Minute, map[int32]int64{0: 1}, plainReading("M0101", 5*time.Minute), plainReading("M0102", 5*time.Minute))
+			r.stepAt(a, 5*time.Minute+time.Second, map[int32]int64{0: 2}, plainReading("M0103", 5*time.Minute+time.Second))
+			time.Sleep(c.wait)
+			r.step(a, 5*time.Minute+2*time.Second) // checkpoint
+			if _, checkpointed := r.stored(); checkpointed["M0101"] == 0 {
+				t.Fatalf("the idle tick checkpointed %v, want M0101 among them", checkpointed)
+			}
+			offs, err := cluster.Offsets(context.Background(), r.db, topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.takeLease("b")
+			b := r.holder("b", topic)
+			switch ms := b.MetersOf("A0103"); {
+			case offs[0] < 1 || offs[0] > 2 || c.want != 0 && offs[0] != c.want:
+				t.Fatalf("stored offsets = %v, want partition 0 at %d (0: 1 or 2)", offs, c.want)
+			case offs[0] == 2 && (len(ms) != 1 || ms[0].LastSeen == nil):
+				t.Errorf("offset 2 stored but M0103, read before it, taken over = %+v, want seen", ms)
+			}
+		})
 	}
 }
