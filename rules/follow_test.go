@@ -5,57 +5,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/gridbell/gridbell/internal/clock"
 	"github.com/gridbell/gridbell/internal/event"
-	"github.com/gridbell/gridbell/internal/store"
-	"github.com/gridbell/gridbell/internal/store/storetest"
 )
 
 // copyRig is the rules (leader) and a copy on one PostgreSQL store, as two
 // instances of distributed mode hold them.
 type copyRig struct {
-	t      *testing.T
-	db     *store.DB
-	dir    Directory
-	clk    *clock.Fake
+	*seenRig
 	leader *Engine
 	copy   *Engine
 }
 
 func newCopyRig(t *testing.T) *copyRig {
-	db := storetest.Open(t, "postgres")
-	openSink(t, db)
-	r := &copyRig{t: t, db: db, dir: openDirectory(t, db, "testdata/contacts.csv"), clk: clock.NewFake(t0)}
+	r := &copyRig{seenRig: newSeenRig(t, "postgres")}
 	r.leader, r.copy = r.open(), r.open()
 	return r
-}
-
-func (r *copyRig) open() *Engine {
-	r.t.Helper()
-	e, err := New(Config{}, r.db, r.dir, tableSink{}, r.clk, zerolog.Nop())
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return e
-}
-
-// step applies evs on e at t0+d, in one batch; none is an idle tick (which
-// checkpoints the meter log, and trims it once all is checkpointed).
-func (r *copyRig) step(e *Engine, d time.Duration, evs ...event.Event) {
-	r.t.Helper()
-	r.clk.Set(t0.Add(d))
-	var batch []*request
-	if len(evs) > 0 {
-		batch = append(batch, &request{evs: evs, done: make(chan error, 1)})
-	}
-	e.process(batch)
-	for _, q := range batch {
-		if err := <-q.done; err != nil {
-			r.t.Fatal(err)
-		}
-	}
 }
 
 // current refreshes the copy and checks it holds what a fresh load of the
@@ -72,14 +36,6 @@ func (r *copyRig) current(what string) {
 	if got, want := dump(r.copy), dump(r.open()); got != want {
 		r.t.Errorf("%s: the copy differs from the store:\n got %s\nwant %s", what, got, want)
 	}
-}
-
-func (r *copyRig) logRows() int {
-	var n int
-	if err := r.db.QueryRow(`SELECT COUNT(*) FROM rules_meter_log`).Scan(&n); err != nil {
-		r.t.Fatal(err)
-	}
-	return n
 }
 
 // TestCopyFollowsIncrementally: each commit of the rules reaches the copy
@@ -104,7 +60,7 @@ func TestCopyFollowsIncrementally(t *testing.T) {
 	r.current("the OMS's record absorbs the AMI ones")
 	r.step(l, 131*time.Second)
 	r.step(l, 132*time.Second) // checkpoints everything, trims the log
-	if n := r.logRows(); n != 0 {
+	if n, _ := r.stored(); n != 0 {
 		t.Fatalf("meter log rows after a checkpoint = %d, want 0", n)
 	}
 	r.current("log checkpointed and trimmed")
@@ -148,7 +104,7 @@ func TestCopyStalledCatchesUp(t *testing.T) {
 	r.step(l, 2*time.Hour+61*time.Second)
 	r.step(l, 2*time.Hour+62*time.Second)
 	r.step(l, 2*time.Hour+63*time.Second)
-	if n := r.logRows(); n != 0 {
+	if n, _ := r.stored(); n != 0 {
 		t.Fatalf("meter log rows = %d, want all trimmed", n)
 	}
 	r.current("after the stall")
