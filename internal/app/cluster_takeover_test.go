@@ -121,8 +121,8 @@ func TestClusterTakeoverOutlastsLease(t *testing.T) {
 // TestClusterGracefulHandover: the instance running the rules is stopped
 // gracefully. Its last commit (the last-seen times and first signs of
 // power it kept in memory) lands under its lease, which it releases only
-// then: no commit of it is refused, and the next holder shows every
-// meter's reading.
+// then: no commit of it is refused (nor reloads the state), and the next
+// holder shows every meter's reading without a full load.
 func TestClusterGracefulHandover(t *testing.T) {
 	env := newClusterEnv(t)
 	first, log := env.startLogged(t, "g1")
@@ -157,6 +157,13 @@ func TestClusterGracefulHandover(t *testing.T) {
 			t.Logf("%s: %+v", acct, second.app.Rules.MetersOf(acct))
 		}
 		t.Errorf("the next holder does not show every meter powered and last seen at %s", seen)
+	}
+	// A refused last commit reloaded the whole state during the stop; the
+	// successor follows the commits and takes over without a load.
+	for _, in := range []*clusterInstance{first, second} {
+		if n := in.app.Rules.FullLoads(); n != 1 {
+			t.Errorf("%s loaded the rules' whole state %d times, want once (at start)", in.name, n)
+		}
 	}
 	for _, line := range strings.Split(log.String(), "\n") {
 		if strings.Contains(line, `"level":"error"`) {
