@@ -14,14 +14,15 @@ import (
 )
 
 // outagesOf is process p's GET /api/v1/outages: id, status and counts of
-// each outage, sorted, as one string.
+// each outage, sorted, as one string. A failed request names p, so that
+// two processes failing alike never agree.
 func outagesOf(t *testing.T, p *process) string {
 	t.Helper()
 	req, _ := http.NewRequest("GET", "http://"+p.listen+"/api/v1/outages", nil)
 	req.Header.Set("Authorization", "Bearer admintok-0123456789")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return "error: " + err.Error()
+		return p.name + ": " + err.Error()
 	}
 	defer resp.Body.Close()
 	var v struct {
@@ -30,7 +31,12 @@ func outagesOf(t *testing.T, p *process) string {
 			Counts     struct{ Affected, Restored, Dark int }
 		}
 	}
-	json.NewDecoder(resp.Body).Decode(&v)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Sprintf("%s: %s", p.name, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return p.name + ": " + err.Error()
+	}
 	var lines []string
 	for _, o := range v.Outages {
 		lines = append(lines, fmt.Sprintf("%s %s %d/%d/%d", o.ID, o.Status, o.Counts.Affected, o.Counts.Restored, o.Counts.Dark))
@@ -101,7 +107,10 @@ func TestClusterDeadSessionAdopted(t *testing.T) {
 	if dup > 64 {
 		t.Errorf("%d SMS repeated, want at most the killed process's in-flight window (64)", dup)
 	}
-	agree := func() bool { return outagesOf(t, live[0]) == outagesOf(t, live[1]) }
+	agree := func() bool {
+		a := outagesOf(t, live[0])
+		return a != "" && a == outagesOf(t, live[1])
+	}
 	for end := time.Now().Add(20 * time.Second); !agree(); time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatalf("the survivors' outages differ:\n%s:\n%s\n%s:\n%s", live[0].name, outagesOf(t, live[0]), live[1].name, outagesOf(t, live[1]))
