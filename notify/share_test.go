@@ -155,18 +155,9 @@ func TestReclaimLapsedLease(t *testing.T) {
 		dead.lease = 3 * time.Second
 		live.lease = 3 * time.Second
 		ctx := context.Background()
-		if err := dead.Enqueue(ctx, nil, loadIntents(n, time.Now())); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := dead.expand(ctx); err != nil {
-			t.Fatal(err)
-		}
 		// The dead instance claimed these and died before sending them:
 		// no record, no release.
-		cs, err := dead.claim(ctx, held)
-		if err != nil || len(cs) != held {
-			t.Fatalf("claim = %d messages, %v; want %d", len(cs), err, held)
-		}
+		claimSome(t, dead, n, held)
 		reclaimed := func() float64 {
 			return testutil.ToFloat64(smsTotal.WithLabelValues(string(event.KindOutage), "reclaimed"))
 		}
