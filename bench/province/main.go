@@ -393,78 +393,75 @@ func countSMS(work string, out int) (lost, doubled int) {
 
 const clkTck = 100 // USER_HZ on Linux
 
-// sample reads each live process's peak RSS and CPU every 500 ms.
-func sample(procs map[string]*proc, mu *sync.Mutex) func() {
-	stop := make(chan struct{})
+// every runs f now and every d until the returned stop is called; stop
+// returns once f has.
+func every(d time.Duration, f func()) (stop func()) {
+	quit := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
-			mu.Lock()
-			for _, p := range procs {
-				select {
-				case <-p.done:
-					continue
-				default:
-				}
-				pid := p.cmd.Process.Pid
-				if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-					for _, line := range strings.Split(string(b), "\n") {
-						if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-							kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-							p.peakRSS.Store(max(p.peakRSS.Load(), kb))
-						}
-					}
-				}
-				if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-					s := string(b)
-					if i := strings.LastIndexByte(s, ')'); i >= 0 {
-						f := strings.Fields(s[i+2:])
-						if len(f) > 12 {
-							u, _ := strconv.ParseInt(f[11], 10, 64)
-							st, _ := strconv.ParseInt(f[12], 10, 64)
-							p.cpu.Store(u + st)
-						}
-					}
-				}
-			}
-			mu.Unlock()
+			f()
 			select {
-			case <-stop:
+			case <-quit:
 				return
-			case <-time.After(500 * time.Millisecond):
+			case <-time.After(d):
 			}
 		}
 	}()
-	return func() { close(stop); <-done }
+	return func() { close(quit); <-done }
+}
+
+// sample reads each live process's peak RSS and CPU every 500 ms.
+func sample(procs map[string]*proc, mu *sync.Mutex) func() {
+	return every(500*time.Millisecond, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range procs {
+			select {
+			case <-p.done:
+				continue
+			default:
+			}
+			pid := p.cmd.Process.Pid
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+				for _, line := range strings.Split(string(b), "\n") {
+					if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+						kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+						p.peakRSS.Store(max(p.peakRSS.Load(), kb))
+					}
+				}
+			}
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+				s := string(b)
+				if i := strings.LastIndexByte(s, ')'); i >= 0 {
+					f := strings.Fields(s[i+2:])
+					if len(f) > 12 {
+						u, _ := strconv.ParseInt(f[11], 10, 64)
+						st, _ := strconv.ParseInt(f[12], 10, 64)
+						p.cpu.Store(u + st)
+					}
+				}
+			}
+		}
+	})
 }
 
 // watchLag keeps, per instance that does not run the rules, the largest
-// copy lag its /metrics reports.
+// copy lag its /metrics reports, every 500 ms.
 func watchLag(procs map[string]*proc, mu *sync.Mutex, leader string, lagMax map[string]float64) func() {
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			for n, p := range procs {
-				if n == leader {
-					continue
-				}
-				if v := metric(p, "gridbell_cluster_copy_lag_seconds"); v >= 0 {
-					mu.Lock()
-					lagMax[n] = max(lagMax[n], v)
-					mu.Unlock()
-				}
+	return every(500*time.Millisecond, func() {
+		for n, p := range procs {
+			if n == leader {
+				continue
 			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(500 * time.Millisecond):
+			if v := metric(p, "gridbell_cluster_copy_lag_seconds"); v >= 0 {
+				mu.Lock()
+				lagMax[n] = max(lagMax[n], v)
+				mu.Unlock()
 			}
 		}
-	}()
-	return func() { close(stop); <-done }
+	})
 }
 
 // metric reads one unlabelled series from p's /metrics; -1 if it cannot.
