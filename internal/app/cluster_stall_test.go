@@ -224,3 +224,49 @@ func TestClusterClockAhead(t *testing.T) {
 		t.Errorf("%d lookups at the provider: live claims were taken over as lapsed", n)
 	}
 }
+
+// TestClusterRulesHolderSIGSTOP: the same storm, with the instance running
+// the rules frozen (SIGSTOP) for 25 s right after the storm's power_off
+// were published, past its 15 s lease, then resumed. Within 30 s of the
+// resume another instance runs the rules, the resumed one has stopped
+// applying input (its commits are fenced), and every customer gets one
+// outage SMS. Not promised, and logged only: that the rules move while
+// the holder is frozen. A holder frozen inside its commit keeps the lease
+// row locked (the fence's FOR SHARE) and the others' takeover waits on it
+// until it goes on (2 of the first 3 runs froze it there: the rules
+// stood still for all of the 25 s).
+func TestClusterRulesHolderSIGSTOP(t *testing.T) {
+	c := newStallCluster(t, 20, 50)
+	for _, name := range []string{"s1", "s2", "s3"} {
+		c.spawn(t, name)
+	}
+	waitFor(t, "a process running the rules", 30*time.Second, func() bool { return rulesHolder(t, c.db) != "" })
+	stalled := rulesHolder(t, c.db)
+	c.powerOff(t)
+	p := c.procs[stalled]
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Signal(syscall.SIGCONT) })
+	t.Logf("SIGSTOP of %s, which ran the rules, after the power_off; %d SMS received by the provider", stalled, c.srv.Count())
+	time.Sleep(25 * time.Second)
+	t.Logf("after 25 s frozen: the rules lease names %q, %d SMS received", rulesHolder(t, c.db), c.srv.Count())
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	waitFor(t, "another instance running the rules", 30*time.Second, func() bool {
+		h := rulesHolder(t, c.db)
+		return h != "" && h != stalled
+	})
+	t.Logf("%s runs the rules %.1f s after the resume", rulesHolder(t, c.db), time.Since(resumed).Seconds())
+	waitFor(t, stalled+" stopped (its lease lost)", 30*time.Second, func() bool {
+		select {
+		case <-p.done:
+			return true
+		default:
+			return false
+		}
+	})
+	c.check(t)
+}
