@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gridbell/gridbell/internal/app"
+	"github.com/gridbell/gridbell/internal/config"
 	"github.com/gridbell/gridbell/internal/store"
 )
 
@@ -192,26 +193,36 @@ func TestClusterContactsImportedOnce(t *testing.T) {
 	if err := os.Chtimes(stalePath, old, old); err != nil {
 		t.Fatal(err)
 	}
-	startWith := func(name, path string) *clusterInstance {
-		cfg, listen := env.config(t, name)
-		cfg.ContactsFile = path
-		a, err := app.New(context.Background(), cfg, env.logger(t, name))
-		if err != nil {
-			t.Fatal(err)
+	// startWith starts instances named names with the contacts files
+	// paths, together; t.Fatal only on the test's goroutine.
+	startWith := func(names, paths []string) []*clusterInstance {
+		ins := make([]*clusterInstance, len(names))
+		apps := make([]*app.App, len(names))
+		errs := make([]error, len(names))
+		cfgs := make([]*config.Config, len(names))
+		listens := make([]string, len(names))
+		var wg sync.WaitGroup
+		for i, name := range names {
+			cfgs[i], listens[i] = env.config(t, name)
+			cfgs[i].ContactsFile = paths[i]
+			log := env.logger(t, name)
+			wg.Go(func() { apps[i], errs[i] = app.New(context.Background(), cfgs[i], log) })
 		}
-		return env.run(t, name, listen, cfg, a)
+		wg.Wait()
+		for i, name := range names {
+			if errs[i] != nil {
+				t.Errorf("%s: %v", name, errs[i])
+				continue
+			}
+			ins[i] = env.run(t, name, listens[i], cfgs[i], apps[i])
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+		return ins
 	}
-	first := startWith("k1", env.contacts)
-	var later [2]*clusterInstance
-	var wg sync.WaitGroup
-	for i, p := range []string{copyPath, stalePath} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			later[i] = startWith(fmt.Sprintf("k%d", i+2), p)
-		}()
-	}
-	wg.Wait()
+	first := startWith([]string{"k1"}, []string{env.contacts})[0]
+	later := startWith([]string{"k2", "k3"}, []string{copyPath, stalePath})
 	db, err := store.Open(context.Background(), env.store, "")
 	if err != nil {
 		t.Fatal(err)
@@ -224,7 +235,7 @@ func TestClusterContactsImportedOnce(t *testing.T) {
 	if imports != 1 {
 		t.Errorf("%d contacts imports by three instances, want 1", imports)
 	}
-	for _, in := range append([]*clusterInstance{first}, later[:]...) {
+	for _, in := range append([]*clusterInstance{first}, later...) {
 		if a, ok := in.app.Contacts.Account("0100000001"); !ok || a.Name != "Li Lei" {
 			t.Errorf("%s: account 0100000001 = %+v, want Li Lei's (the newer file's)", in.name, a)
 		}
