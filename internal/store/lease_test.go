@@ -70,10 +70,11 @@ func TestLease(t *testing.T) {
 	}
 }
 
-// TestLeaseUnrenewable: a holder whose store stops answering is told of
-// each failed renewal, and once none has succeeded for the lease's time to
-// live, Run gives the lease up as lost (another holder may have it by
-// then) instead of trying for ever.
+// TestLeaseUnrenewable: a holder whose store refuses every renewal (its
+// connections closed; not one that hangs) is told of each failed renewal,
+// and once none has succeeded for the lease's time to live, Run gives the
+// lease up as lost (another holder may have it by then) instead of trying
+// for ever.
 func TestLeaseUnrenewable(t *testing.T) {
 	ctx := context.Background()
 	cfg := storetest.Config(t, "postgres")
