@@ -384,9 +384,16 @@ func (p *projection) pruneSpans(now int64) {
 	}
 }
 
-// write stores the step's rows, cursors and follow-up lists at once.
+// write stores the step's rows and cursors at once; a step that changed
+// neither writes nothing. On SQLite it takes the store's write gate as an
+// ordinary writer: a rules commit waiting there goes first.
 func (c *Care) write(ctx context.Context, meterSeq, recSeq int64) error {
 	p := c.p
+	if len(p.dirty)+len(p.deleted)+len(p.deltas) == 0 && meterSeq == p.meterSeq && recSeq == p.recSeq {
+		return nil
+	}
+	unlock := c.db.LockWrite(false)
+	defer unlock()
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("cannot begin care transaction: %w", err)
