@@ -408,7 +408,7 @@ func (c *Care) write(ctx context.Context, meterSeq, recSeq int64) error {
 	for _, it := range p.dirty {
 		vals = append(vals, it.values()...)
 	}
-	if err := writeInterruptions(ctx, tx, c.db.Postgres(), vals); err != nil {
+	if err := store.Upsert(ctx, tx, c.db.Postgres(), "care_interruptions", interruptionCols, 2, vals); err != nil {
 		return err
 	}
 	if err := writeDaily(ctx, tx, c.db.Postgres(), p.deltas); err != nil {
