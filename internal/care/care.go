@@ -42,6 +42,7 @@ type Care struct {
 	log  zerolog.Logger
 
 	p      *projection // Run's goroutine only
+	holder string      // the care lease's holder while Run projects; "" = unfenced (Step called alone)
 	smsAt  time.Time   // when SMS times were last filled in
 	recent recentIndex
 	served servedCache
@@ -69,6 +70,14 @@ func New(ctx context.Context, cfg Config, db *store.DB, dir Directory, msgs Mess
 // another takes it over once the lease lapses.
 const leaseTTL = 15 * time.Second
 
+// leaseName is the store lease whose holder projects.
+const leaseName = "care"
+
+// ErrFenced is returned by a step whose instance lost the care lease to
+// another (it was paused past leaseTTL, or cut off from the store): its
+// write would count the rollup's changes a second time.
+var ErrFenced = errors.New("care lease taken over by another instance")
+
 // recentEvery is how often the index of recent interruptions is read
 // again from the store: by the instances that do not project, to see what
 // the projecting one wrote, and by that one, to drop what left the window.
@@ -80,7 +89,7 @@ const recentEvery = 5 * time.Minute
 func (c *Care) Run(ctx context.Context) error {
 	var recentAt time.Time
 	for ctx.Err() == nil {
-		l, err := store.AcquireLease(ctx, c.db, "care", store.LeaseHolder("care"), leaseTTL)
+		l, err := store.AcquireLease(ctx, c.db, leaseName, store.LeaseHolder("care"), leaseTTL)
 		if err != nil {
 			var held *store.HeldError
 			if !errors.As(err, &held) && ctx.Err() == nil {
@@ -111,6 +120,8 @@ func (c *Care) follow(ctx context.Context, l *store.Lease) {
 	lost := make(chan error, 1)
 	go func() { lost <- l.Run(lctx) }()
 	c.p = newProjection() // another instance may have projected meanwhile
+	c.holder = l.Holder()
+	defer func() { c.holder = "" }()
 	var loaded bool
 	pruneAt := time.Now().Add(time.Minute)
 	recentAt := time.Now()
@@ -136,7 +147,10 @@ func (c *Care) follow(ctx context.Context, l *store.Lease) {
 			}
 		}
 		if loaded {
-			if _, err := c.Step(lctx); err != nil && lctx.Err() == nil {
+			if _, err := c.Step(lctx); errors.Is(err, ErrFenced) {
+				c.log.Warn().Err(err).Msg("care projection stops here: another instance projects")
+				return
+			} else if err != nil && lctx.Err() == nil {
 				c.log.Warn().Err(err).Msg("care projection step failed; trying again")
 				loaded = false // memory may be ahead of the store
 				c.p = newProjection()
@@ -423,8 +437,34 @@ func (c *Care) write(ctx context.Context, meterSeq, recSeq int64) error {
 	if err := setState(ctx, tx, "rec_seq", recSeq); err != nil {
 		return err
 	}
+	if err := c.fence(ctx, tx); err != nil {
+		return err
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("cannot commit care transaction: %w", err)
+	}
+	return nil
+}
+
+// fence fails the step's transaction when another instance holds the care
+// lease now. It reads the lease last, once the transaction writes: on
+// PostgreSQL FOR SHARE, so a takeover waits for this commit; on SQLite
+// the write lock already orders it.
+func (c *Care) fence(ctx context.Context, tx *sql.Tx) error {
+	if c.holder == "" {
+		return nil
+	}
+	q := `SELECT holder FROM store_leases WHERE name = $1`
+	if c.db.Postgres() {
+		q += ` FOR SHARE`
+	}
+	var h string
+	err := tx.QueryRowContext(ctx, q, leaseName).Scan(&h)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && h != c.holder {
+		return ErrFenced
+	}
+	if err != nil {
+		return fmt.Errorf("cannot check the care lease: %w", err)
 	}
 	return nil
 }

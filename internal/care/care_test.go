@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -401,6 +402,49 @@ func TestPrune(t *testing.T) {
 			}
 			if n, err := w.care.Prune(w.ctx, t0.Add(48*time.Hour)); err != nil || count("care_interruptions") != 0 || count("care_calls") != 0 {
 				t.Errorf("Prune(48h) = %d, %v: %d rows, %d calls left, want none", n, err, count("care_interruptions"), count("care_calls"))
+			}
+		})
+	}
+}
+
+// TestFencedAfterTakeover: an instance paused past the care lease (or cut
+// off from the store) while another took the lease over must not commit
+// the step it was in: the rollup's changes would count twice.
+func TestFencedAfterTakeover(t *testing.T) {
+	for _, driver := range storetest.Backends {
+		t.Run(driver, func(t *testing.T) {
+			w := newWorld(t, driver, false)
+			l, err := store.AcquireLease(w.ctx, w.db, leaseName, "paused", time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.care.holder = l.Holder()
+			h := time.Hour
+			w.at(h, oms("P1", event.OutagePlanned, event.StatusStarted, h, h, "TA-03"))
+			w.at(3*h, oms("P1", event.OutagePlanned, "restored", h, 3*h, "TA-03"))
+			if _, err := w.care.Step(w.ctx); err != nil {
+				t.Fatalf("Step while holding the lease: %v", err)
+			}
+			daily := func() (n int64) {
+				if err := w.db.QueryRowContext(w.ctx, `SELECT COALESCE(SUM(sustained), 0) FROM care_daily`).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			if n := daily(); n != 4 {
+				t.Fatalf("care_daily counts %d sustained interruptions after P1, want 4", n)
+			}
+			// Another instance takes the lease over while this one is paused.
+			if _, err := w.db.ExecContext(w.ctx, `UPDATE store_leases SET holder = 'another' WHERE name = $1`, leaseName); err != nil {
+				t.Fatal(err)
+			}
+			w.at(20*h, oms("F9", event.OutageFault, event.StatusStarted, 20*h, 20*h, "TA-01", "TA-03"))
+			w.at(21*h, oms("F9", event.OutageFault, "restored", 20*h, 21*h, "TA-01", "TA-03"))
+			if _, err := w.care.Step(w.ctx); !errors.Is(err, ErrFenced) {
+				t.Errorf("Step after a takeover = %v, want ErrFenced", err)
+			}
+			if n := daily(); n != 4 {
+				t.Errorf("care_daily counts %d sustained interruptions after the fenced step, want P1's 4 alone", n)
 			}
 		})
 	}
