@@ -160,8 +160,9 @@ func run(customers, areas, events, month int, driver, dsn string, follow time.Du
 		if err != nil {
 			return err
 		}
-		add(fmt.Sprintf("reliability report, month, by %s", by), fmt.Sprintf("%s: %d rows, %d interruptions, SAIFI %.3f, SAIDI %.1f",
-			time.Since(start).Round(time.Millisecond), len(rep.Rows), rep.Total.Interruptions+rep.Total.Momentary, rep.Total.SAIFI, rep.Total.SAIDI), "< 2 s")
+		add(fmt.Sprintf("reliability report, month, by %s", by), fmt.Sprintf("%s: %d rows, %d interruptions, SAIFI %.3f, SAIDI %.1f, %d frequent-outage customers, %d called",
+			time.Since(start).Round(time.Millisecond), len(rep.Rows), rep.Total.Interruptions+rep.Total.Momentary, rep.Total.SAIFI, rep.Total.SAIDI,
+			rep.Total.FrequentOutageCustomers, rep.Total.Proactive.Called), "< 2 s")
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "care: %d customers, %d areas, store %s, GOMAXPROCS %d, month of %d interruptions\n", reg.Len(), areas, driver, runtime.GOMAXPROCS(0), month)
@@ -236,7 +237,11 @@ func feed(ctx context.Context, eng *rules.Engine, meters []string, typ event.Met
 
 // synthesize writes n interruptions of random customers over November
 // through care's own table format, as if earlier outages of the month had
-// been projected: the report reads a province's month.
+// been projected: the report reads a province's month. One in 20 is a
+// customer's third sustained interruption or later (the frequent-outage
+// count reads those), one in 20 brings a hotline call during it, and as
+// many calls again find no outage (the proactive figures read the month's
+// calls).
 func synthesize(ctx context.Context, db *store.DB, reg *contacts.Registry, n int, t0 time.Time) (int, error) {
 	if n <= 0 {
 		return 0, nil
@@ -260,30 +265,51 @@ func synthesize(ctx context.Context, db *store.DB, reg *contacts.Registry, n int
 		return 0, err
 	}
 	defer tx.Rollback()
-	per := 500
-	args := make([]any, 0, per*12)
+	const per, nc = 500, 13
+	args := make([]any, 0, per*nc)
+	var calls []any
 	flush := func(rows int) error {
 		if rows == 0 {
 			return nil
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO care_interruptions (outage, account, grid, feeder, area, class, planned,
-			start_ns, end_ns, open, reported, sms_ns) VALUES `+store.Values(db.Postgres(), rows, 12)+` ON CONFLICT DO NOTHING`, args...)
+			start_ns, end_ns, open, reported, sms_ns, nth) VALUES `+store.Values(db.Postgres(), rows, nc)+` ON CONFLICT DO NOTHING`, args...)
 		args = args[:0]
+		if err == nil && len(calls) > 0 {
+			_, err = tx.ExecContext(ctx, `INSERT INTO care_calls (account, at_ns, outage) VALUES `+
+				store.Values(db.Postgres(), len(calls)/3, 3)+` ON CONFLICT DO NOTHING`, calls...)
+			calls = calls[:0]
+		}
 		return err
 	}
 	for i := range n {
 		mi := meters[rng.IntN(len(meters))]
 		start := month.Add(time.Duration(rng.Int64N(int64(29 * 24 * time.Hour))))
 		dur := time.Duration(rng.Int64N(int64(3 * time.Hour)))
-		args = append(args, fmt.Sprintf("SYN-%07d", i/50), mi.Account, mi.Grid, mi.Feeder, mi.Area, string(mi.Class), int64(rng.IntN(5)/4),
-			start.UnixNano(), start.Add(dur).UnixNano(), "", int64(0), start.Add(2*time.Minute).UnixNano())
-		if len(args) == per*12 {
+		id := fmt.Sprintf("SYN-%07d", i/50)
+		nth := int64(0)
+		if dur >= 5*time.Minute { // care.sustained_after's default
+			nth = 1
+			if rng.IntN(20) == 0 {
+				nth = 3 + rng.Int64N(3)
+			}
+		}
+		args = append(args, id, mi.Account, mi.Grid, mi.Feeder, mi.Area, string(mi.Class), int64(rng.IntN(5)/4),
+			start.UnixNano(), start.Add(dur).UnixNano(), "", int64(0), start.Add(2*time.Minute).UnixNano(), nth)
+		if rng.IntN(20) == 0 {
+			calls = append(calls, mi.Account, start.Add(time.Duration(rng.Int64N(int64(dur)+1))).UnixNano(), id)
+		}
+		if rng.IntN(20) == 0 {
+			other := meters[rng.IntN(len(meters))]
+			calls = append(calls, other.Account, month.Add(time.Duration(rng.Int64N(int64(30*24*time.Hour)))).UnixNano(), "")
+		}
+		if len(args) == per*nc {
 			if err := flush(per); err != nil {
 				return 0, err
 			}
 		}
 	}
-	if err := flush(len(args) / 12); err != nil {
+	if err := flush(len(args) / nc); err != nil {
 		return 0, err
 	}
 	return n, tx.Commit()
