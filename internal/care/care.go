@@ -485,6 +485,11 @@ func (c *Care) mergeCalls(ctx context.Context, tx *sql.Tx, p *projection) error 
 	return nil
 }
 
+func (c *Care) reachable(account string) bool {
+	a, ok := c.dir.Account(account)
+	return ok && hasMobile(a)
+}
+
 // SMS times are filled in for a record's customers for smsWindow after it
 // closes, every smsEvery: a storm's messages go out over minutes.
 const (
@@ -493,7 +498,10 @@ const (
 )
 
 // fillSMS sets when the first SMS of each record reached its customers,
-// reading the records that miss some 200 at a time.
+// reading the records that miss some 200 at a time. A customer no SMS can
+// reach (no mobile number, opted out) keeps no record due: a storm's
+// records nearly all have one, and FirstSent reads every customer of a
+// record it is asked about.
 func (c *Care) fillSMS(ctx context.Context, now time.Time) error {
 	if c.msgs == nil {
 		return nil
@@ -504,7 +512,7 @@ func (c *Care) fillSMS(ctx context.Context, now time.Time) error {
 			continue
 		}
 		for _, it := range rs.accts {
-			if it.sms == 0 {
+			if it.sms == 0 && c.reachable(it.account) {
 				due = append(due, rs)
 				break
 			}

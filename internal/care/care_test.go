@@ -449,3 +449,42 @@ func TestFencedAfterTakeover(t *testing.T) {
 		})
 	}
 }
+
+// countingMessages is the real outbox, counting the records FirstSent is
+// asked about.
+type countingMessages struct {
+	*notify.Outbox
+	refs int
+}
+
+func (m *countingMessages) FirstSent(ctx context.Context, refs []string) (map[string]map[string]int64, error) {
+	m.refs += len(refs)
+	return m.Outbox.FirstSent(ctx, refs)
+}
+
+// TestFillSMSSkipsUnreachable: a live record whose customers without an
+// SMS time have no number an SMS can go to is not asked about every 30 s;
+// one with a reachable customer still waiting for its SMS is.
+func TestFillSMSSkipsUnreachable(t *testing.T) {
+	w := newWorld(t, "sqlite", false)
+	msgs := &countingMessages{Outbox: w.outbox}
+	w.care.msgs = msgs
+	rs := &recState{rec: rules.Record{ID: "R1", Status: "active"}, live: true, accts: map[string]*interruption{
+		"A0101":    {outage: "R1", account: "A0101", sms: t0.UnixNano()},
+		"NO-PHONE": {outage: "R1", account: "NO-PHONE"}, // not in the registry: nothing reaches it
+	}}
+	w.care.p.recs["R1"] = rs
+	if err := w.care.fillSMS(w.ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	if msgs.refs != 0 {
+		t.Errorf("fillSMS asked about %d records, want none: only an unreachable customer lacks its SMS", msgs.refs)
+	}
+	rs.accts["A0102"] = &interruption{outage: "R1", account: "A0102"}
+	if err := w.care.fillSMS(w.ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	if msgs.refs != 1 {
+		t.Errorf("fillSMS asked about %d records, want R1: A0102 has a mobile and no SMS yet", msgs.refs)
+	}
+}
