@@ -1,6 +1,7 @@
 package care
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -340,8 +341,14 @@ func (c *Care) Step(ctx context.Context) (StepStats, error) {
 	}
 	st.Written = len(p.dirty)
 	sus := int64(c.cfg.SustainedAfter)
+	// In the order they began, each numbered after the customer's earlier
+	// ones of this same step are in the index (a catch-up projects several
+	// of one customer at once). A failed write leaves them in the index:
+	// the step is projected again and notes the same ones.
+	slices.SortFunc(p.dirty, func(a, b *interruption) int { return cmp.Compare(a.start, b.start) })
 	for _, it := range p.dirty {
 		c.number(it, now.UnixNano())
+		c.noteRecent(it)
 		p.roll(it, sus)
 	}
 	if err := c.write(ctx, meterSeq, recSeq); err != nil {
@@ -350,7 +357,6 @@ func (c *Care) Step(ctx context.Context) (StepStats, error) {
 	p.meterSeq, p.recSeq = meterSeq, recSeq
 	for _, it := range p.dirty {
 		it.dirty = false
-		c.noteRecent(it)
 	}
 	p.dirty, p.deleted, p.deltas = nil, nil, nil
 	// After the rows are stored: the lists read them. A crash in between

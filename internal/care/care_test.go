@@ -488,3 +488,30 @@ func TestFillSMSSkipsUnreachable(t *testing.T) {
 		t.Errorf("fillSMS asked about %d records, want R1: A0102 has a mobile and no SMS yet", msgs.refs)
 	}
 }
+
+// TestFrequentCaughtUpAtOnce: three sustained interruptions of the same
+// customers projected in one step (care caught up after a day away) are
+// their first, second and third: the third reaches the frequent-outage line.
+func TestFrequentCaughtUpAtOnce(t *testing.T) {
+	for _, driver := range storetest.Backends {
+		t.Run(driver, func(t *testing.T) {
+			w := newWorld(t, driver, false)
+			h := time.Hour
+			for i, id := range []string{"F1", "F2", "F3"} {
+				at := time.Duration(1+10*i) * h
+				w.at(at, oms(id, event.OutageFault, event.StatusStarted, at, at, "TA-03"))
+				w.at(at+h, oms(id, event.OutageFault, "restored", at, at+h, "TA-03"))
+			}
+			w.catchUp()
+			rep, err := w.care.Reliability(w.ctx, Query{From: t0, To: t0.Add(48 * h)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rep.Rows {
+				if r.Key == "G2" && (r.Interruptions != 12 || r.FrequentOutageCustomers != 4) {
+					t.Errorf("G2's row = %+v, want 12 interruptions and the 4 customers at the line", r)
+				}
+			}
+		})
+	}
+}
