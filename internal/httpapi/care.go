@@ -157,7 +157,7 @@ func (s *Server) followup(w http.ResponseWriter, r *http.Request) {
 		if !s.audit(w, r, AuditExport, o.ID, fmt.Sprintf("followup.csv rows=%d", len(list))) {
 			return
 		}
-		writeCSV(w, strings.Replace(csvDisposition(o.ID), "customers-", "followup-", 2), []string{"account", "name", "grid", "area", "class", "tags", "sustained", "called", "minutes"},
+		writeCSV(w, csvDisposition("followup", o.ID), []string{"account", "name", "grid", "area", "class", "tags", "sustained", "called", "minutes"},
 			func(yield func([]string)) {
 				for _, c := range list {
 					yield([]string{c.Account, c.Name, c.Grid, c.Area, c.Class, strings.Join(c.Tags, " "), strconv.Itoa(c.Sustained), strconv.FormatBool(c.Called), strconv.Itoa(c.Minutes)})
