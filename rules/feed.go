@@ -40,19 +40,20 @@ func (r *Record) Live() bool { return r.Status == statusActive || r.Status == st
 // an alias of that one now).
 func (r *Record) Merged() bool { return r.Status == statusMerged }
 
-// RecordStamp is a record's cheap signature: its status and the length of
-// its stored form. Membership, restoration and replies all lengthen it.
+// RecordStamp is a record's cheap signature: its status and the version
+// of the commit that last wrote it (every write of a record stores a new
+// one), read without the record's stored form.
 type RecordStamp struct {
 	ID     string
 	Seq    int64
 	Status string
-	Size   int64
+	Ver    int64
 }
 
 // RecordStamps lists the stamps of the records that are live, or newer
 // than seq: what a follower compares to find the records that changed.
 func RecordStamps(ctx context.Context, db *store.DB, seq int64) ([]RecordStamp, error) {
-	rows, err := db.QueryContext(ctx, `SELECT id, seq, status, LENGTH(data) FROM rules_outages
+	rows, err := db.QueryContext(ctx, `SELECT id, seq, status, ver FROM rules_outages
 		WHERE status IN ('active', 'scheduled') OR seq > $1`, seq)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read outage records: %w", err)
@@ -61,7 +62,7 @@ func RecordStamps(ctx context.Context, db *store.DB, seq int64) ([]RecordStamp, 
 	var out []RecordStamp
 	for rows.Next() {
 		var s RecordStamp
-		if err := rows.Scan(&s.ID, &s.Seq, &s.Status, &s.Size); err != nil {
+		if err := rows.Scan(&s.ID, &s.Seq, &s.Status, &s.Ver); err != nil {
 			return nil, fmt.Errorf("cannot read outage records: %w", err)
 		}
 		out = append(out, s)
@@ -81,14 +82,14 @@ func ReadRecords(ctx context.Context, db *store.DB, ids []string) ([]Record, []R
 			args[i] = id
 		}
 		ids = ids[n:]
-		rows, err := db.QueryContext(ctx, `SELECT id, seq, status, LENGTH(data), data FROM rules_outages WHERE id IN (`+store.Marks(db.Postgres(), 0, n)+`)`, args...)
+		rows, err := db.QueryContext(ctx, `SELECT id, seq, status, ver, data FROM rules_outages WHERE id IN (`+store.Marks(db.Postgres(), 0, n)+`)`, args...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("cannot read outage records: %w", err)
 		}
 		for rows.Next() {
 			var s RecordStamp
 			var b []byte
-			if err := rows.Scan(&s.ID, &s.Seq, &s.Status, &s.Size, &b); err != nil {
+			if err := rows.Scan(&s.ID, &s.Seq, &s.Status, &s.Ver, &b); err != nil {
 				rows.Close()
 				return nil, nil, fmt.Errorf("cannot read outage records: %w", err)
 			}

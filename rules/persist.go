@@ -2,14 +2,12 @@ package rules
 
 import (
 	"context"
-	"database/sql"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gridbell/gridbell/internal/event"
@@ -265,7 +263,7 @@ func (e *Engine) commit(ctx context.Context, w *writeSet, intents []event.Intent
 		{"rules_digests", []string{"grid", "data", "ver"}, 1, w.digests},
 	}
 	for _, t := range tables {
-		if err := upsert(ctx, tx, e.db.Postgres(), t.name, t.cols, t.keys, t.vals); err != nil {
+		if err := store.Upsert(ctx, tx, e.db.Postgres(), t.name, t.cols, t.keys, t.vals); err != nil {
 			return err
 		}
 	}
@@ -292,41 +290,6 @@ func (e *Engine) commit(ctx context.Context, w *writeSet, intents []event.Intent
 		e.offsetsAt = time.Now()
 	}
 	return nil
-}
-
-// upsert writes rows (len(cols) values each) with multi-row INSERT … ON
-// CONFLICT statements, prepared once per batch and executed per chunk, in
-// each store's fastest placeholder style (store.Values): on SQLite "?",
-// which binds in time linear in the parameters (numbered ones are looked up
-// by name, quadratic per statement), so a chunk may be as large as
-// PostgreSQL's, where size saves round trips.
-func upsert(ctx context.Context, tx *sql.Tx, postgres bool, table string, cols []string, keys int, vals []any) error {
-	nc := len(cols)
-	rows := 100
-	if postgres {
-		rows = 1000
-	}
-	err := store.ExecBatches(ctx, tx, len(vals)/nc, rows,
-		func(n int) string { return upsertSQL(postgres, table, cols, keys, n) },
-		func(args []any, from, to int) ([]any, error) { return append(args, vals[from*nc:to*nc]...), nil })
-	if err != nil {
-		return fmt.Errorf("cannot write %s: %w", table, err)
-	}
-	return nil
-}
-
-func upsertSQL(postgres bool, table string, cols []string, keys, rows int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", table, strings.Join(cols, ", "))
-	b.WriteString(store.Values(postgres, rows, len(cols)))
-	fmt.Fprintf(&b, " ON CONFLICT (%s) DO UPDATE SET ", strings.Join(cols[:keys], ", "))
-	for i, c := range cols[keys:] {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, "%s = excluded.%s", c, c)
-	}
-	return b.String()
 }
 
 // load replaces the in-memory state with what the store holds: it builds

@@ -4,7 +4,9 @@
 // projection catching up on it from scratch (the storm's decisions never
 // waited for it), the restoration caught up in turn, and the reliability
 // report over a month that holds a province's interruptions. It prints one
-// table.
+// table. With -alongside care's projection steps while the storm and the
+// restoration go through the rules, -follow apart (Run waits care.follow,
+// 2 s by default): what the storm's calls pay for care.
 //
 //	go run ./bench/care -customers 1000000 -areas 10000 -events 400000 -month 1000000
 package main
@@ -40,8 +42,13 @@ func main() {
 	month := flag.Int("month", 1_000_000, "interruptions of the month the report reads (the storm's and synthetic ones)")
 	driver := flag.String("driver", "sqlite", "store driver: sqlite or postgres")
 	dsn := flag.String("dsn", "", "store DSN (postgres; a schema of its own is created and dropped)")
+	alongside := flag.Bool("alongside", false, "care steps during the storm and the restoration")
+	follow := flag.Duration("follow", 2*time.Second, "with -alongside: the pause between care's steps (care.follow)")
 	flag.Parse()
-	if err := run(*customers, *areas, *events, *month, *driver, *dsn); err != nil {
+	if !*alongside {
+		*follow = -1
+	}
+	if err := run(*customers, *areas, *events, *month, *driver, *dsn, *follow); err != nil {
 		fmt.Fprintln(os.Stderr, "care:", err)
 		os.Exit(1)
 	}
@@ -49,7 +56,8 @@ func main() {
 
 type figure struct{ name, value, target string }
 
-func run(customers, areas, events, month int, driver, dsn string) error {
+// follow < 0: care does not step during the storm and the restoration.
+func run(customers, areas, events, month int, driver, dsn string, follow time.Duration) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "gridbell-care-")
 	if err != nil {
@@ -100,30 +108,38 @@ func run(customers, areas, events, month int, driver, dsn string) error {
 	for a := 1; a <= areas && len(dark) < events; a++ {
 		dark = append(dark, reg.AreaMeters(fmt.Sprintf("TA-%04d", a))...)
 	}
+	c, err := care.New(ctx, care.Config{}, db, reg, outbox, outbox, clk, log)
+	if err != nil {
+		return err
+	}
+	careNote := "care not running"
+	if follow >= 0 {
+		careNote = "care stepping every " + follow.String()
+	}
 	start := time.Now()
-	if err := feed(ctx, eng, dark, event.PowerOff, t0); err != nil {
+	stopCare := stepAlongside(ctx, c, follow)
+	slowest, err := feed(ctx, eng, dark, event.PowerOff, t0)
+	if err != nil {
 		return err
 	}
 	clk.Set(t0.Add(61 * time.Second))
 	if err := eng.Tick(ctx); err != nil {
 		return err
 	}
-	add("storm through the rules (care not running)", fmt.Sprintf("%d meters dark, %d records, in %s", len(dark), len(eng.Outages("active")), time.Since(start).Round(time.Millisecond)), "")
-
-	c, err := care.New(ctx, care.Config{}, db, reg, outbox, outbox, clk, log)
-	if err != nil {
-		return err
-	}
+	add("storm through the rules ("+careNote+")", fmt.Sprintf("%d meters dark, %d records, in %s; slowest call %s; %s",
+		len(dark), len(eng.Outages("active")), time.Since(start).Round(time.Millisecond), slowest.Round(time.Millisecond), stopCare()), "")
 	add("care catch-up after the storm", catchUp(ctx, c), "")
 	clk.Set(t0.Add(90 * time.Minute))
 	start = time.Now()
-	if err := feed(ctx, eng, dark, event.PowerOn, t0.Add(90*time.Minute)); err != nil {
+	stopCare = stepAlongside(ctx, c, follow)
+	if slowest, err = feed(ctx, eng, dark, event.PowerOn, t0.Add(90*time.Minute)); err != nil {
 		return err
 	}
 	if err := eng.Tick(ctx); err != nil {
 		return err
 	}
-	add("restoration through the rules", time.Since(start).Round(time.Millisecond).String(), "")
+	add("restoration through the rules ("+careNote+")", fmt.Sprintf("%s; slowest call %s; %s",
+		time.Since(start).Round(time.Millisecond), slowest.Round(time.Millisecond), stopCare()), "")
 	add("care catch-up after the restoration", catchUp(ctx, c), "")
 
 	start = time.Now()
@@ -144,8 +160,9 @@ func run(customers, areas, events, month int, driver, dsn string) error {
 		if err != nil {
 			return err
 		}
-		add(fmt.Sprintf("reliability report, month, by %s", by), fmt.Sprintf("%s: %d rows, %d interruptions, SAIFI %.3f, SAIDI %.1f",
-			time.Since(start).Round(time.Millisecond), len(rep.Rows), rep.Total.Interruptions+rep.Total.Momentary, rep.Total.SAIFI, rep.Total.SAIDI), "< 2 s")
+		add(fmt.Sprintf("reliability report, month, by %s", by), fmt.Sprintf("%s: %d rows, %d interruptions, SAIFI %.3f, SAIDI %.1f, %d frequent-outage customers, %d called",
+			time.Since(start).Round(time.Millisecond), len(rep.Rows), rep.Total.Interruptions+rep.Total.Momentary, rep.Total.SAIFI, rep.Total.SAIDI,
+			rep.Total.FrequentOutageCustomers, rep.Total.Proactive.Called), "< 2 s")
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "care: %d customers, %d areas, store %s, GOMAXPROCS %d, month of %d interruptions\n", reg.Len(), areas, driver, runtime.GOMAXPROCS(0), month)
@@ -174,23 +191,57 @@ func catchUp(ctx context.Context, c *care.Care) string {
 	return fmt.Sprintf("%d rows written in %d steps, %s", rows, steps, time.Since(start).Round(time.Millisecond))
 }
 
-// feed hands the rules one event of typ per meter, 5,000 a call.
-func feed(ctx context.Context, eng *rules.Engine, meters []string, typ event.MeterEventType, at time.Time) error {
+// stepAlongside steps c, follow apart, until the returned stop is called;
+// stop says how many steps ran (or the first error). follow < 0: none.
+func stepAlongside(ctx context.Context, c *care.Care, follow time.Duration) (stop func() string) {
+	if follow < 0 {
+		return func() string { return "" }
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan string, 1)
+	go func() {
+		steps := 0
+		for sctx.Err() == nil {
+			if _, err := c.Step(sctx); err != nil && sctx.Err() == nil {
+				done <- "care step failed: " + err.Error()
+				return
+			}
+			steps++
+			select {
+			case <-sctx.Done():
+			case <-time.After(follow):
+			}
+		}
+		done <- fmt.Sprintf("%d care steps meanwhile", steps)
+	}()
+	return func() string { cancel(); return <-done }
+}
+
+// feed hands the rules one event of typ per meter, 5,000 a call, and says
+// how long the slowest call took.
+func feed(ctx context.Context, eng *rules.Engine, meters []string, typ event.MeterEventType, at time.Time) (time.Duration, error) {
+	var slowest time.Duration
 	for i := 0; i < len(meters); i += 5000 {
 		var evs []event.Event
 		for _, m := range meters[i:min(i+5000, len(meters))] {
 			evs = append(evs, event.Event{Meter: &event.MeterEvent{Meter: m, TS: at, Type: typ}})
 		}
+		start := time.Now()
 		if err := eng.Handle(ctx, evs); err != nil {
-			return err
+			return slowest, err
 		}
+		slowest = max(slowest, time.Since(start))
 	}
-	return nil
+	return slowest, nil
 }
 
 // synthesize writes n interruptions of random customers over November
 // through care's own table format, as if earlier outages of the month had
-// been projected: the report reads a province's month.
+// been projected: the report reads a province's month. One in 20 is a
+// customer's third sustained interruption or later (the frequent-outage
+// count reads those), one in 20 brings a hotline call during it, and as
+// many calls again find no outage (the proactive figures read the month's
+// calls).
 func synthesize(ctx context.Context, db *store.DB, reg *contacts.Registry, n int, t0 time.Time) (int, error) {
 	if n <= 0 {
 		return 0, nil
@@ -214,30 +265,51 @@ func synthesize(ctx context.Context, db *store.DB, reg *contacts.Registry, n int
 		return 0, err
 	}
 	defer tx.Rollback()
-	per := 500
-	args := make([]any, 0, per*12)
+	const per, nc = 500, 13
+	args := make([]any, 0, per*nc)
+	var calls []any
 	flush := func(rows int) error {
 		if rows == 0 {
 			return nil
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO care_interruptions (outage, account, grid, feeder, area, class, planned,
-			start_ns, end_ns, open, reported, sms_ns) VALUES `+store.Values(db.Postgres(), rows, 12)+` ON CONFLICT DO NOTHING`, args...)
+			start_ns, end_ns, open, reported, sms_ns, nth) VALUES `+store.Values(db.Postgres(), rows, nc)+` ON CONFLICT DO NOTHING`, args...)
 		args = args[:0]
+		if err == nil && len(calls) > 0 {
+			_, err = tx.ExecContext(ctx, `INSERT INTO care_calls (account, at_ns, outage) VALUES `+
+				store.Values(db.Postgres(), len(calls)/3, 3)+` ON CONFLICT DO NOTHING`, calls...)
+			calls = calls[:0]
+		}
 		return err
 	}
 	for i := range n {
 		mi := meters[rng.IntN(len(meters))]
 		start := month.Add(time.Duration(rng.Int64N(int64(29 * 24 * time.Hour))))
 		dur := time.Duration(rng.Int64N(int64(3 * time.Hour)))
-		args = append(args, fmt.Sprintf("SYN-%07d", i/50), mi.Account, mi.Grid, mi.Feeder, mi.Area, string(mi.Class), int64(rng.IntN(5)/4),
-			start.UnixNano(), start.Add(dur).UnixNano(), "", int64(0), start.Add(2*time.Minute).UnixNano())
-		if len(args) == per*12 {
+		id := fmt.Sprintf("SYN-%07d", i/50)
+		nth := int64(0)
+		if dur >= 5*time.Minute { // care.sustained_after's default
+			nth = 1
+			if rng.IntN(20) == 0 {
+				nth = 3 + rng.Int64N(3)
+			}
+		}
+		args = append(args, id, mi.Account, mi.Grid, mi.Feeder, mi.Area, string(mi.Class), int64(rng.IntN(5)/4),
+			start.UnixNano(), start.Add(dur).UnixNano(), "", int64(0), start.Add(2*time.Minute).UnixNano(), nth)
+		if rng.IntN(20) == 0 {
+			calls = append(calls, mi.Account, start.Add(time.Duration(rng.Int64N(int64(dur)+1))).UnixNano(), id)
+		}
+		if rng.IntN(20) == 0 {
+			other := meters[rng.IntN(len(meters))]
+			calls = append(calls, other.Account, month.Add(time.Duration(rng.Int64N(int64(30*24*time.Hour)))).UnixNano(), "")
+		}
+		if len(args) == per*nc {
 			if err := flush(per); err != nil {
 				return 0, err
 			}
 		}
 	}
-	if err := flush(len(args) / 12); err != nil {
+	if err := flush(len(args) / nc); err != nil {
 		return 0, err
 	}
 	return n, tx.Commit()

@@ -1,6 +1,7 @@
 package care
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -42,6 +43,7 @@ type Care struct {
 	log  zerolog.Logger
 
 	p      *projection // Run's goroutine only
+	holder string      // the care lease's holder while Run projects; "" = unfenced (Step called alone)
 	smsAt  time.Time   // when SMS times were last filled in
 	recent recentIndex
 	served servedCache
@@ -69,6 +71,14 @@ func New(ctx context.Context, cfg Config, db *store.DB, dir Directory, msgs Mess
 // another takes it over once the lease lapses.
 const leaseTTL = 15 * time.Second
 
+// leaseName is the store lease whose holder projects.
+const leaseName = "care"
+
+// ErrFenced is returned by a step whose instance lost the care lease to
+// another (it was paused past leaseTTL, or cut off from the store): its
+// write would count the rollup's changes a second time.
+var ErrFenced = errors.New("care lease taken over by another instance")
+
 // recentEvery is how often the index of recent interruptions is read
 // again from the store: by the instances that do not project, to see what
 // the projecting one wrote, and by that one, to drop what left the window.
@@ -80,7 +90,7 @@ const recentEvery = 5 * time.Minute
 func (c *Care) Run(ctx context.Context) error {
 	var recentAt time.Time
 	for ctx.Err() == nil {
-		l, err := store.AcquireLease(ctx, c.db, "care", store.LeaseHolder("care"), leaseTTL)
+		l, err := store.AcquireLease(ctx, c.db, leaseName, store.LeaseHolder("care"), leaseTTL)
 		if err != nil {
 			var held *store.HeldError
 			if !errors.As(err, &held) && ctx.Err() == nil {
@@ -111,6 +121,8 @@ func (c *Care) follow(ctx context.Context, l *store.Lease) {
 	lost := make(chan error, 1)
 	go func() { lost <- l.Run(lctx) }()
 	c.p = newProjection() // another instance may have projected meanwhile
+	c.holder = l.Holder()
+	defer func() { c.holder = "" }()
 	var loaded bool
 	pruneAt := time.Now().Add(time.Minute)
 	recentAt := time.Now()
@@ -136,7 +148,10 @@ func (c *Care) follow(ctx context.Context, l *store.Lease) {
 			}
 		}
 		if loaded {
-			if _, err := c.Step(lctx); err != nil && lctx.Err() == nil {
+			if _, err := c.Step(lctx); errors.Is(err, ErrFenced) {
+				c.log.Warn().Err(err).Msg("care projection stops here: another instance projects")
+				return
+			} else if err != nil && lctx.Err() == nil {
 				c.log.Warn().Err(err).Msg("care projection step failed; trying again")
 				loaded = false // memory may be ahead of the store
 				c.p = newProjection()
@@ -326,8 +341,14 @@ func (c *Care) Step(ctx context.Context) (StepStats, error) {
 	}
 	st.Written = len(p.dirty)
 	sus := int64(c.cfg.SustainedAfter)
+	// In the order they began, each numbered after the customer's earlier
+	// ones of this same step are in the index (a catch-up projects several
+	// of one customer at once). A failed write leaves them in the index:
+	// the step is projected again and notes the same ones.
+	slices.SortFunc(p.dirty, func(a, b *interruption) int { return cmp.Compare(a.start, b.start) })
 	for _, it := range p.dirty {
 		c.number(it, now.UnixNano())
+		c.noteRecent(it)
 		p.roll(it, sus)
 	}
 	if err := c.write(ctx, meterSeq, recSeq); err != nil {
@@ -336,7 +357,6 @@ func (c *Care) Step(ctx context.Context) (StepStats, error) {
 	p.meterSeq, p.recSeq = meterSeq, recSeq
 	for _, it := range p.dirty {
 		it.dirty = false
-		c.noteRecent(it)
 	}
 	p.dirty, p.deleted, p.deltas = nil, nil, nil
 	// After the rows are stored: the lists read them. A crash in between
@@ -384,9 +404,16 @@ func (p *projection) pruneSpans(now int64) {
 	}
 }
 
-// write stores the step's rows, cursors and follow-up lists at once.
+// write stores the step's rows and cursors at once; a step that changed
+// neither writes nothing. On SQLite it takes the store's write gate as an
+// ordinary writer: a rules commit waiting there goes first.
 func (c *Care) write(ctx context.Context, meterSeq, recSeq int64) error {
 	p := c.p
+	if len(p.dirty)+len(p.deleted)+len(p.deltas) == 0 && meterSeq == p.meterSeq && recSeq == p.recSeq {
+		return nil
+	}
+	unlock := c.db.LockWrite(false)
+	defer unlock()
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("cannot begin care transaction: %w", err)
@@ -401,7 +428,7 @@ func (c *Care) write(ctx context.Context, meterSeq, recSeq int64) error {
 	for _, it := range p.dirty {
 		vals = append(vals, it.values()...)
 	}
-	if err := writeInterruptions(ctx, tx, c.db.Postgres(), vals); err != nil {
+	if err := store.Upsert(ctx, tx, c.db.Postgres(), "care_interruptions", interruptionCols, 2, vals); err != nil {
 		return err
 	}
 	if err := writeDaily(ctx, tx, c.db.Postgres(), p.deltas); err != nil {
@@ -416,8 +443,34 @@ func (c *Care) write(ctx context.Context, meterSeq, recSeq int64) error {
 	if err := setState(ctx, tx, "rec_seq", recSeq); err != nil {
 		return err
 	}
+	if err := c.fence(ctx, tx); err != nil {
+		return err
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("cannot commit care transaction: %w", err)
+	}
+	return nil
+}
+
+// fence fails the step's transaction when another instance holds the care
+// lease now. It reads the lease last, once the transaction writes: on
+// PostgreSQL FOR SHARE, so a takeover waits for this commit; on SQLite
+// the write lock already orders it.
+func (c *Care) fence(ctx context.Context, tx *sql.Tx) error {
+	if c.holder == "" {
+		return nil
+	}
+	q := `SELECT holder FROM store_leases WHERE name = $1`
+	if c.db.Postgres() {
+		q += ` FOR SHARE`
+	}
+	var h string
+	err := tx.QueryRowContext(ctx, q, leaseName).Scan(&h)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && h != c.holder {
+		return ErrFenced
+	}
+	if err != nil {
+		return fmt.Errorf("cannot check the care lease: %w", err)
 	}
 	return nil
 }
@@ -438,6 +491,11 @@ func (c *Care) mergeCalls(ctx context.Context, tx *sql.Tx, p *projection) error 
 	return nil
 }
 
+func (c *Care) reachable(account string) bool {
+	a, ok := c.dir.Account(account)
+	return ok && hasMobile(a)
+}
+
 // SMS times are filled in for a record's customers for smsWindow after it
 // closes, every smsEvery: a storm's messages go out over minutes.
 const (
@@ -446,7 +504,10 @@ const (
 )
 
 // fillSMS sets when the first SMS of each record reached its customers,
-// reading the records that miss some 200 at a time.
+// reading the records that miss some 200 at a time. A customer no SMS can
+// reach (no mobile number, opted out) keeps no record due: a storm's
+// records nearly all have one, and FirstSent reads every customer of a
+// record it is asked about.
 func (c *Care) fillSMS(ctx context.Context, now time.Time) error {
 	if c.msgs == nil {
 		return nil
@@ -457,7 +518,7 @@ func (c *Care) fillSMS(ctx context.Context, now time.Time) error {
 			continue
 		}
 		for _, it := range rs.accts {
-			if it.sms == 0 {
+			if it.sms == 0 && c.reachable(it.account) {
 				due = append(due, rs)
 				break
 			}

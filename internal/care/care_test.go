@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -401,6 +402,115 @@ func TestPrune(t *testing.T) {
 			}
 			if n, err := w.care.Prune(w.ctx, t0.Add(48*time.Hour)); err != nil || count("care_interruptions") != 0 || count("care_calls") != 0 {
 				t.Errorf("Prune(48h) = %d, %v: %d rows, %d calls left, want none", n, err, count("care_interruptions"), count("care_calls"))
+			}
+		})
+	}
+}
+
+// TestFencedAfterTakeover: an instance paused past the care lease (or cut
+// off from the store) while another took the lease over must not commit
+// the step it was in: the rollup's changes would count twice.
+func TestFencedAfterTakeover(t *testing.T) {
+	for _, driver := range storetest.Backends {
+		t.Run(driver, func(t *testing.T) {
+			w := newWorld(t, driver, false)
+			l, err := store.AcquireLease(w.ctx, w.db, leaseName, "paused", time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.care.holder = l.Holder()
+			h := time.Hour
+			w.at(h, oms("P1", event.OutagePlanned, event.StatusStarted, h, h, "TA-03"))
+			w.at(3*h, oms("P1", event.OutagePlanned, "restored", h, 3*h, "TA-03"))
+			if _, err := w.care.Step(w.ctx); err != nil {
+				t.Fatalf("Step while holding the lease: %v", err)
+			}
+			daily := func() (n int64) {
+				if err := w.db.QueryRowContext(w.ctx, `SELECT COALESCE(SUM(sustained), 0) FROM care_daily`).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			if n := daily(); n != 4 {
+				t.Fatalf("care_daily counts %d sustained interruptions after P1, want 4", n)
+			}
+			// Another instance takes the lease over while this one is paused.
+			if _, err := w.db.ExecContext(w.ctx, `UPDATE store_leases SET holder = 'another' WHERE name = $1`, leaseName); err != nil {
+				t.Fatal(err)
+			}
+			w.at(20*h, oms("F9", event.OutageFault, event.StatusStarted, 20*h, 20*h, "TA-01", "TA-03"))
+			w.at(21*h, oms("F9", event.OutageFault, "restored", 20*h, 21*h, "TA-01", "TA-03"))
+			if _, err := w.care.Step(w.ctx); !errors.Is(err, ErrFenced) {
+				t.Errorf("Step after a takeover = %v, want ErrFenced", err)
+			}
+			if n := daily(); n != 4 {
+				t.Errorf("care_daily counts %d sustained interruptions after the fenced step, want P1's 4 alone", n)
+			}
+		})
+	}
+}
+
+// countingMessages is the real outbox, counting the records FirstSent is
+// asked about.
+type countingMessages struct {
+	*notify.Outbox
+	refs int
+}
+
+func (m *countingMessages) FirstSent(ctx context.Context, refs []string) (map[string]map[string]int64, error) {
+	m.refs += len(refs)
+	return m.Outbox.FirstSent(ctx, refs)
+}
+
+// TestFillSMSSkipsUnreachable: a live record whose customers without an
+// SMS time have no number an SMS can go to is not asked about every 30 s;
+// one with a reachable customer still waiting for its SMS is.
+func TestFillSMSSkipsUnreachable(t *testing.T) {
+	w := newWorld(t, "sqlite", false)
+	msgs := &countingMessages{Outbox: w.outbox}
+	w.care.msgs = msgs
+	rs := &recState{rec: rules.Record{ID: "R1", Status: "active"}, live: true, accts: map[string]*interruption{
+		"A0101":    {outage: "R1", account: "A0101", sms: t0.UnixNano()},
+		"NO-PHONE": {outage: "R1", account: "NO-PHONE"}, // not in the registry: nothing reaches it
+	}}
+	w.care.p.recs["R1"] = rs
+	if err := w.care.fillSMS(w.ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	if msgs.refs != 0 {
+		t.Errorf("fillSMS asked about %d records, want none: only an unreachable customer lacks its SMS", msgs.refs)
+	}
+	rs.accts["A0102"] = &interruption{outage: "R1", account: "A0102"}
+	if err := w.care.fillSMS(w.ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	if msgs.refs != 1 {
+		t.Errorf("fillSMS asked about %d records, want R1: A0102 has a mobile and no SMS yet", msgs.refs)
+	}
+}
+
+// TestFrequentCaughtUpAtOnce: three sustained interruptions of the same
+// customers projected in one step (care caught up after a day away) are
+// their first, second and third: the third reaches the frequent-outage line.
+func TestFrequentCaughtUpAtOnce(t *testing.T) {
+	for _, driver := range storetest.Backends {
+		t.Run(driver, func(t *testing.T) {
+			w := newWorld(t, driver, false)
+			h := time.Hour
+			for i, id := range []string{"F1", "F2", "F3"} {
+				at := time.Duration(1+10*i) * h
+				w.at(at, oms(id, event.OutageFault, event.StatusStarted, at, at, "TA-03"))
+				w.at(at+h, oms(id, event.OutageFault, "restored", at, at+h, "TA-03"))
+			}
+			w.catchUp()
+			rep, err := w.care.Reliability(w.ctx, Query{From: t0, To: t0.Add(48 * h)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rep.Rows {
+				if r.Key == "G2" && (r.Interruptions != 12 || r.FrequentOutageCustomers != 4) {
+					t.Errorf("G2's row = %+v, want 12 interruptions and the 4 customers at the line", r)
+				}
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gridbell/gridbell/internal/store"
@@ -17,8 +18,9 @@ import (
 // Only the edges of a period that are not whole days, and the interruptions
 // still open, are read from the rows themselves.
 
-// dayZone is where days begin for the rollup: the utilities' own time.
-var dayZone = func() *time.Location {
+// DayZone is where days begin, for the rollup and for the dates the API
+// reads and writes: the utilities' own time.
+var DayZone = func() *time.Location {
 	if l, err := time.LoadLocation("Asia/Shanghai"); err == nil {
 		return l
 	}
@@ -27,8 +29,8 @@ var dayZone = func() *time.Location {
 
 // dayOf is the start (Unix ns) of the day holding ns.
 func dayOf(ns int64) int64 {
-	t := time.Unix(0, ns).In(dayZone)
-	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, dayZone).UnixNano()
+	t := time.Unix(0, ns).In(DayZone)
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, DayZone).UnixNano()
 }
 
 // nextDay is the first day start at or after ns.
@@ -37,8 +39,8 @@ func nextDay(ns int64) int64 {
 	if d == ns {
 		return d
 	}
-	t := time.Unix(0, d).In(dayZone)
-	return time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, dayZone).UnixNano()
+	t := time.Unix(0, d).In(DayZone)
+	return time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, DayZone).UnixNano()
 }
 
 // dayKey is one rollup row's key.
@@ -154,7 +156,7 @@ func upsertDaily(ctx context.Context, tx *sql.Tx, postgres bool, table string, c
 	}
 	nc := len(cols)
 	err := store.ExecBatches(ctx, tx, len(vals)/nc, 500, func(n int) string {
-		return `INSERT INTO ` + table + ` (` + joinCols(cols) + `) VALUES ` + store.Values(postgres, n, nc) +
+		return `INSERT INTO ` + table + ` (` + strings.Join(cols, ", ") + `) VALUES ` + store.Values(postgres, n, nc) +
 			` ON CONFLICT (` + keys + `) DO UPDATE SET sustained = ` + table + `.sustained + excluded.sustained,
 			ns = ` + table + `.ns + excluded.ns, momentary = ` + table + `.momentary + excluded.momentary,
 			affected = ` + table + `.affected + excluded.affected, notified = ` + table + `.notified + excluded.notified`
@@ -163,17 +165,6 @@ func upsertDaily(ctx context.Context, tx *sql.Tx, postgres bool, table string, c
 		return fmt.Errorf("cannot write %s: %w", table, err)
 	}
 	return nil
-}
-
-func joinCols(cols []string) string {
-	s := ""
-	for i, c := range cols {
-		if i > 0 {
-			s += ", "
-		}
-		s += c
-	}
-	return s
 }
 
 // RebuildDaily computes care_daily again from the closed interruptions:

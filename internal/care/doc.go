@@ -6,8 +6,9 @@
 //
 // It sits beside notify, after rules: a projection of its own reads the
 // outage records and meter changes the rules commit (rules.RecordStamps,
-// rules.MeterChanges) and catches up in the background, so a storm's
-// decisions never wait for it. The HTTP API reads its answers, the
+// rules.MeterChanges) and catches up in the background: the rules never
+// wait for its reads, and on SQLite its writes queue behind theirs at the
+// store's write gate (a step's transaction, once begun, is not cut short). The HTTP API reads its answers, the
 // hotline records calls in it, and notify asks it, when it renders an
 // outage SMS, how many sustained interruptions the customer has had.
 package care

@@ -153,6 +153,8 @@ func (c *Care) sendFollowups(ctx context.Context, ids []string, now time.Time) e
 }
 
 func (c *Care) enqueueFollowups(ctx context.Context, id string, grids []string, byGrid map[string][]FollowupCustomer, now time.Time) error {
+	unlock := c.db.LockWrite(false) // behind a waiting rules commit, as write
+	defer unlock()
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("cannot begin care transaction: %w", err)

@@ -161,13 +161,19 @@ func (c *Care) messages(pr *Profile, msgs []notify.Sent, now time.Time) {
 	}
 }
 
+// hasMobile reports whether acct has a number an SMS may go to.
+func hasMobile(acct contacts.Account) bool {
+	for _, ct := range acct.Contacts {
+		if ct.Verdict.CanSMS() && !ct.OptOut && ct.Phone != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // unreachable: no valid mobile number, or the last two sends failed.
 func unreachable(acct contacts.Account, msgs []notify.Sent) bool {
-	mobile := false
-	for _, ct := range acct.Contacts {
-		mobile = mobile || (ct.Verdict.CanSMS() && !ct.OptOut && ct.Phone != "")
-	}
-	if !mobile {
+	if !hasMobile(acct) {
 		return true
 	}
 	failed, looked := 0, 0

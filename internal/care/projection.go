@@ -1,7 +1,6 @@
 package care
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -156,8 +155,8 @@ func members(dir Directory, r *rules.Record) []string {
 	return out
 }
 
-// applyRecord brings r's interruptions up to date. known has the rows the
-// store already holds for r (first sight in this process).
+// applyRecord brings the interruptions of rs's record up to date; rs.accts
+// holds the rows the store already had for it (loadRows).
 func (p *projection) applyRecord(dir Directory, rs *recState, now int64) {
 	r := &rs.rec
 	if r.Merged() || r.Start == nil || r.Status == "scheduled" || r.Status == "cancelled" {
@@ -310,8 +309,4 @@ func boolInt(b bool) int64 {
 		return 1
 	}
 	return 0
-}
-
-func (it *interruption) String() string {
-	return fmt.Sprintf("%s/%s [%s, %s]", it.outage, it.account, time.Unix(0, it.start).UTC(), time.Unix(0, it.end).UTC())
 }

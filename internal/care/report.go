@@ -306,13 +306,22 @@ func (c *Care) frequent(ctx context.Context, q Query, row func(grid, key string)
 	return rows.Err()
 }
 
+// callSkew allows for meter clocks ahead of the hotline's: a call may
+// carry a time a little before its interruption's start.
+const callSkew = time.Hour
+
 // proactive adds the calls: each customer's first call in each outage.
+// A call about an interruption comes after it began, so only the calls
+// from the period's start on are read (care_calls_at), not care.history's.
+// Grouping by an expression of outage, not the column, keeps SQLite off
+// care_calls_outage, which it would scan whole for the order of the groups.
 func (c *Care) proactive(ctx context.Context, q Query, row func(grid, key string) *Row) error {
 	rows, err := c.db.QueryContext(ctx, `SELECT i.grid, i.`+q.By+`, i.sms_ns, c.first
-		FROM (SELECT outage, account, MIN(at_ns) AS first FROM care_calls WHERE outage <> '' GROUP BY outage, account) c
+		FROM (SELECT outage || '' AS outage, account, MIN(at_ns) AS first FROM care_calls
+			WHERE at_ns >= $3 AND outage <> '' GROUP BY outage || '', account) c
 		JOIN care_interruptions i ON i.outage = c.outage AND i.account = c.account
 		WHERE i.start_ns >= $1 AND i.start_ns < $2`+strings.ReplaceAll(plannedFilter(q.Planned), "planned", "i.planned"),
-		q.From.UnixNano(), q.To.UnixNano())
+		q.From.UnixNano(), q.To.UnixNano(), q.From.Add(-callSkew).UnixNano())
 	if err != nil {
 		return fmt.Errorf("cannot read hotline calls: %w", err)
 	}

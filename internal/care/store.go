@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 
 	"github.com/gridbell/gridbell/internal/store"
 )
@@ -48,38 +47,6 @@ var migrations = []string{
 
 var interruptionCols = []string{"outage", "account", "grid", "feeder", "area", "class", "planned",
 	"start_ns", "end_ns", "open", "reported", "sms_ns", "nth"}
-
-// upsertSQL is a multi-row INSERT … ON CONFLICT DO UPDATE of the columns
-// after the first keys.
-func upsertSQL(postgres bool, table string, cols []string, keys, rows int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", table, strings.Join(cols, ", "))
-	b.WriteString(store.Values(postgres, rows, len(cols)))
-	fmt.Fprintf(&b, " ON CONFLICT (%s) DO UPDATE SET ", strings.Join(cols[:keys], ", "))
-	for i, c := range cols[keys:] {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, "%s = excluded.%s", c, c)
-	}
-	return b.String()
-}
-
-// writeInterruptions upserts rows of interruptionCols values.
-func writeInterruptions(ctx context.Context, tx *sql.Tx, postgres bool, vals []any) error {
-	nc := len(interruptionCols)
-	per := 100
-	if postgres {
-		per = 1000
-	}
-	err := store.ExecBatches(ctx, tx, len(vals)/nc, per,
-		func(n int) string { return upsertSQL(postgres, "care_interruptions", interruptionCols, 2, n) },
-		func(args []any, from, to int) ([]any, error) { return append(args, vals[from*nc:to*nc]...), nil })
-	if err != nil {
-		return fmt.Errorf("cannot write care_interruptions: %w", err)
-	}
-	return nil
-}
 
 func setState(ctx context.Context, tx *sql.Tx, name string, v int64) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO care_state (name, val) VALUES ($1, $2)

@@ -79,20 +79,13 @@ func (s *Server) reliability(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, rep)
 }
 
-var shanghai = func() *time.Location {
-	if l, err := time.LoadLocation("Asia/Shanghai"); err == nil {
-		return l
-	}
-	return time.FixedZone("CST", 8*3600)
-}()
-
 // parseWhen reads an RFC 3339 time or a date, taken at midnight in
-// Asia/Shanghai.
+// Asia/Shanghai (care.DayZone: where the report's daily rollup begins a day).
 func parseWhen(v string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, v); err == nil {
 		return t, nil
 	}
-	t, err := time.ParseInLocation("2006-01-02", v, shanghai)
+	t, err := time.ParseInLocation("2006-01-02", v, care.DayZone)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%q is not a date (2026-11-01) or an RFC 3339 time", v)
 	}
@@ -104,7 +97,7 @@ func writeReliabilityCSV(w http.ResponseWriter, rep care.Report) {
 		"saifi", "saidi", "caidi", "maifi", "frequent_outage_customers", "affected", "notified", "called", "called_before_sms", "median_lead_s"}
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 	i := strconv.Itoa
-	name := fmt.Sprintf("reliability-%s-%s.csv", rep.From.In(shanghai).Format("20060102"), rep.To.In(shanghai).Format("20060102"))
+	name := fmt.Sprintf("reliability-%s-%s.csv", rep.From.In(care.DayZone).Format("20060102"), rep.To.In(care.DayZone).Format("20060102"))
 	writeCSV(w, `attachment; filename="`+name+`"`, header, func(yield func([]string)) {
 		for _, r := range append(rep.Rows, rep.Total) {
 			pr := r.Proactive
@@ -164,7 +157,7 @@ func (s *Server) followup(w http.ResponseWriter, r *http.Request) {
 		if !s.audit(w, r, AuditExport, o.ID, fmt.Sprintf("followup.csv rows=%d", len(list))) {
 			return
 		}
-		writeCSV(w, strings.Replace(csvDisposition(o.ID), "customers-", "followup-", 2), []string{"account", "name", "grid", "area", "class", "tags", "sustained", "called", "minutes"},
+		writeCSV(w, csvDisposition("followup", o.ID), []string{"account", "name", "grid", "area", "class", "tags", "sustained", "called", "minutes"},
 			func(yield func([]string)) {
 				for _, c := range list {
 					yield([]string{c.Account, c.Name, c.Grid, c.Area, c.Class, strings.Join(c.Tags, " "), strconv.Itoa(c.Sustained), strconv.FormatBool(c.Called), strconv.Itoa(c.Minutes)})

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 
@@ -84,6 +85,13 @@ func TestCareAPI(t *testing.T) {
 						t.Errorf("followup for a manager shows %s of %s", c.Account, c.Grid)
 					}
 				}
+			}
+			resp := mgr.resp("GET", "/api/v1/outages/OMS-C1/followup?format=csv", "")
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if cd := resp.Header.Get("Content-Disposition"); resp.StatusCode != 200 || !strings.Contains(cd, `filename="followup-OMS-C1.csv"`) ||
+				!strings.HasPrefix(string(body), "\xEF\xBB\xBFaccount,name,grid,") || strings.Contains(string(body), ",G02,") {
+				t.Errorf("follow-up CSV for G01's manager = %d %q\n%s\nwant followup-OMS-C1.csv, a BOM and the header, G01's customers alone", resp.StatusCode, cd, body)
 			}
 			code, b = mgr.raw("GET", "/api/v1/outages/OMS-C1/customers?format=csv", "")
 			if head, _, _ := strings.Cut(string(b), "\n"); code != 200 || !strings.HasSuffix(head, ",tags") || !strings.Contains(string(b), "frequent_outage complaint_risk") {

@@ -73,9 +73,9 @@ func (s *Server) outageList(status string, grids []string) []rules.Outage {
 
 var unsafeFileChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
-// csvDisposition names a customer list's file after its outage.
-func csvDisposition(id string) string {
-	name := "customers-" + id + ".csv"
-	ascii := "customers-" + unsafeFileChars.ReplaceAllString(id, "_") + ".csv"
+// csvDisposition names a list's file after its outage: prefix-id.csv.
+func csvDisposition(prefix, id string) string {
+	name := prefix + "-" + id + ".csv"
+	ascii := prefix + "-" + unsafeFileChars.ReplaceAllString(id, "_") + ".csv"
 	return fmt.Sprintf(`attachment; filename="%s"; filename*=UTF-8''%s`, ascii, url.PathEscape(name))
 }

@@ -24,7 +24,7 @@ func writeCSV(w http.ResponseWriter, disposition string, header []string, rows f
 // tags of its customers (docs/interfaces.md §9).
 func writeCustomersCSV(w http.ResponseWriter, id string, list []rules.AffectedCustomer, tags map[string][]string) {
 	header := []string{"account", "name", "meter", "area", "grid", "class", "phones", "status", "powered", "tags"}
-	writeCSV(w, csvDisposition(id), header, func(yield func([]string)) {
+	writeCSV(w, csvDisposition("customers", id), header, func(yield func([]string)) {
 		for _, c := range list {
 			yield([]string{c.Account, c.Name, c.Meter, c.Area, c.Grid, c.Class, strings.Join(c.Phones, " "), c.Status, strconv.FormatBool(c.Powered),
 				strings.Join(tags[c.Account], " ")})

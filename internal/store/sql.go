@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -82,4 +83,38 @@ func ExecBatches(ctx context.Context, tx *sql.Tx, n, per int, sqlFor func(rows i
 		}
 	}
 	return nil
+}
+
+// Upsert writes rows of len(cols) values each (vals, row after row) with
+// multi-row INSERT … ON CONFLICT (the first keys columns) DO UPDATE of the
+// others, in each store's fastest placeholder style (Values): on SQLite
+// "?", which binds in time linear in the parameters, so a statement may
+// carry as many rows as PostgreSQL's, where size saves round trips.
+func Upsert(ctx context.Context, tx *sql.Tx, postgres bool, table string, cols []string, keys int, vals []any) error {
+	nc := len(cols)
+	rows := 100
+	if postgres {
+		rows = 1000
+	}
+	err := ExecBatches(ctx, tx, len(vals)/nc, rows,
+		func(n int) string { return upsertSQL(postgres, table, cols, keys, n) },
+		func(args []any, from, to int) ([]any, error) { return append(args, vals[from*nc:to*nc]...), nil })
+	if err != nil {
+		return fmt.Errorf("cannot write %s: %w", table, err)
+	}
+	return nil
+}
+
+func upsertSQL(postgres bool, table string, cols []string, keys, rows int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", table, strings.Join(cols, ", "))
+	b.WriteString(Values(postgres, rows, len(cols)))
+	fmt.Fprintf(&b, " ON CONFLICT (%s) DO UPDATE SET ", strings.Join(cols[:keys], ", "))
+	for i, c := range cols[keys:] {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s = excluded.%s", c, c)
+	}
+	return b.String()
 }
