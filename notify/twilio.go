@@ -53,6 +53,7 @@ func NewTwilioSender(cfg TwilioConfig, log zerolog.Logger) (*TwilioSender, error
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
+	fenceWrites(tr)
 	return &TwilioSender{cfg: cfg, base: base, rt: tr, log: log,
 		creds: twclient.NewCredentials(cfg.AccountSID, cfg.AuthToken.Reveal())}, nil
 }
@@ -188,13 +189,15 @@ func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if d, ok := t.ctx.Deadline(); ok && !time.Now().Before(d) {
 		return nil, context.DeadlineExceeded
 	}
-	ctx := httptrace.WithClientTrace(t.ctx, &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
-		if i.Err == nil {
-			t.mu.Lock()
-			t.wrote = true
-			t.mu.Unlock()
-		}
-	}})
+	ctx := httptrace.WithClientTrace(t.ctx, &httptrace.ClientTrace{
+		GotConn: func(i httptrace.GotConnInfo) { fenceConn(i.Conn, t.ctx) },
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				t.mu.Lock()
+				t.wrote = true
+				t.mu.Unlock()
+			}
+		}})
 	r := req.Clone(ctx)
 	r.URL.Scheme = t.base.Scheme
 	r.URL.Host = t.base.Host
