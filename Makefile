@@ -47,7 +47,7 @@ test:
 FAULTFLAGS ?= -timeout 20m
 # every test behind the faults tag: the TestFault cases and the three-process
 # cluster stalls (SIGSTOP, a clock ahead, a holder that never comes back)
-FAULTRUN ?= ^(TestFault|TestClusterSIGSTOP$$|TestClusterClockAhead$$|TestClusterDeadSessionAdopted$$)
+FAULTRUN ?= ^(TestFault|TestClusterSIGSTOP$$|TestClusterRulesHolderSIGSTOP$$|TestClusterClockAhead$$|TestClusterDeadSessionAdopted$$)
 test-faults:
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" $(GO) test -tags faults $(FAULTFLAGS) -run '$(FAULTRUN)' -count=1 -v ./...
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/gridbell/gridbell/internal/store"
 )
@@ -68,12 +69,25 @@ func Commits(ctx context.Context, db *store.DB) (int64, error) {
 	return n, nil
 }
 
+// fenceIdle is how long a rules commit may sit idle between its statements
+// before PostgreSQL ends it (see Fence). A live holder sends its
+// statements back to back, milliseconds apart; a lease lasts 15 s.
+const fenceIdle = 5 * time.Second
+
 // Fence returns the check every rules commit of holder makes (rules.Fence):
 // in the same transaction it reads the rules lease FOR SHARE (a takeover's
 // update waits for the commit, and a commit after a takeover fails with
 // ErrFenced), stores the consumed offsets of topic, and counts the commit.
 func Fence(topic, holder string) func(ctx context.Context, tx *sql.Tx, offsets map[int32]int64) error {
 	return func(ctx context.Context, tx *sql.Tx, offsets map[int32]int64) error {
+		// The row lock below lasts to the end of the commit: a holder frozen
+		// inside it (SIGSTOP, a paused VM) would keep every takeover waiting
+		// until it woke. PostgreSQL ends a transaction left idle past
+		// fenceIdle, so the lock goes with it and the takeover proceeds;
+		// the frozen holder's commit then fails when it wakes.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL idle_in_transaction_session_timeout = %d`, fenceIdle.Milliseconds())); err != nil {
+			return fmt.Errorf("cannot bound the rules commit's idle time: %w", err)
+		}
 		var h string
 		err := tx.QueryRowContext(ctx, `SELECT holder FROM store_leases WHERE name = $1 FOR SHARE`, RulesLease).Scan(&h)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && h != holder) {
