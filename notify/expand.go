@@ -88,6 +88,9 @@ func (o *Outbox) expand(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("cannot commit expanded intents: %w", err)
 	}
 	ev.flush()
+	if err := o.analyzeAfterBulk(ctx, len(ins)); err != nil {
+		o.log.Warn().Err(err).Msg("outbox statistics not refreshed")
+	}
 	return len(ins), nil
 }
 

@@ -272,6 +272,9 @@ func (o *Outbox) unpack(ctx context.Context) (int, error) {
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("cannot commit unpacked intents: %w", err)
 	}
+	if err := o.analyzeAfterBulk(ctx, len(recs)); err != nil {
+		o.log.Warn().Err(err).Msg("outbox statistics not refreshed")
+	}
 	return len(recs), nil
 }
 

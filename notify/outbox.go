@@ -128,6 +128,7 @@ type Outbox struct {
 	hasReceipts atomic.Bool
 	lastLogAt   atomic.Int64 // the latest intent log row's time, unix ns (intentlog.go)
 	logged      atomic.Bool  // the intent log may hold rows: unpack looks only then
+	written     atomic.Int64 // intents written in bulk since the last ANALYZE (analyze.go)
 
 	stmts sync.Map // query → *sql.Stmt prepared on db
 
