@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -46,14 +47,33 @@ func (e *Engine) SetFence(f Fence) { e.fence = f }
 // fencedOut stops the engine after the fence refused a commit: another
 // instance took the rules lease and runs the rules from what the store
 // holds, so this one must apply nothing more. Nothing is reloaded: Run
-// returns the error and every request after it gets it; the process goes
-// back to being a copy (whose first refresh replaces this state). Writer
-// only.
+// returns the error and every request after it gets it, until Demote makes
+// the engine a copy again. Writer only.
 func (e *Engine) fencedOut(err error, events int) {
 	if e.fenced.CompareAndSwap(nil, &err) {
 		e.log.Error().Err(err).Int("events", events).
 			Msg("rules commit fenced: another instance runs the rules; this one stops applying input")
 	}
+}
+
+// Demote makes an engine whose Run has returned because another instance
+// took the rules over (its commits fenced, or its lease lost: a process
+// frozen past its lease, then resumed) a copy again, one that Run may run
+// once more when this instance takes the lease again. Memory may hold input
+// the engine applied and never committed, so it loads the whole state from
+// the store; the copy's refreshes go on from there.
+func (e *Engine) Demote(ctx context.Context) error {
+	if e.running.Load() {
+		return errors.New("rules engine: cannot demote an engine that runs")
+	}
+	e.fence = nil
+	e.fenced.Store(nil)
+	e.reloading.Store(false)
+	e.stopped.Store(new(make(chan struct{})))
+	if err := e.load(ctx); err != nil {
+		return fmt.Errorf("cannot load the rules' state as a copy again: %w", err)
+	}
+	return nil
 }
 
 // fencedErr returns the error that stopped the engine's commits (fencedOut),

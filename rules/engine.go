@@ -54,7 +54,7 @@ type Engine struct {
 	log  zerolog.Logger
 
 	reqs    chan *request
-	stopped chan struct{}
+	stopped atomic.Pointer[chan struct{}] // closed when Run returns; a new one after Demote
 	runCtx  context.Context // Run's; written before the writer loop starts
 
 	stormFlag atomic.Bool  // storm mode; written by the writer only
@@ -127,8 +127,9 @@ func New(cfg Config, db *store.DB, dir Directory, sink IntentSink, clk clock.Clo
 		return nil, err
 	}
 	e := &Engine{cfg: cfg, db: db, dir: dir, sink: sink, clk: clk, log: log,
-		reqs: make(chan *request, 1024), stopped: make(chan struct{}),
+		reqs: make(chan *request, 1024),
 	}
+	e.stopped.Store(new(make(chan struct{})))
 	e.gens, _ = dir.(generationer)
 	stormGauge.Set(0)
 	e.health.init()
@@ -234,11 +235,12 @@ func (e *Engine) Handle(ctx context.Context, evs []event.Event) error {
 
 func (e *Engine) call(ctx context.Context, r *request) error {
 	r.done = make(chan error, 1)
+	stopped := *e.stopped.Load()
 	select {
 	case e.reqs <- r:
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-e.stopped:
+	case <-stopped:
 		return ErrStopped
 	}
 	select {
@@ -246,7 +248,7 @@ func (e *Engine) call(ctx context.Context, r *request) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-e.stopped:
+	case <-stopped:
 		select {
 		case err := <-r.done:
 			return err
@@ -267,7 +269,7 @@ func (e *Engine) Tick(ctx context.Context) error {
 // committing what it had taken.
 func (e *Engine) Run(ctx context.Context) error {
 	e.runCtx = ctx
-	defer close(e.stopped)
+	defer close(*e.stopped.Load())
 	e.running.Store(true)
 	defer e.running.Store(false)
 	e.takeOver()

@@ -225,3 +225,49 @@ func TestCheckpointStoresNoOffsetsAheadOfHeld(t *testing.T) {
 		})
 	}
 }
+
+// TestDemoteAfterFence: a holder fenced out after a takeover becomes a
+// copy again (Demote): it forgets what it applied and could not commit,
+// holding what the store holds, and runs the rules again, under a new
+// fence, once its instance takes the lease back.
+func TestDemoteAfterFence(t *testing.T) {
+	r := newFencedRig(t)
+	ctx := context.Background()
+	const topic = "meter-events"
+	a := r.holder("a", topic)
+	ran := r.run(a)
+	if err := a.HandleAt(ctx, []event.Event{plainReading("M0101", time.Minute)}, map[int32]int64{0: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r.takeLease("b")
+	late := event.Event{Meter: &event.MeterEvent{Meter: "M0101", Concentrator: "C-01", TS: t0.Add(2 * time.Minute), Type: event.PowerOff}}
+	if err := a.HandleAt(ctx, []event.Event{late}, map[int32]int64{0: 2}); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("a batch after the takeover = %v, want the fence's refusal", err)
+	}
+	wantFenced(t, ran, "commit")
+	if ms := a.MetersOf("A0101"); len(ms) != 1 || ms[0].Powered {
+		t.Fatalf("M0101 in the fenced holder's memory = %+v, want the uncommitted power_off applied", ms)
+	}
+	loads := a.FullLoads()
+	if err := a.Demote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.FullLoads(); got != loads+1 {
+		t.Errorf("Demote made %d full loads, want 1", got-loads)
+	}
+	if ms := a.MetersOf("A0101"); len(ms) != 1 || !ms[0].Powered {
+		t.Errorf("M0101 after Demote = %+v, want powered, as the store holds it", ms)
+	}
+	// b stops; a takes the lease again and runs the rules.
+	r.takeLease("a")
+	a.SetFence(cluster.Fence(topic, "a"))
+	r.run(a)
+	before, _ := cluster.Commits(ctx, r.db)
+	off := event.Event{Meter: &event.MeterEvent{Meter: "M0101", Concentrator: "C-01", TS: t0.Add(3 * time.Minute), Type: event.PowerOff}}
+	if err := a.HandleAt(ctx, []event.Event{off}, map[int32]int64{0: 3}); err != nil {
+		t.Fatalf("a batch after a took the lease again: %v", err)
+	}
+	if after, _ := cluster.Commits(ctx, r.db); after <= before {
+		t.Errorf("commits %d → %d after a took the lease again, want more", before, after)
+	}
+}

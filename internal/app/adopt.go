@@ -60,6 +60,13 @@ func (a *App) adoptSessions(ctx context.Context) error {
 			return nil
 		case <-time.After(adoptEvery):
 		}
+		// This instance's own record again: after it stood still past its
+		// lease (SIGSTOP, a paused VM), another may have adopted its
+		// session and forgotten the record, and without one nobody would
+		// adopt the session it has now should it die later.
+		if err := cluster.RegisterSession(ctx, a.DB, a.cfg.Cluster.Instance, a.cluster.mqttCfg.ClientID); err != nil && ctx.Err() == nil {
+			log.Warn().Err(err).Msg("cannot record this instance's mqtt session")
+		}
 		ss, err := cluster.StrandedSessions(ctx, a.DB)
 		if err != nil {
 			if ctx.Err() == nil {

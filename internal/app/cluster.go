@@ -65,6 +65,8 @@ var (
 		"Distributed mode: 1 while this instance runs the rules (holds the cluster-rules lease), else 0.")
 	copyLag = metrics.Default.Gauge("gridbell_cluster_copy_lag_seconds",
 		"Distributed mode: how far this instance's copy of the rules' state may be behind their last commit (0 on the instance running the rules).")
+	demotions = metrics.Default.Counter("gridbell_cluster_rules_demotions_total",
+		"Distributed mode: times this instance lost the rules lease while running the rules (it stood still past the lease) and went back to being a copy.")
 )
 
 // clusterState is the distributed-mode part of the App.
@@ -233,10 +235,36 @@ func (a *App) clusterReady() error {
 
 // runClusterRules follows the rules' state as a copy until this instance
 // takes the cluster-rules lease, then runs the rules until ctx ends. A lost
-// lease (this process stalled past its time to live and another took over)
-// ends it with an error, and the process restarts as a follower.
+// lease (this process stood still past its time to live, a SIGSTOP or a
+// paused VM, and another took over) ends the rules' run, not the process:
+// the engine becomes a copy again (rules.Engine.Demote) and the instance
+// follows and waits for the lease as before.
 func (a *App) runClusterRules(ctx context.Context) error {
 	log := logging.Component(a.log, "cluster")
+	for {
+		lease := a.awaitRulesLease(ctx, log)
+		if lease == nil {
+			return nil // stopping
+		}
+		err := a.lead(ctx, lease, log)
+		if err == nil || ctx.Err() != nil || !errors.Is(err, store.ErrLeaseLost) {
+			return err
+		}
+		log.Warn().Err(err).Msg("distributed mode: another instance took the rules over; this one is a copy again")
+		demotions.Inc()
+		if err := a.Rules.Demote(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		a.cluster.current.Store(time.Now().UnixNano())
+	}
+}
+
+// awaitRulesLease keeps the copy up to date (follow) until this instance
+// takes the rules lease, and returns it; nil once ctx ends.
+func (a *App) awaitRulesLease(ctx context.Context, log zerolog.Logger) *store.Lease {
 	holder := store.LeaseHolder(a.cfg.Cluster.Instance)
 	fctx, stopFollowing := context.WithCancel(ctx)
 	var following sync.WaitGroup
@@ -245,16 +273,17 @@ func (a *App) runClusterRules(ctx context.Context) error {
 		defer following.Done()
 		a.follow(fctx, log)
 	}()
-	var lease *store.Lease
-	for lease == nil {
+	defer func() {
+		stopFollowing()
+		following.Wait()
+	}()
+	for {
 		l, err := store.AcquireLease(ctx, a.DB, cluster.RulesLease, holder, rulesLeaseTTL)
 		var held *store.HeldError
 		switch {
 		case err == nil:
-			lease = l
+			return l
 		case ctx.Err() != nil:
-			stopFollowing()
-			following.Wait()
 			return nil
 		case errors.As(err, &held):
 			log.Debug().Str("leader", held.Holder).Msg("another instance runs the rules")
@@ -263,9 +292,6 @@ func (a *App) runClusterRules(ctx context.Context) error {
 			sleepCtx(ctx, time.Second)
 		}
 	}
-	stopFollowing()
-	following.Wait()
-	return a.lead(ctx, lease, log)
 }
 
 // follow brings the rules' copy up to date whenever the rules have
@@ -314,8 +340,8 @@ func (a *App) follow(ctx context.Context, log zerolog.Logger) {
 // Only then is the lease released, and the next holder takes over at once.
 // A lease lost meanwhile (this process stalled past its time to live, or
 // the store could not be reached for that long) ends the refresh or the
-// rules with an error, and the process restarts as a copy; the fence
-// refuses whatever it would still commit.
+// rules with an error, and the instance goes back to being a copy
+// (runClusterRules); the fence refuses whatever it would still commit.
 func (a *App) lead(ctx context.Context, lease *store.Lease, log zerolog.Logger) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
