@@ -55,7 +55,7 @@ type Engine struct {
 
 	reqs    chan *request
 	stopped atomic.Pointer[chan struct{}] // closed when Run returns; a new one after Demote
-	runCtx  context.Context // Run's; written before the writer loop starts
+	runCtx  context.Context               // Run's; written before the writer loop starts
 
 	stormFlag atomic.Bool  // storm mode; written by the writer only
 	maxLag    atomic.Int64 // the largest decision lag since start, ns
