@@ -270,3 +270,30 @@ func TestTemplateDates(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowupDigest: the follow-up list (回访) a grid's manager gets after
+// a restoration is worded in the manager's language, names the first
+// accounts with their interruptions, and says when more follow.
+func TestFollowupDigest(t *testing.T) {
+	tpl, err := LoadTemplates("", shanghai)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"grid": "G2", "manager": "Li", "followup": "true", "outages": "OMS-7", "count": "7",
+		"critical_count": "1", "summary": "A0304(3), A0301(3)", "more": "true"}
+	for _, tt := range []struct{ lang, want string }{
+		{"en", "Grid G2: outage OMS-7 is restored; please call back 7 customers (1 critical): A0304(3), A0301(3) and others."},
+		{"zh", "停电OMS-7已恢复，请回访7户（重要1户）：A0304(3), A0301(3)等。"},
+	} {
+		body, err := tpl.Render(tt.lang, "manager_digest", vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(body, tt.want) {
+			t.Errorf("%s follow-up digest = %q, want it to say %q", tt.lang, body, tt.want)
+		}
+		if tt.lang == "en" && strings.ContainsAny(body, "停电回访户") {
+			t.Errorf("the English follow-up digest holds Chinese: %q", body)
+		}
+	}
+}

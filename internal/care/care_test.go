@@ -358,7 +358,7 @@ func TestFrequentOutage(t *testing.T) {
 				t.Errorf("Followup(%s) for a manager of G1 = %v, want none", id, list)
 			}
 			digests := w.waitSMS("manager_digest", id, 2) // the outage's digest, then the follow-up list
-			if m := digests[1]; m["to"] != "+8613900000002" || !strings.Contains(m["body"], "请回访4户（重要1户）：A0304(3次)") {
+			if m := digests[1]; m["to"] != "+8613900000002" || !strings.Contains(m["body"], "请回访4户（重要1户）：A0304(3)") {
 				t.Errorf("the follow-up list to G2's manager = %v", m)
 			}
 			rep, err := w.care.Reliability(w.ctx, Query{From: t0, To: t0.Add(48 * h)})

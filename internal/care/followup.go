@@ -182,15 +182,17 @@ func (c *Care) enqueueFollowups(ctx context.Context, id string, grids []string, 
 				crit++
 			}
 			if i < followupNames {
-				names = append(names, fmt.Sprintf("%s(%d次)", fc.Account, fc.Sustained))
+				names = append(names, fmt.Sprintf("%s(%d)", fc.Account, fc.Sustained))
 			}
 		}
-		summary := fmt.Sprintf("停电%s已恢复，请回访%d户（重要%d户）：%s", id, len(l), crit, strings.Join(names, "、"))
-		if len(l) > followupNames {
-			summary += "等"
-		}
-		vars := map[string]string{"grid": g, "manager": info.Manager, "summary": summary, "count": strconv.Itoa(len(l)),
+		// The manager_digest template words it in the manager's language:
+		// the first accounts with their sustained interruptions, and
+		// whether more follow.
+		vars := map[string]string{"grid": g, "manager": info.Manager, "summary": strings.Join(names, ", "), "count": strconv.Itoa(len(l)),
 			"critical_count": strconv.Itoa(crit), "outages": id, "followup": "true"}
+		if len(l) > followupNames {
+			vars["more"] = "true"
+		}
 		intents = append(intents, event.Intent{Key: "followup/" + id + "/" + g, Kind: event.KindManagerDigest,
 			Grid: g, To: info.ManagerPhone, Ref: id, Vars: vars, Priority: event.PriorityOutage, CreatedAt: now})
 	}
