@@ -99,6 +99,9 @@ var migrations = []string{
 	// the claim that took the message over. lease_until is on the store's
 	// clock from here on.
 	`ALTER TABLE notify_messages ADD COLUMN claim_token TEXT NOT NULL DEFAULT ''`,
+	// Customer care reads the messages sent since its last look
+	// (FirstSent), not a storm's every message each time.
+	`CREATE INDEX notify_messages_sent ON notify_messages (sent_at)`,
 }
 
 // claimLease is how long a claimed message stays with its instance without

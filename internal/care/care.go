@@ -23,7 +23,7 @@ import (
 // Messages is what care reads of the notify outbox (*notify.Outbox).
 type Messages interface {
 	History(ctx context.Context, accounts []string, limit int) ([]notify.Sent, error)
-	FirstSent(ctx context.Context, refs []string) (map[string]map[string]int64, error)
+	FirstSent(ctx context.Context, refs []string, since int64) (map[string]map[string]int64, error)
 }
 
 // Sink takes the follow-up lists for grid managers inside care's
@@ -497,17 +497,22 @@ func (c *Care) reachable(account string) bool {
 }
 
 // SMS times are filled in for a record's customers for smsWindow after it
-// closes, every smsEvery: a storm's messages go out over minutes.
+// closes, every smsEvery: a storm's messages go out over minutes. After a
+// record's first look, each look reads only the messages sent since the
+// last one, less smsMargin: a message is recorded sent a little after it
+// went (within its claim's lease), by an instance whose clock may differ
+// from this one's by a little.
 const (
 	smsEvery  = 30 * time.Second
 	smsWindow = time.Hour
+	smsMargin = time.Minute
 )
 
 // fillSMS sets when the first SMS of each record reached its customers,
-// reading the records that miss some 200 at a time. A customer no SMS can
-// reach (no mobile number, opted out) keeps no record due: a storm's
-// records nearly all have one, and FirstSent reads every customer of a
-// record it is asked about.
+// for the records that miss some: the first time, every message of theirs,
+// 200 records a read; after that, in one read, the messages sent since the
+// last look. A customer no SMS can reach (no mobile number, opted out)
+// keeps no record due: a storm's records nearly all have one.
 func (c *Care) fillSMS(ctx context.Context, now time.Time) error {
 	if c.msgs == nil {
 		return nil
@@ -524,16 +529,9 @@ func (c *Care) fillSMS(ctx context.Context, now time.Time) error {
 			}
 		}
 	}
-	for chunk := range slices.Chunk(due, 200) {
-		var refs []string
-		for _, rs := range chunk {
-			refs = append(append(refs, rs.rec.ID), rs.rec.Aliases...)
-		}
-		first, err := c.msgs.FirstSent(ctx, refs)
-		if err != nil {
-			return err
-		}
-		for _, rs := range chunk {
+	apply := func(recs []*recState, first map[string]map[string]int64) {
+		for _, rs := range recs {
+			rs.smsAt = now.UnixNano()
 			for _, ref := range append([]string{rs.rec.ID}, rs.rec.Aliases...) {
 				for acct, at := range first[ref] {
 					if it := rs.accts[acct]; it != nil && (it.sms == 0 || at < it.sms) {
@@ -543,6 +541,37 @@ func (c *Care) fillSMS(ctx context.Context, now time.Time) error {
 				}
 			}
 		}
+	}
+	// Records looked at before: one read of the messages sent since the
+	// earliest of their last looks, less smsMargin, whatever their record.
+	var fresh, seen []*recState
+	since := now.UnixNano()
+	for _, rs := range due {
+		if rs.smsAt == 0 {
+			fresh = append(fresh, rs)
+		} else {
+			seen = append(seen, rs)
+			since = min(since, rs.smsAt)
+		}
+	}
+	if len(seen) > 0 {
+		first, err := c.msgs.FirstSent(ctx, nil, since-int64(smsMargin))
+		if err != nil {
+			return err
+		}
+		apply(seen, first)
+	}
+	// Records never looked at: every message of theirs, 200 records a read.
+	for chunk := range slices.Chunk(fresh, 200) {
+		var refs []string
+		for _, rs := range chunk {
+			refs = append(append(refs, rs.rec.ID), rs.rec.Aliases...)
+		}
+		first, err := c.msgs.FirstSent(ctx, refs, 0)
+		if err != nil {
+			return err
+		}
+		apply(chunk, first)
 	}
 	return nil
 }

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -310,12 +312,19 @@ func TestFrequentOutage(t *testing.T) {
 			var first map[string]int64
 			for deadline := time.Now().Add(20 * time.Second); len(first) < 4; time.Sleep(20 * time.Millisecond) {
 				var err error
-				byRef, err := w.outbox.FirstSent(w.ctx, []string{id})
+				byRef, err := w.outbox.FirstSent(w.ctx, []string{id}, 0)
 				if first = byRef[id]; err != nil || time.Now().After(deadline) {
 					t.Fatalf("FirstSent(%s) = %v, %v; want the 4 customers", id, first, err)
 				}
 			}
 			sentAt := time.Unix(0, first["A0303"])
+			last := slices.Max(slices.Collect(maps.Values(first)))
+			if again, err := w.outbox.FirstSent(w.ctx, []string{id}, last+1); err != nil || len(again[id]) != 0 {
+				t.Errorf("FirstSent(%s) since after its last send = %v, %v; want none (a later look reads only newer sends)", id, again, err)
+			}
+			if again, err := w.outbox.FirstSent(w.ctx, []string{id}, last); err != nil || len(again[id]) == 0 {
+				t.Errorf("FirstSent(%s) since its last send = %v, %v; want that send", id, again, err)
+			}
 			// A0302 calls before any SMS, A0303 five minutes after it.
 			if err := w.care.RecordCall(w.ctx, "A0302", id, t0.Add(30*h+30*time.Second)); err != nil {
 				t.Fatal(err)
@@ -457,9 +466,9 @@ type countingMessages struct {
 	refs int
 }
 
-func (m *countingMessages) FirstSent(ctx context.Context, refs []string) (map[string]map[string]int64, error) {
+func (m *countingMessages) FirstSent(ctx context.Context, refs []string, since int64) (map[string]map[string]int64, error) {
 	m.refs += len(refs)
-	return m.Outbox.FirstSent(ctx, refs)
+	return m.Outbox.FirstSent(ctx, refs, since)
 }
 
 // TestFillSMSSkipsUnreachable: a live record whose customers without an
@@ -486,6 +495,24 @@ func TestFillSMSSkipsUnreachable(t *testing.T) {
 	}
 	if msgs.refs != 1 {
 		t.Errorf("fillSMS asked about %d records, want R1: A0102 has a mobile and no SMS yet", msgs.refs)
+	}
+	// R1 was looked at: the next look reads the messages sent since, and
+	// finds A0102's.
+	sent := t0.Add(10 * time.Second).UnixNano()
+	if _, err := w.db.ExecContext(w.ctx, `INSERT INTO notify_messages (id, msg_key, kind, template, ref, phone, accounts, grid,
+		lang, vars, body, priority, status, reason, attempts, due_at, queued_at, claimed_at, sent_at, provider_id, updated_at)
+		VALUES ('sms-1', 'k1', 'outage', 'outage', 'R1', '+8613800000102', 'A0102', 'G1', 'zh', '{}', 'b', 1, 'sent', '', 1, 0, 0, 0, $1, 'p1', $1)`, sent); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.db.ExecContext(w.ctx, `INSERT INTO notify_links (intent_key, phone, account, ref, message_id, status, reason, created_at)
+		VALUES ('i1', '+8613800000102', 'A0102', 'R1', 'sms-1', 'queued', '', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.care.fillSMS(w.ctx, t0.Add(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := rs.accts["A0102"].sms; got != sent {
+		t.Errorf("A0102's SMS time after a message sent since the last look = %d, want %d", got, sent)
 	}
 }
 

@@ -43,7 +43,8 @@ type recState struct {
 	stamp rules.RecordStamp
 	rec   rules.Record
 	accts map[string]*interruption
-	live  bool // live at the last look
+	live  bool  // live at the last look
+	smsAt int64 // when fillSMS last read its messages (Unix ns); 0: never
 }
 
 // projection is the follower's state. Writer (Run's goroutine) only.
