@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gridbell/gridbell/internal/event"
+	"github.com/gridbell/gridbell/internal/store"
 )
 
 // The intent log. A storm's window closing emits hundreds of thousands of
@@ -291,4 +292,47 @@ func (o *Outbox) Unpack(ctx context.Context) (int, error) {
 			return total, err
 		}
 	}
+}
+
+// CountIntents counts the intents of kind in the outbox, in one snapshot:
+// those in notify_intents and those still logged (notify_intent_log, not
+// yet unpacked). Both are committed with the decisions that made them; the
+// dispatcher unpacks the log a row a step. A logged intent whose key is
+// stored already counts twice until it is unpacked (then it is dropped).
+// For benchmarks and operators' tools; it decodes every logged row.
+func CountIntents(ctx context.Context, db *store.DB, kind event.Kind) (int, error) {
+	opts := &sql.TxOptions{ReadOnly: true}
+	if db.Postgres() {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := db.BeginTx(ctx, opts)
+	if err != nil {
+		return 0, fmt.Errorf("cannot count intents: %w", err)
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM notify_intents WHERE kind = $1`, string(kind)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("cannot count intents: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT data FROM notify_intent_log WHERE n >= 0`)
+	if err != nil {
+		return 0, fmt.Errorf("cannot count logged intents: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return 0, fmt.Errorf("cannot count logged intents: %w", err)
+		}
+		recs, err := decodeIntentLog(data)
+		if err != nil {
+			continue // kept for an operator; unpack reports it
+		}
+		for _, r := range recs {
+			if r.kind == string(kind) {
+				n++
+			}
+		}
+	}
+	return n, rows.Err()
 }

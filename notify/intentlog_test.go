@@ -137,6 +137,11 @@ func TestIntentLogUnpack(t *testing.T) {
 			if rows != 4 || logged != n+3 {
 				t.Fatalf("intent log: %d rows of %d intents, want 4 of %d", rows, logged, n+3)
 			}
+			// Counted before the unpack: the two stored and every logged one
+			// (the two keys stored already among them, twice until unpacked).
+			if got, err := CountIntents(ctx, db, ins[0].Kind); err != nil || got != n+2 {
+				t.Fatalf("CountIntents before the unpack = %d, %v; want %d", got, err, n+2)
+			}
 			before := testutil.ToFloat64(logCorrupt)
 			if _, err := o.unpack(ctx); err == nil {
 				t.Fatal("unpacking a corrupt row succeeded")
@@ -159,6 +164,9 @@ func TestIntentLogUnpack(t *testing.T) {
 			db.QueryRowContext(ctx, `SELECT COUNT(*) FROM notify_intents`).Scan(&stored)
 			if stored != n {
 				t.Fatalf("%d intents stored, want %d", stored, n)
+			}
+			if got, err := CountIntents(ctx, db, ins[0].Kind); err != nil || got != n {
+				t.Fatalf("CountIntents after the unpack = %d, %v; want %d", got, err, n)
 			}
 			var acct string
 			db.QueryRowContext(ctx, `SELECT account FROM notify_intents WHERE key = $1`, ins[7].Key).Scan(&acct)

@@ -5,9 +5,11 @@
 // topic by the forwarder the instances use, and the instance running the
 // rules SIGKILLed half-way through, never restarted. It prints one table,
 // then one figure a line (`name: value`) for scripts: intents_s is from the
-// last gasp written until every outage intent is in the outbox
-// (notify_intents); lost counts the phones without an outage SMS in any
-// instance's outbox file when -sms-wait ran out, doubled the repeats.
+// last gasp written until every outage intent is committed to the outbox
+// (logged in notify_intent_log or unpacked into notify_intents), unpacked_s
+// until every one is in notify_intents; lost counts the phones without an
+// outage SMS in any instance's outbox file when -sms-wait ran out (unsent
+// then, as much as lost), doubled the repeats.
 //
 //	CUSTOMERS=2000000 make bench-province
 //	go run ./bench/province -customers 2000000
@@ -39,6 +41,7 @@ import (
 	"github.com/gridbell/gridbell/ingest"
 	"github.com/gridbell/gridbell/internal/event"
 	"github.com/gridbell/gridbell/internal/store"
+	"github.com/gridbell/gridbell/notify"
 )
 
 const perArea = 100
@@ -271,15 +274,25 @@ func run(customers int, dsn, mqtt string, smsWait time.Duration, keep bool) erro
 	}
 	takeoverS := time.Since(killedAt).Seconds()
 	fmt.Fprintf(os.Stderr, "province: %s applies events %.1f s after the SIGKILL\n", successor, takeoverS)
-	var intentsS float64 = -1
+	// intents_s: every outage intent committed to the outbox, logged
+	// (notify_intent_log) or unpacked (notify_intents); unpacked_s: every
+	// one unpacked into notify_intents, where the dispatcher expands them.
+	intentsS, unpackedS := -1.0, -1.0
 	if err := waitFor("every outage intent in the outbox", smsWait, nil, func() bool {
-		var n int
-		db.QueryRowContext(ctx, `SELECT COUNT(*) FROM notify_intents WHERE kind = 'outage'`).Scan(&n)
-		return n >= out
+		n, err := notify.CountIntents(ctx, db, event.KindOutage)
+		return err == nil && n >= out
 	}); err == nil {
 		intentsS = time.Since(lastGasp).Seconds()
 	}
 	fmt.Fprintf(os.Stderr, "province: every outage intent in the outbox %.1f s after the last gasp (written %.1f s after the first)\n", intentsS, lastGasp.Sub(stormFrom).Seconds())
+	if err := waitFor("every outage intent unpacked", smsWait, nil, func() bool {
+		var n int
+		db.QueryRowContext(ctx, `SELECT COUNT(*) FROM notify_intents WHERE kind = 'outage'`).Scan(&n)
+		return n >= out
+	}); err == nil {
+		unpackedS = time.Since(lastGasp).Seconds()
+	}
+	fmt.Fprintf(os.Stderr, "province: every outage intent unpacked into notify_intents %.1f s after the last gasp\n", unpackedS)
 	var lost, doubled int
 	err = waitFor("every outage SMS sent", smsWait, nil, func() bool {
 		lost, doubled = countSMS(work, out)
@@ -328,6 +341,7 @@ func run(customers int, dsn, mqtt string, smsWait time.Duration, keep bool) erro
 		{"copy_cpu_storm_cores", fmt.Sprintf("%.3f", copyCPU)},
 		{"storm_write_s", fmt.Sprintf("%.1f", lastGasp.Sub(stormFrom).Seconds())},
 		{"intents_s", fmt.Sprintf("%.1f", intentsS)},
+		{"unpacked_s", fmt.Sprintf("%.1f", unpackedS)},
 		{"lost", strconv.Itoa(lost)},
 		{"doubled", strconv.Itoa(doubled)},
 	} {
