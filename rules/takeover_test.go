@@ -116,14 +116,14 @@ func TestTakeoverKeepsReadingEffects(t *testing.T) {
 	}
 }
 
-// TestFencedCommitStopsRules: a holder whose lease another instance took
-// has its next commit refused by the fence; the engine then stops (Run
-// returns the refusal) instead of reloading its state and going on, and
-// writes nothing: the store's commit count does not move.
-func TestFencedCommitStopsRules(t *testing.T) {
-	r := newFencedRig(t)
+// fencedHolder runs holder a on topic through one batch of plain readings
+// (offset 1), lets b take the lease (a lapsed after a stall), and checks
+// that a's next batch, a power_off of meter, is refused by the fence and
+// stops a's Run. It returns a and the commits counted before the takeover.
+func (r *seenRig) fencedHolder(topic, meter string) (*Engine, int64) {
+	t := r.t
+	t.Helper()
 	ctx := context.Background()
-	const topic = "meter-events"
 	a := r.holder("a", topic)
 	ran := r.run(a)
 	if err := a.HandleAt(ctx, []event.Event{plainReading("M0101", time.Minute)}, map[int32]int64{0: 1}); err != nil {
@@ -133,13 +133,24 @@ func TestFencedCommitStopsRules(t *testing.T) {
 	if err != nil || before == 0 {
 		t.Fatalf("commits after the first batch = %d, %v; want some", before, err)
 	}
-	// Another instance takes the lease (a lapsed after a stall).
 	r.takeLease("b")
-	late := event.Event{Meter: &event.MeterEvent{Meter: "M0102", Concentrator: "C-01", TS: t0.Add(2 * time.Minute), Type: event.PowerOff}}
+	late := event.Event{Meter: &event.MeterEvent{Meter: meter, Concentrator: "C-01", TS: t0.Add(2 * time.Minute), Type: event.PowerOff}}
 	if err := a.HandleAt(ctx, []event.Event{late}, map[int32]int64{0: 2}); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("a batch after the takeover = %v, want the fence's refusal (ErrLeaseLost)", err)
 	}
 	wantFenced(t, ran, "commit")
+	return a, before
+}
+
+// TestFencedCommitStopsRules: a holder whose lease another instance took
+// has its next commit refused by the fence; the engine then stops (Run
+// returns the refusal) instead of reloading its state and going on, and
+// writes nothing: the store's commit count does not move.
+func TestFencedCommitStopsRules(t *testing.T) {
+	r := newFencedRig(t)
+	ctx := context.Background()
+	const topic = "meter-events"
+	a, before := r.fencedHolder(topic, "M0102")
 	if err := a.HandleAt(ctx, []event.Event{plainReading("M0101", 3*time.Minute)}, map[int32]int64{0: 3}); err == nil {
 		t.Error("a batch after the engine stopped was accepted")
 	}
@@ -234,17 +245,7 @@ func TestDemoteAfterFence(t *testing.T) {
 	r := newFencedRig(t)
 	ctx := context.Background()
 	const topic = "meter-events"
-	a := r.holder("a", topic)
-	ran := r.run(a)
-	if err := a.HandleAt(ctx, []event.Event{plainReading("M0101", time.Minute)}, map[int32]int64{0: 1}); err != nil {
-		t.Fatal(err)
-	}
-	r.takeLease("b")
-	late := event.Event{Meter: &event.MeterEvent{Meter: "M0101", Concentrator: "C-01", TS: t0.Add(2 * time.Minute), Type: event.PowerOff}}
-	if err := a.HandleAt(ctx, []event.Event{late}, map[int32]int64{0: 2}); !errors.Is(err, store.ErrLeaseLost) {
-		t.Fatalf("a batch after the takeover = %v, want the fence's refusal", err)
-	}
-	wantFenced(t, ran, "commit")
+	a, _ := r.fencedHolder(topic, "M0101")
 	if ms := a.MetersOf("A0101"); len(ms) != 1 || ms[0].Powered {
 		t.Fatalf("M0101 in the fenced holder's memory = %+v, want the uncommitted power_off applied", ms)
 	}
