@@ -235,9 +235,14 @@ func (e *Engine) markDirty(i int32) {
 	}
 }
 
-// powerOff applies a last gasp stamped ts. A last gasp older than Reorder
-// (a replay, a backlog) darkens the meter but starts no decision: replays
-// are harmless.
+// powerOff applies a last gasp stamped ts. A last gasp that was already
+// older than Reorder when it reached gridbell (a replay, a head-end's
+// backlog) darkens the meter but starts no decision: replays are harmless.
+// Its age is taken at its arrival, not when the rules get to it: a storm
+// queued in gridbell's own meter topic while the rules catch up (a
+// takeover, a province's million gasps) is not a replay (at 10M customers
+// 223,092 dark customers got no outage when its age was taken at
+// application).
 // Lock: e.mu held.
 func (e *Engine) powerOff(i int32, ts int64, byConc bool) {
 	m := &e.meters[i]
@@ -256,7 +261,11 @@ func (e *Engine) powerOff(i int32, ts int64, byConc bool) {
 	}
 	e.markDirty(i)
 	now := e.clk.Now().UnixNano()
-	if ts < now-int64(e.cfg.Reorder) {
+	at := now
+	if e.arrived > 0 {
+		at = min(at, e.arrived)
+	}
+	if ts < at-int64(e.cfg.Reorder) {
 		return
 	}
 	// a late gasp waits a moment for the power_on that may follow it in
