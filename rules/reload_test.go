@@ -76,6 +76,21 @@ func waitReady(t *testing.T, e *Engine) time.Duration {
 // they cannot reload (never acting on a partial state), report not ready,
 // come back by themselves, and in the end every customer has exactly one
 // outage and one restored intent (the test sink fails a transaction on a
+
+// faultEngine runs an engine on db over n customers (30 to an area), its
+// intents to the test sink, ticking every 50 ms on a fake clock at t0.
+func faultEngine(t *testing.T, db *store.DB, n int) (*Engine, *clock.Fake) {
+	t.Helper()
+	openSink(t, db)
+	clk := clock.NewFake(t0)
+	e, err := New(Config{Tick: 50 * time.Millisecond}, db, genDir(t, n, 30), tableSink{}, clk, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runEngine(t, e)
+	return e, clk
+}
+
 // repeated intent key, so a duplicate would show as an error).
 func TestFaultStoreRestartNeverPartial(t *testing.T) {
 	if testing.Short() {
@@ -89,14 +104,8 @@ func TestFaultStoreRestartNeverPartial(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { db.Close() })
-			openSink(t, db)
 			const n = 3000
-			clk := clock.NewFake(t0)
-			e, err := New(Config{Tick: 50 * time.Millisecond}, db, genDir(t, n, 30), tableSink{}, clk, zerolog.Nop())
-			if err != nil {
-				t.Fatal(err)
-			}
-			runEngine(t, e)
+			e, clk := faultEngine(t, db, n)
 			var reloading atomic.Int64
 			restart := func(after time.Duration) {
 				time.Sleep(after)
@@ -163,14 +172,8 @@ func TestFaultDiskFullRetriesCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	openSink(t, db)
 	const n = 3000
-	clk := clock.NewFake(t0)
-	e, err := New(Config{Tick: 50 * time.Millisecond}, db, genDir(t, n, 30), tableSink{}, clk, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	runEngine(t, e)
+	e, clk := faultEngine(t, db, n)
 	reloads0 := metrics.Default.Sum("gridbell_rules_reloads_total")
 	retries0 := metrics.Default.Sum("gridbell_rules_commit_retries_total")
 	var reloading atomic.Int64
