@@ -77,9 +77,6 @@ type Engine struct {
 	offsets   map[int32]int64
 	offsetsAt time.Time // when offsets were last committed
 
-	// per event; written by the writer only
-	arrived int64 // when the event being applied reached gridbell (Unix ns); 0: not known
-
 	// per batch; written by the writer only
 	firstDue      int64 // earliest momentary decision taken in the batch; 0 = none
 	out           intentList
@@ -472,17 +469,13 @@ func (l *intentList) byPriority() []event.Intent {
 
 // apply applies one event. Lock: e.mu held.
 func (e *Engine) apply(ev *event.Event) {
-	e.arrived = 0
-	if !ev.Received.IsZero() {
-		e.arrived = ev.Received.UnixNano()
-	}
 	switch {
 	case ev.Reading != nil:
 		e.applyReading(ev.Reading)
 	case ev.Meter != nil:
-		e.applyMeterEvent(ev.Meter)
+		e.applyMeterEvent(ev.Meter, ev.Received)
 	case ev.Concentrator != nil:
-		e.applyConcentratorEvent(ev.Concentrator)
+		e.applyConcentratorEvent(ev.Concentrator, ev.Received)
 	case ev.Outage != nil:
 		e.applyOMS(ev.Outage)
 	case ev.Billing != nil:

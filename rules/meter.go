@@ -235,7 +235,8 @@ func (e *Engine) markDirty(i int32) {
 	}
 }
 
-// powerOff applies a last gasp stamped ts. A last gasp that was already
+// powerOff applies a last gasp stamped ts that reached gridbell at arrived
+// (zero: not known). A last gasp that was already
 // older than Reorder when it reached gridbell (a replay, a head-end's
 // backlog) darkens the meter but starts no decision: replays are harmless.
 // Its age is taken at its arrival, not when the rules get to it: a storm
@@ -244,7 +245,7 @@ func (e *Engine) markDirty(i int32) {
 // 223,092 dark customers got no outage when its age was taken at
 // application).
 // Lock: e.mu held.
-func (e *Engine) powerOff(i int32, ts int64, byConc bool) {
+func (e *Engine) powerOff(i int32, ts int64, byConc bool, arrived time.Time) {
 	m := &e.meters[i]
 	if ts < m.lastTS || (ts == m.lastTS && m.st == stDark) {
 		return
@@ -262,8 +263,8 @@ func (e *Engine) powerOff(i int32, ts int64, byConc bool) {
 	e.markDirty(i)
 	now := e.clk.Now().UnixNano()
 	at := now
-	if e.arrived > 0 {
-		at = min(at, e.arrived)
+	if !arrived.IsZero() {
+		at = min(at, arrived.UnixNano())
 	}
 	if ts < at-int64(e.cfg.Reorder) {
 		return
@@ -351,12 +352,12 @@ func (e *Engine) relay(i int32, ts int64, open bool) {
 }
 
 // applyMeterEvent applies one meter event. Lock: e.mu held.
-func (e *Engine) applyMeterEvent(ev *event.MeterEvent) {
+func (e *Engine) applyMeterEvent(ev *event.MeterEvent, arrived time.Time) {
 	i := e.meter(ev.Meter, ev.Concentrator)
 	ts := ev.TS.UnixNano()
 	switch ev.Type {
 	case event.PowerOff:
-		e.powerOff(i, ts, false)
+		e.powerOff(i, ts, false, arrived)
 	case event.PowerOn:
 		e.powered(i, ts, true, false)
 	case event.RemoteTrip:
@@ -369,7 +370,7 @@ func (e *Engine) applyMeterEvent(ev *event.MeterEvent) {
 // applyConcentratorEvent applies a concentrator event to every meter behind
 // it: those of the registry and those seen publishing on its topics.
 // Lock: e.mu held.
-func (e *Engine) applyConcentratorEvent(ev *event.ConcentratorEvent) {
+func (e *Engine) applyConcentratorEvent(ev *event.ConcentratorEvent, arrived time.Time) {
 	ts := ev.TS.UnixNano()
 	for _, id := range e.dir.ConcentratorMeters(ev.Concentrator) {
 		e.meter(id, ev.Concentrator)
@@ -377,7 +378,7 @@ func (e *Engine) applyConcentratorEvent(ev *event.ConcentratorEvent) {
 	for i := range e.concMeters[ev.Concentrator] {
 		switch ev.Type {
 		case event.PowerOff:
-			e.powerOff(i, ts, true)
+			e.powerOff(i, ts, true, arrived)
 		case event.PowerOn:
 			e.powered(i, ts, true, true)
 		}
