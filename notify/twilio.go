@@ -183,12 +183,11 @@ type callTransport struct {
 }
 
 func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	// The send's deadline ends within its claim's lease (deliver): a
-	// process that stood still past it must not write the request now,
-	// before the runtime has even noticed that the deadline passed.
-	if d, ok := t.ctx.Deadline(); ok && !time.Now().Before(d) {
-		return nil, context.DeadlineExceeded
-	}
+	// The send's deadline ends within its claim's lease (deliver): the
+	// connection the request gets refuses to write it once the deadline
+	// has passed, by the clock at the write (fencedconn.go), so a process
+	// that stood still past it writes nothing, before the runtime has even
+	// noticed that the deadline passed.
 	ctx := httptrace.WithClientTrace(t.ctx, &httptrace.ClientTrace{
 		GotConn: func(i httptrace.GotConnInfo) { fenceConn(i.Conn, t.ctx) },
 		WroteRequest: func(i httptrace.WroteRequestInfo) {
