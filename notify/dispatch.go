@@ -267,8 +267,7 @@ const countShare = 20
 // noticeLogged sets the hint that the intent log holds rows (Outbox.logged)
 // when it does: another instance's rules may have logged them.
 func (o *Outbox) noticeLogged(ctx context.Context) {
-	var one int
-	if o.db.QueryRowContext(ctx, `SELECT 1 FROM notify_intent_log WHERE n >= 0 LIMIT 1`).Scan(&one) == nil {
+	if ok, err := o.logHasRows(ctx); err == nil && ok {
 		o.logged.Store(true)
 	}
 }

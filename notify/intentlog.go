@@ -228,13 +228,12 @@ func (o *Outbox) unpack(ctx context.Context) (int, error) {
 	if !o.logged.Load() {
 		return 0, nil
 	}
-	var one int
-	switch err := o.db.QueryRowContext(ctx, `SELECT 1 FROM notify_intent_log WHERE n >= 0 LIMIT 1`).Scan(&one); {
-	case errors.Is(err, sql.ErrNoRows):
+	switch ok, err := o.logHasRows(ctx); {
+	case err != nil:
+		return 0, err
+	case !ok:
 		o.logged.Store(false)
 		return 0, nil // a cheap read, no write transaction
-	case err != nil:
-		return 0, fmt.Errorf("cannot read the intent log: %w", err)
 	}
 	tx, err := o.begin(ctx)
 	if err != nil {
@@ -277,6 +276,19 @@ func (o *Outbox) unpack(ctx context.Context) (int, error) {
 		o.log.Warn().Err(err).Msg("outbox statistics not refreshed")
 	}
 	return len(recs), nil
+}
+
+// logHasRows reports whether the intent log holds a row to unpack: one
+// cheap read, no write transaction.
+func (o *Outbox) logHasRows(ctx context.Context) (bool, error) {
+	var one int
+	switch err := o.db.QueryRowContext(ctx, `SELECT 1 FROM notify_intent_log WHERE n >= 0 LIMIT 1`).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("cannot read the intent log: %w", err)
+	}
+	return true, nil
 }
 
 // Unpack moves every logged intent into notify_intents and returns how
