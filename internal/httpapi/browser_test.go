@@ -184,6 +184,10 @@ func TestBrowser(t *testing.T) {
 			do("login form", chromedp.WaitVisible("#loginName"))
 			eval(`document.querySelector('#loginName').value = ''; document.querySelector('#loginPassword').value = ''; ''`)
 			do("login "+name, chromedp.SendKeys("#loginName", name), chromedp.SendKeys("#loginPassword", password))
+			if got := eval(`document.querySelector('#loginName').value`); got != name {
+				shot("login-" + name + "-typed.png")
+				t.Fatalf("login %s: the name field holds %q after typing name and password (the page took the focus back)", name, got)
+			}
 			eval(`document.querySelector('#loginForm').requestSubmit(); ''`)
 			err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](`!!document.querySelector('#outageTable tbody tr[data-id="OMS-STORM-1"]')?.offsetParent || `+
 				`document.querySelector('#loginError').textContent !== ''`, chromedp.WithPollingTimeout(60*time.Second)))

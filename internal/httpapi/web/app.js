@@ -308,13 +308,17 @@ $('#lang').addEventListener('click', () => {
 
 // ---- login ----
 function showLogin() {
+  // Called again while the form shows (a live update refused after a
+  // logout), it must not take the focus back: keys typed into the
+  // password would go into the name.
+  const shown = !$('#login').hidden;
   stopLive();
   state.me = null;
   $('#app').hidden = true;
   $('#login').hidden = false;
   $('#logout').hidden = true;
   $('#who').textContent = '';
-  $('#loginName').focus();
+  if (!shown) $('#loginName').focus();
 }
 $('#loginForm').addEventListener('submit', async (e) => {
   e.preventDefault();
